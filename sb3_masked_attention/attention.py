@@ -1,0 +1,135 @@
+"""The attention core: one masked multi-head attention and the pre-norm transformer block.
+
+Every model in the package (history extractor, multi-scale fusion, Algorithm Distillation,
+pretraining, the event decoder) is built from these two classes.
+
+Masks are boolean, ``True`` = may attend, broadcastable to ``(B, H, T_q, T_k)``; a per-head
+mask is one tensor, so no Python loop over heads. Two paths compute the same function:
+
+* fast: :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernel, no weights);
+* explicit: ``softmax(q k^T / sqrt(d) + mask) v``, which also returns the weights.
+
+A masked key gets ``-inf`` before the softmax, hence exactly zero weight on both paths.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (RoFormer) applied to queries and keys of shape ``(B, H, T, D)``.
+
+    :param head_dim: per-head feature size (even).
+    :param base: wavelength base of the rotation frequencies.
+    """
+
+    def __init__(self, head_dim: int, base: float = 10_000.0) -> None:
+        super().__init__()
+        if head_dim % 2 != 0:
+            raise ValueError(f"rotary embedding needs an even head dimension, got head_dim={head_dim}")
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """:param x: ``(B, H, T, D)``; :param positions: ``(T,)`` integer positions."""
+        angles = positions.to(self.inv_freq.dtype)[:, None] * self.inv_freq[None, :]  # (T, D/2)
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+class MaskedMultiHeadAttention(nn.Module):
+    """Multi-head attention with an optional boolean mask per head.
+
+    :param d_model: model width (input and output features).
+    :param n_heads: number of heads; must divide ``d_model``.
+    :param rotary: rotate queries and keys by their positions (self-attention only).
+    :param dropout: dropout on the attention weights, active only in train mode (0 = none).
+    :param bias: use biases in the projections.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, rotary: bool = False, dropout: float = 0.0, bias: bool = True) -> None:
+        super().__init__()
+        if d_model < 1 or n_heads < 1 or d_model % n_heads != 0:
+            raise ValueError(f"n_heads={n_heads} must be >= 1 and divide d_model={d_model}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout={dropout} is invalid: expected a value in [0, 1)")
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.kv_proj = nn.Linear(d_model, 2 * d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.rotary = RotaryEmbedding(self.head_dim) if rotary else None
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """
+        :param x: queries ``(B, T_q, d_model)``.
+        :param context: keys/values ``(B, T_k, d_model)``; ``None`` for self-attention.
+        :param mask: BoolTensor broadcastable to ``(B, H, T_q, T_k)``, True = may attend.
+        :param need_weights: take the explicit path and return the weights.
+        :return: output ``(B, T_q, d_model)`` and weights ``(B, H, T_q, T_k)`` (or None).
+        """
+        source = x if context is None else context
+        q = self._split_heads(self.q_proj(x))
+        k, v = (self._split_heads(t) for t in self.kv_proj(source).chunk(2, dim=-1))
+        if self.rotary is not None:
+            if context is not None:
+                raise ValueError("rotary positions are defined for self-attention only; got a context")
+            positions = torch.arange(x.shape[1], device=x.device)
+            q, k = self.rotary(q, positions), self.rotary(k, positions)
+        dropout_p = self.dropout if self.training else 0.0
+
+        if need_weights:  # explicit path
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = scores.softmax(dim=-1)
+            out = F.dropout(weights, dropout_p, training=self.training) @ v
+        else:  # fast path
+            weights = None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.d_model)
+        return self.out_proj(out), weights
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``.
+
+    :param d_model: model width.
+    :param n_heads: attention heads.
+    :param ff_dim: hidden width of the feed-forward MLP.
+    :param rotary: rotary positions in the attention.
+    :param dropout: dropout in attention and MLP, train mode only (default 0: PPO-safe).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, ff_dim: int, rotary: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(d_model)
+        self.attn = MaskedMultiHeadAttention(d_model, n_heads, rotary=rotary, dropout=dropout)
+        self.ln_mlp = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Linear(ff_dim, d_model), nn.Dropout(dropout))
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:param x: ``(B, T, d_model)``; :return: ``(B, T, d_model)`` and weights ``(B, H, T, T)`` or None."""
+        attended, weights = self.attn(self.ln_attn(x), mask=mask, need_weights=need_weights)
+        x = x + attended
+        return x + self.mlp(self.ln_mlp(x)), weights

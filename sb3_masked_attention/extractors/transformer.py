@@ -1,0 +1,127 @@
+"""Head-masked transformer over a :class:`~sb3_masked_attention.wrappers.HistoryWrapper` window."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from sb3_masked_attention.attention import TransformerBlock
+from sb3_masked_attention.masks import head_window_mask
+from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
+from sb3_masked_attention.wrappers import ACTION_KEY, EPISODE_START_KEY, OBS_KEY, REWARD_KEY, VALID_KEY
+
+POSITIONAL_ENCODINGS = ("learned", "rotary")
+
+
+def _history_layout(observation_space: spaces.Space) -> tuple[int, int]:
+    """Check that ``observation_space`` is a HistoryWrapper window; return ``(history_len, token_size)``."""
+    required = (OBS_KEY, ACTION_KEY, REWARD_KEY, VALID_KEY)
+    if not isinstance(observation_space, spaces.Dict) or any(key not in observation_space.spaces for key in required):
+        raise ValueError(
+            f"observation space {observation_space} is not a HistoryWrapper window: expected a Dict with keys "
+            f"{list(required)} (wrap the env in sb3_masked_attention.HistoryWrapper)"
+        )
+    valid = observation_space[VALID_KEY]
+    if not isinstance(valid, spaces.Box) or len(valid.shape) != 1:
+        raise ValueError(f"observation key {VALID_KEY!r} has space {valid}: expected a Box of shape (history_len,)")
+    history_len = valid.shape[0]
+    token_size = 0
+    for key, space in observation_space.spaces.items():
+        if not isinstance(space, spaces.Box) or len(space.shape) == 0 or space.shape[0] != history_len:
+            raise ValueError(
+                f"observation key {key!r} has space {space}: expected a Box whose first dimension is history_len={history_len}"
+            )
+        if key != VALID_KEY:
+            token_size += int(np.prod(space.shape[1:]))
+    return history_len, token_size
+
+
+class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
+    """Transformer over the history window in which each head sees its own share of the past.
+
+    Each step of the window becomes one token (observation, previous action, previous reward
+    and, if present, the episode-start flag, flattened and projected to ``d_model``). Head
+    ``h`` of every layer attends only to the newest ``1 - p_h`` share of the valid history
+    (:func:`~sb3_masked_attention.masks.head_window_mask`). The features are those of the
+    newest position after a final LayerNorm.
+
+    Padding is read from the ``valid`` key as ``valid > 0``: exact for the raw 0/1 flags and
+    unchanged by ``VecNormalize`` (a per-position increasing affine map whose running mean
+    lies strictly between 0 and 1 for positions that have been both, and is 0 for positions
+    never valid), so ``normalize: true`` in rl-zoo cannot corrupt the mask.
+
+    :param observation_space: the Dict space of a :class:`~sb3_masked_attention.wrappers.HistoryWrapper`.
+    :param d_model: transformer width; also the number of output features.
+    :param n_heads: attention heads per layer.
+    :param n_layers: number of transformer blocks.
+    :param ff_dim: hidden width of the block MLPs (default ``4 * d_model``).
+    :param head_mask_strategy: a name in ``HEAD_MASK_STRATEGIES`` or one fraction per head.
+    :param positional: ``"learned"`` (absolute, added to the tokens) or ``"rotary"``.
+    :param dropout: dropout inside the blocks; keep 0 for PPO (log-probs must match in train and eval mode).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        d_model: int = 64,
+        n_heads: int = 8,
+        n_layers: int = 2,
+        ff_dim: int | None = None,
+        head_mask_strategy: HeadMaskStrategy = "specialized",
+        positional: str = "learned",
+        dropout: float = 0.0,
+    ) -> None:
+        history_len, token_size = _history_layout(observation_space)
+        for name, value in (("d_model", d_model), ("n_heads", n_heads), ("n_layers", n_layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} is invalid: expected an integer >= 1")
+        if d_model % n_heads != 0:
+            raise ValueError(f"n_heads={n_heads} does not divide d_model={d_model}: expected d_model % n_heads == 0")
+        if positional not in POSITIONAL_ENCODINGS:
+            raise ValueError(f"positional={positional!r} is unknown: expected one of {list(POSITIONAL_ENCODINGS)}")
+        if positional == "rotary" and (d_model // n_heads) % 2 != 0:
+            raise ValueError(f"positional='rotary' needs an even head size, got d_model/n_heads={d_model // n_heads}")
+        ff_dim = 4 * d_model if ff_dim is None else ff_dim
+        if isinstance(ff_dim, bool) or not isinstance(ff_dim, int) or ff_dim < 1:
+            raise ValueError(f"ff_dim={ff_dim!r} is invalid: expected an integer >= 1")
+        super().__init__(observation_space, features_dim=d_model)
+
+        self.history_len = history_len
+        self.head_fractions = resolve_head_mask_strategy(head_mask_strategy, n_heads)
+        self.token_keys = [key for key in (OBS_KEY, ACTION_KEY, REWARD_KEY, EPISODE_START_KEY) if key in observation_space.spaces]
+        self.embed = nn.Linear(token_size, d_model)
+        self.pos_embedding = nn.Parameter(torch.zeros(1, history_len, d_model)) if positional == "learned" else None
+        self.blocks = nn.ModuleList(
+            TransformerBlock(d_model, n_heads, ff_dim, rotary=positional == "rotary", dropout=dropout) for _ in range(n_layers)
+        )
+        self.ln_final = nn.LayerNorm(d_model)
+        if self.pos_embedding is not None:
+            nn.init.normal_(self.pos_embedding, std=0.02)
+
+    def attention_mask(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The head masks the layers use for this batch: BoolTensor ``(B, H, T, T)``."""
+        return head_window_mask(observations[VALID_KEY] > 0, self.head_fractions)
+
+    def forward_with_attention(self, observations: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Features ``(B, d_model)`` and the attention weights of every layer, each ``(B, H, T, T)``."""
+        return self._forward(observations, need_weights=True)
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._forward(observations, need_weights=False)[0]
+
+    def _forward(self, observations: dict[str, torch.Tensor], need_weights: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        batch = observations[VALID_KEY].shape[0]
+        tokens = torch.cat([observations[key].reshape(batch, self.history_len, -1).float() for key in self.token_keys], dim=-1)
+        x = self.embed(tokens)
+        if self.pos_embedding is not None:
+            x = x + self.pos_embedding
+        mask = self.attention_mask(observations)  # built once, shared by every layer
+        weights = []
+        for block in self.blocks:
+            x, layer_weights = block(x, mask=mask, need_weights=need_weights)
+            if layer_weights is not None:
+                weights.append(layer_weights)
+        return self.ln_final(x[:, -1]), weights

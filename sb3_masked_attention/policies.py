@@ -1,0 +1,59 @@
+"""Actor-critic policies built on the head-masked transformer, and their SB3 aliases.
+
+Importing :mod:`sb3_masked_attention` registers ``"HeadMaskedTransformerPolicy"`` with PPO,
+A2C and sb3-contrib's MaskablePPO, so ``PPO("HeadMaskedTransformerPolicy", env)``
+works like ``PPO("MultiInputPolicy", env)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.policies import MaskableMultiInputActorCriticPolicy
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.policies import BasePolicy, MultiInputActorCriticPolicy
+
+from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExtractor
+from sb3_masked_attention.strategies import HeadMaskStrategy
+
+
+def _with_transformer_defaults(kwargs: dict[str, Any], head_mask_strategy: HeadMaskStrategy | None) -> dict[str, Any]:
+    """Default the extractor to the head-masked transformer; a top-level strategy overrides its kwargs."""
+    kwargs.setdefault("features_extractor_class", HeadMaskedTransformerExtractor)
+    extractor_kwargs = dict(kwargs.get("features_extractor_kwargs") or {})
+    if head_mask_strategy is not None:
+        extractor_kwargs["head_mask_strategy"] = head_mask_strategy
+    kwargs["features_extractor_kwargs"] = extractor_kwargs
+    return kwargs
+
+
+class HeadMaskedTransformerPolicy(MultiInputActorCriticPolicy):
+    """``MultiInputActorCriticPolicy`` whose default features extractor is :class:`HeadMaskedTransformerExtractor`.
+
+    :param head_mask_strategy: shortcut for ``features_extractor_kwargs["head_mask_strategy"]``
+        (a strategy name or one fraction per head), handy in rl-zoo ``policy_kwargs``.
+    :param kwargs: everything ``MultiInputActorCriticPolicy`` takes.
+    """
+
+    def __init__(self, *args: Any, head_mask_strategy: HeadMaskStrategy | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **_with_transformer_defaults(kwargs, head_mask_strategy))
+
+
+def _register(algorithm: type, name: str, policy: type[BasePolicy]) -> None:
+    # A fresh dict per class: never mutate an alias table another algorithm may share.
+    algorithm.policy_aliases = {**algorithm.policy_aliases, name: policy}
+
+
+_register(PPO, "HeadMaskedTransformerPolicy", HeadMaskedTransformerPolicy)
+_register(A2C, "HeadMaskedTransformerPolicy", HeadMaskedTransformerPolicy)
+
+
+class MaskableHeadMaskedTransformerPolicy(MaskableMultiInputActorCriticPolicy):
+    """The MaskablePPO counterpart of :class:`HeadMaskedTransformerPolicy` (same arguments)."""
+
+    def __init__(self, *args: Any, head_mask_strategy: HeadMaskStrategy | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **_with_transformer_defaults(kwargs, head_mask_strategy))
+
+
+_register(MaskablePPO, "HeadMaskedTransformerPolicy", MaskableHeadMaskedTransformerPolicy)

@@ -1,0 +1,152 @@
+"""Gymnasium wrappers that turn an environment into a history-observation task."""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+#: Keys of a :class:`HistoryWrapper` observation (``episode_start`` only with ``across_episodes=True``).
+OBS_KEY, ACTION_KEY, REWARD_KEY, VALID_KEY, EPISODE_START_KEY = "obs", "prev_action", "prev_reward", "valid", "episode_start"
+
+
+def _flat_action_size(space: spaces.Space) -> int:
+    if isinstance(space, spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, spaces.MultiDiscrete):
+        return int(np.sum(space.nvec))
+    if isinstance(space, (spaces.Box, spaces.MultiBinary)):
+        return int(np.prod(space.shape))
+    raise ValueError(
+        f"HistoryWrapper does not support action space {space}: expected Discrete, MultiDiscrete, MultiBinary or Box"
+    )
+
+
+class HistoryWrapper(gym.Wrapper):
+    """Observe the last ``history_len`` steps instead of the current observation.
+
+    Position ``t`` of the window (oldest first, newest last) holds the observation ``o_t``
+    and the action and reward that led to it, ``a_{t-1}`` and ``r_{t-1}``. The observation is
+    a ``spaces.Dict``:
+
+    * ``obs``: ``(history_len, *obs_shape)``; a Discrete observation is one-hot ``(history_len, n)``;
+    * ``prev_action``: ``(history_len, A)`` float32, one-hot for Discrete (concatenated one-hots for
+      MultiDiscrete), the raw flattened action for Box and MultiBinary;
+    * ``prev_reward``: ``(history_len, 1)`` float32;
+    * ``valid``: ``(history_len,)`` float32, 1 for a real step, 0 for padding (the window is
+      left-padded until it fills);
+    * ``episode_start`` (only with ``across_episodes=True``): ``(history_len,)`` float32, 1 at the
+      first step of each episode in the window.
+
+    With ``across_episodes=False`` the window is cleared at every reset. With
+    ``across_episodes=True`` it survives resets (in-context / meta-RL tasks); the first step of
+    an episode then carries the previous episode's last action and reward, as in RL^2.
+
+    :param env: environment with a Box or Discrete observation space.
+    :param history_len: number of steps in the window (>= 1).
+    :param across_episodes: keep the window across episode resets.
+    """
+
+    def __init__(self, env: gym.Env, history_len: int = 16, across_episodes: bool = False) -> None:
+        super().__init__(env)
+        if isinstance(history_len, bool) or not isinstance(history_len, (int, np.integer)) or history_len < 1:
+            raise ValueError(f"history_len={history_len!r} is invalid: expected an integer >= 1")
+        self.history_len = int(history_len)
+        self.across_episodes = bool(across_episodes)
+
+        obs_space = env.observation_space
+        if isinstance(obs_space, spaces.Discrete):
+            self._obs_shape: tuple[int, ...] = (int(obs_space.n),)
+            obs_low, obs_high, obs_dtype = np.zeros(self._obs_shape), np.ones(self._obs_shape), np.float32
+        elif isinstance(obs_space, spaces.Box):
+            self._obs_shape = obs_space.shape
+            obs_low, obs_high, obs_dtype = obs_space.low, obs_space.high, obs_space.dtype
+        else:
+            raise ValueError(f"HistoryWrapper does not support observation space {obs_space}: expected Box or Discrete")
+        self._obs_pad = np.clip(np.zeros(self._obs_shape), obs_low, obs_high).astype(obs_dtype)
+
+        act_space = env.action_space
+        self._action_size = _flat_action_size(act_space)
+        if isinstance(act_space, spaces.Box):
+            act_low, act_high = act_space.low.reshape(-1), act_space.high.reshape(-1)
+        else:
+            act_low, act_high = np.zeros(self._action_size), np.ones(self._action_size)
+        self._action_pad = np.clip(np.zeros(self._action_size), act_low, act_high).astype(np.float32)
+
+        T = self.history_len
+        window: dict[str, spaces.Space] = {
+            OBS_KEY: spaces.Box(
+                np.broadcast_to(obs_low, (T, *self._obs_shape)).astype(obs_dtype),
+                np.broadcast_to(obs_high, (T, *self._obs_shape)).astype(obs_dtype),
+                dtype=obs_dtype,
+            ),
+            ACTION_KEY: spaces.Box(
+                np.broadcast_to(act_low, (T, self._action_size)).astype(np.float32),
+                np.broadcast_to(act_high, (T, self._action_size)).astype(np.float32),
+                dtype=np.float32,
+            ),
+            REWARD_KEY: spaces.Box(-np.inf, np.inf, (T, 1), dtype=np.float32),
+            VALID_KEY: spaces.Box(0.0, 1.0, (T,), dtype=np.float32),
+        }
+        if self.across_episodes:
+            window[EPISODE_START_KEY] = spaces.Box(0.0, 1.0, (T,), dtype=np.float32)
+        self.observation_space = spaces.Dict(window)
+        self._buffers = {key: np.zeros(space.shape, dtype=space.dtype) for key, space in window.items()}
+        self._clear()
+        self._last_action = self._action_pad
+        self._last_reward = 0.0
+        self._stepped = False
+
+    def _clear(self) -> None:
+        for key, buffer in self._buffers.items():
+            buffer[...] = 0
+        self._buffers[OBS_KEY][...] = self._obs_pad
+        self._buffers[ACTION_KEY][...] = self._action_pad
+
+    def _encode_obs(self, obs: Any) -> np.ndarray:
+        space = self.env.observation_space
+        if isinstance(space, spaces.Discrete):
+            one_hot = np.zeros(self._obs_shape, dtype=np.float32)
+            one_hot[int(obs) - int(space.start)] = 1.0
+            return one_hot
+        return np.asarray(obs, dtype=space.dtype).reshape(self._obs_shape)
+
+    def _encode_action(self, action: Any) -> np.ndarray:
+        space = self.env.action_space
+        if isinstance(space, spaces.Discrete):
+            encoded = np.zeros(self._action_size, dtype=np.float32)
+            encoded[int(np.asarray(action).item()) - int(space.start)] = 1.0
+            return encoded
+        if isinstance(space, spaces.MultiDiscrete):
+            flat = np.asarray(action).reshape(-1) - space.start.reshape(-1)
+            offsets = np.concatenate(([0], np.cumsum(space.nvec.reshape(-1))[:-1]))
+            encoded = np.zeros(self._action_size, dtype=np.float32)
+            encoded[offsets + flat] = 1.0
+            return encoded
+        return np.asarray(action, dtype=np.float32).reshape(-1)
+
+    def _push(self, obs: Any, action: np.ndarray, reward: float, episode_start: bool) -> dict[str, np.ndarray]:
+        step = {OBS_KEY: self._encode_obs(obs), ACTION_KEY: action, REWARD_KEY: reward, VALID_KEY: 1.0}
+        if self.across_episodes:
+            step[EPISODE_START_KEY] = float(episode_start)
+        for key, value in step.items():
+            buffer = self._buffers[key]
+            buffer[:-1] = buffer[1:]
+            buffer[-1] = value
+        return {key: buffer.copy() for key, buffer in self._buffers.items()}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        if self.across_episodes and self._stepped:
+            action, reward = self._last_action, self._last_reward
+        else:
+            self._clear()
+            action, reward = self._action_pad, 0.0
+        return self._push(obs, action, reward, episode_start=True), info
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._last_action, self._last_reward, self._stepped = self._encode_action(action), float(reward), True
+        return self._push(obs, self._last_action, float(reward), episode_start=False), reward, terminated, truncated, info

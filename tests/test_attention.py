@@ -1,0 +1,87 @@
+import math
+
+import pytest
+import torch
+
+from sb3_masked_attention.attention import MaskedMultiHeadAttention, RotaryEmbedding, TransformerBlock
+from sb3_masked_attention.masks import head_window_mask
+
+
+def per_head_loop_reference(attention: MaskedMultiHeadAttention, x, mask):
+    """Slow, obviously correct attention: one head at a time."""
+    batch, length, _ = x.shape
+    q_all = attention.q_proj(x)
+    k_all, v_all = attention.kv_proj(x).chunk(2, dim=-1)
+    d = attention.head_dim
+    outputs = []
+    for h in range(attention.n_heads):
+        q, k, v = (t[..., h * d : (h + 1) * d] for t in (q_all, k_all, v_all))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d)
+        scores = scores.masked_fill(~mask[:, h], float("-inf"))
+        outputs.append(scores.softmax(-1) @ v)
+    return attention.out_proj(torch.cat(outputs, dim=-1))
+
+
+@pytest.mark.parametrize("rotary", [False, True])
+def test_fast_and_explicit_paths_agree(rotary):
+    attention = MaskedMultiHeadAttention(d_model=64, n_heads=8, rotary=rotary)
+    x = torch.randn(5, 16, 64)
+    valid = torch.ones(5, 16, dtype=torch.bool)
+    valid[0, :7] = False
+    valid[1, :15] = False
+    mask = head_window_mask(valid, [0.0, 0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 0.95])
+    fast, no_weights = attention(x, mask=mask)
+    explicit, weights = attention(x, mask=mask, need_weights=True)
+    assert no_weights is None
+    assert weights.shape == (5, 8, 16, 16)
+    torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-5)
+
+
+def test_matches_per_head_loop_reference():
+    attention = MaskedMultiHeadAttention(d_model=32, n_heads=4)
+    x = torch.randn(3, 10, 32)
+    mask = head_window_mask(torch.ones(3, 10, dtype=torch.bool), [0.0, 0.3, 0.6, 0.9])
+    torch.testing.assert_close(attention(x, mask=mask)[0], per_head_loop_reference(attention, x, mask), atol=1e-5, rtol=1e-5)
+
+
+def test_cross_attention_shapes_and_paths():
+    attention = MaskedMultiHeadAttention(d_model=16, n_heads=2)
+    queries, context = torch.randn(2, 3, 16), torch.randn(2, 7, 16)
+    mask = torch.ones(2, 1, 3, 7, dtype=torch.bool)
+    mask[..., :2] = False
+    fast, _ = attention(queries, context=context, mask=mask)
+    explicit, weights = attention(queries, context=context, mask=mask, need_weights=True)
+    assert fast.shape == (2, 3, 16) and weights.shape == (2, 2, 3, 7)
+    assert torch.all(weights[..., :2] == 0)
+    torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-5)
+
+
+def test_rotary_scores_depend_only_on_relative_position():
+    rotary = RotaryEmbedding(head_dim=8)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+    def score(i, j):
+        return (rotary(q, torch.tensor([i])) * rotary(k, torch.tensor([j]))).sum().item()
+    assert score(3, 1) == pytest.approx(score(10, 8), abs=1e-5)
+    assert score(3, 1) != pytest.approx(score(3, 2), abs=1e-3)
+    x = torch.randn(2, 3, 5, 8)
+    torch.testing.assert_close(rotary(x, torch.arange(5)).norm(dim=-1), x.norm(dim=-1))
+
+
+def test_block_output_and_weights():
+    block = TransformerBlock(d_model=32, n_heads=4, ff_dim=64)
+    x = torch.randn(2, 6, 32)
+    out, weights = block(x, need_weights=True)
+    assert out.shape == x.shape and weights.shape == (2, 4, 6, 6)
+    torch.testing.assert_close(block(x)[0], out, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(d_model=30, n_heads=4), "divide"), (dict(d_model=8, n_heads=2, dropout=1.0), "dropout")])
+def test_attention_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MaskedMultiHeadAttention(**kwargs)
+
+
+def test_rotary_rejects_context():
+    attention = MaskedMultiHeadAttention(d_model=16, n_heads=2, rotary=True)
+    with pytest.raises(ValueError, match="rotary"):
+        attention(torch.randn(1, 2, 16), context=torch.randn(1, 3, 16))
