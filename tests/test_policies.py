@@ -1,0 +1,123 @@
+import subprocess
+import sys
+import textwrap
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from sb3_contrib import MaskablePPO
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_masked_attention import (
+    HeadMaskedTransformerExtractor,
+    HeadMaskedTransformerPolicy,
+    HistoryWrapper,
+    MaskableHeadMaskedTransformerPolicy,
+)
+
+SMALL = dict(features_extractor_kwargs=dict(d_model=16, n_heads=8, n_layers=1))
+
+
+class MaskedChoiceEnv(gym.Env):
+    """Three actions, the last one always invalid; 8-step episodes."""
+
+    observation_space = spaces.Box(-1, 1, (2,), np.float32)
+    action_space = spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        assert action != 2, "an invalid action was sampled"
+        self.t += 1
+        return self.observation_space.sample(), float(action), self.t >= 8, False, {}
+
+    def action_masks(self):
+        return np.array([True, True, False])
+
+
+def history_env(history_len=6):
+    return HistoryWrapper(gym.make("CartPole-v1"), history_len=history_len)
+
+
+@pytest.mark.parametrize("algo, kwargs", [(PPO, dict(batch_size=16)), (A2C, {})])
+def test_alias_trains_with_ppo_and_a2c(algo, kwargs):
+    model = algo("HeadMaskedTransformerPolicy", history_env(), n_steps=16, policy_kwargs=SMALL, seed=0, **kwargs)
+    assert isinstance(model.policy, HeadMaskedTransformerPolicy)
+    assert isinstance(model.policy.features_extractor, HeadMaskedTransformerExtractor)
+    model.learn(32)
+
+
+def test_alias_trains_with_maskable_ppo():
+    env = HistoryWrapper(MaskedChoiceEnv(), history_len=4)
+    model = MaskablePPO("HeadMaskedTransformerPolicy", env, n_steps=32, batch_size=16, n_epochs=1, policy_kwargs=SMALL, seed=0)
+    assert isinstance(model.policy, MaskableHeadMaskedTransformerPolicy)
+    model.learn(64)  # MaskedChoiceEnv asserts that no masked action is ever taken
+
+
+def test_top_level_strategy_keyword_reaches_the_extractor():
+    model = PPO("HeadMaskedTransformerPolicy", history_env(), policy_kwargs=dict(head_mask_strategy="monotonic"))
+    assert model.policy.features_extractor.head_fractions[-1] == pytest.approx(0.35)
+
+
+def test_log_probs_and_values_identical_in_train_and_eval_mode():
+    model = PPO("HeadMaskedTransformerPolicy", history_env(8), seed=0)
+    venv = model.get_env()
+    obs = venv.reset()
+    for _ in range(5):
+        obs, *_ = venv.step(np.array([venv.action_space.sample()]))
+    obs_tensor, _ = model.policy.obs_to_tensor(obs)
+    actions = torch.tensor([0])
+    outputs = {}
+    for mode in ("eval", "train"):
+        model.policy.train(mode == "train")
+        with torch.no_grad():
+            outputs[mode] = model.policy.evaluate_actions(obs_tensor, actions)
+    for eval_out, train_out in zip(outputs["eval"], outputs["train"]):
+        assert torch.equal(eval_out, train_out)
+
+
+def test_training_with_vec_normalize():
+    venv = VecNormalize(make_vec_env("CartPole-v1", n_envs=2, seed=0, wrapper_class=HistoryWrapper,
+                                     wrapper_kwargs=dict(history_len=6)))
+    model = PPO("HeadMaskedTransformerPolicy", venv, n_steps=32, batch_size=32, n_epochs=1, policy_kwargs=SMALL, seed=0)
+    model.learn(128)
+    assert venv.obs_rms["valid"].count > 1
+    assert all(torch.isfinite(p).all() for p in model.policy.parameters())
+
+
+def test_save_load_in_fresh_process_gives_same_actions(tmp_path):
+    model = PPO("HeadMaskedTransformerPolicy", history_env(), n_steps=32, batch_size=16, policy_kwargs=dict(head_mask_strategy="diversified"), seed=1)
+    model.learn(64)
+    path = tmp_path / "model.zip"
+    model.save(path)
+    env = history_env()
+    observations = []
+    obs, _ = env.reset(seed=3)
+    for _ in range(20):
+        observations.append(obs)
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            obs, _ = env.reset()
+    batch = {key: np.stack([o[key] for o in observations]) for key in observations[0]}
+    np.savez(tmp_path / "obs.npz", **batch)
+    expected, _ = model.predict(batch, deterministic=True)
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from stable_baselines3 import PPO
+        batch = dict(np.load({str(tmp_path / "obs.npz")!r}))
+        model = PPO.load({str(path)!r})
+        assert type(model.policy).__name__ == "HeadMaskedTransformerPolicy"
+        assert model.policy.features_extractor.head_fractions[-1] == 0.95
+        print(",".join(map(str, model.predict(batch, deterministic=True)[0])))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().split("\n")[-1] == ",".join(map(str, expected))

@@ -1,0 +1,133 @@
+import gymnasium as gym
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+from gymnasium import spaces
+from hypothesis import given, settings
+from stable_baselines3.common.env_checker import check_env
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import SubprocVecEnv
+
+from sb3_masked_attention import HistoryWrapper
+
+
+class ScriptedEnv(gym.Env):
+    """Observation = step counter; reward = 10 * action; episodes of ``length`` steps."""
+
+    def __init__(self, length: int = 100, discrete_obs: bool = False):
+        self.length = length
+        self.observation_space = spaces.Discrete(length + 1) if discrete_obs else spaces.Box(0, 1000, (1,), np.float32)
+        self.action_space = spaces.Discrete(3)
+        self.t = 0
+
+    def _obs(self):
+        return self.t if isinstance(self.observation_space, spaces.Discrete) else np.array([self.t], np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 10.0 * int(action), self.t >= self.length, False, {}
+
+
+def test_spaces_for_box_obs_and_discrete_actions():
+    env = HistoryWrapper(gym.make("CartPole-v1"), history_len=6)
+    space = env.observation_space
+    assert set(space.spaces) == {"obs", "prev_action", "prev_reward", "valid"}
+    assert space["obs"].shape == (6, 4) and space["prev_action"].shape == (6, 2)
+    assert space["prev_reward"].shape == (6, 1) and space["valid"].shape == (6,)
+    obs, _ = env.reset(seed=0)
+    assert obs["valid"].tolist() == [0, 0, 0, 0, 0, 1]
+    assert space.contains(obs)
+
+
+def test_box_actions_are_raw_and_discrete_obs_one_hot():
+    env = HistoryWrapper(gym.make("Pendulum-v1"), history_len=3)
+    env.reset(seed=0)
+    obs, *_ = env.step(np.array([1.5], dtype=np.float32))
+    assert obs["prev_action"][-1].tolist() == [1.5]
+    env = HistoryWrapper(ScriptedEnv(discrete_obs=True), history_len=3)
+    env.reset(seed=0)
+    obs, *_ = env.step(1)
+    assert obs["obs"].shape == (3, 101)
+    assert obs["obs"][-1].argmax() == 1 and obs["obs"][-2].argmax() == 0 and obs["obs"][0].sum() == 0
+
+
+@settings(max_examples=50, deadline=None)
+@given(history_len=st.integers(1, 8), actions=st.lists(st.integers(0, 2), min_size=0, max_size=20))
+def test_window_equals_last_steps_of_the_trajectory(history_len, actions):
+    env = HistoryWrapper(ScriptedEnv(length=100), history_len=history_len)
+    obs, _ = env.reset(seed=0)
+    trajectory = [(0.0, None, 0.0)]  # (observation, previous action, previous reward)
+    for t, action in enumerate(actions, start=1):
+        obs, reward, *_ = env.step(action)
+        trajectory.append((float(t), action, reward))
+    window = trajectory[-history_len:]
+    pad = history_len - len(window)
+    assert obs["valid"].tolist() == [0.0] * pad + [1.0] * len(window)
+    assert obs["obs"][pad:, 0].tolist() == [o for o, _, _ in window]
+    assert obs["prev_reward"][pad:, 0].tolist() == [r for _, _, r in window]
+    for row, (_, action, _) in zip(obs["prev_action"][pad:], window):
+        expected = np.zeros(3)
+        if action is not None:
+            expected[action] = 1
+        assert row.tolist() == expected.tolist()
+    assert not obs["obs"][:pad].any() and not obs["prev_action"][:pad].any()
+
+
+def test_window_is_cleared_at_reset_by_default():
+    env = HistoryWrapper(ScriptedEnv(length=2), history_len=4)
+    env.reset(seed=0)
+    env.step(1)
+    env.step(2)
+    obs, _ = env.reset()
+    assert obs["valid"].tolist() == [0, 0, 0, 1]
+    assert not obs["prev_action"].any() and not obs["prev_reward"].any()
+
+
+def test_across_episodes_keeps_window_and_marks_starts():
+    env = HistoryWrapper(ScriptedEnv(length=2), history_len=5, across_episodes=True)
+    obs, _ = env.reset(seed=0)
+    assert "episode_start" in env.observation_space.spaces
+    env.step(1)
+    env.step(2)  # terminates: reward 20
+    obs, _ = env.reset()
+    assert obs["valid"].tolist() == [0, 1, 1, 1, 1]
+    assert obs["episode_start"].tolist() == [0, 1, 0, 0, 1]
+    assert obs["obs"][:, 0].tolist() == [0, 0, 1, 2, 0]
+    # The first step of the new episode carries the last action and reward of the previous one (RL^2).
+    assert obs["prev_action"][-1].tolist() == [0, 0, 1] and obs["prev_reward"][-1, 0] == 20.0
+    assert env.observation_space.contains(obs)
+
+
+def test_passes_sb3_env_checker():
+    check_env(HistoryWrapper(gym.make("CartPole-v1"), history_len=4), warn=False)
+    check_env(HistoryWrapper(ScriptedEnv(discrete_obs=True), history_len=4, across_episodes=True), warn=False)
+
+
+def test_works_inside_subproc_vec_env():
+    venv = make_vec_env("CartPole-v1", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv,
+                        wrapper_class=HistoryWrapper, wrapper_kwargs=dict(history_len=5))
+    try:
+        obs = venv.reset()
+        assert obs["obs"].shape == (2, 5, 4) and obs["valid"][:, -1].tolist() == [1, 1]
+        obs, *_ = venv.step(np.array([0, 1]))
+        assert obs["prev_action"][:, -1].tolist() == [[1, 0], [0, 1]]
+    finally:
+        venv.close()
+
+
+@pytest.mark.parametrize("history_len", [0, -3, 2.5, True])
+def test_rejects_bad_history_len(history_len):
+    with pytest.raises(ValueError, match="history_len"):
+        HistoryWrapper(gym.make("CartPole-v1"), history_len=history_len)
+
+
+def test_rejects_unsupported_observation_space():
+    env = gym.make("CartPole-v1")
+    env.observation_space = spaces.Tuple((spaces.Discrete(2), spaces.Discrete(3)))
+    with pytest.raises(ValueError, match="observation space Tuple"):
+        HistoryWrapper(env, history_len=4)
