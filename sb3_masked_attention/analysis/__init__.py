@@ -1,0 +1,1 @@
+"""Plots and analysis of attention (matplotlib is imported lazily, never at package import)."""
