@@ -73,14 +73,26 @@ def head_window_mask(valid: torch.Tensor, fractions: Sequence[float]) -> torch.T
             raise ValueError(f"fraction {p!r} is invalid: expected a finite value in [0, 1)")
     valid = valid.bool()
     seq_len = valid.shape[1]
-    device = valid.device
+    # Left-padded windows (what HistoryWrapper makes) differ only in their number of valid steps:
+    # build one mask per distinct count and gather, instead of one per row.
+    n_valid = valid.sum(dim=1)
+    positions = torch.arange(seq_len, device=valid.device)
+    if valid.shape[0] > 1 and torch.equal(valid, positions >= seq_len - n_valid[:, None]):
+        counts, inverse = torch.unique(n_valid, return_inverse=True)
+        return _head_window_mask(positions >= seq_len - counts[:, None], fractions)[inverse]
+    return _head_window_mask(valid, fractions)
 
+
+def _head_window_mask(valid: torch.Tensor, fractions: tuple[float, ...]) -> torch.Tensor:
+    seq_len, device = valid.shape[1], valid.device
     # count[b, i] = |{valid j <= i}|; for j <= i, count[i] - count[j] is j's rank from the newest.
     count = valid.long().cumsum(dim=1)
-    sizes = _window_sizes(fractions, seq_len).to(device)  # (H, T + 1)
-    keep = sizes[:, count].permute(1, 0, 2)  # (B, H, Tq): window size of each query
+    keep = _window_sizes(fractions, seq_len).to(device)[:, count].permute(1, 0, 2)  # (B, H, Tq): window of each query
     rank = count[:, :, None] - count[:, None, :]  # (B, Tq, Tk)
+    # Head-independent part (B, Tq, Tk): valid keys up to the query; a padding query sees itself (rank 0).
     tril = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
-    mask = (rank[:, None] < keep[..., None]) & tril & valid[:, None, None, :]
     eye = torch.eye(seq_len, dtype=torch.bool, device=device)
-    return torch.where(valid[:, None, :, None], mask, eye)
+    is_valid_query = valid[:, :, None]
+    visible = torch.where(is_valid_query, valid[:, None, :] & tril, eye)
+    rank = torch.where(is_valid_query, rank, 0)
+    return visible[:, None] & (rank[:, None] < keep[..., None])

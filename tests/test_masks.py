@@ -46,6 +46,16 @@ def test_head_window_mask_matches_reference(data, batch, length, fractions):
     assert mask.any(dim=-1).all(), "no row may be empty"
 
 
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), length=st.integers(1, 20), fractions=st.lists(fraction, min_size=1, max_size=8))
+def test_left_padded_windows_match_reference(data, length, fractions):
+    # HistoryWrapper windows: padding first, then valid steps (the fast path that builds one mask per count).
+    n_valid = data.draw(st.lists(st.integers(0, length), min_size=2, max_size=6))
+    valid = [[j >= length - n for j in range(length)] for n in n_valid]
+    mask = head_window_mask(torch.tensor(valid), fractions)
+    np.testing.assert_array_equal(mask.numpy(), reference_head_window_mask(valid, fractions))
+
+
 def test_named_fractions_exact_boundaries():
     # (1 - 0.7) * 10 is 3.0000000000000004 in float64: the 1e-6 tolerance keeps it 3, not 4.
     valid = torch.ones(1, 10, dtype=torch.bool)

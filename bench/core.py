@@ -1,0 +1,317 @@
+"""Core benchmark: head-masked transformer PPO against RecurrentPPO and frame-stacked PPO-MLP.
+
+Run side by side, same machine, same env (CartPoleNoVel-v1), same PPO budget:
+
+    python bench/core.py throughput          # env steps/s over a full learn()
+    python bench/core.py sample-efficiency   # env steps until mean eval return >= 475 (resumable)
+    python bench/core.py kernel              # attention forward+backward: masked vs unmasked SDPA vs per-head loop
+    python bench/core.py report              # writes results/benchmarks/core.md from the CSVs
+
+Each part appends to ``results/benchmarks/core_<part>.csv`` atomically, one row per finished run,
+and skips runs already there, so a killed benchmark resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "results" / "benchmarks"
+ENV_ID = "CartPoleNoVel-v1"
+METHODS = ("transformer", "recurrent_ppo", "mlp_framestack")
+LABELS = {
+    "transformer": "PPO + HeadMaskedTransformerPolicy (h16, 2 layers, d64, 8 heads, specialized)",
+    "recurrent_ppo": "sb3-contrib RecurrentPPO (rl-zoo tuned ppo_lstm)",
+    "mlp_framestack": "PPO-MLP, 16 stacked frames",
+}
+
+
+# ---------------------------------------------------------------- building the three contenders
+def _zoo_entry(path: Path, env_id: str) -> dict[str, Any]:
+    with open(path) as f:
+        return dict(yaml.safe_load(f)[env_id])
+
+
+def _schedule(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("lin_"):
+        start = float(value[4:])
+        return lambda progress: progress * start
+    return value
+
+
+def make_model(method: str, seed: int, n_threads: int | None = None) -> Any:
+    """Build one contender with its zoo hyperparameters (ours for the transformer, rl-zoo's ppo_lstm otherwise)."""
+    import envs  # noqa: F401  (registers policies)
+    import rl_zoo3
+    import rl_zoo3.import_envs  # noqa: F401  (registers CartPoleNoVel-v1)
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
+    from torch import nn
+
+    from sb3_masked_attention import HistoryWrapper
+
+    if n_threads:
+        torch.set_num_threads(n_threads)
+    if method == "transformer":
+        hp = _zoo_entry(ROOT / "zoo_configs" / "ppo.yml", ENV_ID)
+    else:
+        hp = _zoo_entry(Path(rl_zoo3.__file__).parent / "hyperparams" / "ppo_lstm.yml", ENV_ID)
+    n_envs = hp.pop("n_envs")
+    hp.pop("n_timesteps")
+    normalize = hp.pop("normalize")
+    normalize_kwargs = eval(normalize) if isinstance(normalize, str) else {}
+    policy = hp.pop("policy")
+    policy_kwargs = eval(hp.pop("policy_kwargs"), {"nn": nn, "dict": dict})
+    for key in ("learning_rate", "clip_range"):
+        hp[key] = _schedule(hp[key])
+
+    wrapper, wrapper_kwargs = None, None
+    if method == "transformer":
+        (wrapper_spec,) = hp.pop("env_wrapper")
+        wrapper = HistoryWrapper
+        wrapper_kwargs = next(iter(wrapper_spec.values()))
+        algo = PPO
+    elif method == "recurrent_ppo":
+        algo = RecurrentPPO
+    else:  # same PPO settings as ppo_lstm, an MLP over 16 stacked frames instead of the LSTM
+        algo, policy = PPO, "MlpPolicy"
+        policy_kwargs = {k: v for k, v in policy_kwargs.items() if k in ("ortho_init", "activation_fn", "net_arch")}
+
+    def build_env(env_seed: int, n: int) -> Any:
+        venv = make_vec_env(ENV_ID, n_envs=n, seed=env_seed, wrapper_class=wrapper,
+                            wrapper_kwargs=wrapper_kwargs)
+        if method == "mlp_framestack":
+            venv = VecFrameStack(venv, n_stack=16)
+        return VecNormalize(venv, gamma=hp["gamma"], **normalize_kwargs)
+
+    model = algo(policy, build_env(seed, n_envs), seed=seed, policy_kwargs=policy_kwargs, verbose=0, **hp)
+    model.build_eval_env = lambda: build_env(seed + 1000, 5)  # type: ignore[attr-defined]
+    return model
+
+
+# ---------------------------------------------------------------- resumable CSV rows
+def _load(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    from sb3_masked_attention.io import atomic_path
+
+    table = pd.concat([_load(path), pd.DataFrame([row])], ignore_index=True)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def _done(path: Path, **keys: Any) -> bool:
+    table = _load(path)
+    if table.empty:
+        return False
+    match = np.ones(len(table), dtype=bool)
+    for key, value in keys.items():
+        match &= table[key].astype(str).to_numpy() == str(value)
+    return bool(match.any())
+
+
+# ---------------------------------------------------------------- 1. throughput
+def throughput(steps: int, seeds: list[int]) -> None:
+    path = OUT / "core_throughput.csv"
+    for seed in seeds:
+        for method in METHODS:
+            if _done(path, method=method, seed=seed, steps=steps):
+                continue
+            model = make_model(method, seed)
+            start = time.perf_counter()
+            model.learn(steps)
+            elapsed = time.perf_counter() - start
+            row = dict(method=method, seed=seed, steps=steps, seconds=elapsed, steps_per_second=model.num_timesteps / elapsed)
+            print(row, flush=True)
+            _append(path, row)
+
+
+# ---------------------------------------------------------------- 2. sample efficiency
+def _steps_to_threshold(args: tuple[str, int, int, int, float]) -> dict[str, Any]:
+    method, seed, budget, eval_freq, threshold = args
+    from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
+
+    model = make_model(method, seed, n_threads=1)
+    stop = StopTrainingOnRewardThreshold(reward_threshold=threshold, verbose=0)
+    callback = EvalCallback(model.build_eval_env(), callback_on_new_best=stop, n_eval_episodes=10,
+                            eval_freq=max(1, eval_freq // model.n_envs), deterministic=True, verbose=0)
+    start = time.perf_counter()
+    model.learn(budget, callback=callback)
+    solved = callback.best_mean_reward >= threshold
+    return dict(method=method, seed=seed, budget=budget, threshold=threshold, solved=solved,
+                steps_to_threshold=model.num_timesteps if solved else math.inf,
+                best_mean_return=callback.best_mean_reward, seconds=time.perf_counter() - start)
+
+
+def sample_efficiency(seeds: list[int], budget: int, eval_freq: int, workers: int, threshold: float = 475.0) -> None:
+    path = OUT / "core_sample_efficiency.csv"
+    todo = [(m, s, budget, eval_freq, threshold) for s in seeds for m in METHODS if not _done(path, method=m, seed=s, budget=budget)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for row in pool.map(_steps_to_threshold, todo):
+            print(row, flush=True)
+            _append(path, row)
+
+
+# ---------------------------------------------------------------- 3. attention kernel
+def _time(variants: dict[str, Callable[[], None]], repeats: int, rounds: int = 7) -> dict[str, float]:
+    """Median over interleaved rounds of the mean time per call, so machine noise hits every variant alike."""
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            for _ in range(5):
+                fn()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            samples[name].append((time.perf_counter() - start) / repeats)
+    return {name: float(np.median(times)) for name, times in samples.items()}
+
+
+def kernel(batch: int, history_len: int, repeats: int) -> None:
+    import torch.nn.functional as F
+
+    from sb3_masked_attention import HEAD_MASK_STRATEGIES
+    from sb3_masked_attention.masks import head_window_mask
+
+    n_heads, head_dim = 8, 8
+    fractions = HEAD_MASK_STRATEGIES["specialized"]
+    q, k, v = (torch.randn(batch, n_heads, history_len, head_dim, requires_grad=True) for _ in range(3))
+    valid = torch.ones(batch, history_len, dtype=torch.bool)
+    valid[::3, : history_len // 2] = False  # some padded windows, as early in episodes
+
+    def masked() -> None:  # mask built every call, as in the extractor's forward
+        F.scaled_dot_product_attention(q, k, v, attn_mask=head_window_mask(valid, fractions)).sum().backward()
+
+    prebuilt = head_window_mask(valid, fractions)
+
+    def masked_prebuilt() -> None:
+        F.scaled_dot_product_attention(q, k, v, attn_mask=prebuilt).sum().backward()
+
+    def unmasked() -> None:
+        F.scaled_dot_product_attention(q, k, v).sum().backward()
+
+    def per_head_loop() -> None:  # the readable reference: one head at a time
+        outs = []
+        for h in range(n_heads):
+            scores = q[:, h] @ k[:, h].transpose(-2, -1) / math.sqrt(head_dim)
+            outs.append(scores.masked_fill(~prebuilt[:, h], float("-inf")).softmax(-1) @ v[:, h])
+        torch.stack(outs, 1).sum().backward()
+
+    row = dict(batch=batch, history_len=history_len, n_heads=n_heads, head_dim=head_dim, threads=torch.get_num_threads())
+    variants = dict(masked=masked, masked_prebuilt_mask=masked_prebuilt, unmasked_sdpa=unmasked, per_head_loop=per_head_loop)
+    row.update({f"{name}_us": seconds * 1e6 for name, seconds in _time(variants, repeats).items()})
+    print(row, flush=True)
+    _append(OUT / "core_kernel.csv", row)
+
+
+# ---------------------------------------------------------------- report
+def _machine() -> str:
+    import sb3_contrib
+    import stable_baselines3
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"stable-baselines3 {stable_baselines3.__version__}, sb3-contrib {sb3_contrib.__version__}, "
+            f"Python {platform.python_version()}")
+
+
+def report() -> None:
+    from sb3_masked_attention.io import write_text_atomic
+
+    lines = ["# Core benchmark", "", f"Machine: {_machine()}", "",
+             f"Env: {ENV_ID}. Hyperparameters: rl-zoo's tuned `ppo_lstm` entry for RecurrentPPO and PPO-MLP, "
+             "`zoo_configs/ppo.yml` for the transformer (the same PPO settings). Made by `python bench/core.py <part>` "
+             "then `python bench/core.py report`.", ""]
+    tp = _load(OUT / "core_throughput.csv")
+    if not tp.empty:
+        sps = tp.groupby("method")["steps_per_second"].median()
+        lines += [f"## 1. Training throughput (`python bench/core.py throughput`, {int(tp.steps.iloc[0])} steps per learn, median of {tp.seed.nunique()} seeds)", "",
+                  "| method | env steps/s | transformer / method |", "|---|---|---|"]
+        for method in METHODS:
+            if method in sps:
+                lines.append(f"| {LABELS[method]} | {sps[method]:.0f} | {sps.get('transformer', float('nan')) / sps[method]:.2f}x |")
+        if "recurrent_ppo" in sps and "transformer" in sps:
+            ratio = sps["transformer"] / sps["recurrent_ppo"]
+            lines += ["", f"Target >= 1.5x RecurrentPPO: measured **{ratio:.2f}x** ({'met' if ratio >= 1.5 else 'missed'})."]
+        lines.append("")
+    se = _load(OUT / "core_sample_efficiency.csv")
+    if not se.empty:
+        lines += [f"## 2. Sample efficiency (`python bench/core.py sample-efficiency`): env steps until the mean return of 10 "
+                  f"deterministic evaluation episodes first reaches {se.threshold.iloc[0]:.0f}, budget {int(se.budget.iloc[0])}", "",
+                  "| method | seeds | solved | median steps | per seed |", "|---|---|---|---|---|"]
+        medians = {}
+        for method in METHODS:
+            rows = se[se.method == method].sort_values("seed")
+            if rows.empty:
+                continue
+            medians[method] = float(np.median(rows.steps_to_threshold))
+            per_seed = ", ".join("not reached" if math.isinf(s) else f"{int(s)}" for s in rows.steps_to_threshold)
+            lines.append(f"| {LABELS[method]} | {len(rows)} | {int(rows.solved.sum())} | "
+                         f"{'not reached' if math.isinf(medians[method]) else int(medians[method])} | {per_seed} |")
+        if "transformer" in medians and "recurrent_ppo" in medians:
+            met = medians["transformer"] <= medians["recurrent_ppo"]
+            lines += ["", f"Target: no more steps than RecurrentPPO: {'met' if met else 'missed'} "
+                      f"({medians['transformer']:.0f} vs {medians['recurrent_ppo']:.0f})."]
+        lines.append("")
+    kn = _load(OUT / "core_kernel.csv")
+    if not kn.empty:
+        r = kn.iloc[-1]
+        lines += [f"## 3. Attention kernel (`python bench/core.py kernel`): forward+backward, batch {int(r.batch)}, "
+                  f"T={int(r.history_len)}, {int(r.n_heads)} heads x {int(r.head_dim)}, {int(r.threads)} threads", "",
+                  "| variant | time (us) | vs unmasked SDPA |", "|---|---|---|"]
+        for name in ("masked", "masked_prebuilt_mask", "unmasked_sdpa", "per_head_loop"):
+            lines.append(f"| {name} | {r[f'{name}_us']:.0f} | {r[f'{name}_us'] / r.unmasked_sdpa_us:.2f}x |")
+        over = r.masked_us / r.unmasked_sdpa_us
+        speedup = r.per_head_loop_us / r.masked_us
+        lines += ["", f"Head-masked (mask built each call) vs unmasked SDPA: **{over:.2f}x** (target <= 1.15x: {'met' if over <= 1.15 else 'missed'}); "
+                  f"per-head loop / head-masked: **{speedup:.1f}x** (target >= 3x: {'met' if speedup >= 3 else 'missed'}).", ""]
+    write_text_atomic(OUT / "core.md", "\n".join(lines))
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parts = parser.add_subparsers(dest="part", required=True)
+    p = parts.add_parser("throughput")
+    p.add_argument("--steps", type=int, default=20_480)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p = parts.add_parser("sample-efficiency")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--budget", type=int, default=100_000)
+    p.add_argument("--eval-freq", type=int, default=4096)
+    p.add_argument("--workers", type=int, default=2)
+    p = parts.add_parser("kernel")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--history-len", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=50)
+    parts.add_parser("report")
+    args = parser.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.part == "throughput":
+        throughput(args.steps, args.seeds)
+    elif args.part == "sample-efficiency":
+        sample_efficiency(args.seeds, args.budget, args.eval_freq, args.workers)
+    elif args.part == "kernel":
+        kernel(args.batch, args.history_len, args.repeats)
+    report()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
