@@ -48,7 +48,9 @@ class MaskedMultiHeadAttention(nn.Module):
 
     :param d_model: model width (input and output features).
     :param n_heads: number of heads; must divide ``d_model``.
-    :param rotary: rotate queries and keys by their positions (self-attention only).
+    :param rotary: rotate queries and keys by their positions. Keys sit at positions ``0..T_k-1`` and the
+        queries are the newest ``T_q`` of them, so a context of ``(B, T_k)`` with fewer queries is
+        self-attention of the last positions (as with a key/value cache), not cross-attention.
     :param dropout: dropout on the attention weights, active only in train mode (0 = none).
     :param bias: use biases in the projections.
     """
@@ -90,10 +92,11 @@ class MaskedMultiHeadAttention(nn.Module):
         q = self._split_heads(self.q_proj(x))
         k, v = (self._split_heads(t) for t in self.kv_proj(source).chunk(2, dim=-1))
         if self.rotary is not None:
-            if context is not None:
-                raise ValueError("rotary positions are defined for self-attention only; got a context")
-            positions = torch.arange(x.shape[1], device=x.device)
-            q, k = self.rotary(q, positions), self.rotary(k, positions)
+            n_keys, n_queries = k.shape[2], q.shape[2]
+            if n_queries > n_keys:
+                raise ValueError(f"rotary attention needs queries among the keys, got {n_queries} queries for {n_keys} keys")
+            positions = torch.arange(n_keys, device=x.device)
+            q, k = self.rotary(q, positions[n_keys - n_queries :]), self.rotary(k, positions)
         dropout_p = self.dropout if self.training else 0.0
 
         if need_weights:  # explicit path
@@ -127,9 +130,19 @@ class TransformerBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Linear(ff_dim, d_model), nn.Dropout(dropout))
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, need_weights: bool = False
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, need_weights: bool = False, last_only: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:param x: ``(B, T, d_model)``; :return: ``(B, T, d_model)`` and weights ``(B, H, T, T)`` or None."""
-        attended, weights = self.attn(self.ln_attn(x), mask=mask, need_weights=need_weights)
+        """
+        :param x: ``(B, T, d_model)``.
+        :param mask: BoolTensor broadcastable to ``(B, H, T, T)``.
+        :param need_weights: also return the attention weights.
+        :param last_only: compute only the newest position (all keys still used): ``(B, 1, d_model)``,
+            for a final layer whose other outputs nobody reads.
+        :return: ``(B, T, d_model)`` (or ``(B, 1, d_model)``) and weights ``(B, H, T_q, T)`` or None.
+        """
+        normed = self.ln_attn(x)
+        if last_only:
+            x, mask = x[:, -1:], None if mask is None else mask[..., -1:, :]
+        attended, weights = self.attn(normed[:, -x.shape[1] :], context=normed, mask=mask, need_weights=need_weights)
         x = x + attended
         return x + self.mlp(self.ln_mlp(x)), weights

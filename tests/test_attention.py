@@ -81,7 +81,18 @@ def test_attention_rejects_bad_arguments(kwargs, match):
         MaskedMultiHeadAttention(**kwargs)
 
 
-def test_rotary_rejects_context():
+@pytest.mark.parametrize("rotary", [False, True])
+def test_last_only_block_equals_last_row_of_full_block(rotary):
+    block = TransformerBlock(d_model=32, n_heads=4, ff_dim=64, rotary=rotary)
+    x = torch.randn(3, 9, 32)
+    mask = head_window_mask(torch.ones(3, 9, dtype=torch.bool), [0.0, 0.2, 0.5, 0.8])
+    full, _ = block(x, mask=mask)
+    last, weights = block(x, mask=mask, need_weights=True, last_only=True)
+    assert last.shape == (3, 1, 32) and weights.shape == (3, 4, 1, 9)
+    torch.testing.assert_close(last, full[:, -1:], atol=1e-5, rtol=1e-5)
+
+
+def test_rotary_rejects_more_queries_than_keys():
     attention = MaskedMultiHeadAttention(d_model=16, n_heads=2, rotary=True)
     with pytest.raises(ValueError, match="rotary"):
-        attention(torch.randn(1, 2, 16), context=torch.randn(1, 3, 16))
+        attention(torch.randn(1, 4, 16), context=torch.randn(1, 3, 16))

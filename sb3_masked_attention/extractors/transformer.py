@@ -120,8 +120,10 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
             x = x + self.pos_embedding
         mask = self.attention_mask(observations)  # built once, shared by every layer
         weights = []
-        for block in self.blocks:
-            x, layer_weights = block(x, mask=mask, need_weights=need_weights)
+        for i, block in enumerate(self.blocks):
+            # Only the newest position is read: the last layer skips the others unless weights are wanted.
+            last_only = i == len(self.blocks) - 1 and not need_weights
+            x, layer_weights = block(x, mask=mask, need_weights=need_weights, last_only=last_only)
             if layer_weights is not None:
                 weights.append(layer_weights)
         return self.ln_final(x[:, -1]), weights

@@ -1,0 +1,51 @@
+"""rl-zoo integration: train and enjoy from zoo_configs/ppo.yml, strategy switched from the command line."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from stable_baselines3 import PPO
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "zoo_configs" / "ppo.yml"
+
+
+def zoo(*args, cwd):
+    result = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def test_zoo_config_covers_project_envs_and_no_vel_tasks():
+    import envs  # noqa: F401
+    from gymnasium.envs.registration import registry
+
+    config = yaml.safe_load(CONF.read_text())
+    project_ids = {env_id for env_id in registry if env_id.startswith("sb3ma/")}
+    assert project_ids <= set(config)
+    assert {"CartPoleNoVel-v1", "PendulumNoVel-v1"} <= set(config)
+    for env_id, entry in config.items():
+        assert entry["policy"] == "HeadMaskedTransformerPolicy", env_id
+        assert "HistoryWrapper" in str(entry["env_wrapper"]), env_id
+
+
+def test_train_then_enjoy_tmaze(tmp_path):
+    zoo("rl_zoo3.train", "--algo", "ppo", "--env", "sb3ma/TMaze-v0", "--gym-packages", "envs", "--conf-file", str(CONF),
+        "-n", "1024", "-f", str(tmp_path), "--eval-freq", "-1", "--seed", "0", cwd=tmp_path)
+    model = PPO.load(tmp_path / "ppo" / "sb3ma-TMaze-v0_1" / "sb3ma-TMaze-v0.zip")
+    assert model.policy.features_extractor.head_fractions[1] == 0.08  # specialized, from the YAML
+    out = zoo("rl_zoo3.enjoy", "--algo", "ppo", "--env", "sb3ma/TMaze-v0", "--gym-packages", "envs", "-f", str(tmp_path),
+              "-n", "50", "--no-render", cwd=tmp_path)
+    assert "Mean reward" in out
+
+
+def test_strategy_switch_and_normalize_from_command_line(tmp_path):
+    zoo("rl_zoo3.train", "--algo", "ppo", "--env", "CartPoleNoVel-v1", "--gym-packages", "envs", "--conf-file", str(CONF),
+        "-n", "512", "-f", str(tmp_path), "--eval-freq", "-1", "--seed", "0",
+        "-params", "n_epochs:1", "policy_kwargs:dict(head_mask_strategy='diversified')", cwd=tmp_path)
+    run = tmp_path / "ppo" / "CartPoleNoVel-v1_1"
+    model = PPO.load(run / "CartPoleNoVel-v1.zip")
+    assert model.policy.features_extractor.head_fractions[-1] == 0.95
+    assert (run / "CartPoleNoVel-v1" / "vecnormalize.pkl").exists()
