@@ -19,7 +19,7 @@ import os
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
 
@@ -164,7 +164,8 @@ def sample_efficiency(seeds: list[int], budget: int, eval_freq: int, workers: in
     path = OUT / "core_sample_efficiency.csv"
     todo = [(m, s, budget, eval_freq, threshold) for s in seeds for m in METHODS if not _done(path, method=m, seed=s, budget=budget)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for row in pool.map(_steps_to_threshold, todo):
+        for future in as_completed([pool.submit(_steps_to_threshold, args) for args in todo]):
+            row = future.result()  # written as soon as it finishes, whatever the order
             print(row, flush=True)
             _append(path, row)
 
