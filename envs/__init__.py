@@ -1,15 +1,27 @@
 """Gymnasium environments of sb3-masked-attention, registered under the ``sb3ma/`` namespace.
 
 ``import envs`` registers them (and, through ``sb3_masked_attention``, the policy aliases), so
-rl-zoo finds both with ``--gym-packages envs``.
+rl-zoo finds both with ``--gym-packages envs``. Every environment documents its
+``optimal_return`` and ``random_return`` (attributes of the unwrapped env) for normalisation.
 """
 
 from gymnasium.envs.registration import register, registry
 
 import sb3_masked_attention  # noqa: F401  (registers the SB3 policy aliases for rl-zoo)
+from envs.darkroom import DarkKeyToDoorEnv, DarkroomEnv, DarkroomHardEnv, goal_split
+from envs.repeat_previous import RepeatPreviousEnv
 from envs.tmaze import TMazeEnv
 
-__all__ = ["TMazeEnv"]
+__all__ = ["DarkKeyToDoorEnv", "DarkroomEnv", "DarkroomHardEnv", "RepeatPreviousEnv", "TMazeEnv", "goal_split"]
 
-if "sb3ma/TMaze-v0" not in registry:
-    register(id="sb3ma/TMaze-v0", entry_point="envs.tmaze:TMazeEnv", max_episode_steps=10_000)
+ENV_IDS = {
+    "sb3ma/Darkroom-v0": "envs.darkroom:DarkroomEnv",
+    "sb3ma/DarkroomHard-v0": "envs.darkroom:DarkroomHardEnv",
+    "sb3ma/DarkKeyToDoor-v0": "envs.darkroom:DarkKeyToDoorEnv",
+    "sb3ma/TMaze-v0": "envs.tmaze:TMazeEnv",
+    "sb3ma/RepeatPrevious-v0": "envs.repeat_previous:RepeatPreviousEnv",
+}
+
+for _env_id, _entry_point in ENV_IDS.items():
+    if _env_id not in registry:
+        register(id=_env_id, entry_point=_entry_point)
