@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -26,82 +27,44 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
-import yaml
+
+from sb3_masked_attention.io import atomic_path, write_text_atomic
+from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, ZooRun, make_zoo_model, rl_zoo_config
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "benchmarks"
 ENV_ID = "CartPoleNoVel-v1"
-METHODS = ("transformer", "recurrent_ppo", "mlp_framestack")
+METHODS = ("transformer", "transformer_ppo_lstm_settings", "recurrent_ppo", "mlp_framestack")
 LABELS = {
-    "transformer": "PPO + HeadMaskedTransformerPolicy (h16, 2 layers, d64, 8 heads, specialized)",
+    "transformer": "PPO + HeadMaskedTransformerPolicy (h16, 2 layers, d64, 8 heads, specialized), zoo_configs/ppo.yml",
+    "transformer_ppo_lstm_settings": "the same policy with rl-zoo's ppo_lstm PPO settings (n_epochs 20, normalize: true)",
     "recurrent_ppo": "sb3-contrib RecurrentPPO (rl-zoo tuned ppo_lstm)",
     "mlp_framestack": "PPO-MLP, 16 stacked frames",
 }
 
 
-# ---------------------------------------------------------------- building the three contenders
-def _zoo_entry(path: Path, env_id: str) -> dict[str, Any]:
-    with open(path) as f:
-        return dict(yaml.safe_load(f)[env_id])
+# ---------------------------------------------------------------- building the contenders
+HISTORY_WRAPPER = [{"sb3_masked_attention.wrappers.HistoryWrapper": {"history_len": 16}}]
+MLP_KWARGS = "dict(ortho_init=False, activation_fn=nn.ReLU, net_arch=dict(pi=[64], vf=[64]))"
+#: method -> (rl-zoo algo, config file (None: rl-zoo's own), overrides)
+CONTENDERS: dict[str, tuple[str, Path | None, dict[str, Any]]] = {
+    "transformer": ("ppo", PROJECT_PPO_CONFIG, {}),
+    "transformer_ppo_lstm_settings": (
+        "ppo",
+        rl_zoo_config("ppo_lstm"),
+        dict(policy="HeadMaskedTransformerPolicy", env_wrapper=HISTORY_WRAPPER, policy_kwargs="dict(head_mask_strategy='specialized')"),
+    ),
+    "recurrent_ppo": ("ppo_lstm", None, {}),
+    "mlp_framestack": ("ppo", rl_zoo_config("ppo_lstm"), dict(policy="MlpPolicy", frame_stack=16, policy_kwargs=MLP_KWARGS)),
+}
 
 
-def _schedule(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith("lin_"):
-        start = float(value[4:])
-        return lambda progress: progress * start
-    return value
-
-
-def make_model(method: str, seed: int, n_threads: int | None = None) -> Any:
-    """Build one contender with its zoo hyperparameters (ours for the transformer, rl-zoo's ppo_lstm otherwise)."""
-    import envs  # noqa: F401  (registers policies)
-    import rl_zoo3
-    import rl_zoo3.import_envs  # noqa: F401  (registers CartPoleNoVel-v1)
-    from sb3_contrib import RecurrentPPO
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
-    from torch import nn
-
-    from sb3_masked_attention import HistoryWrapper
-
+def make_run(method: str, seed: int, log_folder: str, n_threads: int | None = None) -> ZooRun:
+    """One contender, built by rl-zoo from its YAML entry plus overrides."""
     if n_threads:
         torch.set_num_threads(n_threads)
-    if method == "transformer":
-        hp = _zoo_entry(ROOT / "zoo_configs" / "ppo.yml", ENV_ID)
-    else:
-        hp = _zoo_entry(Path(rl_zoo3.__file__).parent / "hyperparams" / "ppo_lstm.yml", ENV_ID)
-    n_envs = hp.pop("n_envs")
-    hp.pop("n_timesteps")
-    normalize = hp.pop("normalize")
-    normalize_kwargs = eval(normalize) if isinstance(normalize, str) else {}
-    policy = hp.pop("policy")
-    policy_kwargs = eval(hp.pop("policy_kwargs"), {"nn": nn, "dict": dict})
-    for key in ("learning_rate", "clip_range"):
-        hp[key] = _schedule(hp[key])
-
-    wrapper, wrapper_kwargs = None, None
-    if method == "transformer":
-        (wrapper_spec,) = hp.pop("env_wrapper")
-        wrapper = HistoryWrapper
-        wrapper_kwargs = next(iter(wrapper_spec.values()))
-        algo = PPO
-    elif method == "recurrent_ppo":
-        algo = RecurrentPPO
-    else:  # same PPO settings as ppo_lstm, an MLP over 16 stacked frames instead of the LSTM
-        algo, policy = PPO, "MlpPolicy"
-        policy_kwargs = {k: v for k, v in policy_kwargs.items() if k in ("ortho_init", "activation_fn", "net_arch")}
-
-    def build_env(env_seed: int, n: int) -> Any:
-        venv = make_vec_env(ENV_ID, n_envs=n, seed=env_seed, wrapper_class=wrapper,
-                            wrapper_kwargs=wrapper_kwargs)
-        if method == "mlp_framestack":
-            venv = VecFrameStack(venv, n_stack=16)
-        return VecNormalize(venv, gamma=hp["gamma"], **normalize_kwargs)
-
-    model = algo(policy, build_env(seed, n_envs), seed=seed, policy_kwargs=policy_kwargs, verbose=0, **hp)
-    model.build_eval_env = lambda: build_env(seed + 1000, 5)  # type: ignore[attr-defined]
-    return model
+    algo, config, overrides = CONTENDERS[method]
+    return make_zoo_model(algo, ENV_ID, log_folder, conf_file=config, hyperparams=overrides, seed=seed)
 
 
 # ---------------------------------------------------------------- resumable CSV rows
@@ -110,8 +73,6 @@ def _load(path: Path) -> pd.DataFrame:
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:
-    from sb3_masked_attention.io import atomic_path
-
     table = pd.concat([_load(path), pd.DataFrame([row])], ignore_index=True)
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
@@ -134,10 +95,11 @@ def throughput(steps: int, seeds: list[int]) -> None:
         for method in METHODS:
             if _done(path, method=method, seed=seed, steps=steps):
                 continue
-            model = make_model(method, seed)
-            start = time.perf_counter()
-            model.learn(steps)
-            elapsed = time.perf_counter() - start
+            with tempfile.TemporaryDirectory() as logs:
+                model = make_run(method, seed, logs).model
+                start = time.perf_counter()
+                model.learn(steps)
+                elapsed = time.perf_counter() - start
             row = dict(method=method, seed=seed, steps=steps, seconds=elapsed, steps_per_second=model.num_timesteps / elapsed)
             print(row, flush=True)
             _append(path, row)
@@ -148,12 +110,14 @@ def _steps_to_threshold(args: tuple[str, int, int, int, float]) -> dict[str, Any
     method, seed, budget, eval_freq, threshold = args
     from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
 
-    model = make_model(method, seed, n_threads=1)
-    stop = StopTrainingOnRewardThreshold(reward_threshold=threshold, verbose=0)
-    callback = EvalCallback(model.build_eval_env(), callback_on_new_best=stop, n_eval_episodes=10,
-                            eval_freq=max(1, eval_freq // model.n_envs), deterministic=True, verbose=0)
-    start = time.perf_counter()
-    model.learn(budget, callback=callback)
+    with tempfile.TemporaryDirectory() as logs:
+        run = make_run(method, seed, logs, n_threads=1)
+        model = run.model
+        stop = StopTrainingOnRewardThreshold(reward_threshold=threshold, verbose=0)
+        callback = EvalCallback(run.make_eval_env(5, seed=seed + 1000), callback_on_new_best=stop, n_eval_episodes=10,
+                                eval_freq=max(1, eval_freq // model.n_envs), deterministic=True, verbose=0)
+        start = time.perf_counter()
+        model.learn(budget, callback=callback)
     solved = callback.best_mean_reward >= threshold
     return dict(method=method, seed=seed, budget=budget, threshold=threshold, solved=solved,
                 steps_to_threshold=model.num_timesteps if solved else math.inf,
@@ -234,8 +198,6 @@ def _machine() -> str:
 
 
 def report() -> None:
-    from sb3_masked_attention.io import write_text_atomic
-
     lines = ["# Core benchmark", "", f"Machine: {_machine()}", "",
              f"Env: {ENV_ID}. Hyperparameters: rl-zoo's tuned `ppo_lstm` entry for RecurrentPPO and PPO-MLP, "
              "`zoo_configs/ppo.yml` for the transformer (the same PPO settings). Made by `python bench/core.py <part>` "

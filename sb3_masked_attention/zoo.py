@@ -1,0 +1,104 @@
+"""Build models from rl-zoo YAML entries exactly as ``python -m rl_zoo3.train`` would.
+
+Benchmarks and studies describe a method as "an rl-zoo entry plus overrides"; this module hands
+that to rl-zoo's own ``ExperimentManager`` (schedules, ``env_wrapper``, ``normalize``,
+``frame_stack``, ``policy_kwargs`` strings ...) so there is one interpretation of the YAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+#: The project's rl-zoo hyperparameters for PPO.
+PROJECT_PPO_CONFIG = Path(__file__).resolve().parents[1] / "zoo_configs" / "ppo.yml"
+
+
+def rl_zoo_config(algo: str) -> Path:
+    """Path of rl-zoo's own tuned hyperparameter file for ``algo`` (e.g. ``"ppo_lstm"``)."""
+    import rl_zoo3
+
+    path = Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml"
+    if not path.exists():
+        raise ValueError(f"rl-zoo has no hyperparameter file for algo={algo!r} (looked for {path})")
+    return path
+
+
+@dataclass
+class ZooRun:
+    """A model built from an rl-zoo entry, and the manager that knows how to make its evaluation envs."""
+
+    model: BaseAlgorithm
+    manager: Any  # rl_zoo3.exp_manager.ExperimentManager
+    n_timesteps: int
+
+    def make_eval_env(self, n_envs: int = 1, seed: int | None = None) -> VecEnv:
+        """Evaluation envs wrapped as rl-zoo wraps them (frozen normalisation, raw rewards).
+
+        :param n_envs: parallel evaluation envs.
+        :param seed: seed of their first reset (default: the training seed + 10000, so they differ).
+        """
+        env = self.manager.create_envs(n_envs, eval_env=True, no_log=True)
+        env.seed(self.manager.seed + 10_000 if seed is None else seed)
+        return env
+
+
+def make_zoo_model(
+    algo: str,
+    env_id: str,
+    log_folder: str | os.PathLike,
+    *,
+    conf_file: str | os.PathLike | None = None,
+    hyperparams: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+    tensorboard_log: str = "",
+    verbose: int = 0,
+    device: str = "auto",
+) -> ZooRun:
+    """Create the model ``rl_zoo3.train --algo ALGO --env ENV_ID --conf-file CONF -params ...`` would train.
+
+    :param algo: rl-zoo algorithm name (``ppo``, ``a2c``, ``ppo_lstm``, ``ppo_mask`` ...).
+    :param env_id: gymnasium id (``sb3ma/`` ids and rl-zoo's NoVel ids are registered here).
+    :param log_folder: rl-zoo log folder (its config.yml and Monitor files go there).
+    :param conf_file: YAML file; default: rl-zoo's own file for ``algo``.
+    :param hyperparams: overrides, as ``-params`` takes them (strings for ``policy_kwargs`` and the like).
+    :param env_kwargs: environment keyword arguments.
+    :param seed: seed of the model and environments.
+    :param tensorboard_log: TensorBoard folder ("" for none).
+    :param verbose: rl-zoo / SB3 verbosity.
+    :param device: torch device of the model.
+    """
+    import rl_zoo3.import_envs  # noqa: F401  (registers CartPoleNoVel-v1 and friends)
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    import envs  # noqa: F401  (registers sb3ma/ ids and the policy aliases)
+
+    config = Path(conf_file) if conf_file is not None else rl_zoo_config(algo)
+    if not config.exists():
+        raise FileNotFoundError(f"conf_file {config} does not exist")
+    manager = ExperimentManager(
+        argparse.Namespace(algo=algo, env=env_id, conf_file=str(config), seed=seed),
+        algo,
+        env_id,
+        str(log_folder),
+        tensorboard_log=tensorboard_log,
+        hyperparams=dict(hyperparams or {}),
+        env_kwargs=env_kwargs,
+        eval_freq=-1,  # evaluation is the caller's business
+        seed=seed,
+        verbose=verbose,
+        device=device,
+        config=str(config),
+    )
+    with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):  # rl-zoo prints its config
+        model, _ = manager.setup_experiment()
+    return ZooRun(model=model, manager=manager, n_timesteps=manager.n_timesteps)

@@ -1,0 +1,30 @@
+import pytest
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
+
+from sb3_masked_attention import HeadMaskedTransformerPolicy
+from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, make_zoo_model, rl_zoo_config
+
+
+def test_project_entry_builds_the_head_masked_policy(tmp_path, capsys):
+    run = make_zoo_model("ppo", "CartPoleNoVel-v1", tmp_path, conf_file=PROJECT_PPO_CONFIG, seed=3,
+                         hyperparams=dict(policy_kwargs="dict(head_mask_strategy='monotonic')", n_epochs=2))
+    assert capsys.readouterr().out == ""  # rl-zoo's config dump is silenced at verbose=0
+    model = run.model
+    assert isinstance(model, PPO) and isinstance(model.policy, HeadMaskedTransformerPolicy)
+    assert model.n_epochs == 2 and model.policy.features_extractor.head_fractions[-1] == pytest.approx(0.35)
+    venv = model.get_env()
+    assert isinstance(venv, VecNormalize) and venv.norm_obs_keys == ["obs", "prev_reward"]
+    assert run.n_timesteps == 100_000
+    eval_env = run.make_eval_env(2)
+    assert eval_env.num_envs == 2 and not eval_env.training and not eval_env.norm_reward
+
+
+def test_rl_zoo_own_entries_and_overrides(tmp_path):
+    assert isinstance(make_zoo_model("ppo_lstm", "CartPoleNoVel-v1", tmp_path / "a").model, RecurrentPPO)
+    run = make_zoo_model("ppo", "CartPoleNoVel-v1", tmp_path / "b", conf_file=rl_zoo_config("ppo_lstm"),
+                         hyperparams=dict(policy="MlpPolicy", frame_stack=4, policy_kwargs="dict(net_arch=[8])"))
+    assert isinstance(run.model.get_env(), VecFrameStack)
+    with pytest.raises(ValueError, match="algo='nope'"):
+        rl_zoo_config("nope")
