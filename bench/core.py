@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sb3_masked_attention.io import atomic_path, write_text_atomic
+from sb3_masked_attention.io import append_row, atomic_path, read_rows, write_text_atomic
 from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, ZooRun, make_zoo_model, rl_zoo_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,18 +68,8 @@ def make_run(method: str, seed: int, log_folder: str, n_threads: int | None = No
 
 
 # ---------------------------------------------------------------- resumable CSV rows
-def _load(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path) if path.exists() else pd.DataFrame()
-
-
-def _append(path: Path, row: dict[str, Any]) -> None:
-    table = pd.concat([_load(path), pd.DataFrame([row])], ignore_index=True)
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
-
-
 def _done(path: Path, **keys: Any) -> bool:
-    table = _load(path)
+    table = read_rows(path)
     if table.empty:
         return False
     match = np.ones(len(table), dtype=bool)
@@ -102,7 +92,7 @@ def throughput(steps: int, seeds: list[int]) -> None:
                 elapsed = time.perf_counter() - start
             row = dict(method=method, seed=seed, steps=steps, seconds=elapsed, steps_per_second=model.num_timesteps / elapsed)
             print(row, flush=True)
-            _append(path, row)
+            append_row(path, row)
 
 
 # ---------------------------------------------------------------- 2. sample efficiency
@@ -131,7 +121,7 @@ def sample_efficiency(seeds: list[int], budget: int, eval_freq: int, workers: in
         for future in as_completed([pool.submit(_steps_to_threshold, args) for args in todo]):
             row = future.result()  # written as soon as it finishes, whatever the order
             print(row, flush=True)
-            _append(path, row)
+            append_row(path, row)
 
 
 # ---------------------------------------------------------------- 3. attention kernel
@@ -183,7 +173,7 @@ def kernel(batch: int, history_len: int, repeats: int) -> None:
     variants = dict(masked=masked, masked_prebuilt_mask=masked_prebuilt, unmasked_sdpa=unmasked, per_head_loop=per_head_loop)
     row.update({f"{name}_us": seconds * 1e6 for name, seconds in _time(variants, repeats).items()})
     print(row, flush=True)
-    _append(OUT / "core_kernel.csv", row)
+    append_row(OUT / "core_kernel.csv", row)
 
 
 # ---------------------------------------------------------------- report
@@ -202,7 +192,7 @@ def report() -> None:
              f"Env: {ENV_ID}. Hyperparameters: rl-zoo's tuned `ppo_lstm` entry for RecurrentPPO and PPO-MLP, "
              "`zoo_configs/ppo.yml` for the transformer (the same PPO settings). Made by `python bench/core.py <part>` "
              "then `python bench/core.py report`.", ""]
-    tp = _load(OUT / "core_throughput.csv")
+    tp = read_rows(OUT / "core_throughput.csv")
     if not tp.empty:
         sps = tp.groupby("method")["steps_per_second"].median()
         lines += [f"## 1. Training throughput (`python bench/core.py throughput`, {int(tp.steps.iloc[0])} steps per learn, median of {tp.seed.nunique()} seeds)", "",
@@ -214,7 +204,7 @@ def report() -> None:
             ratio = sps["transformer"] / sps["recurrent_ppo"]
             lines += ["", f"Target >= 1.5x RecurrentPPO: measured **{ratio:.2f}x** ({'met' if ratio >= 1.5 else 'missed'})."]
         lines.append("")
-    se = _load(OUT / "core_sample_efficiency.csv")
+    se = read_rows(OUT / "core_sample_efficiency.csv")
     if not se.empty:
         lines += [f"## 2. Sample efficiency (`python bench/core.py sample-efficiency`): env steps until the mean return of 10 "
                   f"deterministic evaluation episodes first reaches {se.threshold.iloc[0]:.0f}, budget {int(se.budget.iloc[0])}", "",
@@ -233,7 +223,7 @@ def report() -> None:
             lines += ["", f"Target: no more steps than RecurrentPPO: {'met' if met else 'missed'} "
                       f"({medians['transformer']:.0f} vs {medians['recurrent_ppo']:.0f})."]
         lines.append("")
-    kn = _load(OUT / "core_kernel.csv")
+    kn = read_rows(OUT / "core_kernel.csv")
     if not kn.empty:
         r = kn.iloc[-1]
         lines += [f"## 3. Attention kernel (`python bench/core.py kernel`): forward+backward, batch {int(r.batch)}, "

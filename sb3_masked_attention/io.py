@@ -7,6 +7,10 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -33,3 +37,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def read_rows(path: str | os.PathLike) -> pd.DataFrame:
+    """The CSV at ``path`` as a DataFrame (empty if the file does not exist yet)."""
+    import pandas as pd
+
+    return pd.read_csv(path) if Path(path).exists() else pd.DataFrame()
+
+
+def append_row(path: str | os.PathLike, row: dict) -> None:
+    """Append one row to a CSV by rewriting it atomically: a kill leaves the old file or the new one, never half."""
+    import pandas as pd
+
+    table = pd.concat([read_rows(path), pd.DataFrame([row])], ignore_index=True)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
