@@ -90,7 +90,11 @@ def _key_to_door_random_return(
 
 
 class _GridEnv(gym.Env):
-    """Shared grid mechanics: position, moves, observation, rendering."""
+    """Shared grid mechanics: position, moves, observation, rendering.
+
+    ``render()`` returns a ``(8 * size, 8 * size, 3)`` uint8 picture (72x72 for the default 9x9):
+    the agent in red, the goal green, the key yellow (grey once held), the door blue.
+    """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
     _CELL = 8

@@ -21,6 +21,9 @@ class RepeatPreviousEnv(gym.Env):
     The optimal return is ``episode_length - k``; a random or memoryless policy earns
     ``(episode_length - k) / n_symbols`` in expectation (the symbols are independent).
 
+    ``render()`` returns a ``(16, 8 * episode_length, 3)`` uint8 picture: the symbols shown so far
+    (top), the current step (white) and the step whose symbol is the answer (grey).
+
     :param k: how many steps back to repeat (>= 1).
     :param n_symbols: alphabet size (>= 2).
     :param episode_length: steps per episode (> k).

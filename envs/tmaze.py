@@ -19,6 +19,9 @@ class TMazeEnv(gym.Env):
     along the corridor. A policy that remembers the cue for ``corridor_length`` steps succeeds
     every time (return 1); a memoryless one cannot beat 50% (expected return 0).
 
+    ``render()`` returns a ``(24, 8 * (corridor_length + 2), 3)`` uint8 picture: the corridor, the
+    agent (red) and the rewarded arm (green).
+
     :param corridor_length: steps between the cue and the junction (>= 1).
     :param render_mode: ``"rgb_array"`` or None.
     """
