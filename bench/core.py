@@ -189,9 +189,12 @@ def _machine() -> str:
 
 def report() -> None:
     lines = ["# Core benchmark", "", f"Machine: {_machine()}", "",
-             f"Env: {ENV_ID}. Hyperparameters: rl-zoo's tuned `ppo_lstm` entry for RecurrentPPO and PPO-MLP, "
-             "`zoo_configs/ppo.yml` for the transformer (the same PPO settings). Made by `python bench/core.py <part>` "
-             "then `python bench/core.py report`.", ""]
+             f"Env: {ENV_ID}; every contender is built by rl-zoo's ExperimentManager from a YAML entry "
+             "(`sb3_masked_attention.zoo.make_zoo_model`): rl-zoo's tuned `ppo_lstm` entry for RecurrentPPO, the same "
+             "entry with `policy: MlpPolicy, frame_stack: 16` for PPO-MLP and with the head-masked policy and a 16-step "
+             "HistoryWrapper for the transformer at ppo_lstm's settings, and `zoo_configs/ppo.yml` for the transformer "
+             "as shipped (ppo_lstm's settings but n_epochs 10 and normalising only `obs` and `prev_reward`). Same budget "
+             "(100k steps), same env. Made by `python bench/core.py <part>` then `python bench/core.py report`.", ""]
     tp = read_rows(OUT / "core_throughput.csv")
     if not tp.empty:
         sps = tp.groupby("method")["steps_per_second"].median()

@@ -14,6 +14,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sb3_masked_attention.validation import check_int
+
 #: Actions: no-op, up (y - 1), down (y + 1), left (x - 1), right (x + 1).
 MOVES = np.array([(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)], dtype=np.int64)
 
@@ -42,12 +44,6 @@ def _check_cell(name: str, cell: Any, size: int) -> tuple[int, int]:
     if not (0 <= x < size and 0 <= y < size):
         raise ValueError(f"{name}={cell!r} is outside the {size}x{size} grid: expected 0 <= x, y < {size}")
     return x, y
-
-
-def _check_positive(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {minimum}")
-    return int(value)
 
 
 @functools.lru_cache(maxsize=8)
@@ -100,8 +96,8 @@ class _GridEnv(gym.Env):
     _CELL = 8
 
     def __init__(self, size: int, episode_length: int, render_mode: str | None) -> None:
-        self.size = _check_positive("size", size, minimum=2)
-        self.episode_length = _check_positive("episode_length", episode_length)
+        self.size = check_int("size", size, minimum=2)
+        self.episode_length = check_int("episode_length", episode_length)
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode={render_mode!r} is unsupported: expected None or 'rgb_array'")
         self.render_mode = render_mode

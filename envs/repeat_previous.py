@@ -8,6 +8,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sb3_masked_attention.validation import check_int
+
 _PALETTE = np.array(
     [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
      (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)], dtype=np.uint8)
@@ -34,8 +36,7 @@ class RepeatPreviousEnv(gym.Env):
 
     def __init__(self, k: int = 4, n_symbols: int = 4, episode_length: int = 32, render_mode: str | None = None) -> None:
         for name, value, minimum in (("k", k, 1), ("n_symbols", n_symbols, 2), ("episode_length", episode_length, 2)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {minimum}")
+            check_int(name, value, minimum)
         if k >= episode_length:
             raise ValueError(f"k={k} is invalid: expected k < episode_length={episode_length}")
         if render_mode not in (None, "rgb_array"):

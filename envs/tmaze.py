@@ -8,6 +8,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sb3_masked_attention.validation import check_int
+
 
 class TMazeEnv(gym.Env):
     """A cue (left or right) is shown only at the first step; the agent then walks a corridor
@@ -31,8 +33,7 @@ class TMazeEnv(gym.Env):
     random_return = 0.0
 
     def __init__(self, corridor_length: int = 20, render_mode: str | None = None) -> None:
-        if isinstance(corridor_length, bool) or not isinstance(corridor_length, (int, np.integer)) or corridor_length < 1:
-            raise ValueError(f"corridor_length={corridor_length!r} is invalid: expected an integer >= 1")
+        check_int("corridor_length", corridor_length)
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode={render_mode!r} is unsupported: expected None or 'rgb_array'")
         self.corridor_length = int(corridor_length)

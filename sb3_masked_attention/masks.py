@@ -13,11 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-
-def _check_length(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} is invalid: expected an integer >= 1")
-    return value
+from sb3_masked_attention.validation import check_fraction, check_int
 
 
 def causal_mask(seq_len: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -27,7 +23,7 @@ def causal_mask(seq_len: int, device: torch.device | str | None = None) -> torch
     :param device: device of the returned tensor.
     :return: BoolTensor ``(T, T)``.
     """
-    _check_length("seq_len", seq_len)
+    check_int("seq_len", seq_len)
     return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
 
 
@@ -65,12 +61,9 @@ def head_window_mask(valid: torch.Tensor, fractions: Sequence[float]) -> torch.T
     """
     if valid.dim() != 2:
         raise ValueError(f"valid has shape {tuple(valid.shape)}: expected (batch, time)")
-    fractions = tuple(float(p) for p in fractions)
+    fractions = tuple(check_fraction("fraction", p) for p in fractions)
     if len(fractions) == 0:
         raise ValueError("fractions is empty: expected one fraction per head")
-    for p in fractions:
-        if not (math.isfinite(p) and 0.0 <= p < 1.0):
-            raise ValueError(f"fraction {p!r} is invalid: expected a finite value in [0, 1)")
     valid = valid.bool()
     seq_len = valid.shape[1]
     # Left-padded windows (what HistoryWrapper makes) differ only in their number of valid steps:

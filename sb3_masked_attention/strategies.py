@@ -7,11 +7,12 @@ so ``0.0`` sees everything and ``0.95`` sees only the newest 5%.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Union
 
 import numpy as np
+
+from sb3_masked_attention.validation import check_fraction, check_int
 
 HeadMaskStrategy = Union[str, Sequence[float]]
 
@@ -35,8 +36,7 @@ def resolve_head_mask_strategy(strategy: HeadMaskStrategy, n_heads: int) -> tupl
     :return: a tuple of ``n_heads`` floats, each finite and in ``[0, 1)``.
     :raises ValueError: unknown name, wrong length, or a fraction outside ``[0, 1)``.
     """
-    if isinstance(n_heads, bool) or not isinstance(n_heads, (int, np.integer)) or n_heads < 1:
-        raise ValueError(f"n_heads={n_heads!r} is invalid: expected a positive integer")
+    check_int("n_heads", n_heads)
     if isinstance(strategy, str):
         if strategy not in HEAD_MASK_STRATEGIES:
             raise ValueError(
@@ -62,7 +62,4 @@ def resolve_head_mask_strategy(strategy: HeadMaskStrategy, n_heads: int) -> tupl
             f"head_mask_strategy has {len(fractions)} fractions {list(fractions)} but n_heads={n_heads}: "
             f"expected exactly one fraction per head"
         )
-    for head, p in enumerate(fractions):
-        if not (math.isfinite(p) and 0.0 <= p < 1.0):
-            raise ValueError(f"head_mask_strategy fraction {p!r} for head {head} is invalid: expected a finite value in [0, 1)")
-    return fractions
+    return tuple(check_fraction(f"head_mask_strategy fraction for head {head}:", p) for head, p in enumerate(fractions))

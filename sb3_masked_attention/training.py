@@ -15,6 +15,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.wrappers import HistoryWrapper
 
@@ -95,10 +96,8 @@ def train_head_masked_ppo(
     :param progress_bar: show SB3's progress bar.
     :return: the trained model.
     """
-    if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, int) or total_timesteps < 1:
-        raise ValueError(f"total_timesteps={total_timesteps!r} is invalid: expected an integer >= 1")
-    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
-        raise ValueError(f"n_envs={n_envs!r} is invalid: expected an integer >= 1")
+    check_int("total_timesteps", total_timesteps)
+    check_int("n_envs", n_envs)
     extractor_kwargs = {**(extractor_kwargs or {}), "head_mask_strategy": head_mask_strategy}
     resolve_head_mask_strategy(head_mask_strategy, extractor_kwargs.get("n_heads", 8))  # fail before building envs
     venv = make_history_vec_env(env_id, history_len, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)

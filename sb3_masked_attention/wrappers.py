@@ -8,6 +8,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sb3_masked_attention.validation import check_int
+
 #: Keys of a :class:`HistoryWrapper` observation (``episode_start`` only with ``across_episodes=True``).
 OBS_KEY, ACTION_KEY, REWARD_KEY, VALID_KEY, EPISODE_START_KEY = "obs", "prev_action", "prev_reward", "valid", "episode_start"
 
@@ -51,9 +53,7 @@ class HistoryWrapper(gym.Wrapper):
 
     def __init__(self, env: gym.Env, history_len: int = 16, across_episodes: bool = False) -> None:
         super().__init__(env)
-        if isinstance(history_len, bool) or not isinstance(history_len, (int, np.integer)) or history_len < 1:
-            raise ValueError(f"history_len={history_len!r} is invalid: expected an integer >= 1")
-        self.history_len = int(history_len)
+        self.history_len = check_int("history_len", history_len)
         self.across_episodes = bool(across_episodes)
 
         obs_space = env.observation_space

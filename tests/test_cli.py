@@ -22,7 +22,7 @@ def test_strategies_lists_every_name(capsys):
     "args, message",
     [
         (["masks", "--strategy", "bogus", "--out", "x.png"], "'bogus' is unknown"),
-        (["masks", "--strategy", "0,0.5,1.5", "--out", "x.png"], "fraction 1.5 for head 2"),
+        (["masks", "--strategy", "0,0.5,1.5", "--out", "x.png"], "head 2: 1.5 is invalid"),
         (["masks", "--history-len", "0", "--out", "x.png"], "invalid value '0'"),
         (["train", "--env", "NoSuchEnv-v0"], "NoSuchEnv"),
         (["train", "--env", "sb3ma/TMaze-v0", "--env-kwargs", "corridor_length=-1", "--total-timesteps", "64"], "corridor_length=-1"),

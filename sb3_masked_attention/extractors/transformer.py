@@ -11,6 +11,7 @@ from torch import nn
 from sb3_masked_attention.attention import TransformerBlock
 from sb3_masked_attention.masks import head_window_mask
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
+from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.wrappers import ACTION_KEY, EPISODE_START_KEY, OBS_KEY, REWARD_KEY, VALID_KEY
 
 POSITIONAL_ENCODINGS = ("learned", "rotary")
@@ -76,17 +77,14 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
     ) -> None:
         history_len, token_size = _history_layout(observation_space)
         for name, value in (("d_model", d_model), ("n_heads", n_heads), ("n_layers", n_layers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: expected an integer >= 1")
+            check_int(name, value)
         if d_model % n_heads != 0:
             raise ValueError(f"n_heads={n_heads} does not divide d_model={d_model}: expected d_model % n_heads == 0")
         if positional not in POSITIONAL_ENCODINGS:
             raise ValueError(f"positional={positional!r} is unknown: expected one of {list(POSITIONAL_ENCODINGS)}")
         if positional == "rotary" and (d_model // n_heads) % 2 != 0:
             raise ValueError(f"positional='rotary' needs an even head size, got d_model/n_heads={d_model // n_heads}")
-        ff_dim = 4 * d_model if ff_dim is None else ff_dim
-        if isinstance(ff_dim, bool) or not isinstance(ff_dim, int) or ff_dim < 1:
-            raise ValueError(f"ff_dim={ff_dim!r} is invalid: expected an integer >= 1")
+        ff_dim = 4 * d_model if ff_dim is None else check_int("ff_dim", ff_dim)
         super().__init__(observation_space, features_dim=d_model)
 
         self.history_len = history_len

@@ -1,0 +1,26 @@
+"""Argument checks shared by every public entry: a bad value raises ValueError naming it and what is allowed."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` as an int if it is an integer >= ``minimum`` (bools are not integers here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {minimum}")
+    return int(value)
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """Return ``value`` as a float if it is finite and in ``[0, 1)``."""
+    try:
+        fraction = float(value)
+    except (TypeError, ValueError):
+        fraction = math.nan
+    if not (math.isfinite(fraction) and 0.0 <= fraction < 1.0):
+        raise ValueError(f"{name} {value!r} is invalid: expected a finite value in [0, 1)")
+    return fraction
