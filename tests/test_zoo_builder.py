@@ -28,3 +28,10 @@ def test_rl_zoo_own_entries_and_overrides(tmp_path):
     assert isinstance(run.model.get_env(), VecFrameStack)
     with pytest.raises(ValueError, match="algo='nope'"):
         rl_zoo_config("nope")
+
+
+def test_pendulum_no_vel_entry_trains_with_gsde(tmp_path):
+    run = make_zoo_model("ppo", "PendulumNoVel-v1", tmp_path, conf_file=PROJECT_PPO_CONFIG,
+                         hyperparams=dict(n_steps=16, batch_size=32, n_epochs=1))
+    assert run.model.use_sde and isinstance(run.model.policy, HeadMaskedTransformerPolicy)
+    run.model.learn(64)
