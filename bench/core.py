@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 import torch
 
-from sb3_masked_attention.io import append_row, atomic_path, read_rows, write_text_atomic
+from sb3_masked_attention.io import append_row, read_rows, write_text_atomic
 from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, ZooRun, make_zoo_model, rl_zoo_config
 
 ROOT = Path(__file__).resolve().parents[1]
