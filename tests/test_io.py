@@ -1,0 +1,24 @@
+import pytest
+
+from sb3_masked_attention.io import append_row, atomic_path, read_rows, write_text_atomic
+
+
+def test_append_row_round_trip(tmp_path):
+    path = tmp_path / "sub" / "rows.csv"
+    assert read_rows(path).empty
+    append_row(path, dict(method="a", seed=0, score=1.5))
+    append_row(path, dict(method="b", seed=1, score=2.5))
+    table = read_rows(path)
+    assert table.to_dict("records") == [dict(method="a", seed=0, score=1.5), dict(method="b", seed=1, score=2.5)]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["rows.csv"]
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "report.md"
+    write_text_atomic(path, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            tmp.write_text("half-writ")
+            raise RuntimeError("killed mid-write")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
