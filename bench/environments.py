@@ -34,6 +34,8 @@ LEARNING_RUNS: list[tuple[str, dict[str, Any], str]] = [
     ("sb3ma/TMaze-v0", {"corridor_length": 20}, ">= 95% of optimal"),
     ("sb3ma/RepeatPrevious-v0", {"k": 4}, ">= 95% of optimal"),
     ("sb3ma/Darkroom-v0", {"goal": (6, 2)}, "near-optimal"),
+    ("sb3ma/DarkroomHard-v0", {"goal": (6, 2)}, "near-optimal"),
+    ("sb3ma/DarkKeyToDoor-v0", {"key": (2, 7), "door": (7, 1)}, "near-optimal"),
 ]
 
 
