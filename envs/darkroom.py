@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sb3_masked_attention.validation import check_int
+from sb3_masked_attention.validation import check_int, check_render_mode
 
 #: Actions: no-op, up (y - 1), down (y + 1), left (x - 1), right (x + 1).
 MOVES = np.array([(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)], dtype=np.int64)
@@ -98,9 +98,7 @@ class _GridEnv(gym.Env):
     def __init__(self, size: int, episode_length: int, render_mode: str | None) -> None:
         self.size = check_int("size", size, minimum=2)
         self.episode_length = check_int("episode_length", episode_length)
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode={render_mode!r} is unsupported: expected None or 'rgb_array'")
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode)
         self.observation_space = spaces.Box(0.0, float(size - 1), (2,), dtype=np.float32)
         self.action_space = spaces.Discrete(len(MOVES))
         self.start = (size // 2, size // 2)

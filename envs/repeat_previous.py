@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sb3_masked_attention.validation import check_int
+from sb3_masked_attention.validation import check_int, check_render_mode
 
 _PALETTE = np.array(
     [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
@@ -39,10 +39,8 @@ class RepeatPreviousEnv(gym.Env):
             check_int(name, value, minimum)
         if k >= episode_length:
             raise ValueError(f"k={k} is invalid: expected k < episode_length={episode_length}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode={render_mode!r} is unsupported: expected None or 'rgb_array'")
         self.k, self.n_symbols, self.episode_length = int(k), int(n_symbols), int(episode_length)
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode)
         self.observation_space = spaces.Box(0.0, 1.0, (self.n_symbols,), dtype=np.float32)
         self.action_space = spaces.Discrete(self.n_symbols)
         self.optimal_return = float(self.episode_length - self.k)

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sb3_masked_attention.validation import check_int
+from sb3_masked_attention.validation import check_int, check_render_mode
 
 
 class TMazeEnv(gym.Env):
@@ -34,10 +34,8 @@ class TMazeEnv(gym.Env):
 
     def __init__(self, corridor_length: int = 20, render_mode: str | None = None) -> None:
         check_int("corridor_length", corridor_length)
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode={render_mode!r} is unsupported: expected None or 'rgb_array'")
         self.corridor_length = int(corridor_length)
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode)
         self.observation_space = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
         self.action_space = spaces.Discrete(2)
         self._position = 0

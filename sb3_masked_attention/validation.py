@@ -24,3 +24,10 @@ def check_fraction(name: str, value: Any) -> float:
     if not (math.isfinite(fraction) and 0.0 <= fraction < 1.0):
         raise ValueError(f"{name} {value!r} is invalid: expected a finite value in [0, 1)")
     return fraction
+
+
+def check_render_mode(render_mode: Any, allowed: tuple[str, ...] = ("rgb_array",)) -> str | None:
+    """Return ``render_mode`` if it is None or one of ``allowed``."""
+    if render_mode is not None and render_mode not in allowed:
+        raise ValueError(f"render_mode={render_mode!r} is unsupported: expected None or one of {list(allowed)}")
+    return render_mode
