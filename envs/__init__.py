@@ -10,9 +10,18 @@ from gymnasium.envs.registration import register, registry
 import sb3_masked_attention  # noqa: F401  (registers the SB3 policy aliases for rl-zoo)
 from envs.darkroom import DarkKeyToDoorEnv, DarkroomEnv, DarkroomHardEnv, goal_split
 from envs.repeat_previous import RepeatPreviousEnv
+from envs.territory import TerritoryControlEnv
 from envs.tmaze import TMazeEnv
 
-__all__ = ["DarkKeyToDoorEnv", "DarkroomEnv", "DarkroomHardEnv", "RepeatPreviousEnv", "TMazeEnv", "goal_split"]
+__all__ = [
+    "DarkKeyToDoorEnv",
+    "DarkroomEnv",
+    "DarkroomHardEnv",
+    "RepeatPreviousEnv",
+    "TMazeEnv",
+    "TerritoryControlEnv",
+    "goal_split",
+]
 
 ENV_IDS = {
     "sb3ma/Darkroom-v0": "envs.darkroom:DarkroomEnv",
@@ -20,6 +29,7 @@ ENV_IDS = {
     "sb3ma/DarkKeyToDoor-v0": "envs.darkroom:DarkKeyToDoorEnv",
     "sb3ma/TMaze-v0": "envs.tmaze:TMazeEnv",
     "sb3ma/RepeatPrevious-v0": "envs.repeat_previous:RepeatPreviousEnv",
+    "sb3ma/TerritoryControl-v0": "envs.territory:TerritoryControlEnv",
 }
 
 for _env_id, _entry_point in ENV_IDS.items():
