@@ -14,7 +14,11 @@ from typing import Any, NoReturn
 import gymnasium as gym
 import yaml
 
-from sb3_masked_attention.strategies import HEAD_MASK_STRATEGIES, HeadMaskStrategy, resolve_head_mask_strategy
+from sb3_masked_attention.strategies import (
+    HEAD_MASK_STRATEGIES,
+    HeadMaskStrategy,
+    resolve_head_mask_strategy,
+)
 
 #: The demo: a T-maze whose cue must be remembered for 10 steps.
 DEMO = dict(env_id="sb3ma/TMaze-v0", env_kwargs={"corridor_length": 10}, history_len=12, total_timesteps=20_000)

@@ -1,8 +1,8 @@
-"""Actor-critic policies built on the head-masked transformer, and their SB3 aliases.
+"""Actor-critic policies built on the package's extractors, and their SB3 aliases.
 
 Importing :mod:`sb3_masked_attention` registers ``"HeadMaskedTransformerPolicy"`` with PPO,
-A2C and sb3-contrib's MaskablePPO, so ``PPO("HeadMaskedTransformerPolicy", env)``
-works like ``PPO("MultiInputPolicy", env)``.
+A2C and sb3-contrib's MaskablePPO, and ``"MultiScaleAttentionPolicy"`` with PPO and MaskablePPO,
+so ``PPO("HeadMaskedTransformerPolicy", env)`` works like ``PPO("MultiInputPolicy", env)``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sb3_contrib.common.maskable.policies import MaskableMultiInputActorCriticPo
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.policies import BasePolicy, MultiInputActorCriticPolicy
 
+from sb3_masked_attention.extractors.multiscale import multiscale_extractor_class
 from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExtractor
 from sb3_masked_attention.strategies import HeadMaskStrategy
 
@@ -57,3 +58,33 @@ class MaskableHeadMaskedTransformerPolicy(MaskableMultiInputActorCriticPolicy):
 
 
 _register(MaskablePPO, "HeadMaskedTransformerPolicy", MaskableHeadMaskedTransformerPolicy)
+
+
+def _with_multiscale_defaults(kwargs: dict[str, Any], multiscale_extractor: str) -> dict[str, Any]:
+    kwargs.setdefault("features_extractor_class", multiscale_extractor_class(multiscale_extractor))
+    kwargs.setdefault("net_arch", dict(pi=[256], vf=[256]))
+    return kwargs
+
+
+class MultiScaleAttentionPolicy(MultiInputActorCriticPolicy):
+    """``MultiInputActorCriticPolicy`` over map observations with :class:`MultiScaleExtractorWithAttention`.
+
+    :param multiscale_extractor: ``"attention"`` (default) or ``"plain"`` (:class:`MultiScaleExtractor`),
+        the one-word switch for rl-zoo ``policy_kwargs``; an explicit ``features_extractor_class`` wins.
+    :param kwargs: everything ``MultiInputActorCriticPolicy`` takes; ``net_arch`` defaults to one
+        hidden layer of 256 for the actor and the critic.
+    """
+
+    def __init__(self, *args: Any, multiscale_extractor: str = "attention", **kwargs: Any) -> None:
+        super().__init__(*args, **_with_multiscale_defaults(kwargs, multiscale_extractor))
+
+
+class MaskableMultiScaleAttentionPolicy(MaskableMultiInputActorCriticPolicy):
+    """The MaskablePPO counterpart of :class:`MultiScaleAttentionPolicy` (same arguments)."""
+
+    def __init__(self, *args: Any, multiscale_extractor: str = "attention", **kwargs: Any) -> None:
+        super().__init__(*args, **_with_multiscale_defaults(kwargs, multiscale_extractor))
+
+
+_register(PPO, "MultiScaleAttentionPolicy", MultiScaleAttentionPolicy)
+_register(MaskablePPO, "MultiScaleAttentionPolicy", MaskableMultiScaleAttentionPolicy)

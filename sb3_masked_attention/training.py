@@ -15,8 +15,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_masked_attention.io import atomic_path
-from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
+from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.wrappers import HistoryWrapper
 
 #: PPO settings that learn the memory tasks quickly; any of them can be overridden.

@@ -12,7 +12,13 @@ from sb3_masked_attention.attention import TransformerBlock
 from sb3_masked_attention.masks import head_window_mask
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.validation import check_int
-from sb3_masked_attention.wrappers import ACTION_KEY, EPISODE_START_KEY, OBS_KEY, REWARD_KEY, VALID_KEY
+from sb3_masked_attention.wrappers import (
+    ACTION_KEY,
+    EPISODE_START_KEY,
+    OBS_KEY,
+    REWARD_KEY,
+    VALID_KEY,
+)
 
 POSITIONAL_ENCODINGS = ("learned", "rotary")
 
