@@ -107,6 +107,43 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print("A memoryless policy cannot beat a mean return of 0 here (50% success); remembering the cue gives 1.")
 
 
+def _cmd_train_multiscale(args: argparse.Namespace) -> None:
+    import torch
+
+    from sb3_masked_attention.multiscale_training import train_multiscale
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    extractor = "MultiScaleExtractor" if args.no_attention else "MultiScaleExtractorWithAttention"
+    print(f"Training {args.algo} + {extractor} on sb3ma/TerritoryControl-v0 ({args.map}, {args.map_size}x{args.map_size}, "
+          f"{args.num_bots} bots) for {args.total_timesteps} steps into {args.output_dir}")
+    model = train_multiscale(
+        args.output_dir,
+        map_name=args.map,
+        map_size=args.map_size,
+        num_bots=args.num_bots,
+        max_steps=args.max_steps,
+        local_view_size=args.local_view_size,
+        total_timesteps=args.total_timesteps,
+        n_envs=args.n_envs,
+        batch_size=args.batch_size,
+        n_steps=args.n_steps,
+        attention=not args.no_attention,
+        algo=args.algo,
+        device=args.device,
+        seed=args.seed,
+        checkpoint_freq=args.checkpoint_freq,
+        eval_freq=args.eval_freq,
+        eval_episodes=args.eval_episodes,
+        attention_log_freq=args.attention_log_freq,
+        ppo_kwargs=dict(args.ppo_kwargs),
+        subprocess_envs=not args.no_subprocess,
+        progress_bar=not args.no_progress,
+        verbose=0 if args.no_progress else 1,
+    )
+    print(f"Done: {model.num_timesteps} steps; final_model.zip, best_model.zip, evaluations.csv and TensorBoard logs in {args.output_dir}")
+
+
 def _add_training_options(parser: argparse.ArgumentParser, history_len: int, total_timesteps: int) -> None:
     parser.add_argument("--strategy", type=_strategy, default="specialized", help="head-mask strategy name or comma-separated fractions")
     parser.add_argument("--history-len", type=_positive_int, default=history_len, help="steps in the history window")
@@ -135,6 +172,34 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--env-kwargs", type=_key_value, nargs="*", default=[], metavar="KEY=VALUE")
     _add_training_options(train, history_len=16, total_timesteps=100_000)
     train.set_defaults(func=_cmd_train)
+
+    multiscale = commands.add_parser(
+        "train-multiscale", help="train (or resume) PPO with the multi-scale extractors on sb3ma/TerritoryControl-v0"
+    )
+    multiscale.add_argument("--map", default="plains", help="plains, islands, continents, or a .png/.npy map file")
+    multiscale.add_argument("--map-size", type=_positive_int, default=1024)
+    multiscale.add_argument("--num-bots", type=int, default=10)
+    multiscale.add_argument("--max-steps", type=_positive_int, default=1000, help="episode length")
+    multiscale.add_argument("--local-view-size", type=_positive_int, default=256)
+    multiscale.add_argument("--total-timesteps", type=_positive_int, default=1_000_000)
+    multiscale.add_argument("--n-envs", type=_positive_int, default=8)
+    multiscale.add_argument("--batch-size", type=_positive_int, default=128)
+    multiscale.add_argument("--n-steps", type=_positive_int, default=128, help="rollout steps per env per update")
+    multiscale.add_argument("--no-attention", action="store_true", help="MultiScaleExtractor instead of MultiScaleExtractorWithAttention")
+    multiscale.add_argument("--algo", choices=["maskable_ppo", "ppo"], default="maskable_ppo")
+    multiscale.add_argument("--output-dir", required=True, help="run directory (resumed if it holds checkpoints)")
+    multiscale.add_argument("--device", default="auto")
+    multiscale.add_argument("--seed", type=int, default=0)
+    multiscale.add_argument("--checkpoint-freq", type=_positive_int, default=50_000, help="env steps between checkpoints")
+    multiscale.add_argument("--eval-freq", type=_positive_int, default=25_000, help="env steps between evaluations")
+    multiscale.add_argument("--eval-episodes", type=_positive_int, default=5)
+    multiscale.add_argument("--attention-log-freq", type=_positive_int, default=10_000, help="env steps between TensorBoard attention logs")
+    multiscale.add_argument("--ppo-kwargs", type=_key_value, nargs="*", default=[], metavar="KEY=VALUE",
+                            help="PPO arguments, e.g. n_epochs=2 learning_rate=1e-4")  # fmt: skip
+    multiscale.add_argument("--torch-threads", type=_positive_int, default=None, help="torch CPU threads (one per run when runs share a machine)")
+    multiscale.add_argument("--no-subprocess", action="store_true", help="DummyVecEnv instead of SubprocVecEnv")
+    multiscale.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    multiscale.set_defaults(func=_cmd_train_multiscale)
 
     demo = commands.add_parser("demo", help="train on a 10-step T-maze (about half a minute) and print the evaluation")
     _add_training_options(demo, history_len=DEMO["history_len"], total_timesteps=DEMO["total_timesteps"])

@@ -1,0 +1,194 @@
+"""Multi-scale extractors: cost of attention, and the learning runs on TerritoryControl.
+
+    python bench/multiscale.py extractors   # fwd+bwd per batch of 128, with and without attention
+    python bench/multiscale.py learn        # 2 extractors x 3 seeds on a 256x256 map, 4 bots (resumable)
+    python bench/multiscale.py plot         # learning curves + final territory share -> results/multiscale/
+    python bench/multiscale.py report       # results/benchmarks/multiscale.md
+
+``learn`` runs ``sb3ma train-multiscale`` once per (extractor, seed), two at a time with one torch
+thread each (two torch processes with two threads each on two cores thrash). Each run resumes
+from its checkpoints, so the command can be killed and started again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sb3_masked_attention.io import append_row, atomic_path, read_rows, write_text_atomic  # noqa: E402
+
+RESULTS = ROOT / "results" / "multiscale"
+BENCH = ROOT / "results" / "benchmarks"
+EXTRACTOR_CSV = BENCH / "multiscale_extractors.csv"
+SEEDS = (0, 1, 2)
+EXTRACTORS = {"attention": [], "plain": ["--no-attention"]}
+#: The learning run: a 256x256 plains map, 4 bots, 500-step episodes, MaskablePPO.
+LEARN_ARGS = [
+    "--map", "plains", "--map-size", "256", "--num-bots", "4", "--max-steps", "500",
+    "--total-timesteps", "100000", "--n-envs", "8", "--n-steps", "128", "--batch-size", "128",
+    "--checkpoint-freq", "10000", "--eval-freq", "10000", "--eval-episodes", "5", "--attention-log-freq", "10000",
+    "--torch-threads", "1", "--no-subprocess", "--no-progress", "--ppo-kwargs", "n_epochs=2",
+]  # fmt: skip
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+# ------------------------------------------------------------------ extractor cost
+def bench_extractors(repeats: int, threads: int) -> None:
+    from envs.territory import TerritoryControlEnv
+    from sb3_masked_attention.extractors.multiscale import (
+        MultiScaleExtractor,
+        MultiScaleExtractorWithAttention,
+        count_parameters,
+    )
+
+    torch.set_num_threads(threads)
+    space = TerritoryControlEnv(map_size=64, num_bots=1).observation_space
+    torch.manual_seed(0)
+    batch = {key: torch.rand(128, *sub.shape) for key, sub in space.spaces.items()}
+    contenders = {
+        "MultiScaleExtractor": MultiScaleExtractor(space),
+        "MultiScaleExtractorWithAttention": MultiScaleExtractorWithAttention(space),
+        "MultiScaleExtractorWithAttention, every stage": MultiScaleExtractorWithAttention(space, attention_stages=(0, 1, 2)),
+    }
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):  # interleaved, so drifts in machine speed hit every contender alike
+        for name, extractor in contenders.items():
+            extractor.zero_grad()
+            start = time.perf_counter()
+            extractor(batch).sum().backward()
+            times[name].append(time.perf_counter() - start)
+    base = float(np.median(times["MultiScaleExtractor"][1:]))
+    for name, extractor in contenders.items():
+        median = float(np.median(times[name][1:]))  # the first call warms up
+        append_row(EXTRACTOR_CSV, {"extractor": name, "threads": threads, "batch": 128, "parameters": count_parameters(extractor),
+                                   "fwd_bwd_ms": round(1000 * median, 1), "ratio_to_plain": round(median / base, 3),
+                                   "repeats": repeats - 1})  # fmt: skip
+        print(f"{name:48s} {count_parameters(extractor):>9,d} params  {1000 * median:7.1f} ms  x{median / base:.3f}")
+
+
+# ------------------------------------------------------------------ learning runs
+def run_dir(extractor: str, seed: int) -> Path:
+    return RESULTS / "runs" / f"{extractor}_seed{seed}"
+
+
+def learn_one(extractor: str, seed: int) -> int:
+    out = run_dir(extractor, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "sb3_masked_attention.cli", "train-multiscale", *LEARN_ARGS, *EXTRACTORS[extractor],
+               "--seed", str(seed), "--output-dir", str(out)]  # fmt: skip
+    with open(out / "train.log", "a") as log:
+        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+
+
+def learn(workers: int) -> None:
+    jobs = [(extractor, seed) for seed in SEEDS for extractor in EXTRACTORS]
+    with ThreadPoolExecutor(workers) as pool:
+        for (extractor, seed), code in zip(jobs, pool.map(lambda job: learn_one(*job), jobs)):
+            print(f"{extractor} seed {seed}: exit {code}")
+
+
+def load_evaluations() -> pd.DataFrame:
+    frames = []
+    for extractor in EXTRACTORS:
+        for seed in SEEDS:
+            table = read_rows(run_dir(extractor, seed) / "evaluations.csv")
+            if len(table):
+                frames.append(table.assign(extractor=extractor, seed=seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def plot() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = load_evaluations()
+    if table.empty:
+        raise SystemExit("no evaluations yet: run `python bench/multiscale.py learn` first")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colours = {"attention": "tab:red", "plain": "tab:blue"}
+    labels = {"attention": "MultiScaleExtractorWithAttention", "plain": "MultiScaleExtractor"}
+    for ax, column, ylabel in ((axes[0], "mean_territory_share", "final territory share (eval)"),
+                               (axes[1], "mean_return", "episode return (eval)")):  # fmt: skip
+        for extractor, group in table.groupby("extractor"):
+            for _, run in group.groupby("seed"):
+                ax.plot(run["timesteps"], run[column], color=colours[extractor], alpha=0.3, linewidth=1)
+            mean = group.groupby("timesteps")[column].mean()
+            ax.plot(mean.index, mean.values, color=colours[extractor], linewidth=2.5, label=f"{labels[extractor]} (mean of seeds)")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.suptitle("MaskablePPO on TerritoryControl 256x256, 4 bots: thin lines = seeds, 5 eval episodes each")
+    fig.tight_layout()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    fig.savefig(RESULTS / "learning_curves.png", dpi=110)
+    final = table.sort_values("timesteps").groupby(["extractor", "seed"]).tail(1)
+    final = final[["extractor", "seed", "timesteps", "mean_territory_share", "mean_return", "mean_rank", "mean_is_success"]]
+    with atomic_path(RESULTS / "final.csv") as tmp:
+        final.to_csv(tmp, index=False)
+    print(final.to_string(index=False))
+
+
+def report() -> None:
+    lines = ["# Multi-scale extractors: parameters and CPU cost", "",
+             f"Machine: {machine()}.", "",
+             "Command: `python bench/multiscale.py extractors` (forward + backward of the extractor alone, batch 128, "
+             "maps 6x128x128, 6x128x128, 6x64x64 and an 8-vector, features_dim 512; median of interleaved repeats; "
+             "ratio to MultiScaleExtractor in the same process). Target: attention costs <= 10% more.", ""]  # fmt: skip
+    table = read_rows(EXTRACTOR_CSV)
+    if len(table):
+        lines += ["| extractor | torch threads | parameters | fwd+bwd ms | ratio |", "|---|---|---|---|---|"]
+        for row in table.itertuples():
+            lines.append(f"| {row.extractor} | {row.threads} | {row.parameters:,} | {row.fwd_bwd_ms} | {row.ratio_to_plain:.3f} |")
+    write_text_atomic(BENCH / "multiscale.md", "\n".join(lines) + "\n")
+    print(f"wrote {BENCH / 'multiscale.md'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    extractors = commands.add_parser("extractors")
+    extractors.add_argument("--repeats", type=int, default=21)
+    extractors.add_argument("--threads", type=int, default=1)
+    learn_parser = commands.add_parser("learn")
+    learn_parser.add_argument("--workers", type=int, default=2)
+    commands.add_parser("plot")
+    commands.add_parser("report")
+    args = parser.parse_args()
+    if args.command == "extractors":
+        bench_extractors(args.repeats, args.threads)
+    elif args.command == "learn":
+        learn(args.workers)
+    elif args.command == "plot":
+        plot()
+    else:
+        report()
+
+
+if __name__ == "__main__":
+    main()
