@@ -151,6 +151,9 @@ def plot() -> None:
     final = final[["extractor", "seed", "timesteps", "mean_territory_share", "mean_return", "mean_rank", "mean_is_success"]]
     with atomic_path(RESULTS / "final.csv") as tmp:
         final.to_csv(tmp, index=False)
+    # The run directories (checkpoints, TensorBoard) stay out of git; their evaluations are kept here.
+    with atomic_path(RESULTS / "evaluations.csv") as tmp:
+        table.to_csv(tmp, index=False)
     print(final.to_string(index=False))
 
 

@@ -75,6 +75,7 @@ def train_multiscale(
 
     env_kwargs = {"map_name": map_name, "map_size": map_size, "num_bots": num_bots, "max_steps": max_steps,
                   "local_view_size": local_view_size}  # fmt: skip
+    TerritoryControlEnv(**env_kwargs)  # a bad map or size fails here, before anything is written
     ppo_kwargs = {**MULTISCALE_PPO_KWARGS, **(ppo_kwargs or {})}
     config = {"algo": algo, "attention": attention, "env_kwargs": env_kwargs, "n_envs": n_envs, "batch_size": batch_size,
               "n_steps": n_steps, "seed": seed, "ppo_kwargs": ppo_kwargs, "total_timesteps": total_timesteps}  # fmt: skip

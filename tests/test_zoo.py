@@ -26,6 +26,9 @@ def test_zoo_config_covers_project_envs_and_no_vel_tasks():
     assert project_ids <= set(config)
     assert {"CartPoleNoVel-v1", "PendulumNoVel-v1"} <= set(config)
     for env_id, entry in config.items():
+        if env_id == "sb3ma/TerritoryControl-v0":  # maps, not a history: the multi-scale policy
+            assert entry["policy"] == "MultiScaleAttentionPolicy"
+            continue
         assert entry["policy"] == "HeadMaskedTransformerPolicy", env_id
         assert "HistoryWrapper" in str(entry["env_wrapper"]), env_id
 
@@ -48,3 +51,15 @@ def test_strategy_switch_and_normalize_from_command_line(tmp_path):
     model = PPO.load(run / "CartPoleNoVel-v1.zip")
     assert model.policy.features_extractor.head_fractions[-1] == 0.95
     assert (run / "CartPoleNoVel-v1" / "vecnormalize.pkl").exists()
+
+
+def test_territory_control_trains_through_rl_zoo_with_the_extractor_switch(tmp_path):
+    from sb3_masked_attention import MultiScaleExtractor
+
+    zoo("rl_zoo3.train", "--algo", "ppo", "--env", "sb3ma/TerritoryControl-v0", "--gym-packages", "envs",
+        "--conf-file", str(CONF), "-n", "64", "-f", str(tmp_path), "--eval-freq", "-1", "--seed", "0",
+        "--env-kwargs", "map_size:64", "num_bots:1", "max_steps:20",
+        "-params", "n_envs:2", "n_steps:16", "batch_size:16", "n_epochs:1",
+        "policy_kwargs:dict(multiscale_extractor='plain')", cwd=tmp_path)  # fmt: skip
+    model = PPO.load(tmp_path / "ppo" / "sb3ma-TerritoryControl-v0_1" / "sb3ma-TerritoryControl-v0.zip")
+    assert type(model.policy.features_extractor) is MultiScaleExtractor

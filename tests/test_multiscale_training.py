@@ -1,0 +1,123 @@
+"""train-multiscale: run directory, resuming, refusal of changed settings; the callbacks' logs."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.logger import KVWriter, Logger
+
+from sb3_masked_attention.callbacks import AttentionLoggingCallback, checkpoints, head_statistics
+from sb3_masked_attention.multiscale_training import train_multiscale
+from sb3_masked_attention.training import make_history_vec_env
+
+TINY = dict(map_size=64, num_bots=1, max_steps=30, n_envs=2, n_steps=16, batch_size=16, checkpoint_freq=32,
+            eval_freq=32, eval_episodes=1, attention_log_freq=32, subprocess_envs=False, progress_bar=False, verbose=0,
+            ppo_kwargs={"n_epochs": 1})  # fmt: skip
+
+
+def test_run_directory_and_resume(tmp_path):
+    model = train_multiscale(tmp_path, total_timesteps=64, **TINY)
+    assert isinstance(model, MaskablePPO) and model.num_timesteps == 64
+    for name in ("final_model.zip", "best_model.zip", "run_config.json", "evaluations.csv"):
+        assert (tmp_path / name).exists(), name
+    assert [p.name for p in checkpoints(tmp_path / "checkpoints")] == ["model_32_steps.zip", "model_64_steps.zip"]
+    first = pd.read_csv(tmp_path / "evaluations.csv")
+    assert list(first["timesteps"]) == [2, 34]
+    assert {"mean_return", "mean_territory_share", "mean_rank"} <= set(first.columns)
+
+    # As after a kill: no final model, resume from the newest checkpoint and extend the budget.
+    (tmp_path / "final_model.zip").unlink()
+    model = train_multiscale(tmp_path, total_timesteps=128, **TINY)
+    assert model.num_timesteps == 128
+    after = pd.read_csv(tmp_path / "evaluations.csv")
+    pd.testing.assert_frame_equal(after.iloc[: len(first)], first)  # nothing lost, nothing redone
+    assert after["timesteps"].is_monotonic_increasing and after["timesteps"].max() > 64
+    assert len(checkpoints(tmp_path / "checkpoints")) == 2  # only the newest two are kept
+
+    # Finished: a second call does nothing.
+    assert train_multiscale(tmp_path, total_timesteps=128, **TINY).num_timesteps == 128
+
+
+def test_resume_with_changed_settings_is_refused(tmp_path):
+    train_multiscale(tmp_path, total_timesteps=32, attention=True, **TINY)
+    with pytest.raises(ValueError, match="attention=True"):
+        train_multiscale(tmp_path, total_timesteps=64, attention=False, **TINY)
+
+
+def test_plain_ppo_and_bad_algo(tmp_path):
+    model = train_multiscale(tmp_path / "ppo", total_timesteps=32, algo="ppo", attention=False, **TINY)
+    assert type(model) is PPO
+    with pytest.raises(ValueError, match="algo='dqn'"):
+        train_multiscale(tmp_path / "dqn", algo="dqn", **TINY)
+
+
+class Recorder(KVWriter):
+    def __init__(self) -> None:
+        self.values: dict = {}
+
+    def write(self, key_values, key_excluded, step=0) -> None:
+        self.values.update(key_values)
+
+
+def test_attention_logging_for_the_multiscale_extractor():
+    from envs.territory import TerritoryControlEnv
+
+    model = MaskablePPO("MultiScaleAttentionPolicy", TerritoryControlEnv(map_size=64, num_bots=1), n_steps=16, batch_size=16,
+                        n_epochs=1, policy_kwargs={"features_extractor_kwargs": {"attention_stages": (1, 2)}})  # fmt: skip
+    recorder = Recorder()
+    model.set_logger(Logger(folder=None, output_formats=[recorder]))
+    model.learn(16, callback=AttentionLoggingCallback(log_freq=8))
+    values = recorder.values
+    weights = [values[f"attention/scale_weight/{key}"] for key in ("global_map", "local_map", "tactical_map")]
+    assert sum(weights) == pytest.approx(1.0)
+    assert sum(values[f"attention/cross/{key}"] for key in ("global_map", "local_map", "tactical_map")) == pytest.approx(1.0)
+    assert values["attention/channel/local_map/stage1"].shape == (64,)
+    image = values["attention/spatial/tactical_map/stage2/env0"]
+    assert image.image.shape == (1, 8, 8) and image.dataformats == "CHW"
+
+
+def test_attention_logging_for_the_head_masked_transformer():
+    env = make_history_vec_env("sb3ma/TMaze-v0", history_len=6, n_envs=2)
+    model = PPO("HeadMaskedTransformerPolicy", env, n_steps=8, batch_size=16, n_epochs=1,
+                policy_kwargs={"features_extractor_kwargs": {"n_heads": 2, "d_model": 8, "n_layers": 2, "head_mask_strategy": [0.0, 0.5]}})  # fmt: skip
+    recorder = Recorder()
+    model.set_logger(Logger(folder=None, output_formats=[recorder]))
+    model.learn(16, callback=AttentionLoggingCallback(log_freq=4))
+    for layer in (0, 1):
+        for head in (0, 1):
+            entropy = recorder.values[f"attention/layer{layer}/head{head}/entropy"]
+            lookback = recorder.values[f"attention/layer{layer}/head{head}/lookback"]
+            assert 0.0 <= entropy <= math.log(6) + 1e-6 and 0.0 <= lookback <= 5.0
+
+
+def test_head_statistics_numbers():
+    uniform = torch.full((3, 2, 4, 4), 0.25)
+    entropy, lookback = head_statistics(uniform)
+    torch.testing.assert_close(entropy, torch.full((2,), math.log(4)))
+    torch.testing.assert_close(lookback, torch.full((2,), 1.5))  # mean of distances 3, 2, 1, 0
+    newest = torch.zeros(1, 1, 4, 4)
+    newest[..., -1, 0] = 1.0  # the newest query looks at the oldest position
+    entropy, lookback = head_statistics(newest)
+    assert entropy.item() == pytest.approx(0.0, abs=1e-6) and lookback.item() == 3.0
+    valid = torch.tensor([[True, True, True, True], [False, False, False, False]])
+    mixed = torch.stack([uniform[0], newest[0].expand(2, 4, 4)])
+    torch.testing.assert_close(head_statistics(mixed, valid)[1], torch.full((2,), 1.5))  # the invalid row is ignored
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--map", "moon"], "map_name='moon'"), (["--algo", "dqn"], "invalid choice"), (["--num-bots", "99"], "num_bots=99")],
+)
+def test_cli_user_errors_exit_2_with_one_line(tmp_path, args, message):
+    command = [sys.executable, "-m", "sb3_masked_attention.cli", "train-multiscale", "--output-dir", str(tmp_path),
+               "--map-size", "64", "--total-timesteps", "16", "--no-progress", *args]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
