@@ -37,7 +37,7 @@ EXTRACTORS = {"attention": [], "plain": ["--no-attention"]}
 #: The learning run: a 256x256 plains map, 4 bots, 500-step episodes, MaskablePPO.
 LEARN_ARGS = [
     "--map", "plains", "--map-size", "256", "--num-bots", "4", "--max-steps", "500",
-    "--total-timesteps", "100000", "--n-envs", "8", "--n-steps", "128", "--batch-size", "128",
+    "--total-timesteps", "60000", "--n-envs", "8", "--n-steps", "128", "--batch-size", "128",
     "--checkpoint-freq", "10000", "--eval-freq", "10000", "--eval-episodes", "5", "--attention-log-freq", "10000",
     "--torch-threads", "1", "--no-subprocess", "--no-progress", "--ppo-kwargs", "n_epochs=2",
 ]  # fmt: skip

@@ -315,7 +315,7 @@ class TerritoryControlEnv(gym.Env):
         cost[NEUTRAL] = self.NEUTRAL_COST
         tiles, owners, n = kernels.advance_attacks(
             self._pair_tile, self._pair_attack, self._n_pairs, self._pool, cost, self.PLAYER_SPEED, self.MIN_ATTACK,
-            self._stamp, self._next_stamp(), self._seed(), self._troops, density,
+            self._stamp, self._next_stamp(), self._seed(), self._troops, density, self._owner, self._offsets,
         )  # fmt: skip
         self._set_owner(tiles[:n], owners[:n])
 

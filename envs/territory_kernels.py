@@ -23,6 +23,16 @@ def _splitmix64(state: np.uint64) -> tuple[np.uint64, np.uint64]:
 
 
 @njit(cache=True)
+def _random_prefix(values, lo, hi, k, state):
+    """Partial Fisher-Yates: move a uniform random ``k``-subset of ``values[lo:hi]`` to ``values[lo:lo+k]``."""
+    for i in range(k):
+        state, r = _splitmix64(state)
+        pick = lo + i + np.int64(r % np.uint64(hi - lo - i))
+        values[lo + i], values[pick] = values[pick], values[lo + i]
+    return state
+
+
+@njit(cache=True)
 def set_owner(
     tiles, new_owner, n, owner, land, offsets, block, tile_count, block_count,
     is_border, agent_border, agent_border_blocks, in_list, border_buf, border_len, agent_sum, wp,
@@ -101,13 +111,15 @@ def all_block_pixels(block_count, land_per_block, scale, agent_border_blocks, si
 @njit(cache=True)
 def advance_attacks(
     pair_tile, pair_attack, n_pairs, pool, cost, player_speed, min_attack, stamp, stamp_id, seed, troops, density,
+    owner, offsets,
 ):  # fmt: skip
     """Advance every attack one step; returns (tiles, new owners, count) to hand to :func:`set_owner`.
 
     ``pair_tile[i]`` is land of player ``q`` next to land of player ``a`` with ``pair_attack[i] =
     a * p1 + q`` (from :func:`scan_contacts`). Each attack ``pool[a, q]`` may take its frontier:
     all of it on neutral land, ``ceil(player_speed * frontier)`` on a player, at most
-    ``pool / cost[q]`` tiles, chosen at random. A tile facing two attackers is a candidate of the
+    ``pool / cost[q]`` tiles, chosen at random among those with two or more of the attacker's
+    tiles around them first, then among the rest. A tile facing two attackers is a candidate of the
     first one met in a scan that starts at a random pair. Finished attacks return their troops.
     """
     p1 = pool.shape[0]
@@ -153,11 +165,22 @@ def advance_attacks(
             speed = f if q == NEUTRAL else int(np.ceil(player_speed * f))
             quota = min(speed, int(pool[a, q] / cost[q] + 1e-9))
             lo = first[j]
-            for i in range(quota):  # partial Fisher-Yates: a uniform random subset of the frontier
-                state, r = _splitmix64(state)
-                pick = lo + i + np.int64(r % np.uint64(f - i))
-                grouped[lo + i], grouped[pick] = grouped[pick], grouped[lo + i]
-                out_tiles[taken_total] = grouped[lo + i]
+            if quota < f:
+                # Tiles with two or more of the attacker's tiles around them go first: fronts stay
+                # smooth instead of fraying into a checkerboard (whose border would cost every step).
+                supported = lo
+                for i in range(lo, lo + f):
+                    x, around = grouped[i], 0
+                    for d in range(4):
+                        around += owner[x + offsets[d]] == a
+                    if around >= 2:
+                        grouped[i], grouped[supported] = grouped[supported], grouped[i]
+                        supported += 1
+                state = _random_prefix(grouped, lo, supported, min(quota, supported - lo), state)
+                if quota > supported - lo:
+                    state = _random_prefix(grouped, supported, lo + f, quota - (supported - lo), state)
+            for i in range(lo, lo + quota):
+                out_tiles[taken_total] = grouped[i]
                 out_owner[taken_total] = a
                 taken_total += 1
             pool[a, q] -= quota * cost[q]

@@ -1,0 +1,151 @@
+"""TerritoryControl speed (single process, one core, observation included) and a picture of what the agent sees.
+
+    python bench/territory.py speed     # steps/s per map size and bot count -> results/benchmarks/territory_speed.csv
+    python bench/territory.py picture   # results/envs/territory_control.png: the map and the three observation maps
+    python bench/territory.py report    # results/benchmarks/territory.md
+
+The agent is scripted (expand into neutral land while possible, else attack a neighbour, half the
+troops each time) or picks uniformly among valid actions; resets (fixed map seed) are counted in
+the time. The first episode of each configuration compiles/warms the numba kernels and is not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from envs.territory import TerritoryControlEnv  # noqa: E402
+from sb3_masked_attention.io import append_row, atomic_path, read_rows, write_text_atomic  # noqa: E402
+
+SPEED_CSV = ROOT / "results" / "benchmarks" / "territory_speed.csv"
+#: (map size, bots, target steps/s)
+CONFIGS = [(256, 4, 3000), (1024, 10, 500), (64, 2, None), (512, 8, None), (2048, 64, None)]
+
+
+def scripted(mask: np.ndarray, num_bots: int) -> tuple[int, int]:
+    targets = mask[: num_bots + 2]
+    if targets[1]:
+        return 1, 2
+    neighbours = np.flatnonzero(targets[2:])
+    return (2 + int(neighbours[0]), 2) if len(neighbours) else (0, 0)
+
+
+def measure(map_size: int, num_bots: int, policy: str, steps: int, seed: int = 0) -> dict:
+    env = TerritoryControlEnv(map_size=map_size, num_bots=num_bots, map_seed=seed, max_steps=1000)
+    rng = np.random.default_rng(seed)
+
+    def act() -> tuple[int, int]:
+        mask = env.action_masks()
+        if policy == "scripted":
+            return scripted(mask, num_bots)
+        return int(rng.choice(np.flatnonzero(mask[: num_bots + 2]))), int(rng.integers(5))
+
+    env.reset(seed=seed)
+    for _ in range(200):  # warm-up: numba kernels compiled or loaded from cache
+        env.step(act())
+    env.reset(seed=seed + 1)
+    episodes, start = 0, time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(act())
+        if terminated or truncated:
+            env.reset()
+            episodes += 1
+    elapsed = time.perf_counter() - start
+    return {"map_size": map_size, "num_bots": num_bots, "policy": policy, "steps": steps, "episodes_ended": episodes,
+            "steps_per_s": round(steps / elapsed, 1), "ms_per_step": round(1000 * elapsed / steps, 3)}  # fmt: skip
+
+
+def speed(steps: int) -> None:
+    for map_size, num_bots, _ in CONFIGS:
+        for policy in ("scripted", "random"):
+            row = measure(map_size, num_bots, policy, steps if map_size <= 1024 else steps // 4)
+            append_row(SPEED_CSV, row)
+            print(row)
+
+
+def picture() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    env = TerritoryControlEnv(map_size=512, num_bots=8, map_seed=3, local_view_size=256, render_mode="rgb_array")
+    obs, _ = env.reset(seed=3)
+    for _ in range(220):
+        obs, _, terminated, truncated, info = env.step(scripted(env.action_masks(), env.num_bots))
+        if terminated or truncated:
+            break
+
+    def composite(maps: np.ndarray) -> np.ndarray:
+        # red = own, green = enemy, grey = neutral, blue = water, white = own border
+        colours = np.array([(0.9, 0.1, 0.1), (0.2, 0.65, 0.25), (0.78, 0.78, 0.74), (0.16, 0.31, 0.63)])
+        fractions = maps[:4].astype(float) / 255  # (4, H, W)
+        rgb = np.einsum("chw,cd->hwd", fractions, colours)
+        border = maps[4].astype(float)[..., None] / 255
+        return np.clip(rgb * (1 - border) + border, 0, 1)
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
+    panels = [(env.render(), f"render(): 512x512 map, 8 bots, step {env._steps}"),
+              (composite(obs["global_map"]), "global_map (6x128x128): whole map"),
+              (composite(obs["local_map"]), "local_map: 256-tile window on the agent"),
+              (composite(obs["tactical_map"]), "tactical_map (6x64x64): contested border")]  # fmt: skip
+    for ax, (image, title) in zip(axes, panels):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"sb3ma/TerritoryControl-v0 (agent red in the render; maps: own red, enemy green, neutral grey, water blue, own border white); "
+                 f"agent share {info['territory_share']:.2f}, rank {info['rank']}", fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    with atomic_path(ROOT / "results" / "envs" / "territory_control.png") as tmp:
+        fig.savefig(tmp, dpi=90)
+    print("wrote results/envs/territory_control.png")
+
+
+def report() -> None:
+    import torch
+
+    table = read_rows(SPEED_CSV)
+    cpu = platform.processor()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    lines = ["# TerritoryControl speed", "",
+             f"Machine: {cpu}; one process, one core; Python {platform.python_version()}, numpy {np.__version__}, "
+             f"torch {torch.__version__} (not used here). Command: `python bench/territory.py speed`.", "",
+             "Steps per second of `env.step` including the observation (all three maps and the vector), "
+             "action masks and resets (fixed map seed, 1000-step cap). Scripted = expand into neutral land, else "
+             "attack a neighbour; random = uniform over valid actions (the agent is eliminated early, so more resets).",
+             "", "| map | bots | policy | steps/s | ms/step | target | met |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    targets = {(m, b): t for m, b, t in CONFIGS}
+    for row in table.itertuples():
+        target = targets.get((row.map_size, row.num_bots))
+        met = "" if target is None else ("yes" if row.steps_per_s >= target else "no")
+        lines.append(f"| {row.map_size}x{row.map_size} | {row.num_bots} | {row.policy} | {row.steps_per_s:,.0f} | "
+                     f"{row.ms_per_step} | {'' if target is None else f'>= {target}'} | {met} |")  # fmt: skip
+    write_text_atomic(ROOT / "results" / "benchmarks" / "territory.md", "\n".join(lines) + "\n")
+    print("wrote results/benchmarks/territory.md")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    speed_parser = commands.add_parser("speed")
+    speed_parser.add_argument("--steps", type=int, default=3000)
+    commands.add_parser("picture")
+    commands.add_parser("report")
+    args = parser.parse_args()
+    {"speed": lambda: speed(args.steps), "picture": picture, "report": report}[args.command]()
+
+
+if __name__ == "__main__":
+    main()
