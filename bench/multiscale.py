@@ -52,7 +52,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}"
+    return f"{cpu}, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 # ------------------------------------------------------------------ extractor cost
