@@ -120,6 +120,21 @@ def load_evaluations() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def load_training_returns(n_envs: int = 8) -> pd.DataFrame:
+    """Episode returns from the runs' Monitor files, at the approximate global step they ended
+    (the envs step in lockstep, so an env's cumulative episode length times ``n_envs``)."""
+    frames = []
+    for extractor in EXTRACTORS:
+        for seed in SEEDS:
+            for path in sorted((run_dir(extractor, seed) / "monitor").glob("*.monitor.csv")):
+                rows = [line.split(",") for line in path.read_text().splitlines() if line and line[0] not in "#r"]
+                if rows:
+                    episodes = pd.DataFrame(rows, columns=["r", "l", "t"]).astype(float)
+                    frames.append(pd.DataFrame({"extractor": extractor, "seed": seed,
+                                                "timesteps": episodes["l"].cumsum() * n_envs, "return": episodes["r"]}))  # fmt: skip
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def plot() -> None:
     import matplotlib
 
@@ -129,7 +144,7 @@ def plot() -> None:
     table = load_evaluations()
     if table.empty:
         raise SystemExit("no evaluations yet: run `python bench/multiscale.py learn` first")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     colours = {"attention": "tab:red", "plain": "tab:blue"}
     labels = {"attention": "MultiScaleExtractorWithAttention", "plain": "MultiScaleExtractor"}
     for ax, column, ylabel in ((axes[0], "mean_territory_share", "final territory share (eval)"),
@@ -142,8 +157,21 @@ def plot() -> None:
         ax.set_xlabel("environment steps")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
+    training = load_training_returns()
+    bins = np.linspace(0, training["timesteps"].max(), 13)
+    for extractor, group in training.groupby("extractor"):
+        per_seed = []
+        for _, run in group.groupby("seed"):
+            binned = run.groupby(pd.cut(run["timesteps"], bins), observed=False)["return"].mean()
+            per_seed.append(binned.values)
+            axes[2].plot(bins[1:], binned.values, color=colours[extractor], alpha=0.3, linewidth=1)
+        axes[2].plot(bins[1:], np.nanmean(per_seed, axis=0), color=colours[extractor], linewidth=2.5)
+    axes[2].set_xlabel("environment steps")
+    axes[2].set_ylabel("training episode return (mean per bin)")
+    axes[2].grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize=8)
-    fig.suptitle("MaskablePPO on TerritoryControl 256x256, 4 bots: thin lines = seeds, 5 eval episodes each")
+    fig.suptitle("MaskablePPO on TerritoryControl 256x256 plains, 4 bots, random map per episode: "
+                 "thin lines = seeds (3 each), thick = mean; eval = 5 deterministic episodes")  # fmt: skip
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
     fig.savefig(RESULTS / "learning_curves.png", dpi=110)

@@ -144,6 +144,15 @@ def _cmd_train_multiscale(args: argparse.Namespace) -> None:
     print(f"Done: {model.num_timesteps} steps; final_model.zip, best_model.zip, evaluations.csv and TensorBoard logs in {args.output_dir}")
 
 
+def _cmd_report(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.evaluation.report import write_report
+
+    summary = write_report(args.scores, args.out, reps=args.reps, seed=args.seed, normalize=args.normalize)
+    for row in summary.itertuples():
+        print(f"{row.method:24s} IQM {row.iqm:.3f} [{row.iqm_low:.3f}, {row.iqm_high:.3f}]  mean {row.mean:.3f}  runs {row.runs}")
+    print(f"wrote {args.out}/report.md, summary.csv, probability_of_improvement.csv, significance.csv and the plots")
+
+
 def _add_training_options(parser: argparse.ArgumentParser, history_len: int, total_timesteps: int) -> None:
     parser.add_argument("--strategy", type=_strategy, default="specialized", help="head-mask strategy name or comma-separated fractions")
     parser.add_argument("--history-len", type=_positive_int, default=history_len, help="steps in the history window")
@@ -200,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     multiscale.add_argument("--no-subprocess", action="store_true", help="DummyVecEnv instead of SubprocVecEnv")
     multiscale.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     multiscale.set_defaults(func=_cmd_train_multiscale)
+
+    report = commands.add_parser("report", help="rliable statistics, tables and plots from a scores CSV (method,env,seed,score[,timesteps])")
+    report.add_argument("scores", help="scores CSV")
+    report.add_argument("--out", required=True, help="output directory")
+    report.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
+    report.add_argument("--seed", type=int, default=0)
+    report.add_argument("--normalize", default="none", help="none, min-max (documented random/optimal returns) or an env,low,high CSV")
+    report.set_defaults(func=_cmd_report)
 
     demo = commands.add_parser("demo", help="train on a 10-step T-maze (about half a minute) and print the evaluation")
     _add_training_options(demo, history_len=DEMO["history_len"], total_timesteps=DEMO["total_timesteps"])

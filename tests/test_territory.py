@@ -271,3 +271,19 @@ def test_render_is_a_picture_of_the_map():
     image = env.render()
     assert image.shape == (96, 96, 3) and image.dtype == np.uint8
     assert len(np.unique(image.reshape(-1, 3), axis=0)) >= 4  # water, neutral, players
+
+
+@pytest.mark.parametrize(("map_size", "num_bots"), [(64, 0), (64, 64)])
+def test_bot_count_extremes_play_to_the_end(map_size, num_bots):
+    env = TerritoryControlEnv(map_size=map_size, num_bots=num_bots, max_steps=300)
+    _, info = env.reset(seed=0)
+    assert info["players_alive"] == num_bots + 1
+    assert env.action_space.nvec.tolist() == [num_bots + 2, len(TROOP_FRACTIONS)]
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        _, _, terminated, truncated, info = env.step(random_valid_action(env, rng))
+        if terminated or truncated:
+            break
+    assert terminated or truncated
+    if num_bots == 0:
+        assert info["is_success"] == (info["territory_share"] >= env.win_share)

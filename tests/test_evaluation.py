@@ -1,0 +1,132 @@
+"""Scores format, validation, normalisation and the rliable report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rliable import library as rly
+from rliable import metrics
+from scipy import stats
+
+from sb3_masked_attention.evaluation.report import aggregate_metrics, probability_of_improvement, significance, write_report
+from sb3_masked_attention.evaluation.scores import final_scores, normalize_scores, score_matrices, validate_scores
+
+
+def make_scores(methods=("a", "b"), envs=("sb3ma/TMaze-v0", "CartPoleNoVel-v1"), seeds=5, timesteps=None, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, method in enumerate(methods):
+        for env in envs:
+            for s in range(seeds):
+                for t in timesteps or [None]:
+                    row = {"method": method, "env": env, "seed": s, "score": rng.normal(0.3 * i, 0.1)}
+                    if t is not None:
+                        row["timesteps"] = t
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_summary_matches_rliable_called_directly():
+    scores = make_scores()
+    matrices, envs = score_matrices(validate_scores(scores))
+    assert envs == sorted(envs) and matrices["a"].shape == (5, 2)
+    summary = aggregate_metrics(matrices, reps=300, seed=1).set_index("method")
+    points, intervals = rly.get_interval_estimates(
+        matrices, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=300, random_state=np.random.RandomState(1)
+    )
+    for method in ("a", "b"):
+        assert summary.loc[method, "iqm"] == pytest.approx(points[method][0])
+        assert summary.loc[method, "mean"] == pytest.approx(matrices[method].mean())
+        assert summary.loc[method, "iqm_low"] <= summary.loc[method, "iqm"] <= summary.loc[method, "iqm_high"]
+        assert summary.loc[method, "std_across_seeds"] == pytest.approx(matrices[method].mean(axis=1).std(ddof=1))
+        assert summary.loc[method, "runs"] == 5
+    del intervals
+
+
+def test_probability_of_improvement_every_ordered_pair():
+    matrices, _ = score_matrices(make_scores(methods=("a", "b", "c")))
+    table = probability_of_improvement(matrices, reps=200)
+    assert len(table) == 6
+    both = table.set_index(["method_x", "method_y"])["probability"]
+    assert both[("a", "b")] + both[("b", "a")] == pytest.approx(1.0)
+    assert both[("c", "a")] == pytest.approx(metrics.probability_of_improvement(matrices["c"], matrices["a"]))
+    assert ((table["low"] <= table["probability"]) & (table["probability"] <= table["high"])).all()
+
+
+def test_significance_matches_scipy():
+    scores = make_scores()
+    table = significance(scores)
+    row = table[(table["env"] == "CartPoleNoVel-v1")].iloc[0]
+    a = scores[(scores.method == "a") & (scores.env == "CartPoleNoVel-v1")]["score"]
+    b = scores[(scores.method == "b") & (scores.env == "CartPoleNoVel-v1")]["score"]
+    assert row["welch_t_p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert row["mann_whitney_u_p"] == pytest.approx(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    assert len(table) == 2  # one pair, two envs
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=2, max_size=12), st.integers(1, 4))
+def test_final_scores_keep_each_runs_last_evaluation(steps, seeds):
+    rows = [{"method": "m", "env": "e", "seed": s, "timesteps": t, "score": 10 * s + t} for s in range(seeds) for t in steps]
+    final = final_scores(pd.DataFrame(rows))
+    assert len(final) == seeds
+    assert sorted(final["score"]) == [10 * s + max(steps) for s in range(seeds)]
+
+
+def test_min_max_normalisation_and_file(tmp_path):
+    scores = pd.DataFrame({"method": ["m"] * 2, "env": ["sb3ma/TMaze-v0", "CartPoleNoVel-v1"], "seed": [0, 0], "score": [1.0, 261.0]})
+    normalized = normalize_scores(scores, "min-max")
+    np.testing.assert_allclose(normalized["score"], [1.0, (261 - 22) / (500 - 22)])
+    np.testing.assert_allclose(normalized["raw_score"], [1.0, 261.0])
+    bounds = tmp_path / "bounds.csv"
+    pd.DataFrame({"env": ["sb3ma/TMaze-v0", "CartPoleNoVel-v1"], "low": [0, 0], "high": [2, 500]}).to_csv(bounds, index=False)
+    np.testing.assert_allclose(normalize_scores(scores, bounds)["score"], [0.5, 261 / 500])
+    with pytest.raises(ValueError, match="'z-score' is unknown"):
+        normalize_scores(scores, "z-score")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda df: df.drop(columns=["seed"]), r"missing the column\(s\) \['seed'\]"),
+        (lambda df: df[~((df.method == "b") & (df.env == "CartPoleNoVel-v1"))], r"method 'b' has runs on \['sb3ma/TMaze-v0'\] but none on \['CartPoleNoVel-v1'\]"),
+        (lambda df: df.assign(score=df["score"].where(df.index != 3)), "NaN or non-numeric score.*line\\(s\\) 5"),
+        (lambda df: df[df.seed < 2], "has 2 run\\(s\\).*at least 3"),
+    ],
+)
+def test_bad_scores_name_the_problem(edit, message):
+    with pytest.raises(ValueError, match=message):
+        validate_scores(edit(make_scores()))
+
+
+def test_report_files_and_cli(tmp_path):
+    path = tmp_path / "scores.csv"
+    make_scores(methods=("none", "specialized", "diversified"), timesteps=[1000, 2000, 3000]).to_csv(path, index=False)
+    result = subprocess.run([sys.executable, "-m", "sb3_masked_attention.cli", "report", str(path), "--out", str(tmp_path / "out"),
+                             "--reps", "100"], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for name in ("summary.csv", "probability_of_improvement.csv", "significance.csv", "sample_efficiency.csv", "report.md",
+                 "aggregate_intervals.png", "performance_profiles.png", "probability_of_improvement.png", "sample_efficiency.png"):  # fmt: skip
+        assert (tmp_path / "out" / name).stat().st_size > 0, name
+    curves = pd.read_csv(tmp_path / "out" / "sample_efficiency.csv")
+    assert set(curves["method"]) == {"none", "specialized", "diversified"} and curves["timesteps"].max() == 3000
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "![sample efficiency](sample_efficiency.png)" in report and "| specialized |" in report
+    # Same seed, same numbers.
+    again = write_report(path, tmp_path / "again", reps=100)
+    pd.testing.assert_frame_equal(again, pd.read_csv(tmp_path / "out" / "summary.csv"), check_dtype=False)
+
+
+def test_report_cli_user_errors_exit_2(tmp_path):
+    path = tmp_path / "scores.csv"
+    make_scores().drop(columns=["score"]).to_csv(path, index=False)
+    for args in ([str(path)], [str(tmp_path / "missing.csv")], [str(path), "--normalize", "zscore"]):
+        result = subprocess.run([sys.executable, "-m", "sb3_masked_attention.cli", "report", *args, "--out", str(tmp_path / "o")],
+                                capture_output=True, text=True)  # fmt: skip
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
