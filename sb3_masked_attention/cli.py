@@ -153,6 +153,31 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}/report.md, summary.csv, probability_of_improvement.csv, significance.csv and the plots")
 
 
+def _cmd_study_run(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.evaluation.study import run_study
+
+    scores = run_study(args.study, args.dir, backend=args.backend, workers=args.workers, address=args.address,
+                       progress=not args.no_progress)  # fmt: skip
+    finished = scores.groupby(["method", "env", "seed"]).ngroups if len(scores) else 0
+    print(f"{finished} runs finished; scores in {args.dir or 'runs/<name>'}/scores.csv")
+
+
+def _cmd_study_report(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    scores = Path(args.dir) / "scores.csv"
+    if not scores.is_file():
+        raise UserError(f"sb3ma study report: {args.dir} has no scores.csv: run `sb3ma study run` first")
+    args.scores, args.out = str(scores), args.out or str(Path(args.dir) / "report")
+    _cmd_report(args)
+
+
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--normalize", default="none", help="none, min-max (documented random/optimal returns) or an env,low,high CSV")
+
+
 def _add_training_options(parser: argparse.ArgumentParser, history_len: int, total_timesteps: int) -> None:
     parser.add_argument("--strategy", type=_strategy, default="specialized", help="head-mask strategy name or comma-separated fractions")
     parser.add_argument("--history-len", type=_positive_int, default=history_len, help="steps in the history window")
@@ -213,10 +238,24 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rliable statistics, tables and plots from a scores CSV (method,env,seed,score[,timesteps])")
     report.add_argument("scores", help="scores CSV")
     report.add_argument("--out", required=True, help="output directory")
-    report.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
-    report.add_argument("--seed", type=int, default=0)
-    report.add_argument("--normalize", default="none", help="none, min-max (documented random/optimal returns) or an env,low,high CSV")
+    _add_report_options(report)
     report.set_defaults(func=_cmd_report)
+
+    study = commands.add_parser("study", help="resumable studies: every (method, env, seed) run of a study file").add_subparsers(
+        dest="study_command", required=True, parser_class=_Parser)
+    study_run = study.add_parser("run", help="run (or resume) a study")
+    study_run.add_argument("study", help="study YAML file")
+    study_run.add_argument("--dir", default=None, help="study directory (default runs/<name>)")
+    study_run.add_argument("--backend", choices=["local", "ray"], default="local")
+    study_run.add_argument("--workers", type=_positive_int, default=2, help="parallel runs (one torch thread each)")
+    study_run.add_argument("--address", default=None, help="Ray cluster address (backend ray; default: a local Ray)")
+    study_run.add_argument("--no-progress", action="store_true")
+    study_run.set_defaults(func=_cmd_study_run)
+    study_report = study.add_parser("report", help="`sb3ma report` on a study's scores.csv")
+    study_report.add_argument("dir", help="study directory")
+    study_report.add_argument("--out", default=None, help="output directory (default DIR/report)")
+    _add_report_options(study_report)
+    study_report.set_defaults(func=_cmd_study_report)
 
     demo = commands.add_parser("demo", help="train on a 10-step T-maze (about half a minute) and print the evaluation")
     _add_training_options(demo, history_len=DEMO["history_len"], total_timesteps=DEMO["total_timesteps"])
