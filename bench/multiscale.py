@@ -110,6 +110,41 @@ def learn(workers: int) -> None:
             print(f"{extractor} seed {seed}: exit {code}")
 
 
+def baselines(episodes: int = 20) -> None:
+    """Final territory share and return of reference policies on the learning runs' env settings
+    (random map per episode, eval seeds as in train-multiscale): scripted (expand into neutral land,
+    else attack a neighbour, half the troops), random valid actions, and always waiting."""
+    from envs.territory import TerritoryControlEnv
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from territory import scripted
+
+    rows = []
+    for policy in ("scripted", "random", "wait"):
+        rng = np.random.default_rng(0)
+        for episode in range(episodes):
+            env = TerritoryControlEnv(map_name="plains", map_size=256, num_bots=4, max_steps=500)
+            env.reset(seed=10_000 + episode)
+            total, done = 0.0, False
+            while not done:
+                mask = env.action_masks()
+                if policy == "scripted":
+                    action = scripted(mask, env.num_bots)
+                elif policy == "random":
+                    action = (int(rng.choice(np.flatnonzero(mask[: env.num_bots + 2]))), int(rng.integers(5)))
+                else:
+                    action = (0, 0)
+                _, reward, terminated, truncated, info = env.step(action)
+                total += reward
+                done = terminated or truncated
+            rows.append({"policy": policy, "episode": episode, "return": total, "territory_share": info["territory_share"],
+                         "rank": info["rank"], "is_success": info["is_success"]})  # fmt: skip
+    table = pd.DataFrame(rows)
+    with atomic_path(RESULTS / "reference_policies.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    print(table.groupby("policy")[["return", "territory_share", "rank", "is_success"]].mean())
+
+
 def load_evaluations() -> pd.DataFrame:
     frames = []
     for extractor in EXTRACTORS:
@@ -208,6 +243,7 @@ def main() -> None:
     extractors.add_argument("--threads", type=int, default=1)
     learn_parser = commands.add_parser("learn")
     learn_parser.add_argument("--workers", type=int, default=2)
+    commands.add_parser("baselines")
     commands.add_parser("plot")
     commands.add_parser("report")
     args = parser.parse_args()
@@ -215,6 +251,8 @@ def main() -> None:
         bench_extractors(args.repeats, args.threads)
     elif args.command == "learn":
         learn(args.workers)
+    elif args.command == "baselines":
+        baselines()
     elif args.command == "plot":
         plot()
     else:

@@ -172,6 +172,20 @@ def _cmd_study_report(args: argparse.Namespace) -> None:
     _cmd_report(args)
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.evaluation.model_eval import evaluate_model, summarize
+
+    table = evaluate_model(args.model, args.env, episodes=args.episodes, seeds=args.seeds, algo=args.algo,
+                           env_kwargs=dict(args.env_kwargs), vecnormalize=args.vecnormalize,
+                           ablate_heads=args.ablate_heads, out=args.out)  # fmt: skip
+    for row in summarize(table).itertuples(index=False):
+        head, layer, mean, std, drop, _ = row
+        name = "intact model" if head == -1 else f"head {head} zeroed ({'every layer' if layer == 'all' else f'layer {layer}'})"
+        print(f"{name:32s} mean return {mean:8.3f} ± {0.0 if std != std else std:.3f} over seeds   drop {drop:7.3f}")
+    if args.out:
+        print(f"wrote {args.out}")
+
+
 def _add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
@@ -240,6 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="output directory")
     _add_report_options(report)
     report.set_defaults(func=_cmd_report)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved model over seeds; --ablate-heads: return drop per zeroed head")
+    evaluate.add_argument("model", help="saved model (.zip)")
+    evaluate.add_argument("--env", required=True, help="gymnasium id")
+    evaluate.add_argument("--env-kwargs", type=_key_value, nargs="*", default=[], metavar="KEY=VALUE")
+    evaluate.add_argument("--algo", choices=["ppo", "a2c", "maskable_ppo", "ppo_lstm"], default="ppo")
+    evaluate.add_argument("--episodes", type=_positive_int, default=20, help="episodes per seed")
+    evaluate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    evaluate.add_argument("--vecnormalize", default=None, help="VecNormalize statistics (rl-zoo vecnormalize.pkl)")
+    evaluate.add_argument("--ablate-heads", action="store_true", help="also evaluate with each head's output zeroed in turn")
+    evaluate.add_argument("--out", default=None, help="CSV of every (seed, ablated head, layer) evaluation")
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     study = commands.add_parser("study", help="resumable studies: every (method, env, seed) run of a study file").add_subparsers(
         dest="study_command", required=True, parser_class=_Parser)
