@@ -35,3 +35,17 @@ def test_pendulum_no_vel_entry_trains_with_gsde(tmp_path):
                          hyperparams=dict(n_steps=16, batch_size=32, n_epochs=1))
     assert run.model.use_sde and isinstance(run.model.policy, HeadMaskedTransformerPolicy)
     run.model.learn(64)
+
+
+@pytest.mark.parametrize("env_id", ["sb3ma/TMaze-v0", "sb3ma/RepeatPrevious-v0", "sb3ma/Darkroom-v0", "CartPoleNoVel-v1"])
+def test_baseline_configs_build_and_train(tmp_path, env_id):
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[1] / "zoo_configs"
+    small = dict(n_envs=2, n_steps=16, batch_size=32, n_epochs=1)
+    lstm = make_zoo_model("ppo_lstm", env_id, tmp_path / "lstm", conf_file=configs / "ppo_lstm.yml", hyperparams=small)
+    assert isinstance(lstm.model, RecurrentPPO)
+    lstm.model.learn(32)
+    stack = make_zoo_model("ppo", env_id, tmp_path / "stack", conf_file=configs / "ppo_framestack.yml", hyperparams=small)
+    assert isinstance(stack.model.get_env(), VecFrameStack) or isinstance(stack.model.get_env().venv, VecFrameStack)
+    stack.model.learn(32)
