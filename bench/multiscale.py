@@ -2,6 +2,8 @@
 
     python bench/multiscale.py extractors   # fwd+bwd per batch of 128, with and without attention
     python bench/multiscale.py learn        # 2 extractors x 3 seeds on a 256x256 map, 4 bots (resumable)
+    python bench/multiscale.py baselines    # reference policies (scripted, random valid, wait) on the same settings
+    python bench/multiscale.py final-eval   # final models on 20 held-out maps, deterministic and sampled actions
     python bench/multiscale.py plot         # learning curves + final territory share -> results/multiscale/
     python bench/multiscale.py report       # results/benchmarks/multiscale.md
 
@@ -145,6 +147,45 @@ def baselines(episodes: int = 20) -> None:
     print(table.groupby("policy")[["return", "territory_share", "rank", "is_success"]].mean())
 
 
+def _final_eval_one(job: tuple[str, int, int]) -> list[dict]:
+    """20 held-out episodes of one run's final model, deterministic and sampled actions."""
+    extractor, seed, episodes = job
+    from sb3_contrib import MaskablePPO
+
+    from envs.territory import TerritoryControlEnv
+
+    torch.set_num_threads(1)
+    model = MaskablePPO.load(run_dir(extractor, seed) / "final_model.zip", device="cpu")
+    rows = []
+    for deterministic in (True, False):
+        for episode in range(episodes):
+            env = TerritoryControlEnv(map_name="plains", map_size=256, num_bots=4, max_steps=500)
+            obs, _ = env.reset(seed=20_000 + episode)
+            total, done = 0.0, False
+            while not done:
+                action, _ = model.predict(obs, deterministic=deterministic, action_masks=env.action_masks())
+                obs, reward, terminated, truncated, info = env.step(action)
+                total += reward
+                done = terminated or truncated
+            rows.append({"extractor": extractor, "seed": seed, "deterministic": deterministic, "episode": episode,
+                         "return": total, "territory_share": info["territory_share"], "rank": info["rank"],
+                         "is_success": info["is_success"]})  # fmt: skip
+    return rows
+
+
+def final_eval(episodes: int, workers: int) -> None:
+    """Every finished run's final model on 20 held-out maps, deterministic and sampled -> final_eval.csv."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = [(e, s, episodes) for e in EXTRACTORS for s in SEEDS if (run_dir(e, s) / "final_model.zip").exists()]
+    with ProcessPoolExecutor(workers) as pool:
+        rows = [row for result in pool.map(_final_eval_one, jobs) for row in result]
+    table = pd.DataFrame(rows)
+    with atomic_path(RESULTS / "final_eval.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    print(table.groupby(["extractor", "deterministic"])[["return", "territory_share", "rank", "is_success"]].mean())
+
+
 def load_evaluations() -> pd.DataFrame:
     frames = []
     for extractor in EXTRACTORS:
@@ -217,6 +258,51 @@ def plot() -> None:
     # The run directories (checkpoints, TensorBoard) stay out of git; their evaluations are kept here.
     with atomic_path(RESULTS / "evaluations.csv") as tmp:
         table.to_csv(tmp, index=False)
+    _write_readme(final, training)
+
+
+def _write_readme(final: pd.DataFrame, training: pd.DataFrame) -> None:
+    """results/multiscale/README.md: settings, command, final numbers, reference policies."""
+    per = final.groupby("extractor")[["mean_territory_share", "mean_return", "mean_rank", "mean_is_success"]].agg(["mean", "std"])
+    last = training[training["timesteps"] > 0.8 * training["timesteps"].max()]
+    late = last.groupby("extractor")["return"].agg(["mean", "std", "count"])
+    lines = ["# Multi-scale extractors on TerritoryControl: learning runs", "",
+             "Made by `python bench/multiscale.py learn` (then `plot`): for each extractor and seed 0, 1, 2,",
+             "", "```", "sb3ma train-multiscale " + " ".join(LEARN_ARGS) + " [--no-attention] --seed S --output-dir runs/...", "```", "",
+             "MaskablePPO + `MultiScaleAttentionPolicy` (`multiscale_extractor` attention or plain), 8 DummyVecEnv copies, "
+             "rollouts of 128 steps, batch 128, 2 epochs, lr 2.5e-4, ent 0.01; a new random 256x256 plains map every "
+             "episode, 4 bots, 500-step episodes; one torch thread per run, two runs at a time on a 2-core CPU. "
+             "Evaluation every 10k steps: 5 deterministic episodes on held-out seeds.", "",
+             "![learning curves](learning_curves.png)", "",
+             "## Final evaluation (last evaluation of each run; mean and std over 3 seeds)", "",
+             "| extractor | territory share | return | rank (of 5) | win rate |", "|---|---|---|---|---|"]  # fmt: skip
+    for extractor, row in per.iterrows():
+        lines.append(f"| {extractor} | {row[('mean_territory_share', 'mean')]:.3f} ± {row[('mean_territory_share', 'std')]:.3f} | "
+                     f"{row[('mean_return', 'mean')]:.3f} ± {row[('mean_return', 'std')]:.3f} | "
+                     f"{row[('mean_rank', 'mean')]:.2f} | {row[('mean_is_success', 'mean')]:.2f} |")  # fmt: skip
+    lines += ["", "Training episodes (stochastic policy) in the last 20% of the budget:", "",
+              "| extractor | mean return | std | episodes |", "|---|---|---|---|"]  # fmt: skip
+    for extractor, row in late.iterrows():
+        lines.append(f"| {extractor} | {row['mean']:.3f} | {row['std']:.3f} | {int(row['count'])} |")
+    held_out = read_rows(RESULTS / "final_eval.csv")
+    if len(held_out):
+        per_run = held_out.groupby(["extractor", "deterministic", "seed"])[["territory_share", "return", "rank", "is_success"]].mean()
+        summary = per_run.groupby(["extractor", "deterministic"]).agg(["mean", "std"])
+        lines += ["", "Final models on 20 held-out maps (`python bench/multiscale.py final-eval`; per run, then mean and std over seeds):", "",
+                  "| extractor | actions | territory share | return | rank | win rate |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for (extractor, deterministic), row in summary.iterrows():
+            lines.append(f"| {extractor} | {'deterministic' if deterministic else 'sampled'} | "
+                         f"{row[('territory_share', 'mean')]:.3f} ± {row[('territory_share', 'std')]:.3f} | "
+                         f"{row[('return', 'mean')]:.3f} ± {row[('return', 'std')]:.3f} | {row[('rank', 'mean')]:.2f} | "
+                         f"{row[('is_success', 'mean')]:.2f} |")  # fmt: skip
+    reference = read_rows(RESULTS / "reference_policies.csv")
+    if len(reference):
+        lines += ["", "Reference policies on the same settings (`python bench/multiscale.py baselines`, 20 episodes):", "",
+                  "| policy | territory share | return | rank | win rate |", "|---|---|---|---|---|"]  # fmt: skip
+        for policy, row in reference.groupby("policy")[["territory_share", "return", "rank", "is_success"]].mean().iterrows():
+            lines.append(f"| {policy} | {row['territory_share']:.3f} | {row['return']:.3f} | {row['rank']:.2f} | {row['is_success']:.2f} |")
+    lines += ["", "Files: `evaluations.csv` (every evaluation of every run), `final.csv`, `final_eval.csv`, `reference_policies.csv`.", ""]
+    write_text_atomic(RESULTS / "README.md", "\n".join(lines))
     print(final.to_string(index=False))
 
 
@@ -244,6 +330,9 @@ def main() -> None:
     learn_parser = commands.add_parser("learn")
     learn_parser.add_argument("--workers", type=int, default=2)
     commands.add_parser("baselines")
+    final_parser = commands.add_parser("final-eval")
+    final_parser.add_argument("--episodes", type=int, default=20)
+    final_parser.add_argument("--workers", type=int, default=2)
     commands.add_parser("plot")
     commands.add_parser("report")
     args = parser.parse_args()
@@ -251,6 +340,8 @@ def main() -> None:
         bench_extractors(args.repeats, args.threads)
     elif args.command == "learn":
         learn(args.workers)
+    elif args.command == "final-eval":
+        final_eval(args.episodes, args.workers)
     elif args.command == "baselines":
         baselines()
     elif args.command == "plot":
