@@ -20,7 +20,7 @@ A study file (YAML) names the methods, the envs and the seeds::
 
 The study directory holds ``study.yml`` (a copy of the spec; a restart must match it),
 ``runs/<method>/<env>/seed<k>/`` (rl-zoo logs, TensorBoard, and ``result.csv`` once the run has
-finished) and ``scores.csv`` (``method,env,seed,timesteps,score``, rebuilt from the finished runs).
+finished: its evaluations and its wall time in ``seconds``, to size a study's budget) and ``scores.csv`` (``method,env,seed,timesteps,score``, rebuilt from the finished runs).
 Each finished run's result is written atomically, and ``scores.csv`` too: a study killed at any
 point (kill -9 included) and started again skips finished runs and starts unfinished ones afresh.
 A lock file refuses a second runner on the same directory.
@@ -32,6 +32,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,12 +191,14 @@ def execute_run(run: Run, run_dir: str, torch_threads: int = 1) -> list[dict[str
                 evaluate()
             return True
 
+    start = time.perf_counter()
     model.learn(run.n_timesteps, callback=Periodic(), tb_log_name="run")
     if not rows or rows[-1]["timesteps"] != model.num_timesteps:
         evaluate()
     eval_env.close()
     model.get_env().close()
-    return rows
+    seconds = time.perf_counter() - start  # training and evaluations: what a study budget is made of
+    return [{**row, "seconds": round(seconds, 2)} for row in rows]
 
 
 # ---------------------------------------------------------------- the study (driver)
@@ -243,7 +246,7 @@ def collect_scores(directory: Path, study: Study) -> pd.DataFrame:
 
 def _finish(directory: Path, study: Study, run: Run, rows: list[dict[str, Any]]) -> None:
     with atomic_path(result_path(directory, run)) as tmp:
-        pd.DataFrame(rows, columns=SCORE_COLUMNS).to_csv(tmp, index=False)
+        pd.DataFrame(rows, columns=[*SCORE_COLUMNS, "seconds"]).to_csv(tmp, index=False)
     collect_scores(directory, study)
 
 
