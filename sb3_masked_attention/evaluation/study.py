@@ -20,7 +20,8 @@ A study file (YAML) names the methods, the envs and the seeds::
 
 The study directory holds ``study.yml`` (a copy of the spec; a restart must match it),
 ``runs/<method>/<env>/seed<k>/`` (rl-zoo logs, TensorBoard, and ``result.csv`` once the run has
-finished: its evaluations and its wall time in ``seconds``, to size a study's budget) and ``scores.csv`` (``method,env,seed,timesteps,score``, rebuilt from the finished runs).
+finished: its evaluations and its wall time in ``seconds``, to size a study's budget) and
+``scores.csv`` (``method,env,seed,timesteps,score``, rebuilt from the finished runs).
 Each finished run's result is written atomically, and ``scores.csv`` too: a study killed at any
 point (kill -9 included) and started again skips finished runs and starts unfinished ones afresh.
 A lock file refuses a second runner on the same directory.
