@@ -233,6 +233,12 @@ def plot() -> None:
         ax.set_xlabel("environment steps")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
+    reference = read_rows(RESULTS / "reference_policies.csv")
+    if len(reference):
+        random_policy = reference[reference["policy"] == "random"]
+        for ax, column in ((axes[0], "territory_share"), (axes[1], "return"), (axes[2], "return")):
+            ax.axhline(random_policy[column].mean(), color="grey", linestyle="--", linewidth=1.2,
+                       label="random valid actions (reference)")  # fmt: skip
     training = load_training_returns()
     bins = np.linspace(0, training["timesteps"].max(), 13)
     for extractor, group in training.groupby("extractor"):
@@ -245,7 +251,7 @@ def plot() -> None:
     axes[2].set_xlabel("environment steps")
     axes[2].set_ylabel("training episode return (mean per bin)")
     axes[2].grid(alpha=0.3)
-    axes[0].legend(loc="upper left", fontsize=8)
+    axes[0].legend(loc="best", fontsize=8)
     fig.suptitle("MaskablePPO on TerritoryControl 256x256 plains, 4 bots, random map per episode: "
                  "thin lines = seeds (3 each), thick = mean; eval = 5 deterministic episodes")  # fmt: skip
     fig.tight_layout()
