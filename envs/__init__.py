@@ -1,8 +1,9 @@
 """Gymnasium environments of sb3-masked-attention, registered under the ``sb3ma/`` namespace.
 
 ``import envs`` registers them (and, through ``sb3_masked_attention``, the policy aliases), so
-rl-zoo finds both with ``--gym-packages envs``. Every environment documents its
-``optimal_return`` and ``random_return`` (attributes of the unwrapped env) for normalisation.
+rl-zoo finds both with ``--gym-packages envs``. Every memory task documents its exact
+``optimal_return`` and ``random_return`` (attributes of the unwrapped env) for normalisation; the
+strategy game TerritoryControl has none (reference policies' returns are in results/multiscale/).
 """
 
 from gymnasium.envs.registration import register, registry

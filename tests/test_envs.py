@@ -6,6 +6,8 @@ from stable_baselines3.common.env_checker import check_env
 import envs
 from envs import DarkKeyToDoorEnv, DarkroomEnv, DarkroomHardEnv, RepeatPreviousEnv, TMazeEnv, goal_split
 
+#: The memory tasks; TerritoryControl (a strategy game with no exact random or optimal return) has its own tests.
+MEMORY_ENV_IDS = sorted(set(envs.ENV_IDS) - {"sb3ma/TerritoryControl-v0"})
 RENDER_SHAPES = {
     "sb3ma/Darkroom-v0": (72, 72, 3),
     "sb3ma/DarkroomHard-v0": (72, 72, 3),
@@ -28,7 +30,7 @@ def rollout(env, policy, seed, episodes):
     return np.array(returns)
 
 
-@pytest.mark.parametrize("env_id", sorted(envs.ENV_IDS))
+@pytest.mark.parametrize("env_id", MEMORY_ENV_IDS)
 def test_registered_env_passes_checker_renders_and_documents_returns(env_id):
     env = gym.make(env_id, render_mode="rgb_array")
     check_env(env.unwrapped, warn=False)
@@ -38,7 +40,7 @@ def test_registered_env_passes_checker_renders_and_documents_returns(env_id):
     assert env.unwrapped.optimal_return > env.unwrapped.random_return
 
 
-@pytest.mark.parametrize("env_id", sorted(envs.ENV_IDS))
+@pytest.mark.parametrize("env_id", MEMORY_ENV_IDS)
 def test_deterministic_under_seed(env_id):
     def trajectory():
         env = gym.make(env_id)

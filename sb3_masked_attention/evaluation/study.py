@@ -240,8 +240,9 @@ def collect_scores(directory: Path, study: Study) -> pd.DataFrame:
     """The finished runs' rows, in study order; written atomically to ``scores.csv``."""
     frames = [pd.read_csv(result_path(directory, run)) for run in study.runs if result_path(directory, run).exists()]
     scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS)
+    scores = scores[SCORE_COLUMNS]
     with atomic_path(directory / "scores.csv") as tmp:
-        scores[SCORE_COLUMNS].to_csv(tmp, index=False)
+        scores.to_csv(tmp, index=False)
     return scores
 
 
