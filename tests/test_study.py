@@ -74,6 +74,23 @@ def test_killed_study_resumes_without_redoing_or_corrupting(tmp_path):
     assert not list(out.rglob(".*.csv*")), "a temporary file was left behind"
 
 
+def test_workers_end_when_the_driver_is_killed(tmp_path):
+    study = write_study(tmp_path / "study.yml", seeds=1, methods=("none",), n_timesteps=100_000)
+    command = [sys.executable, "-m", "sb3_masked_attention.cli", "study", "run", str(study), "--dir", str(tmp_path / "out"),
+               "--workers", "1", "--no-progress"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = tmp_path / "out" / "runs" / "none" / "sb3ma-TMaze-v0" / "seed0"
+    deadline = time.time() + 120
+    while not (run_dir / "tensorboard").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.kill()  # only the driver: its worker must notice and stop
+    process.wait()
+    time.sleep(3)
+    files = sorted(p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file())
+    time.sleep(2)
+    assert sorted(p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()) == files, "an orphan worker is still training"
+
+
 def test_second_runner_is_refused(tmp_path):
     study = write_study(tmp_path / "study.yml")
     with study_lock(tmp_path / "out"), pytest.raises(ValueError, match="being run by another process"):

@@ -291,12 +291,29 @@ def _progress(total: int, done: int, enabled: bool):
     return tqdm(total=total, initial=done, desc="study runs", unit="run", disable=not enabled)
 
 
+def _exit_with_driver(driver_pid: int) -> None:
+    """Pool initializer: end this worker when the driver dies (kill -9 included), so no orphan keeps
+    training into a run directory that the restarted study is about to reuse."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(driver_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _run_local(todo: list[Run], directory: Path, workers: int, address: str | None) -> Iterator[tuple[Run, list]]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # forkserver: workers start clean (no torch threads or locks inherited from the driver).
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"),
+                             initializer=_exit_with_driver, initargs=(os.getpid(),)) as pool:  # fmt: skip
         futures = {pool.submit(execute_run, run, str(directory / "runs" / run.key)): run for run in todo}
         for future in as_completed(futures):
             yield futures[future], future.result()
