@@ -89,3 +89,108 @@ def _head_window_mask(valid: torch.Tensor, fractions: tuple[float, ...]) -> torc
     visible = torch.where(is_valid_query, valid[:, None, :] & tril, eye)
     rank = torch.where(is_valid_query, rank, 0)
     return visible[:, None] & (rank[:, None] < keep[..., None])
+
+
+# ---------------------------------------------------------------- trajectory masks (o1 a1 o2 a2 ... tokens)
+def _check_range(name: str, value: object, low: int, high: int, expected: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name}={value!r} is out of range: expected {expected}")
+    return value
+
+
+def inverse_dynamics_mask(seq_len: int, start: int = 2, rm_idx: int = 1, device: torch.device | str | None = None) -> torch.Tensor:
+    """Causal mask over interleaved ``o1 a1 o2 a2 ...`` tokens in which observation ``o(t+1)`` cannot see ``a(t)``.
+
+    From row ``start`` on, every second row (the observation rows) loses the ``rm_idx`` tokens just before it.
+    For ``seq_len=8`` (defaults) the rows are ``10000000 / 11000000 / 10100000 / 11110000 / 11101000 /
+    11111100 / 11111010 / 11111111``.
+
+    :param seq_len: number of tokens ``T`` (>= 1).
+    :param start: first observation row to restrict, ``0 <= start < T``.
+    :param rm_idx: tokens hidden before each such row, ``1 <= rm_idx <= start``.
+    :return: BoolTensor ``(T, T)``, True = may attend.
+    """
+    check_int("seq_len", seq_len)
+    _check_range("start", start, 0, seq_len - 1, f"0 <= start < seq_len={seq_len}")
+    _check_range("rm_idx", rm_idx, 1, start, f"1 <= rm_idx <= start={start}")
+    mask = causal_mask(seq_len, device)
+    rows = torch.arange(start, seq_len, 2, device=mask.device)
+    for offset in range(1, rm_idx + 1):
+        mask[rows, rows - offset] = False
+    return mask
+
+
+def multi_token_observation_mask(
+    seq_len: int, tokens_per_step: int, num_obs_tokens: int, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Causal mask for steps of ``tokens_per_step`` tokens whose first ``num_obs_tokens`` are one observation:
+    the tokens of one observation also see each other (an observation is one event, split in tokens).
+
+    For ``seq_len=6, tokens_per_step=3, num_obs_tokens=2`` the rows are
+    ``110000 / 110000 / 111000 / 111110 / 111110 / 111111``.
+
+    :return: BoolTensor ``(T, T)``, True = may attend.
+    """
+    check_int("seq_len", seq_len)
+    check_int("tokens_per_step", tokens_per_step)
+    if seq_len % tokens_per_step:
+        raise ValueError(f"tokens_per_step={tokens_per_step} does not divide seq_len={seq_len}")
+    _check_range("num_obs_tokens", num_obs_tokens, 1, tokens_per_step - 1, f"1 <= num_obs_tokens < tokens_per_step={tokens_per_step}")
+    mask = causal_mask(seq_len, device)
+    for step_start in range(0, seq_len, tokens_per_step):
+        mask[step_start : step_start + num_obs_tokens, step_start : step_start + num_obs_tokens] = True
+    return mask
+
+
+def _check_tokens(tokens: torch.Tensor) -> int:
+    if not isinstance(tokens, torch.Tensor) or tokens.dim() != 3 or tokens.shape[1] % 2:
+        shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+        raise ValueError(f"tokens of shape {shape} are invalid: expected (B, T, C) with T even (o1 a1 o2 a2 ...)")
+    return tokens.shape[1] // 2
+
+
+def mask_action_tokens(tokens: torch.Tensor, mask_idx: Sequence[int], mask_value: float = -1.0) -> torch.Tensor:
+    """A copy of ``tokens`` (B, T, C) whose action tokens (odd positions) of the steps ``mask_idx`` hold
+    ``mask_value``; ``mask_idx=[0, 1]`` replaces positions 1 and 3."""
+    n_steps = _check_tokens(tokens)
+    steps = list(mask_idx)
+    for step in steps:
+        _check_range("mask_idx", step, 0, n_steps - 1, f"step indices in [0, {n_steps})")
+    masked = tokens.clone()
+    masked[:, [2 * step + 1 for step in steps], :] = mask_value
+    return masked
+
+
+def random_trajectory_masking(
+    tokens: torch.Tensor,
+    ratio: float,
+    generator: torch.Generator | None = None,
+    mask_observations: bool = True,
+    mask_actions: bool = True,
+    mask_value: float = -1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hide the tokens of ``round(ratio * steps)`` random steps per sequence (observations and/or actions).
+
+    :param tokens: ``(B, T, C)``, interleaved ``o1 a1 o2 a2 ...`` (T even).
+    :param ratio: share of steps to hide, in ``[0, 1]``.
+    :param generator: torch generator for reproducible draws.
+    :return: the masked copy and ``hidden`` ``(B, T)`` bool (True = hidden: where a reconstruction loss applies).
+    """
+    n_steps = _check_tokens(tokens)
+    ratio_value = float(ratio) if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) else math.nan
+    if not 0.0 <= ratio_value <= 1.0:
+        raise ValueError(f"ratio={ratio!r} is out of range: expected a value in [0, 1]")
+    if not (mask_observations or mask_actions):
+        raise ValueError("mask_observations and mask_actions are both False: nothing to hide")
+    batch = tokens.shape[0]
+    k = round(ratio_value * n_steps)
+    order = torch.rand(batch, n_steps, generator=generator).argsort(dim=1)
+    chosen = torch.zeros(batch, n_steps, dtype=torch.bool)
+    chosen.scatter_(1, order[:, :k], True)
+    hidden = torch.zeros(batch, 2 * n_steps, dtype=torch.bool)
+    if mask_observations:
+        hidden[:, 0::2] = chosen
+    if mask_actions:
+        hidden[:, 1::2] = chosen
+    hidden = hidden.to(tokens.device)
+    return tokens.masked_fill(hidden[..., None], mask_value), hidden

@@ -7,7 +7,14 @@ import torch
 from hypothesis import given, settings
 
 from sb3_masked_attention.attention import MaskedMultiHeadAttention
-from sb3_masked_attention.masks import causal_mask, head_window_mask
+from sb3_masked_attention.masks import (
+    causal_mask,
+    head_window_mask,
+    inverse_dynamics_mask,
+    mask_action_tokens,
+    multi_token_observation_mask,
+    random_trajectory_masking,
+)
 
 
 def reference_head_window_mask(valid: list[list[bool]], fractions: list[float]) -> np.ndarray:
@@ -96,3 +103,90 @@ def test_causal_mask():
     assert causal_mask(3).int().tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
     with pytest.raises(ValueError, match="seq_len"):
         causal_mask(0)
+
+
+# ---------------------------------------------------------------- trajectory masks
+def _rows(mask: torch.Tensor) -> list[str]:
+    return ["".join(str(int(v)) for v in row) for row in mask]
+
+
+def test_inverse_dynamics_mask_documented_example():
+    assert _rows(inverse_dynamics_mask(8)) == [
+        "10000000", "11000000", "10100000", "11110000", "11101000", "11111100", "11111010", "11111111",
+    ]  # fmt: skip
+
+
+def test_multi_token_observation_mask_documented_example():
+    assert _rows(multi_token_observation_mask(6, tokens_per_step=3, num_obs_tokens=2)) == [
+        "110000", "110000", "111000", "111110", "111110", "111111",
+    ]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 24), st.data())
+def test_inverse_dynamics_mask_matches_a_slow_reference(seq_len, data):
+    start = data.draw(st.integers(1, max(seq_len - 1, 1))) if seq_len > 1 else None
+    if start is None:
+        return
+    rm_idx = data.draw(st.integers(1, start))
+    expected = [[j <= i and not (i >= start and (i - start) % 2 == 0 and i - rm_idx <= j < i) for j in range(seq_len)]
+                for i in range(seq_len)]  # fmt: skip
+    assert inverse_dynamics_mask(seq_len, start, rm_idx).tolist() == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 6), st.integers(1, 5), st.data())
+def test_multi_token_mask_matches_a_slow_reference(tokens_per_step, steps, data):
+    num_obs = data.draw(st.integers(1, tokens_per_step - 1))
+    seq_len = tokens_per_step * steps
+
+    def same_observation(i: int, j: int) -> bool:
+        return i // tokens_per_step == j // tokens_per_step and i % tokens_per_step < num_obs and j % tokens_per_step < num_obs
+
+    expected = [[j <= i or same_observation(i, j) for j in range(seq_len)] for i in range(seq_len)]
+    assert multi_token_observation_mask(seq_len, tokens_per_step, num_obs).tolist() == expected
+
+
+def test_mask_action_tokens_replaces_odd_positions_of_listed_steps():
+    tokens = torch.arange(2 * 8 * 3, dtype=torch.float32).reshape(2, 8, 3)
+    masked = mask_action_tokens(tokens, [0, 1])
+    assert (masked[:, [1, 3]] == -1.0).all()
+    torch.testing.assert_close(masked[:, [0, 2, 4, 5, 6, 7]], tokens[:, [0, 2, 4, 5, 6, 7]])
+    assert tokens[0, 1, 0] == 3.0, "the input is not modified"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 10), st.floats(0.0, 1.0), st.booleans(), st.booleans(), st.integers(0, 99))
+def test_random_trajectory_masking_hides_exactly_the_chosen_steps(batch, steps, ratio, observations, actions, seed):
+    if not (observations or actions):
+        return
+    tokens = torch.randn(batch, 2 * steps, 3)
+    masked, hidden = random_trajectory_masking(tokens, ratio, torch.Generator().manual_seed(seed), observations, actions)
+    per_kind = round(ratio * steps)
+    assert hidden.shape == (batch, 2 * steps)
+    assert (hidden[:, 0::2].sum(1) == (per_kind if observations else 0)).all()
+    assert (hidden[:, 1::2].sum(1) == (per_kind if actions else 0)).all()
+    assert (masked[hidden] == -1.0).all()
+    torch.testing.assert_close(masked[~hidden], tokens[~hidden])
+    again, hidden_again = random_trajectory_masking(tokens, ratio, torch.Generator().manual_seed(seed), observations, actions)
+    assert torch.equal(hidden, hidden_again) and torch.equal(masked, again)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: inverse_dynamics_mask(0), "seq_len=0"),
+        (lambda: inverse_dynamics_mask(8, start=8), "start=8"),
+        (lambda: inverse_dynamics_mask(8, start=2, rm_idx=3), "rm_idx=3"),
+        (lambda: inverse_dynamics_mask(8, start=2, rm_idx=0), "rm_idx=0"),
+        (lambda: multi_token_observation_mask(7, 3, 2), "tokens_per_step=3 does not divide"),
+        (lambda: multi_token_observation_mask(6, 3, 3), "num_obs_tokens=3"),
+        (lambda: mask_action_tokens(torch.zeros(1, 4, 2), [2]), "mask_idx=2"),
+        (lambda: mask_action_tokens(torch.zeros(1, 5, 2), [0]), r"shape \(1, 5, 2\)"),
+        (lambda: random_trajectory_masking(torch.zeros(1, 4, 2), 1.5), "ratio=1.5"),
+        (lambda: random_trajectory_masking(torch.zeros(1, 4, 2), -0.1), "ratio=-0.1"),
+    ],
+)
+def test_trajectory_mask_errors_name_the_argument(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
