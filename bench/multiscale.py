@@ -4,6 +4,7 @@
     python bench/multiscale.py learn        # 2 extractors x 3 seeds on a 256x256 map, 4 bots (resumable)
     python bench/multiscale.py baselines    # reference policies (scripted, random valid, wait) on the same settings
     python bench/multiscale.py final-eval   # final models on 20 held-out maps, deterministic and sampled actions
+    python bench/multiscale.py attention    # results/multiscale/attention_maps.png from a trained model
     python bench/multiscale.py plot         # learning curves + final territory share -> results/multiscale/
     python bench/multiscale.py report       # results/benchmarks/multiscale.md
 
@@ -186,6 +187,28 @@ def final_eval(episodes: int, workers: int) -> None:
     print(table.groupby(["extractor", "deterministic"])[["return", "territory_share", "rank", "is_success"]].mean())
 
 
+def attention_picture(seed: int = 0) -> None:
+    """What the trained attention extractor (seed ``seed``) looks at on one held-out observation."""
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.preprocessing import preprocess_obs
+
+    from envs.territory import TerritoryControlEnv
+    from sb3_masked_attention.analysis.multiscale_plot import plot_multiscale_attention
+
+    model = MaskablePPO.load(run_dir("attention", seed) / "final_model.zip", device="cpu")
+    env = TerritoryControlEnv(map_name="plains", map_size=256, num_bots=4, max_steps=500)
+    obs, _ = env.reset(seed=20_000)
+    for _ in range(120):  # into the game: fronts between players exist
+        action, _ = model.predict(obs, action_masks=env.action_masks())
+        obs, *_ = env.step(action)
+    obs_tensor, _ = model.policy.obs_to_tensor(obs)
+    with torch.no_grad():
+        _, maps = model.policy.features_extractor.forward_with_attention(preprocess_obs(obs_tensor, env.observation_space))
+    plot_multiscale_attention(obs, maps, RESULTS / "attention_maps.png",
+                              title=f"MultiScaleExtractorWithAttention, seed {seed} (60k steps):\nstep 120 of a held-out game")  # fmt: skip
+    print(f"wrote {RESULTS / 'attention_maps.png'}")
+
+
 def load_evaluations() -> pd.DataFrame:
     frames = []
     for extractor in EXTRACTORS:
@@ -280,6 +303,8 @@ def _write_readme(final: pd.DataFrame, training: pd.DataFrame) -> None:
              "episode, 4 bots, 500-step episodes; one torch thread per run, two runs at a time on a 2-core CPU. "
              "Evaluation every 10k steps: 5 deterministic episodes on held-out seeds.", "",
              "![learning curves](learning_curves.png)", "",
+             "What the attention extractor of seed 0 looks at (`python bench/multiscale.py attention`):", "",
+             "![attention maps](attention_maps.png)", "",
              "## Final evaluation (last evaluation of each run; mean and std over 3 seeds)", "",
              "| extractor | territory share | return | rank (of 5) | win rate |", "|---|---|---|---|---|"]  # fmt: skip
     for extractor, row in per.iterrows():
@@ -336,6 +361,7 @@ def main() -> None:
     learn_parser = commands.add_parser("learn")
     learn_parser.add_argument("--workers", type=int, default=2)
     commands.add_parser("baselines")
+    commands.add_parser("attention")
     final_parser = commands.add_parser("final-eval")
     final_parser.add_argument("--episodes", type=int, default=20)
     final_parser.add_argument("--workers", type=int, default=2)
@@ -348,6 +374,8 @@ def main() -> None:
         learn(args.workers)
     elif args.command == "final-eval":
         final_eval(args.episodes, args.workers)
+    elif args.command == "attention":
+        attention_picture()
     elif args.command == "baselines":
         baselines()
     elif args.command == "plot":
