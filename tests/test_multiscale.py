@@ -163,3 +163,17 @@ def test_bad_inputs_raise_value_errors():
         MultiScaleExtractorWithAttention(TERRITORY, attention_stages=(3,))
     with pytest.raises(ValueError, match="'transformer' is unknown"):
         PPO("MultiScaleAttentionPolicy", territory_env(), policy_kwargs=dict(multiscale_extractor="transformer"))
+
+
+def test_plot_multiscale_attention_draws_every_map(tmp_path):
+    from PIL import Image
+
+    from sb3_masked_attention.analysis.multiscale_plot import plot_multiscale_attention
+
+    extractor = MultiScaleExtractorWithAttention(TERRITORY, attention_stages=(1, 2))
+    observation = {key: space.sample() for key, space in TERRITORY.spaces.items()}
+    batch = {key: torch.as_tensor(value[None]).float() / (255 if value.ndim == 3 else 1) for key, value in observation.items()}
+    _, maps = extractor.forward_with_attention(batch)
+    plot_multiscale_attention(observation, maps, tmp_path / "maps.png", title="test")
+    width, height = Image.open(tmp_path / "maps.png").size
+    assert height > width  # 3 map rows + the fusion row, 3 columns (picture + two stages)
