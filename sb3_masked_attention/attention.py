@@ -43,6 +43,30 @@ class RotaryEmbedding(nn.Module):
         return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
 
+class KVCache:
+    """Keys and values of the tokens seen so far by one attention layer, for causal decoding.
+
+    Feeding a sequence through a cached layer in chunks (one token at a time, say) gives exactly the
+    outputs of one causal pass over the whole sequence, at the cost of the new tokens only. Keys are
+    stored after the rotary rotation, at their absolute positions.
+    """
+
+    def __init__(self) -> None:
+        self.keys: torch.Tensor | None = None  # (B, H, T, D)
+        self.values: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.keys is None else self.keys.shape[2]
+
+    def extend(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append ``(B, H, T_new, D)`` keys and values; return all of them."""
+        if self.keys is None:
+            self.keys, self.values = keys, values
+        else:
+            self.keys, self.values = torch.cat([self.keys, keys], dim=2), torch.cat([self.values, values], dim=2)
+        return self.keys, self.values
+
+
 class MaskedMultiHeadAttention(nn.Module):
     """Multi-head attention with an optional boolean mask per head.
 
@@ -80,23 +104,35 @@ class MaskedMultiHeadAttention(nn.Module):
         context: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         need_weights: bool = False,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """
         :param x: queries ``(B, T_q, d_model)``.
         :param context: keys/values ``(B, T_k, d_model)``; ``None`` for self-attention.
         :param mask: BoolTensor broadcastable to ``(B, H, T_q, T_k)``, True = may attend.
         :param need_weights: take the explicit path and return the weights.
+        :param cache: causal self-attention with a key/value cache: ``x`` holds the new tokens, which
+            attend to every cached token and causally among themselves (``mask`` None), or as ``mask``
+            says (over all ``len(cache) + T_q`` keys).
         :return: output ``(B, T_q, d_model)`` and weights ``(B, H, T_q, T_k)`` (or None).
         """
+        if cache is not None and context is not None:
+            raise ValueError("a key/value cache is for causal self-attention: pass context=None with cache")
         source = x if context is None else context
         q = self._split_heads(self.q_proj(x))
         k, v = (self._split_heads(t) for t in self.kv_proj(source).chunk(2, dim=-1))
+        past = 0 if cache is None else len(cache)
         if self.rotary is not None:
-            n_keys, n_queries = k.shape[2], q.shape[2]
+            n_keys, n_queries = past + k.shape[2], q.shape[2]
             if n_queries > n_keys:
                 raise ValueError(f"rotary attention needs queries among the keys, got {n_queries} queries for {n_keys} keys")
             positions = torch.arange(n_keys, device=x.device)
-            q, k = self.rotary(q, positions[n_keys - n_queries :]), self.rotary(k, positions)
+            q, k = self.rotary(q, positions[n_keys - n_queries :]), self.rotary(k, positions[past:])
+        if cache is not None:
+            k, v = cache.extend(k, v)
+            if mask is None and q.shape[2] > 1:  # new token i sees the past and new tokens 0..i
+                rows = torch.arange(past, past + q.shape[2], device=x.device)
+                mask = torch.arange(k.shape[2], device=x.device)[None, :] <= rows[:, None]
         dropout_p = self.dropout if self.training else 0.0
 
         if need_weights:  # explicit path
@@ -130,7 +166,12 @@ class TransformerBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Linear(ff_dim, d_model), nn.Dropout(dropout))
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, need_weights: bool = False, last_only: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+        last_only: bool = False,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """
         :param x: ``(B, T, d_model)``.
@@ -138,9 +179,14 @@ class TransformerBlock(nn.Module):
         :param need_weights: also return the attention weights.
         :param last_only: compute only the newest position (all keys still used): ``(B, 1, d_model)``,
             for a final layer whose other outputs nobody reads.
+        :param cache: this block's :class:`KVCache`: ``x`` holds only the new tokens (causal decoding).
         :return: ``(B, T, d_model)`` (or ``(B, 1, d_model)``) and weights ``(B, H, T_q, T)`` or None.
         """
         normed = self.ln_attn(x)
+        if cache is not None:
+            attended, weights = self.attn(normed, mask=mask, need_weights=need_weights, cache=cache)
+            x = x + attended
+            return x + self.mlp(self.ln_mlp(x)), weights
         if last_only:
             x, mask = x[:, -1:], None if mask is None else mask[..., -1:, :]
         attended, weights = self.attn(normed[:, -x.shape[1] :], context=normed, mask=mask, need_weights=need_weights)

@@ -96,3 +96,39 @@ def test_rotary_rejects_more_queries_than_keys():
     attention = MaskedMultiHeadAttention(d_model=16, n_heads=2, rotary=True)
     with pytest.raises(ValueError, match="rotary"):
         attention(torch.randn(1, 4, 16), context=torch.randn(1, 3, 16))
+
+
+# ---------------------------------------------------------------- key/value cache
+@pytest.mark.parametrize("rotary", [False, True])
+@pytest.mark.parametrize("chunk", [1, 3])
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_kv_cache_equals_one_causal_pass(rotary, chunk, need_weights):
+    from sb3_masked_attention.attention import KVCache, TransformerBlock
+    from sb3_masked_attention.masks import causal_mask
+
+    torch.manual_seed(0)
+    blocks = torch.nn.ModuleList(TransformerBlock(16, 4, 32, rotary=rotary) for _ in range(2)).eval()
+    x = torch.randn(2, 10, 16)
+    full, mask = x, causal_mask(10)
+    for block in blocks:
+        full, _ = block(full, mask=mask)
+    caches = [KVCache() for _ in blocks]
+    outputs = []
+    for start in range(0, 10, chunk):
+        h = x[:, start : start + chunk]
+        for block, cache in zip(blocks, caches):
+            h, weights = block(h, need_weights=need_weights, cache=cache)
+            if need_weights:
+                assert weights.shape == (2, 4, h.shape[1], len(cache))
+                torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)))
+        outputs.append(h)
+    torch.testing.assert_close(torch.cat(outputs, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert len(caches[0]) == 10
+
+
+def test_kv_cache_refuses_cross_attention():
+    from sb3_masked_attention.attention import KVCache
+
+    attention = MaskedMultiHeadAttention(8, 2)
+    with pytest.raises(ValueError, match="causal self-attention"):
+        attention(torch.randn(1, 1, 8), context=torch.randn(1, 3, 8), cache=KVCache())
