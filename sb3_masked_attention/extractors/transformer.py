@@ -95,6 +95,9 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
 
         self.history_len = history_len
         self.head_fractions = resolve_head_mask_strategy(head_mask_strategy, n_heads)
+        #: Everything that fixes the shapes of the weights (checked when pretrained weights are loaded).
+        self.config = {"history_len": history_len, "token_size": token_size, "d_model": d_model, "n_heads": n_heads,
+                       "n_layers": n_layers, "ff_dim": ff_dim, "positional": positional}  # fmt: skip
         self.token_keys = [key for key in (OBS_KEY, ACTION_KEY, REWARD_KEY, EPISODE_START_KEY) if key in observation_space.spaces]
         self.embed = nn.Linear(token_size, d_model)
         self.pos_embedding = nn.Parameter(torch.zeros(1, history_len, d_model)) if positional == "learned" else None

@@ -1,0 +1,5 @@
+"""Self-supervised pretraining of the head-masked transformer trunk and its hand-over to SB3 models."""
+
+from sb3_masked_attention.pretrain.handover import load_pretrained_extractor, save_extractor
+
+__all__ = ["load_pretrained_extractor", "save_extractor"]
