@@ -93,8 +93,10 @@ def significance(scores: pd.DataFrame) -> pd.DataFrame:
             a = group.loc[group["method"] == x, "score"].to_numpy()
             b = group.loc[group["method"] == y, "score"].to_numpy()
             same = np.ptp(np.concatenate([a, b])) == 0  # identical constants: no test can tell them apart
-            welch = 1.0 if same else float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-            mann_whitney = 1.0 if same else float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # near-constant samples: scipy's precision notice
+                welch = 1.0 if same else float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+                mann_whitney = 1.0 if same else float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
             rows.append({"env": env, "method_x": x, "method_y": y, "mean_x": a.mean(), "mean_y": b.mean(),
                          "difference": a.mean() - b.mean(), "welch_t_p": welch, "mann_whitney_u_p": mann_whitney})  # fmt: skip
     return pd.DataFrame(rows)
