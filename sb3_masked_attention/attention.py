@@ -48,12 +48,14 @@ class KVCache:
 
     Feeding a sequence through a cached layer in chunks (one token at a time, say) gives exactly the
     outputs of one causal pass over the whole sequence, at the cost of the new tokens only. Keys are
-    stored after the rotary rotation, at their absolute positions.
+    stored after the rotary rotation, at their absolute positions, so :meth:`trim` can drop the oldest
+    ones (a sliding window over an endless stream) without changing the relative positions of the rest.
     """
 
     def __init__(self) -> None:
         self.keys: torch.Tensor | None = None  # (B, H, T, D)
         self.values: torch.Tensor | None = None
+        self.seen = 0  # tokens ever added: the absolute position of the next one
 
     def __len__(self) -> int:
         return 0 if self.keys is None else self.keys.shape[2]
@@ -64,7 +66,20 @@ class KVCache:
             self.keys, self.values = keys, values
         else:
             self.keys, self.values = torch.cat([self.keys, keys], dim=2), torch.cat([self.values, values], dim=2)
+        self.seen += keys.shape[2]
         return self.keys, self.values
+
+    def trim(self, max_len: int) -> None:
+        """Keep only the newest ``max_len`` keys and values (positions keep counting from :attr:`seen`).
+
+        In a stack of layers this is a sliding window in which the kept deeper-layer keys still carry
+        what their tokens saw before the window (as in Transformer-XL), so after trimming, outputs are no
+        longer those of a fresh pass over the window.
+        """
+        if max_len < 1:
+            raise ValueError(f"max_len={max_len} is invalid: expected an integer >= 1")
+        if self.keys is not None and self.keys.shape[2] > max_len:
+            self.keys, self.values = self.keys[:, :, -max_len:], self.values[:, :, -max_len:]
 
 
 class MaskedMultiHeadAttention(nn.Module):
@@ -123,11 +138,12 @@ class MaskedMultiHeadAttention(nn.Module):
         k, v = (self._split_heads(t) for t in self.kv_proj(source).chunk(2, dim=-1))
         past = 0 if cache is None else len(cache)
         if self.rotary is not None:
-            n_keys, n_queries = past + k.shape[2], q.shape[2]
+            start = 0 if cache is None else cache.seen  # absolute position of the first new key
+            n_keys, n_queries = start + k.shape[2], q.shape[2]
             if n_queries > n_keys:
                 raise ValueError(f"rotary attention needs queries among the keys, got {n_queries} queries for {n_keys} keys")
             positions = torch.arange(n_keys, device=x.device)
-            q, k = self.rotary(q, positions[n_keys - n_queries :]), self.rotary(k, positions[past:])
+            q, k = self.rotary(q, positions[n_keys - n_queries :]), self.rotary(k, positions[start:])
         if cache is not None:
             k, v = cache.extend(k, v)
             if mask is None and q.shape[2] > 1:  # new token i sees the past and new tokens 0..i

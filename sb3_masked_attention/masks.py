@@ -91,6 +91,25 @@ def _head_window_mask(valid: torch.Tensor, fractions: tuple[float, ...]) -> torc
     return visible[:, None] & (rank[:, None] < keep[..., None])
 
 
+def head_window_row(n_keys: int, fractions: Sequence[float], device: torch.device | str | None = None) -> torch.Tensor:
+    """The newest query's row of :func:`head_window_mask` over ``n_keys`` valid keys, for cached decoding.
+
+    Equals ``head_window_mask(torch.ones(1, n_keys, dtype=bool), fractions)[0, :, -1]``: head ``h`` sees
+    the newest ``max(1, ceil((1 - p_h) * n_keys - 1e-6))`` keys.
+
+    :param n_keys: keys in the context, the query included (>= 1).
+    :param fractions: one fraction per head, each in ``[0, 1)``.
+    :return: BoolTensor ``(H, n_keys)``.
+    """
+    check_int("n_keys", n_keys)
+    fractions = tuple(check_fraction("fraction", p) for p in fractions)
+    if len(fractions) == 0:
+        raise ValueError("fractions is empty: expected one fraction per head")
+    keep = torch.tensor([max(1, math.ceil((1.0 - p) * n_keys - 1e-6)) for p in fractions], device=device)
+    rank = torch.arange(n_keys - 1, -1, -1, device=device)  # 0 = the newest key
+    return rank[None, :] < keep[:, None]
+
+
 # ---------------------------------------------------------------- trajectory masks (o1 a1 o2 a2 ... tokens)
 def _check_range(name: str, value: object, low: int, high: int, expected: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:

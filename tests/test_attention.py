@@ -2,9 +2,11 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sb3_masked_attention.attention import MaskedMultiHeadAttention, RotaryEmbedding, TransformerBlock
-from sb3_masked_attention.masks import head_window_mask
+from sb3_masked_attention.masks import causal_mask, head_window_mask
 
 
 def per_head_loop_reference(attention: MaskedMultiHeadAttention, x, mask):
@@ -132,3 +134,32 @@ def test_kv_cache_refuses_cross_attention():
     attention = MaskedMultiHeadAttention(8, 2)
     with pytest.raises(ValueError, match="causal self-attention"):
         attention(torch.randn(1, 1, 8), context=torch.randn(1, 3, 8), cache=KVCache())
+
+
+def test_kv_cache_trim_keeps_relative_positions():
+    """One rotary layer whose cache is trimmed to ``w`` keys gives, for the next token, the output of a
+    fresh causal pass over the last ``w + 1`` tokens: keys keep their absolute rotations."""
+    from sb3_masked_attention.attention import KVCache
+
+    torch.manual_seed(1)
+    attention = MaskedMultiHeadAttention(16, 4, rotary=True).eval()
+    x = torch.randn(1, 12, 16)
+    cache = KVCache()
+    with torch.no_grad():
+        attention(x[:, :11], cache=cache)
+        cache.trim(5)
+        assert len(cache) == 5 and cache.seen == 11
+        stepped, _ = attention(x[:, 11:], cache=cache)
+        fresh, _ = attention(x[:, 6:], mask=causal_mask(6))
+    torch.testing.assert_close(stepped[:, 0], fresh[:, -1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="max_len=0"):
+        cache.trim(0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_keys=st.integers(1, 40), fractions=st.lists(st.floats(0.0, 0.99), min_size=1, max_size=8))
+def test_head_window_row_is_the_last_row_of_the_full_mask(n_keys, fractions):
+    from sb3_masked_attention.masks import head_window_mask, head_window_row
+
+    full = head_window_mask(torch.ones(1, n_keys, dtype=torch.bool), fractions)[0, :, -1]
+    assert torch.equal(head_window_row(n_keys, fractions), full)
