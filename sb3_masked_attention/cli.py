@@ -186,6 +186,44 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"wrote {args.out}")
 
 
+def _cmd_ad_collect(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.ad.data import collect_histories, save_histories
+
+    histories = collect_histories(args.env, episodes=args.episodes, runs_per_goal=args.runs_per_goal, source=args.source,
+                                  env_kwargs=dict(args.env_kwargs), seed=args.seed, progress=not args.no_progress)  # fmt: skip
+    save_histories(histories, args.out)
+    curve = histories.episode_returns().mean(axis=0)
+    print(f"wrote {args.out}: {histories.n_runs} learning runs x {histories.actions.shape[1]} steps; "
+          f"source return per episode {curve[0]:.2f} (first) -> {curve[-1]:.2f} (last)")
+
+
+def _cmd_ad_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from sb3_masked_attention.ad.train import train_ad
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    train_ad(args.dataset, args.out, updates=args.updates, batch_size=args.batch_size, learning_rate=args.learning_rate,
+             seed=args.seed, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+             context_len=args.context_len, d_model=args.d_model, n_heads=args.n_heads, n_layers=args.n_layers,
+             head_mask_strategy=args.strategy)  # fmt: skip
+    print(f"wrote {args.out}/model.pt (checkpoints and TensorBoard logs beside it)")
+
+
+def _cmd_ad_eval(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.ad.evaluate import evaluate_ad
+
+    summary = evaluate_ad(args.model, args.out, episodes=args.episodes, split=args.goals, seed=args.seed, greedy=args.greedy,
+                          use_cache=not args.no_cache, source_runs=args.source_runs, last=args.last)  # fmt: skip
+    last = f"last_{args.last}_episodes"
+    print(f"{summary['goals']} {args.goals} goals, {args.episodes} episodes: AD return {summary['first_episode']:.2f} (first) -> "
+          f"{summary[last]:.2f} (last {args.last}) = {100 * summary['fraction_of_optimal']:.0f}% of optimal {summary['optimal']:.2f}; "
+          f"source {summary['source_first_episode']:.2f} -> {summary['source_' + last]:.2f}; "
+          f"{1000 * summary['seconds_per_step']:.2f} ms per step")  # fmt: skip
+    print(f"wrote {args.out}/in_context.csv, in_context.png, summary.csv")
+
+
 def _add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
@@ -282,6 +320,46 @@ def build_parser() -> argparse.ArgumentParser:
     study_report.add_argument("--out", default=None, help="output directory (default DIR/report)")
     _add_report_options(study_report)
     study_report.set_defaults(func=_cmd_study_report)
+
+    ad = commands.add_parser("ad", help="Algorithm Distillation on Dark Room: collect, train, eval").add_subparsers(
+        dest="ad_command", required=True, parser_class=_Parser)
+    collect = ad.add_parser("collect", help="record a source algorithm's learning runs on the training goals")
+    collect.add_argument("--env", default="sb3ma/Darkroom-v0", help="Dark Room id")
+    collect.add_argument("--env-kwargs", type=_key_value, nargs="*", default=[], metavar="KEY=VALUE")
+    collect.add_argument("--source", choices=["q-learning", "ppo"], default="q-learning")
+    collect.add_argument("--episodes", type=_positive_int, default=60, help="episodes per learning run")
+    collect.add_argument("--runs-per-goal", type=_positive_int, default=4)
+    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--out", required=True, help="dataset .npz")
+    collect.add_argument("--no-progress", action="store_true")
+    collect.set_defaults(func=_cmd_ad_collect)
+    ad_train = ad.add_parser("train", help="train (or resume) the causal transformer on a dataset")
+    ad_train.add_argument("--dataset", required=True, help="dataset .npz from `sb3ma ad collect`")
+    ad_train.add_argument("--out", required=True, help="run directory (resumed if it holds a checkpoint)")
+    ad_train.add_argument("--updates", type=_positive_int, default=3000)
+    ad_train.add_argument("--batch-size", type=_positive_int, default=32)
+    ad_train.add_argument("--learning-rate", type=float, default=1e-3)
+    ad_train.add_argument("--context-len", type=_positive_int, default=200, help="tokens (transitions) per window")
+    ad_train.add_argument("--d-model", type=_positive_int, default=64)
+    ad_train.add_argument("--n-heads", type=_positive_int, default=8)
+    ad_train.add_argument("--n-layers", type=_positive_int, default=4)
+    ad_train.add_argument("--strategy", type=_strategy, default="none", help="head-mask strategy name or fractions")
+    ad_train.add_argument("--checkpoint-every", type=_positive_int, default=250)
+    ad_train.add_argument("--seed", type=int, default=0)
+    ad_train.add_argument("--torch-threads", type=_positive_int, default=None)
+    ad_train.add_argument("--no-progress", action="store_true")
+    ad_train.set_defaults(func=_cmd_ad_train)
+    ad_eval = ad.add_parser("eval", help="in-context evaluation on held-out goals (no weight updates) vs the source")
+    ad_eval.add_argument("model", help="model.pt or its run directory")
+    ad_eval.add_argument("--out", required=True, help="output directory")
+    ad_eval.add_argument("--episodes", type=_positive_int, default=40)
+    ad_eval.add_argument("--goals", choices=["test", "train", "all"], default="test")
+    ad_eval.add_argument("--greedy", action="store_true", help="most likely action instead of sampling")
+    ad_eval.add_argument("--no-cache", action="store_true", help="recompute the context every step")
+    ad_eval.add_argument("--source-runs", type=_positive_int, default=3, help="source learning runs per goal for its curve")
+    ad_eval.add_argument("--last", type=_positive_int, default=5, help="episodes averaged for the final return")
+    ad_eval.add_argument("--seed", type=int, default=0)
+    ad_eval.set_defaults(func=_cmd_ad_eval)
 
     demo = commands.add_parser("demo", help="train on a 10-step T-maze (about half a minute) and print the evaluation")
     _add_training_options(demo, history_len=DEMO["history_len"], total_timesteps=DEMO["total_timesteps"])

@@ -1,0 +1,242 @@
+"""In-context evaluation of an AD model: no weight updates, many consecutive episodes on each held-out goal
+with the context carried across them; the return per episode is the in-context learning curve.
+
+All goals run in lock-step as one batch (Dark Room episodes have a fixed length). With ``use_cache``
+each step feeds one new token through per-layer key/value caches (exact while the context is shorter
+than the model's ``context_len``; a sliding window after that); without it each step recomputes the
+whole context window, which is the reference the cache is tested against.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import torch
+
+from sb3_masked_attention.ad.data import _q_learning_run
+from sb3_masked_attention.ad.model import ADTransformer
+from sb3_masked_attention.validation import check_int
+
+#: ``compress(tokens) -> tokens``: shortens a ``(B, T, d_model)`` context of embedded tokens before each step.
+Compressor = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class InContextResult:
+    """Returns ``(goals, episodes)``, the goals, and the mean wall time of one environment step's model call."""
+
+    returns: np.ndarray
+    goals: list[tuple[int, int]]
+    seconds_per_step: float
+
+
+def make_goal_envs(env_id: str, goals: Sequence[tuple[int, int]], env_kwargs: dict[str, Any] | None = None) -> list[gym.Env]:
+    import envs  # noqa: F401  (registers the sb3ma/ ids)
+
+    return [gym.make(env_id, goal=tuple(goal), **(env_kwargs or {})) for goal in goals]
+
+
+def env_goals(env_id: str, split: str, env_kwargs: dict[str, Any] | None = None) -> list[tuple[int, int]]:
+    """The ``split`` (``train``/``test``/``all``) goal cells of a Dark Room env."""
+    import envs  # noqa: F401
+
+    return [tuple(g) for g in gym.make(env_id, goals=split, **(env_kwargs or {})).unwrapped.goals]
+
+
+@torch.no_grad()
+def in_context_returns(
+    model: ADTransformer,
+    env_id: str,
+    goals: Sequence[tuple[int, int]],
+    episodes: int = 40,
+    env_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+    greedy: bool = False,
+    use_cache: bool = True,
+    max_context: int | None = None,
+    compress: Compressor | None = None,
+    on_step: Callable[[list[torch.Tensor]], None] | None = None,
+) -> InContextResult:
+    """Run ``episodes`` consecutive episodes on every goal, carrying the context; no weight updates.
+
+    :param model: a trained :class:`ADTransformer` (put in eval mode here).
+    :param env_id: Dark Room id; one env per goal, ``goal=(x, y)``.
+    :param goals: goal cells (the held-out ``test`` goals for the real evaluation).
+    :param episodes: consecutive episodes per goal.
+    :param seed: seeds the action sampling and the envs.
+    :param greedy: take the most likely action instead of sampling it.
+    :param use_cache: one token per step through a key/value cache; otherwise recompute the window.
+    :param max_context: tokens kept (default: the model's ``context_len``).
+    :param compress: shorten the embedded context before each step (recomputes; no cache).
+    :param on_step: called with each layer's newest-query weights ``(B, H, 1, T)`` (turns on the explicit path).
+    """
+    episodes = check_int("episodes", episodes)
+    if not goals:
+        raise ValueError("goals is empty: expected at least one goal cell")
+    if compress is not None and use_cache:
+        raise ValueError("compress recomputes the compressed context each step: pass use_cache=False with compress")
+    model.eval()
+    max_context = model.context_len if max_context is None else check_int("max_context", max_context)
+    envs = make_goal_envs(env_id, goals, env_kwargs)
+    length = envs[0].unwrapped.episode_length
+    generator = torch.Generator().manual_seed(seed)
+    n, n_actions = len(goals), model.n_actions
+    returns = np.zeros((n, episodes))
+    cache = model.new_cache()
+    tokens = torch.zeros(n, 0, model.config["d_model"])
+    prev_action, prev_reward = torch.full((n,), n_actions), torch.zeros(n)
+    model_seconds, model_calls = 0.0, 0
+    for episode in range(episodes):
+        obs = torch.as_tensor(np.stack([env.reset(seed=seed + 1000 * episode + i)[0] for i, env in enumerate(envs)]))
+        prev_action, prev_reward = torch.full((n,), n_actions), torch.zeros(n)
+        for t in range(length):
+            step = torch.full((n,), t)
+            start = time.perf_counter()
+            if use_cache:
+                logits, weights = model.step(cache, obs, prev_action, prev_reward, step, need_weights=on_step is not None,
+                                             max_context=max_context)  # fmt: skip
+            else:
+                new = model.embed(obs[:, None], prev_action[:, None], prev_reward[:, None], step[:, None])
+                tokens = torch.cat([tokens, new], dim=1)[:, -max_context:]
+                context = tokens if compress is None else compress(tokens)
+                logits, weights = _last_logits(model, context, need_weights=on_step is not None)
+            model_seconds += time.perf_counter() - start
+            model_calls += 1
+            if on_step is not None:
+                on_step(weights)
+            action = logits.argmax(-1) if greedy else torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+            results = [env.step(int(a)) for env, a in zip(envs, action)]
+            obs = torch.as_tensor(np.stack([r[0] for r in results]))
+            reward = torch.tensor([float(r[1]) for r in results])
+            returns[:, episode] += reward.numpy()
+            prev_action, prev_reward = action, reward
+    return InContextResult(returns, [tuple(g) for g in goals], model_seconds / model_calls)
+
+
+def _last_logits(model: ADTransformer, tokens: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Newest token's logits from already-embedded ``tokens``, recomputing every layer (last layer: last row only)."""
+    h, weights = tokens, []
+    mask = model._mask(tokens.shape[1], tokens.device)
+    for i, block in enumerate(model.blocks):
+        h, w = block(h, mask=mask, need_weights=need_weights, last_only=i == len(model.blocks) - 1)
+        if need_weights:
+            weights.append(w[..., -1:, :])
+    return model.head(model.ln_out(h[:, -1])), weights
+
+
+def source_returns(env_id: str, goals: Sequence[tuple[int, int]], episodes: int, runs: int = 3,
+                   env_kwargs: dict[str, Any] | None = None, seed: int = 0) -> np.ndarray:  # fmt: skip
+    """The source Q-learner's return per episode ``(goals, episodes)``, averaged over ``runs`` learning runs per goal."""
+    envs = make_goal_envs(env_id, goals, env_kwargs)
+    length = envs[0].unwrapped.episode_length
+    curves = np.zeros((len(goals), episodes))
+    for g, env in enumerate(envs):
+        for run in range(runs):
+            rewards = np.array([r for _, _, r, _ in _q_learning_run(env, episodes, seed + 7919 * g + run)])
+            curves[g] += rewards.reshape(episodes, length).sum(axis=1) / runs
+    return curves
+
+
+def curves_table(curves: dict[str, np.ndarray], goals: Sequence[tuple[int, int]]) -> pd.DataFrame:
+    """Long table ``method,goal_x,goal_y,episode,return`` from ``{method: (goals, episodes)}``."""
+    rows = [
+        {"method": method, "goal_x": goal[0], "goal_y": goal[1], "episode": episode + 1, "return": float(value)}
+        for method, returns in curves.items()
+        for goal, row in zip(goals, returns)
+        for episode, value in enumerate(row)
+    ]
+    return pd.DataFrame(rows)
+
+
+def plot_curves(table: pd.DataFrame, out: str | os.PathLike, optimal: float | None = None, random: float | None = None,
+                title: str = "In-context learning on held-out goals") -> None:  # fmt: skip
+    """Mean return per episode with a 95% interval over goals (normal approximation), one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sb3_masked_attention.io import atomic_path
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for method, group in table.groupby("method", sort=False):
+        stats = group.groupby("episode")["return"].agg(["mean", "std", "count"])
+        half = 1.96 * stats["std"].fillna(0.0) / np.sqrt(stats["count"])
+        ax.plot(stats.index, stats["mean"], label=method)
+        ax.fill_between(stats.index, stats["mean"] - half, stats["mean"] + half, alpha=0.2)
+    if optimal is not None:
+        ax.axhline(optimal, color="k", ls="--", lw=1, label="optimal")
+        ax.axhline(0.8 * optimal, color="k", ls=":", lw=1, label="80% of optimal")
+    if random is not None:
+        ax.axhline(random, color="grey", ls="-.", lw=1, label="random policy")
+    ax.set_xlabel("episode (context carried across episodes, no weight updates)")
+    ax.set_ylabel("return (mean over goals, 95% CI)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def evaluate_ad(
+    model_path: str | os.PathLike,
+    out: str | os.PathLike,
+    episodes: int = 40,
+    split: str = "test",
+    seed: int = 0,
+    greedy: bool = False,
+    use_cache: bool = True,
+    source_runs: int = 3,
+    last: int = 5,
+    compress: Compressor | None = None,
+    label: str = "AD",
+) -> dict[str, float]:
+    """``sb3ma ad eval``: in-context curve of a saved model on the ``split`` goals against the source algorithm's.
+
+    Writes ``OUT/in_context.csv`` (``method,goal_x,goal_y,episode,return``), ``OUT/in_context.png`` and
+    ``OUT/summary.csv``; returns the summary: first and last-``last`` episodes' mean return of both, the
+    optimal and random returns, the last episodes' fraction of optimal, and the model's seconds per step.
+    """
+    from pathlib import Path
+
+    from sb3_masked_attention.ad.train import load_model
+    from sb3_masked_attention.io import atomic_path
+
+    model, meta = load_model(model_path)
+    last = check_int("last", last)
+    if last > episodes:
+        raise ValueError(f"last={last} is more than episodes={episodes}")
+    env_id, env_kwargs = meta["env_id"], meta["env_kwargs"]
+    goals = env_goals(env_id, split, env_kwargs)
+    result = in_context_returns(model, env_id, goals, episodes, env_kwargs, seed=seed, greedy=greedy,
+                                use_cache=use_cache, compress=compress)  # fmt: skip
+    source = source_returns(env_id, goals, episodes, runs=source_runs, env_kwargs=env_kwargs, seed=seed)
+    probe = make_goal_envs(env_id, goals[:1], env_kwargs)[0].unwrapped
+    optimal = float(np.mean([probe.optimal_return_for(g) for g in goals]))
+    random = float(np.mean([probe.random_return_for(g) for g in goals]))
+    table = curves_table({label: result.returns, f"source ({meta['source']})": source}, goals)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "in_context.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    plot_curves(table, out / "in_context.png", optimal=optimal, random=random,
+                title=f"In-context learning on {len(goals)} {'held-out' if split == 'test' else split} {env_id} goals")  # fmt: skip
+    summary = {
+        "goals": len(goals), "episodes": episodes, "first_episode": float(result.returns[:, 0].mean()),
+        f"last_{last}_episodes": float(result.returns[:, -last:].mean()),
+        "source_first_episode": float(source[:, 0].mean()), f"source_last_{last}_episodes": float(source[:, -last:].mean()),
+        "optimal": optimal, "random": random, "fraction_of_optimal": float(result.returns[:, -last:].mean() / optimal),
+        "seconds_per_step": result.seconds_per_step,
+    }  # fmt: skip
+    with atomic_path(out / "summary.csv") as tmp:
+        pd.DataFrame([summary]).to_csv(tmp, index=False)
+    return summary

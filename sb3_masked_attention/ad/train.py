@@ -1,0 +1,168 @@
+"""Train an :class:`ADTransformer` to predict the source algorithm's next action from its learning history.
+
+Read top to bottom: windows of ``context_len`` consecutive transitions are cut at random from the
+learning runs (5% of runs held out for validation), the model predicts every action of the window
+(cross-entropy), AdamW with warm-up and cosine decay, gradient clipping. ``OUT/checkpoint.pt`` is
+written atomically every ``checkpoint_every`` updates; running again with the same settings resumes
+from it, a changed setting is refused naming it. ``OUT/model.pt`` is the final model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from sb3_masked_attention.ad.data import Histories, load_histories
+from sb3_masked_attention.ad.model import ADTransformer, transition_inputs
+from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.validation import check_int
+
+FORMAT = 1
+
+
+def _windows(histories: Histories, runs: np.ndarray, length: int, batch: int, rng: np.random.Generator) -> tuple[dict, torch.Tensor]:
+    run = rng.choice(runs, size=batch)
+    start = rng.integers(0, histories.actions.shape[1] - length + 1, size=batch)
+    index = start[:, None] + np.arange(length)
+    take = lambda a: a[run[:, None], index]  # noqa: E731
+    inputs = transition_inputs(take(histories.observations), take(histories.actions), take(histories.rewards),
+                               take(histories.timesteps), histories.meta["n_actions"])  # fmt: skip
+    return inputs, torch.as_tensor(take(histories.actions))
+
+
+def save_model(model: ADTransformer, meta: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write the model, its configuration and the dataset's ``meta`` (env id, kwargs) atomically."""
+    payload = {"format": FORMAT, "config": model.config, "meta": meta, "state_dict": model.state_dict()}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: str | os.PathLike) -> tuple[ADTransformer, dict[str, Any]]:
+    """Read a model saved by :func:`save_model` (or a training checkpoint); return it in eval mode and its meta."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise ValueError(f"AD model {str(path)!r} does not exist: train one with `sb3ma ad train`")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{str(path)!r} is not an AD model (format {FORMAT})")
+    model = ADTransformer(**payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), payload["meta"]
+
+
+def train_ad(
+    dataset: str | os.PathLike,
+    out: str | os.PathLike,
+    updates: int = 3000,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    checkpoint_every: int = 250,
+    progress: bool = True,
+    **model_kwargs: Any,
+) -> ADTransformer:
+    """Train (or resume training) an AD model on a dataset from :func:`collect_histories`.
+
+    :param dataset: the ``.npz`` learning histories.
+    :param out: run directory: ``checkpoint.pt``, ``model.pt``, ``train_config.json``, TensorBoard logs.
+    :param updates: gradient updates.
+    :param batch_size: windows per update.
+    :param learning_rate: peak AdamW learning rate.
+    :param seed: seeds the model's initialisation and the window sampling.
+    :param checkpoint_every: updates between checkpoints.
+    :param model_kwargs: :class:`ADTransformer` arguments (``context_len``, ``head_mask_strategy``, ...).
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    updates, batch_size = check_int("updates", updates), check_int("batch_size", batch_size)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every)
+    if not (math.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate={learning_rate!r} is invalid: expected a positive number")
+    histories = load_histories(dataset)
+    meta = histories.meta
+    out = Path(out)
+    settings = {"dataset": str(Path(dataset).resolve()), "updates": updates, "batch_size": batch_size,
+                "learning_rate": learning_rate, "seed": seed, **model_kwargs}  # fmt: skip
+    config_file = out / "train_config.json"
+    if config_file.exists():
+        previous = json.loads(config_file.read_text())
+        changed = [key for key in sorted(set(previous) | set(settings)) if previous.get(key) != settings.get(key)]
+        if changed:
+            key = changed[0]
+            raise ValueError(f"{out} was trained with {key}={previous.get(key)!r}, not {settings.get(key)!r}: "
+                             f"use a new output directory or the same settings to resume")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(config_file) as tmp:
+        tmp.write_text(json.dumps(settings, indent=2))
+
+    torch.manual_seed(seed)
+    model = ADTransformer(meta["n_actions"], meta["obs_low"], meta["obs_high"], meta["episode_length"], **model_kwargs)
+    length = model.context_len
+    if length > histories.actions.shape[1]:
+        raise ValueError(f"context_len={length} is longer than the dataset's runs ({histories.actions.shape[1]} steps)")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    warmup = max(1, updates // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, updates) / updates))
+    )
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(histories.n_runs)
+    n_val = max(1, histories.n_runs // 20) if histories.n_runs > 1 else 0
+    val_runs, train_runs = order[:n_val], order[n_val:]
+    start = 0
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        rng.bit_generator.state = state["rng"]
+        start = state["update"]
+
+    writer = SummaryWriter(str(out / "tensorboard"))
+    model.train()
+    bar = tqdm(range(start, updates), initial=start, total=updates, desc="AD training", unit="update", disable=not progress)
+    for update in bar:
+        inputs, targets = _windows(histories, train_runs, length, batch_size, rng)
+        logits, _ = model(**inputs)
+        loss = F.cross_entropy(logits.reshape(-1, model.n_actions), targets.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        writer.add_scalar("train/loss", loss.item(), update + 1)
+        if (update + 1) % checkpoint_every == 0 or update + 1 == updates:
+            metrics = _validate(model, histories, val_runs if n_val else train_runs, length, rng)
+            for name, value in metrics.items():
+                writer.add_scalar(f"val/{name}", value, update + 1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", val_acc=f"{metrics['accuracy']:.3f}")
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                     "rng": rng.bit_generator.state, "update": update + 1}  # fmt: skip
+            with atomic_path(checkpoint) as tmp:
+                torch.save(state, tmp)
+    writer.close()
+    model.eval()
+    save_model(model, meta, out / "model.pt")
+    return model
+
+
+@torch.no_grad()
+def _validate(model: ADTransformer, histories: Histories, runs: np.ndarray, length: int, rng: np.random.Generator) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    inputs, targets = _windows(histories, runs, length, 32, np.random.default_rng(rng.integers(2**32)))
+    logits, _ = model(**inputs)
+    model.train(was_training)
+    loss = F.cross_entropy(logits.reshape(-1, model.n_actions), targets.reshape(-1)).item()
+    return {"loss": loss, "accuracy": (logits.argmax(-1) == targets).float().mean().item()}
