@@ -214,14 +214,64 @@ def _cmd_ad_train(args: argparse.Namespace) -> None:
 def _cmd_ad_eval(args: argparse.Namespace) -> None:
     from sb3_masked_attention.ad.evaluate import evaluate_ad
 
+    from sb3_masked_attention.analysis.compression import parse_compressor
+
+    compress = parse_compressor(args.compress) if args.compress else None
     summary = evaluate_ad(args.model, args.out, episodes=args.episodes, split=args.goals, seed=args.seed, greedy=args.greedy,
-                          use_cache=not args.no_cache, source_runs=args.source_runs, last=args.last)  # fmt: skip
+                          use_cache=not args.no_cache and compress is None, source_runs=args.source_runs, last=args.last,
+                          compress=compress, label="AD" if compress is None else f"AD ({compress.name})")  # fmt: skip
     last = f"last_{args.last}_episodes"
     print(f"{summary['goals']} {args.goals} goals, {args.episodes} episodes: AD return {summary['first_episode']:.2f} (first) -> "
           f"{summary[last]:.2f} (last {args.last}) = {100 * summary['fraction_of_optimal']:.0f}% of optimal {summary['optimal']:.2f}; "
           f"source {summary['source_first_episode']:.2f} -> {summary['source_' + last]:.2f}; "
           f"{1000 * summary['seconds_per_step']:.2f} ms per step")  # fmt: skip
     print(f"wrote {args.out}/in_context.csv, in_context.png, summary.csv")
+
+
+def _goal(text: str) -> tuple[int, int]:
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid goal {text!r}: expected X,Y") from None
+    return x, y
+
+
+def _cmd_attention_capture(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from sb3_masked_attention.analysis.capture import capture_ad, capture_sb3
+
+    if Path(args.model).suffix == ".zip":
+        if not args.env:
+            raise UserError("sb3ma attention capture: --env is required for an SB3 model (.zip)")
+        recorder = capture_sb3(args.model, args.env, args.out, args.steps, algo=args.algo, env_kwargs=dict(args.env_kwargs),
+                               stride=args.stride, full_samples=args.full_samples, seed=args.seed)  # fmt: skip
+    else:
+        recorder = capture_ad(args.model, args.out, args.steps, goal=args.goal, stride=args.stride,
+                              full_samples=args.full_samples, seed=args.seed)  # fmt: skip
+    print(f"wrote {args.out}: {recorder.count} steps, {recorder.last_query.shape[1]} layers x {recorder.last_query.shape[2]} heads "
+          f"x {recorder.context} context, {len(recorder.full_steps)} full matrices ({recorder.nbytes / 2**20:.1f} MiB in memory)")  # fmt: skip
+
+
+def _cmd_attention_analyze(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.analysis.analyze import analyze_capture
+
+    analyze_capture(args.capture, args.out)
+    from pathlib import Path
+
+    print((Path(args.out) / "compression_recommendations.txt").read_text(), end="")
+    print(f"wrote {args.out}: attention_heatmap_step*.png, attention_analysis_comprehensive.png, layer_head_analysis.png")
+
+
+def _cmd_attention_compress(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.ad.evaluate import compare_compression
+
+    table = compare_compression(args.model, args.out, args.compress, episodes=args.episodes, split=args.goals, seed=args.seed,
+                                repeats=args.repeats)  # fmt: skip
+    for r in table.itertuples():
+        print(f"{r.setting if r.setting != '-' else r.strategy:28s} return {r.mean_return:6.2f} ({r.return_change_pct:+6.1f}%)  "
+              f"{r.ms_per_step:6.2f} ms/step  {r.speedup_vs_recomputed:5.2f}x vs recomputed, {r.speedup_vs_cached:5.2f}x vs cached")  # fmt: skip
+    print(f"wrote {args.out}/compression.csv, compression.md, compression.png")
 
 
 def _add_report_options(parser: argparse.ArgumentParser) -> None:
@@ -359,7 +409,36 @@ def build_parser() -> argparse.ArgumentParser:
     ad_eval.add_argument("--source-runs", type=_positive_int, default=3, help="source learning runs per goal for its curve")
     ad_eval.add_argument("--last", type=_positive_int, default=5, help="episodes averaged for the final return")
     ad_eval.add_argument("--seed", type=int, default=0)
+    ad_eval.add_argument("--compress", default=None, help="window:W[:M], topk:K[:A] or hierarchy:R:M[:r1[:r2]]")
     ad_eval.set_defaults(func=_cmd_ad_eval)
+
+    attention = commands.add_parser("attention", help="capture, analyse and compress attention").add_subparsers(
+        dest="attention_command", required=True, parser_class=_Parser)
+    capture = attention.add_parser("capture", help="record attention while a model acts (AD model.pt or SB3 .zip)")
+    capture.add_argument("--model", required=True, help="AD model.pt (or its directory) or an SB3 model .zip")
+    capture.add_argument("--env", default=None, help="gymnasium id (SB3 models; AD models use their training env)")
+    capture.add_argument("--env-kwargs", type=_key_value, nargs="*", default=[], metavar="KEY=VALUE")
+    capture.add_argument("--algo", choices=["ppo", "a2c", "maskable_ppo"], default="ppo", help="SB3 models")
+    capture.add_argument("--goal", type=_goal, default=None, help="AD: goal X,Y (default: the first held-out goal)")
+    capture.add_argument("--steps", type=_positive_int, default=500, help="steps recorded")
+    capture.add_argument("--stride", type=_positive_int, default=1, help="record every k-th step (long runs)")
+    capture.add_argument("--full-samples", type=int, default=6, help="steps whose full query-by-key matrices are kept")
+    capture.add_argument("--seed", type=int, default=0)
+    capture.add_argument("--out", required=True, help="output .npz")
+    capture.set_defaults(func=_cmd_attention_capture)
+    analyze = attention.add_parser("analyze", help="plots and compression recommendations from a capture")
+    analyze.add_argument("capture", help="capture .npz")
+    analyze.add_argument("--out", required=True, help="output directory")
+    analyze.set_defaults(func=_cmd_attention_analyze)
+    compress = attention.add_parser("compress", help="return and speed of context-compression settings (AD models)")
+    compress.add_argument("--model", required=True, help="AD model.pt or its directory")
+    compress.add_argument("--compress", nargs="+", required=True, help="settings: window:W[:M] topk:K[:A] hierarchy:R:M[:r1[:r2]]")
+    compress.add_argument("--episodes", type=_positive_int, default=40)
+    compress.add_argument("--goals", choices=["test", "train", "all"], default="test")
+    compress.add_argument("--repeats", type=_positive_int, default=1, help="action-sampling seeds per setting")
+    compress.add_argument("--seed", type=int, default=0)
+    compress.add_argument("--out", required=True, help="output directory")
+    compress.set_defaults(func=_cmd_attention_compress)
 
     demo = commands.add_parser("demo", help="train on a 10-step T-maze (about half a minute) and print the evaluation")
     _add_training_options(demo, history_len=DEMO["history_len"], total_timesteps=DEMO["total_timesteps"])

@@ -182,7 +182,7 @@ def test_cached_and_recomputed_evaluation_take_the_same_actions():
     assert cached.returns.shape == (2, 2)
     np.testing.assert_array_equal(cached.returns, recomputed.returns)
     with pytest.raises(ValueError, match="use_cache=False"):
-        in_context_returns(model, "sb3ma/Darkroom-v0", goals, compress=lambda t: t)
+        in_context_returns(model, "sb3ma/Darkroom-v0", goals, compress=RecentWindowSummary(4))
 
 
 def test_eval_command_writes_curve_table_and_plot(dataset, tmp_path, capsys):

@@ -22,10 +22,9 @@ import torch
 
 from sb3_masked_attention.ad.data import _q_learning_run
 from sb3_masked_attention.ad.model import ADTransformer
+from sb3_masked_attention.analysis.compression import ContextCompressor
 from sb3_masked_attention.validation import check_int
 
-#: ``compress(tokens) -> tokens``: shortens a ``(B, T, d_model)`` context of embedded tokens before each step.
-Compressor = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -61,7 +60,7 @@ def in_context_returns(
     greedy: bool = False,
     use_cache: bool = True,
     max_context: int | None = None,
-    compress: Compressor | None = None,
+    compress: ContextCompressor | None = None,
     on_step: Callable[[list[torch.Tensor]], None] | None = None,
 ) -> InContextResult:
     """Run ``episodes`` consecutive episodes on every goal, carrying the context; no weight updates.
@@ -74,7 +73,7 @@ def in_context_returns(
     :param greedy: take the most likely action instead of sampling it.
     :param use_cache: one token per step through a key/value cache; otherwise recompute the window.
     :param max_context: tokens kept (default: the model's ``context_len``).
-    :param compress: shorten the embedded context before each step (recomputes; no cache).
+    :param compress: shorten the embedded context window before each step (recomputes it; no cache).
     :param on_step: called with each layer's newest-query weights ``(B, H, 1, T)`` (turns on the explicit path).
     """
     episodes = check_int("episodes", episodes)
@@ -89,8 +88,11 @@ def in_context_returns(
     generator = torch.Generator().manual_seed(seed)
     n, n_actions = len(goals), model.n_actions
     returns = np.zeros((n, episodes))
-    cache = model.new_cache()
+    cache, seen = model.new_cache(), 0
     tokens = torch.zeros(n, 0, model.config["d_model"])
+    if compress is not None:
+        compress.reset()
+    want_weights = on_step is not None or (compress is not None and compress.needs_weights)
     prev_action, prev_reward = torch.full((n,), n_actions), torch.zeros(n)
     model_seconds, model_calls = 0.0, 0
     for episode in range(episodes):
@@ -100,13 +102,15 @@ def in_context_returns(
             step = torch.full((n,), t)
             start = time.perf_counter()
             if use_cache:
-                logits, weights = model.step(cache, obs, prev_action, prev_reward, step, need_weights=on_step is not None,
+                logits, weights = model.step(cache, obs, prev_action, prev_reward, step, need_weights=want_weights,
                                              max_context=max_context)  # fmt: skip
             else:
                 new = model.embed(obs[:, None], prev_action[:, None], prev_reward[:, None], step[:, None])
-                tokens = torch.cat([tokens, new], dim=1)[:, -max_context:]
-                context = tokens if compress is None else compress(tokens)
-                logits, weights = _last_logits(model, context, need_weights=on_step is not None)
+                tokens, seen = torch.cat([tokens, new], dim=1)[:, -max_context:], seen + 1
+                context = tokens if compress is None else compress.compress(tokens, seen - tokens.shape[1])
+                logits, weights = _last_logits(model, context, need_weights=want_weights)
+                if compress is not None:
+                    compress.observe(weights)
             model_seconds += time.perf_counter() - start
             model_calls += 1
             if on_step is not None:
@@ -197,7 +201,7 @@ def evaluate_ad(
     use_cache: bool = True,
     source_runs: int = 3,
     last: int = 5,
-    compress: Compressor | None = None,
+    compress: ContextCompressor | None = None,
     label: str = "AD",
 ) -> dict[str, float]:
     """``sb3ma ad eval``: in-context curve of a saved model on the ``split`` goals against the source algorithm's.
@@ -240,3 +244,90 @@ def evaluate_ad(
     with atomic_path(out / "summary.csv") as tmp:
         pd.DataFrame([summary]).to_csv(tmp, index=False)
     return summary
+
+
+def compare_compression(
+    model_path: str | os.PathLike,
+    out: str | os.PathLike,
+    settings: Sequence[str],
+    episodes: int = 40,
+    split: str = "test",
+    seed: int = 0,
+    repeats: int = 1,
+) -> pd.DataFrame:
+    """``sb3ma attention compress``: in-context return and time per step of each compression setting.
+
+    Every setting and the uncompressed model run the same goals, episodes and action-sampling seeds
+    (``repeats`` seeds each). Compressed contexts change every step, so they are recomputed each step;
+    the speed-up is against the uncompressed model evaluated the same way (recomputing its window), and
+    the uncompressed model with its key/value cache is listed too.
+
+    Writes ``OUT/compression.csv``, ``OUT/compression.md`` and ``OUT/compression.png``.
+    """
+    from pathlib import Path
+
+    from sb3_masked_attention.ad.train import load_model
+    from sb3_masked_attention.analysis.compression import parse_compressor
+    from sb3_masked_attention.io import atomic_path, write_text_atomic
+
+    compressors = [parse_compressor(text) for text in settings]
+    repeats = check_int("repeats", repeats)
+    model, meta = load_model(model_path)
+    goals = env_goals(meta["env_id"], split, meta["env_kwargs"])
+    variants: list[tuple[str, str, bool, ContextCompressor | None]] = [
+        ("none (key/value cache)", "-", True, None), ("none (recomputed)", "-", False, None)
+    ] + [(c.name.split(":")[0], c.name, False, c) for c in compressors]
+    rows = []
+    for strategy, setting, cached, compressor in variants:
+        results = [in_context_returns(model, meta["env_id"], goals, episodes, meta["env_kwargs"], seed=seed + r,
+                                      use_cache=cached, compress=compressor) for r in range(repeats)]  # fmt: skip
+        returns = np.concatenate([r.returns for r in results])
+        rows.append({"strategy": strategy, "setting": setting, "mean_return": float(returns.mean()),
+                     "last_5_return": float(returns[:, -5:].mean()),
+                     "ms_per_step": 1000 * float(np.mean([r.seconds_per_step for r in results]))})  # fmt: skip
+    table = pd.DataFrame(rows)
+    reference = table.iloc[1]
+    table["return_change_pct"] = 100 * (table["mean_return"] / reference["mean_return"] - 1)
+    table["speedup_vs_recomputed"] = reference["ms_per_step"] / table["ms_per_step"]
+    table["speedup_vs_cached"] = table.iloc[0]["ms_per_step"] / table["ms_per_step"]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "compression.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    lines = [f"# Context compression at inference: AD on {len(goals)} held-out {meta['env_id']} goals", "",
+             f"{episodes} in-context episodes per goal, {repeats} sampling seed(s); model context {model.context_len} tokens. "
+             "Return change and speed-up are against the uncompressed model recomputing its window each step (the way "
+             "compressed contexts are evaluated); `speedup_vs_cached` compares with the uncompressed model's key/value cache.", "",
+             "| strategy | setting | mean return | last 5 episodes | change | ms/step | speed-up (vs recomputed) | speed-up (vs cached) |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in table.itertuples():
+        lines.append(f"| {r.strategy} | `{r.setting}` | {r.mean_return:.2f} | {r.last_5_return:.2f} | {r.return_change_pct:+.1f}% | "
+                     f"{r.ms_per_step:.2f} | {r.speedup_vs_recomputed:.2f}x | {r.speedup_vs_cached:.2f}x |")  # fmt: skip
+    write_text_atomic(out / "compression.md", "\n".join(lines) + "\n")
+    _plot_compression(table, out / "compression.png")
+    return table
+
+
+def _plot_compression(table: pd.DataFrame, path: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sb3_masked_attention.io import atomic_path
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, r in enumerate(table.itertuples()):
+        ax.scatter(r.speedup_vs_recomputed, r.return_change_pct, color=f"C{i % 10}", s=40)
+        ax.annotate(r.setting if r.setting != "-" else r.strategy, (r.speedup_vs_recomputed, r.return_change_pct), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")  # fmt: skip
+    ax.axhline(-5, color="k", ls=":", lw=1, label="-5% return")
+    ax.axvline(2, color="k", ls="--", lw=1, label="2x faster")
+    ax.set(xlabel="speed-up per step vs recomputing the full context", ylabel="mean return change (%)",
+           title="Compression: speed vs return (AD, held-out goals)")  # fmt: skip
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
