@@ -100,7 +100,7 @@ class HistoryWrapper(gym.Wrapper):
         self._stepped = False
 
     def _clear(self) -> None:
-        for key, buffer in self._buffers.items():
+        for buffer in self._buffers.values():
             buffer[...] = 0
         self._buffers[OBS_KEY][...] = self._obs_pad
         self._buffers[ACTION_KEY][...] = self._action_pad

@@ -9,6 +9,7 @@ from sb3_masked_attention.ad.data import OptimisticQLearner, collect_histories, 
 from sb3_masked_attention.ad.evaluate import evaluate_ad, in_context_returns
 from sb3_masked_attention.ad.model import ADTransformer, transition_inputs
 from sb3_masked_attention.ad.train import load_model, train_ad
+from sb3_masked_attention.analysis.compression import RecentWindowSummary
 from sb3_masked_attention.cli import main
 
 

@@ -29,11 +29,15 @@ from sb3_masked_attention.validation import check_int
 
 @dataclass
 class InContextResult:
-    """Returns ``(goals, episodes)``, the goals, and the mean wall time of one environment step's model call."""
+    """Returns ``(goals, episodes)``, the goals, and the wall time of each step's model call (all goals at once)."""
 
     returns: np.ndarray
     goals: list[tuple[int, int]]
-    seconds_per_step: float
+    step_seconds: np.ndarray
+
+    @property
+    def seconds_per_step(self) -> float:
+        return float(self.step_seconds.mean())
 
 
 def make_goal_envs(env_id: str, goals: Sequence[tuple[int, int]], env_kwargs: dict[str, Any] | None = None) -> list[gym.Env]:
@@ -94,7 +98,7 @@ def in_context_returns(
         compress.reset()
     want_weights = on_step is not None or (compress is not None and compress.needs_weights)
     prev_action, prev_reward = torch.full((n,), n_actions), torch.zeros(n)
-    model_seconds, model_calls = 0.0, 0
+    step_seconds = []
     for episode in range(episodes):
         obs = torch.as_tensor(np.stack([env.reset(seed=seed + 1000 * episode + i)[0] for i, env in enumerate(envs)]))
         prev_action, prev_reward = torch.full((n,), n_actions), torch.zeros(n)
@@ -111,8 +115,7 @@ def in_context_returns(
                 logits, weights = _last_logits(model, context, need_weights=want_weights)
                 if compress is not None:
                     compress.observe(weights)
-            model_seconds += time.perf_counter() - start
-            model_calls += 1
+            step_seconds.append(time.perf_counter() - start)
             if on_step is not None:
                 on_step(weights)
             action = logits.argmax(-1) if greedy else torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
@@ -121,7 +124,7 @@ def in_context_returns(
             reward = torch.tensor([float(r[1]) for r in results])
             returns[:, episode] += reward.numpy()
             prev_action, prev_reward = action, reward
-    return InContextResult(returns, [tuple(g) for g in goals], model_seconds / model_calls)
+    return InContextResult(returns, [tuple(g) for g in goals], np.asarray(step_seconds))
 
 
 def _last_logits(model: ADTransformer, tokens: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
