@@ -75,9 +75,9 @@ def _cmd_masks(args: argparse.Namespace) -> None:
 
 
 def _train(env_id: str, env_kwargs: dict[str, Any], args: argparse.Namespace) -> None:
-    import envs  # noqa: F401  (registers the sb3ma/ ids)
-    from sb3_masked_attention.training import evaluate, train_head_masked_ppo
+    from sb3_masked_attention.training import evaluate, register_envs, train_head_masked_ppo
 
+    register_envs()
     gym.spec(env_id)  # unknown ids fail here, before anything is built
     print(f"Training PPO + HeadMaskedTransformerPolicy ({args.strategy}) on {env_id} {env_kwargs or ''} "
           f"for {args.total_timesteps} steps, history {args.history_len}, seed {args.seed}")
@@ -274,6 +274,26 @@ def _cmd_attention_compress(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}/compression.csv, compression.md, compression.png")
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.pretrain.train import pretrain
+
+    if args.env is None and args.dataset is None:
+        raise UserError("sb3ma pretrain: give --env (collect windows) or --dataset (saved windows)")
+    if args.env is not None:
+        from sb3_masked_attention.training import register_envs
+
+        register_envs()
+        gym.spec(args.env)
+    objectives = tuple(name.strip() for name in args.objectives.split(",") if name.strip())
+    extractor_kwargs = {"d_model": args.d_model, "n_heads": args.n_heads, "n_layers": args.n_layers, "head_mask_strategy": args.strategy}
+    pretrain(args.out, env_id=args.env, objectives=objectives, updates=args.steps, collect_steps=args.collect_steps,
+             history_len=args.history_len, env_kwargs=dict(args.env_kwargs), model_path=args.model, dataset=args.dataset,
+             save_data=args.save_data, extractor_kwargs=extractor_kwargs, batch_size=args.batch_size,
+             learning_rate=args.learning_rate, seed=args.seed, progress=not args.no_progress)  # fmt: skip
+    print(f"wrote {args.out} (TensorBoard: {args.out}.tensorboard); fine-tune with "
+          f"policy_kwargs=dict(pretrained_extractor='{args.out}') or load_pretrained_extractor(model, '{args.out}')")
+
+
 def _add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
@@ -439,6 +459,28 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--seed", type=int, default=0)
     compress.add_argument("--out", required=True, help="output directory")
     compress.set_defaults(func=_cmd_attention_compress)
+
+    pre = commands.add_parser("pretrain", help="self-supervised pretraining of the head-masked transformer trunk")
+    pre.add_argument("--env", default=None, help="gymnasium id to collect history windows from")
+    pre.add_argument("--env-kwargs", type=_key_value, nargs="*", default=[], metavar="KEY=VALUE")
+    pre.add_argument("--objectives", default="inverse_dynamics,masked_reconstruction,forward_dynamics",
+                     help="comma-separated: inverse_dynamics, masked_reconstruction, forward_dynamics (losses summed)")  # fmt: skip
+    pre.add_argument("--steps", type=_positive_int, default=2000, help="gradient updates")
+    pre.add_argument("--collect-steps", type=_positive_int, default=20_000, help="environment steps (windows) to collect")
+    pre.add_argument("--history-len", type=_positive_int, default=16, help="must match the PPO model's")
+    pre.add_argument("--model", default=None, help="collect with this SB3 model (.zip) instead of random actions")
+    pre.add_argument("--dataset", default=None, help="train on windows saved with --save-data instead of collecting")
+    pre.add_argument("--save-data", default=None, help="also save the collected windows (.npz)")
+    pre.add_argument("--d-model", type=_positive_int, default=64)
+    pre.add_argument("--n-heads", type=_positive_int, default=8)
+    pre.add_argument("--n-layers", type=_positive_int, default=2)
+    pre.add_argument("--strategy", type=_strategy, default="specialized", help="head-mask strategy (masks have no weights)")
+    pre.add_argument("--batch-size", type=_positive_int, default=64)
+    pre.add_argument("--learning-rate", type=float, default=3e-4)
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--out", required=True, help="saved trunk (.pt)")
+    pre.add_argument("--no-progress", action="store_true")
+    pre.set_defaults(func=_cmd_pretrain)
 
     demo = commands.add_parser("demo", help="train on a 10-step T-maze (about half a minute) and print the evaluation")
     _add_training_options(demo, history_len=DEMO["history_len"], total_timesteps=DEMO["total_timesteps"])

@@ -7,6 +7,7 @@ so ``PPO("HeadMaskedTransformerPolicy", env)`` works like ``PPO("MultiInputPolic
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from sb3_contrib import MaskablePPO
@@ -29,16 +30,42 @@ def _with_transformer_defaults(kwargs: dict[str, Any], head_mask_strategy: HeadM
     return kwargs
 
 
+def _load_pretrained(policy: BasePolicy, path: str | None, freeze: bool) -> None:
+    """Put a pretrained trunk into the policy's extractor(s) (``pretrained_extractor`` policy keyword).
+
+    ``PPO.load`` rebuilds the policy with the same keywords and then overwrites every weight with the saved
+    ones, so a missing file only warns: the model must stay loadable where the pretraining file is not.
+    """
+    if path is None:
+        return
+    from pathlib import Path
+
+    from sb3_masked_attention.pretrain.handover import load_into_extractor
+
+    if not Path(path).is_file():
+        warnings.warn(f"pretrained_extractor file {path!r} not found: the extractor keeps its initial weights "
+                      "(expected only when loading a saved model without the pretraining file)", stacklevel=3)  # fmt: skip
+        return
+    extractors = [policy.features_extractor] if policy.share_features_extractor else [policy.pi_features_extractor, policy.vf_features_extractor]
+    for extractor in extractors:
+        load_into_extractor(extractor, path, freeze=freeze)
+
+
 class HeadMaskedTransformerPolicy(MultiInputActorCriticPolicy):
     """``MultiInputActorCriticPolicy`` whose default features extractor is :class:`HeadMaskedTransformerExtractor`.
 
     :param head_mask_strategy: shortcut for ``features_extractor_kwargs["head_mask_strategy"]``
         (a strategy name or one fraction per head), handy in rl-zoo ``policy_kwargs``.
+    :param pretrained_extractor: a trunk saved by ``sb3ma pretrain`` / ``save_extractor`` to start from
+        (rl-zoo: ``policy_kwargs: "dict(pretrained_extractor='trunk.pt')"``).
+    :param freeze_extractor: keep the pretrained trunk fixed (only the actor and critic heads learn).
     :param kwargs: everything ``MultiInputActorCriticPolicy`` takes.
     """
 
-    def __init__(self, *args: Any, head_mask_strategy: HeadMaskStrategy | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, head_mask_strategy: HeadMaskStrategy | None = None, pretrained_extractor: str | None = None,
+                 freeze_extractor: bool = False, **kwargs: Any) -> None:  # fmt: skip
         super().__init__(*args, **_with_transformer_defaults(kwargs, head_mask_strategy))
+        _load_pretrained(self, pretrained_extractor, freeze_extractor)
 
 
 def _register(algorithm: type, name: str, policy: type[BasePolicy]) -> None:
@@ -53,8 +80,10 @@ _register(A2C, "HeadMaskedTransformerPolicy", HeadMaskedTransformerPolicy)
 class MaskableHeadMaskedTransformerPolicy(MaskableMultiInputActorCriticPolicy):
     """The MaskablePPO counterpart of :class:`HeadMaskedTransformerPolicy` (same arguments)."""
 
-    def __init__(self, *args: Any, head_mask_strategy: HeadMaskStrategy | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, head_mask_strategy: HeadMaskStrategy | None = None, pretrained_extractor: str | None = None,
+                 freeze_extractor: bool = False, **kwargs: Any) -> None:  # fmt: skip
         super().__init__(*args, **_with_transformer_defaults(kwargs, head_mask_strategy))
+        _load_pretrained(self, pretrained_extractor, freeze_extractor)
 
 
 _register(MaskablePPO, "HeadMaskedTransformerPolicy", MaskableHeadMaskedTransformerPolicy)

@@ -37,6 +37,13 @@ class Evaluation:
         return text if self.normalized is None else f"{text} (normalised score {self.normalized:.3f})"
 
 
+def register_envs() -> None:
+    """Register the ``sb3ma/`` environments and rl-zoo's extra ones (``CartPoleNoVel-v1`` and friends)."""
+    import rl_zoo3.import_envs  # noqa: F401
+
+    import envs  # noqa: F401
+
+
 def make_history_vec_env(
     env_id: str,
     history_len: int,
@@ -46,6 +53,7 @@ def make_history_vec_env(
     across_episodes: bool = False,
 ) -> VecEnv:
     """``make_vec_env`` with every copy wrapped in :class:`HistoryWrapper`."""
+    register_envs()
     return make_vec_env(
         env_id,
         n_envs=n_envs,

@@ -47,8 +47,9 @@ def make_eval_env(model: BaseAlgorithm, env_id: str, seed: int, env_kwargs: dict
     """One env like the model's: wrapped in :class:`HistoryWrapper` when its observation space is a
     history window (length and ``across_episodes`` read from the space), with frozen VecNormalize
     statistics when given (an rl-zoo ``vecnormalize.pkl``)."""
-    import envs  # noqa: F401  (registers the sb3ma/ ids)
+    from sb3_masked_attention.training import register_envs
 
+    register_envs()
     space = model.observation_space
     wrapper, wrapper_kwargs = None, None
     if hasattr(space, "spaces") and VALID_KEY in space.spaces:

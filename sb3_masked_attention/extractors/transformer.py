@@ -119,18 +119,36 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._forward(observations, need_weights=False)[0]
 
-    def _forward(self, observations: dict[str, torch.Tensor], need_weights: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def tokens(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One token per window step ``(B, T, token_size)``: the flattened observation, previous action, previous
+        reward and (if present) episode-start flag, concatenated in :attr:`token_keys` order (see :meth:`token_slices`)."""
         batch = observations[VALID_KEY].shape[0]
-        tokens = torch.cat([observations[key].reshape(batch, self.history_len, -1).float() for key in self.token_keys], dim=-1)
+        return torch.cat([observations[key].reshape(batch, self.history_len, -1).float() for key in self.token_keys], dim=-1)
+
+    def token_slices(self) -> dict[str, slice]:
+        """Where each observation key sits inside a token, e.g. ``{"obs": slice(0, 4), "prev_action": slice(4, 6), ...}``."""
+        slices, start = {}, 0
+        for key in self.token_keys:
+            size = int(np.prod(self._observation_space[key].shape[1:]))
+            slices[key], start = slice(start, start + size), start + size
+        return slices
+
+    def encode(self, tokens: torch.Tensor, valid: torch.Tensor, need_weights: bool = False, last_only: bool = False
+               ) -> tuple[torch.Tensor, list[torch.Tensor]]:  # fmt: skip
+        """The trunk: features of every position ``(B, T, d_model)`` (or the newest, ``(B, 1, d_model)``, with
+        ``last_only``) from tokens ``(B, T, token_size)`` and validity ``(B, T)``; pretraining objectives call it."""
         x = self.embed(tokens)
         if self.pos_embedding is not None:
             x = x + self.pos_embedding
-        mask = self.attention_mask(observations)  # built once, shared by every layer
+        mask = head_window_mask(valid > 0, self.head_fractions)  # built once, shared by every layer
         weights = []
         for i, block in enumerate(self.blocks):
-            # Only the newest position is read: the last layer skips the others unless weights are wanted.
-            last_only = i == len(self.blocks) - 1 and not need_weights
-            x, layer_weights = block(x, mask=mask, need_weights=need_weights, last_only=last_only)
+            x, layer_weights = block(x, mask=mask, need_weights=need_weights, last_only=last_only and i == len(self.blocks) - 1)
             if layer_weights is not None:
                 weights.append(layer_weights)
-        return self.ln_final(x[:, -1]), weights
+        return self.ln_final(x), weights
+
+    def _forward(self, observations: dict[str, torch.Tensor], need_weights: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        # Only the newest position is read: the last layer skips the others unless weights are wanted.
+        features, weights = self.encode(self.tokens(observations), observations[VALID_KEY], need_weights, last_only=not need_weights)
+        return features[:, -1], weights
