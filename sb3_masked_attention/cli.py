@@ -289,6 +289,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
     pretrain(args.out, env_id=args.env, objectives=objectives, updates=args.steps, collect_steps=args.collect_steps,
              history_len=args.history_len, env_kwargs=dict(args.env_kwargs), model_path=args.model, dataset=args.dataset,
              save_data=args.save_data, extractor_kwargs=extractor_kwargs, batch_size=args.batch_size,
+             objective_options={"inverse_dynamics": {"horizon": args.inverse_horizon}},
              learning_rate=args.learning_rate, seed=args.seed, progress=not args.no_progress)  # fmt: skip
     print(f"wrote {args.out} (TensorBoard: {args.out}.tensorboard); fine-tune with "
           f"policy_kwargs=dict(pretrained_extractor='{args.out}') or load_pretrained_extractor(model, '{args.out}')")
@@ -466,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--objectives", default="inverse_dynamics,masked_reconstruction,forward_dynamics",
                      help="comma-separated: inverse_dynamics, masked_reconstruction, forward_dynamics (losses summed)")  # fmt: skip
     pre.add_argument("--steps", type=_positive_int, default=2000, help="gradient updates")
+    pre.add_argument("--inverse-horizon", type=_positive_int, default=1,
+                     help="predict a_t at step t+H (2 for Euler-integrated physics such as CartPole)")  # fmt: skip
     pre.add_argument("--collect-steps", type=_positive_int, default=20_000, help="environment steps (windows) to collect")
     pre.add_argument("--history-len", type=_positive_int, default=16, help="must match the PPO model's")
     pre.add_argument("--model", default=None, help="collect with this SB3 model (.zip) instead of random actions")

@@ -53,6 +53,24 @@ def test_inverse_dynamics_hides_exactly_the_predicted_actions():
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 
+def test_inverse_dynamics_with_a_horizon_reads_later_steps():
+    tokens, valid = batch(b=2, t=6)
+    starts = torch.zeros_like(valid)
+    starts[1, 4] = 1
+    read_at = []
+
+    def encode(masked, v):
+        read_at.append(masked)
+        return torch.zeros(2, 6, 8, requires_grad=True)
+
+    objective = InverseDynamics(8, LAYOUT, ratio=1.0, horizon=2)
+    objective(encode, tokens, valid, starts)
+    hidden = (read_at[0][..., 3:5] == 0).all(-1)
+    # token p holds a_{p-1}, read at p+1: p in 1..4; row 1 loses p=3 and p=4 (an episode starts at 4)
+    assert hidden[0].tolist() == [False, True, True, True, True, False]
+    assert hidden[1].tolist() == [False, True, True, False, False, False]
+
+
 def test_masked_reconstruction_targets_the_hidden_steps():
     tokens, valid = batch()
     spy = Spy()

@@ -86,32 +86,44 @@ class _Objective(nn.Module):
 
 
 class InverseDynamics(_Objective):
-    """Predict ``a_t`` at step ``t+1`` whose token's previous-action part is hidden.
+    """Predict ``a_t`` at step ``t + horizon`` after hiding the previous-action part of token ``t + 1`` (which holds ``a_t``).
+
+    ``horizon=1`` reads ``a_t`` from ``o_t -> o_{t+1}``; environments integrated with explicit Euler (CartPole:
+    the action changes the velocity, which moves the cart one step later) show ``a_t`` only in ``o_{t+2}``: use 2.
 
     :param d_model: trunk width.
     :param layout: token layout.
     :param ratio: share of eligible steps hidden per sequence.
     :param mask_value: value written over the hidden action.
+    :param horizon: steps after ``t`` at which ``a_t`` is predicted (>= 1).
     """
 
-    def __init__(self, d_model: int, layout: TokenLayout, ratio: float = 0.3, mask_value: float = 0.0) -> None:
+    def __init__(self, d_model: int, layout: TokenLayout, ratio: float = 0.3, mask_value: float = 0.0, horizon: int = 1) -> None:
         super().__init__(d_model, layout, ratio, mask_value)
+        self.horizon = check_int("horizon", horizon)
         self.head = _head(d_model, layout.action_size)
 
     def forward(self, encode: Encoder, tokens: torch.Tensor, valid: torch.Tensor, episode_start: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
-        eligible = valid.bool().clone()
-        eligible[:, 0] = False  # the oldest token's previous action came from outside the window
-        eligible[:, 1:] &= valid[:, :-1].bool()
-        if episode_start is not None:
-            eligible &= ~episode_start.bool()  # its previous action belongs to the last episode
+        valid = valid.bool()
+        starts = torch.zeros_like(valid) if episode_start is None else episode_start.bool()
+        length, h = valid.shape[1], self.horizon
+        # token p (holding a_{p-1}) is eligible when p-1 .. p+h-1 are real steps of one episode
+        eligible = torch.zeros_like(valid)
+        if length > h:
+            ok = valid[:, : length - h].clone()  # p - 1
+            for k in range(1, h + 1):
+                ok &= valid[:, k : length - h + k] & ~starts[:, k : length - h + k]
+            eligible[:, 1 : length - h + 1] = ok
         hidden = _pick(eligible, self.ratio, generator)
         target = tokens[..., self.layout.action][hidden]
         masked = tokens.clone()
-        masked[..., self.layout.action] = torch.where(hidden[..., None], torch.full_like(masked[..., self.layout.action], self.mask_value),
-                                                      masked[..., self.layout.action])  # fmt: skip
-        features = encode(masked, valid)
-        return self._action_loss(self.head(features[hidden]), target)
+        part = masked[..., self.layout.action]
+        masked[..., self.layout.action] = torch.where(hidden[..., None], torch.full_like(part, self.mask_value), part)
+        read = torch.zeros_like(hidden)
+        read[:, h - 1 :] = hidden[:, : length - h + 1]  # predict at p + h - 1
+        features = encode(masked, valid.float())
+        return self._action_loss(self.head(features[read]), target)
 
 
 class MaskedReconstruction(_Objective):
@@ -168,11 +180,14 @@ class ForwardDynamics(_Objective):
 CLASSES = {"inverse_dynamics": InverseDynamics, "masked_reconstruction": MaskedReconstruction, "forward_dynamics": ForwardDynamics}
 
 
-def make_objectives(names: list[str] | tuple[str, ...], d_model: int, layout: TokenLayout) -> nn.ModuleDict:
-    """The named objectives with their prediction heads."""
+def make_objectives(names: list[str] | tuple[str, ...], d_model: int, layout: TokenLayout,
+                    options: dict[str, dict] | None = None) -> nn.ModuleDict:  # fmt: skip
+    """The named objectives with their prediction heads; ``options`` maps a name to its keyword arguments
+    (e.g. ``{"inverse_dynamics": {"horizon": 2}}``)."""
     if not names:
         raise ValueError(f"objectives is empty: expected some of {list(OBJECTIVES)}")
     unknown = [name for name in names if name not in CLASSES]
     if unknown:
         raise ValueError(f"objective {unknown[0]!r} is unknown: expected some of {list(OBJECTIVES)}")
-    return nn.ModuleDict({name: CLASSES[name](d_model, layout) for name in dict.fromkeys(names)})
+    options = options or {}
+    return nn.ModuleDict({name: CLASSES[name](d_model, layout, **options.get(name, {})) for name in dict.fromkeys(names)})

@@ -102,6 +102,7 @@ def pretrain(
     dataset: str | os.PathLike | None = None,
     save_data: str | os.PathLike | None = None,
     extractor_kwargs: dict[str, Any] | None = None,
+    objective_options: dict[str, dict[str, Any]] | None = None,
     batch_size: int = 64,
     learning_rate: float = 3e-4,
     seed: int = 0,
@@ -120,6 +121,7 @@ def pretrain(
     :param save_data: also write the collected windows here.
     :param extractor_kwargs: :class:`HeadMaskedTransformerExtractor` arguments (``d_model``, ``n_layers``, ...); must
         match the PPO model's ``features_extractor_kwargs``.
+    :param objective_options: keyword arguments per objective, e.g. ``{"inverse_dynamics": {"horizon": 2}}``.
     """
     from torch.utils.tensorboard import SummaryWriter
 
@@ -137,7 +139,7 @@ def pretrain(
     extractor = HeadMaskedTransformerExtractor(window_space(windows), **(extractor_kwargs or {}))
     slices = extractor.token_slices()
     layout = TokenLayout(obs=slices[OBS_KEY], action=slices[ACTION_KEY], discrete_action=discrete)
-    heads = make_objectives(list(objectives), extractor.config["d_model"], layout)
+    heads = make_objectives(list(objectives), extractor.config["d_model"], layout, objective_options)
     parameters = list(extractor.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.01)
     tensors = {key: torch.as_tensor(value) for key, value in windows.items()}
