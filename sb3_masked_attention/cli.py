@@ -207,7 +207,7 @@ def _cmd_ad_train(args: argparse.Namespace) -> None:
     train_ad(args.dataset, args.out, updates=args.updates, batch_size=args.batch_size, learning_rate=args.learning_rate,
              seed=args.seed, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
              context_len=args.context_len, d_model=args.d_model, n_heads=args.n_heads, n_layers=args.n_layers,
-             head_mask_strategy=args.strategy)  # fmt: skip
+             head_mask_strategy=args.strategy, dropout=args.dropout)  # fmt: skip
     print(f"wrote {args.out}/model.pt (checkpoints and TensorBoard logs beside it)")
 
 
@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--env-kwargs", type=_key_value, nargs="*", default=[], metavar="KEY=VALUE")
     collect.add_argument("--source", choices=["q-learning", "ppo"], default="q-learning")
     collect.add_argument("--episodes", type=_positive_int, default=60, help="episodes per learning run")
-    collect.add_argument("--runs-per-goal", type=_positive_int, default=4)
+    collect.add_argument("--runs-per-goal", type=_positive_int, default=16)
     collect.add_argument("--seed", type=int, default=0)
     collect.add_argument("--out", required=True, help="dataset .npz")
     collect.add_argument("--no-progress", action="store_true")
@@ -408,13 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
     ad_train.add_argument("--dataset", required=True, help="dataset .npz from `sb3ma ad collect`")
     ad_train.add_argument("--out", required=True, help="run directory (resumed if it holds a checkpoint)")
     ad_train.add_argument("--updates", type=_positive_int, default=3000)
-    ad_train.add_argument("--batch-size", type=_positive_int, default=32)
+    ad_train.add_argument("--batch-size", type=_positive_int, default=16)
     ad_train.add_argument("--learning-rate", type=float, default=1e-3)
-    ad_train.add_argument("--context-len", type=_positive_int, default=200, help="tokens (transitions) per window")
+    ad_train.add_argument("--context-len", type=_positive_int, default=400, help="tokens (transitions) per window (20 episodes)")
     ad_train.add_argument("--d-model", type=_positive_int, default=64)
     ad_train.add_argument("--n-heads", type=_positive_int, default=8)
     ad_train.add_argument("--n-layers", type=_positive_int, default=4)
     ad_train.add_argument("--strategy", type=_strategy, default="none", help="head-mask strategy name or fractions")
+    ad_train.add_argument("--dropout", type=float, default=0.1, help="dropout while training (none at evaluation)")
     ad_train.add_argument("--checkpoint-every", type=_positive_int, default=250)
     ad_train.add_argument("--seed", type=int, default=0)
     ad_train.add_argument("--torch-threads", type=_positive_int, default=None)
