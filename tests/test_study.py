@@ -133,3 +133,14 @@ def test_bad_study_files_name_the_problem(tmp_path, change, message):
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(ValueError, match=message):
         load_study(path)
+
+
+def test_env_placeholder_in_hyperparams(tmp_path):
+    spec = yaml.safe_load(write_study(tmp_path / "s.yml").read_text())
+    spec["envs"]["CartPoleNoVel-v1"] = {"n_timesteps": 64}
+    spec["methods"]["specialized"]["hyperparams"]["policy_kwargs"] = "dict(pretrained_extractor='trunks/{env}.pt')"
+    (tmp_path / "s.yml").write_text(yaml.safe_dump(spec))
+    runs = {(run.method.name, run.env_id): run.method.hyperparams["policy_kwargs"] for run in load_study(tmp_path / "s.yml").runs}
+    assert runs[("specialized", "sb3ma/TMaze-v0")] == "dict(pretrained_extractor='trunks/sb3ma-TMaze-v0.pt')"
+    assert runs[("specialized", "CartPoleNoVel-v1")] == "dict(pretrained_extractor='trunks/CartPoleNoVel-v1.pt')"
+    assert runs[("none", "CartPoleNoVel-v1")] == "dict(head_mask_strategy='none')"

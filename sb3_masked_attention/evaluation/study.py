@@ -16,7 +16,9 @@ A study file (YAML) names the methods, the envs and the seeds::
         hyperparams: {policy_kwargs: "dict(head_mask_strategy='specialized')"}
       recurrent_ppo: {algo: ppo_lstm, conf_file: zoo_configs/ppo_lstm.yml}
 
-``conf_file`` is relative to the study file (default: rl-zoo's own file for ``algo``).
+``conf_file`` is relative to the study file (default: rl-zoo's own file for ``algo``). In ``hyperparams``
+strings, ``{env}`` becomes the env id with ``/`` replaced by ``-`` (e.g. one pretrained trunk per env:
+``policy_kwargs: "dict(pretrained_extractor='trunks/{env}.pt')"``).
 
 The study directory holds ``study.yml`` (a copy of the spec; a restart must match it),
 ``runs/<method>/<env>/seed<k>/`` (rl-zoo logs, TensorBoard, and ``result.csv`` once the run has
@@ -90,6 +92,13 @@ def _require(spec: dict, key: str, kind: type, where: str) -> Any:
     return spec[key]
 
 
+def _for_env(method: Method, env_id: str) -> Method:
+    """``method`` with ``{env}`` in its hyperparameter strings replaced by the env's slug."""
+    slug = env_id.replace("/", "-")
+    fill = lambda value: value.replace("{env}", slug) if isinstance(value, str) else value  # noqa: E731
+    return Method(method.name, method.algo, method.conf_file, {key: fill(value) for key, value in method.hyperparams.items()})
+
+
 def load_study(path: str | os.PathLike) -> Study:
     """Parse and check a study file; raise ValueError naming the bad entry."""
     path = Path(path)
@@ -131,8 +140,9 @@ def load_study(path: str | os.PathLike) -> Study:
         entry = entry or {}
         n_timesteps = check_int(f"envs[{env_id!r}].n_timesteps", _require(entry, "n_timesteps", int, f"{where}: env {env_id!r}"))
         env_kwargs = dict(entry.get("env_kwargs") or {})
+        env_methods = [_for_env(method, str(env_id)) for method in parsed_methods]
         for seed in seeds:
-            for method in parsed_methods:
+            for method in env_methods:
                 runs.append(Run(method, str(env_id), seed, n_timesteps, env_kwargs, eval_freq, eval_episodes))
     return Study(name, tuple(runs), spec)
 
