@@ -290,6 +290,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
              history_len=args.history_len, env_kwargs=dict(args.env_kwargs), model_path=args.model, dataset=args.dataset,
              save_data=args.save_data, extractor_kwargs=extractor_kwargs, batch_size=args.batch_size,
              objective_options={"inverse_dynamics": {"horizon": args.inverse_horizon}},
+             normalize_keys=tuple(key for key in args.normalize_keys.split(",") if key),
              learning_rate=args.learning_rate, seed=args.seed, progress=not args.no_progress)  # fmt: skip
     print(f"wrote {args.out} (TensorBoard: {args.out}.tensorboard); fine-tune with "
           f"policy_kwargs=dict(pretrained_extractor='{args.out}') or load_pretrained_extractor(model, '{args.out}')")
@@ -472,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="predict a_t at step t+H (2 for Euler-integrated physics such as CartPole)")  # fmt: skip
     pre.add_argument("--collect-steps", type=_positive_int, default=20_000, help="environment steps (windows) to collect")
     pre.add_argument("--history-len", type=_positive_int, default=16, help="must match the PPO model's")
+    pre.add_argument("--normalize-keys", default="", help="window keys standardised like the PPO run's VecNormalize, e.g. obs,prev_reward")
     pre.add_argument("--model", default=None, help="collect with this SB3 model (.zip) instead of random actions")
     pre.add_argument("--dataset", default=None, help="train on windows saved with --save-data instead of collecting")
     pre.add_argument("--save-data", default=None, help="also save the collected windows (.npz)")

@@ -134,6 +134,8 @@ def test_pretraining_saves_the_trunk_and_the_windows(trunk):
     again = pretrain(trunk / "again.pt", dataset=trunk / "windows.npz", objectives=("forward_dynamics",), updates=2,
                      extractor_kwargs=EXTRACTOR, batch_size=8, progress=False)  # fmt: skip
     assert again.config["history_len"] == 6
+    with pytest.raises(ValueError, match="'observation' is not a window key"):
+        pretrain(trunk / "x.pt", dataset=trunk / "windows.npz", updates=1, normalize_keys=("observation",), progress=False)
 
 
 def test_policy_keyword_hands_the_trunk_to_ppo_and_survives_save_load(trunk, tmp_path):

@@ -103,6 +103,7 @@ def pretrain(
     save_data: str | os.PathLike | None = None,
     extractor_kwargs: dict[str, Any] | None = None,
     objective_options: dict[str, dict[str, Any]] | None = None,
+    normalize_keys: tuple[str, ...] = (),
     batch_size: int = 64,
     learning_rate: float = 3e-4,
     seed: int = 0,
@@ -122,6 +123,10 @@ def pretrain(
     :param extractor_kwargs: :class:`HeadMaskedTransformerExtractor` arguments (``d_model``, ``n_layers``, ...); must
         match the PPO model's ``features_extractor_kwargs``.
     :param objective_options: keyword arguments per objective, e.g. ``{"inverse_dynamics": {"horizon": 2}}``.
+    :param normalize_keys: window keys to standardise as the PPO run's ``VecNormalize`` will (per element of the
+        window, clipped at 10), e.g. ``("obs", "prev_reward")`` for an rl-zoo entry with
+        ``normalize: "dict(norm_obs_keys=['obs', 'prev_reward'])"``; the trunk then sees inputs on the scale it
+        will see during fine-tuning.
     """
     from torch.utils.tensorboard import SummaryWriter
 
@@ -136,6 +141,11 @@ def pretrain(
         discrete = isinstance(action_space, spaces.Discrete)
         if save_data is not None:
             save_windows(windows, action_space, save_data)
+    for key in normalize_keys:
+        if key not in windows:
+            raise ValueError(f"normalize_keys: {key!r} is not a window key: expected some of {sorted(windows)}")
+        mean, var = windows[key].mean(axis=0), windows[key].var(axis=0)
+        windows[key] = np.clip((windows[key] - mean) / np.sqrt(var + 1e-8), -10.0, 10.0).astype(np.float32)
     extractor = HeadMaskedTransformerExtractor(window_space(windows), **(extractor_kwargs or {}))
     slices = extractor.token_slices()
     layout = TokenLayout(obs=slices[OBS_KEY], action=slices[ACTION_KEY], discrete_action=discrete)
