@@ -2,7 +2,7 @@
 PYTHON ?= python
 PIP := $(PYTHON) -m pip
 
-.PHONY: install demo test test-all bench masks clean
+.PHONY: install demo test test-all bench masks ad attention pretraining-trunks clean
 
 # torch==2.13.0 first: it is the CPU wheel our machines hold locally; any other torch
 # request would download gigabytes of CUDA wheels.
@@ -27,6 +27,23 @@ bench: install
 masks: install
 	sb3ma masks --strategy specialized --history-len 16 --out results/masks/specialized.png
 	sb3ma masks --strategy diversified --history-len 16 --out results/masks/diversified.png
+
+# Algorithm Distillation on Dark Room and the attention analysis of the trained model (issue 6).
+ad: install
+	sb3ma ad collect --out results/ad/darkroom_histories.npz
+	sb3ma ad train --dataset results/ad/darkroom_histories.npz --out results/ad/model --updates 4000 --torch-threads 1
+	sb3ma ad eval results/ad/model --out results/ad/eval --episodes 40
+
+attention: install
+	sb3ma attention capture --model results/ad/model --steps 300 --full-samples 3 --out results/attention/capture.npz
+	sb3ma attention analyze results/attention/capture.npz --out results/attention
+
+# The pretrained trunks of studies/pretraining.yml (issue 7).
+pretraining-trunks: install
+	sb3ma pretrain --env sb3ma/TMaze-v0 --env-kwargs corridor_length=20 --history-len 24 \
+		--steps 2000 --collect-steps 20000 --out results/pretraining/trunks/sb3ma-TMaze-v0.pt
+	sb3ma pretrain --env CartPoleNoVel-v1 --history-len 16 --normalize-keys obs,prev_reward --inverse-horizon 2 \
+		--steps 2000 --collect-steps 20000 --out results/pretraining/trunks/CartPoleNoVel-v1.pt
 
 clean:
 	rm -rf .install.stamp build dist *.egg-info .pytest_cache
