@@ -53,3 +53,37 @@ def append_row(path: str | os.PathLike, row: dict) -> None:
     table = pd.concat([read_rows(path), pd.DataFrame([row])], ignore_index=True)
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
+
+
+def save_npz(path: str | os.PathLike, arrays: dict, meta: dict | None = None) -> None:
+    """Write ``arrays`` (and ``meta`` as a JSON string under the key ``meta``) to a compressed ``.npz`` atomically."""
+    import json
+
+    import numpy as np
+
+    extra = {} if meta is None else {"meta": np.array(json.dumps(meta))}
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **extra, **arrays)
+
+
+def load_npz(path: str | os.PathLike, keys: tuple[str, ...], what: str, made_by: str) -> tuple[dict, dict | None]:
+    """Read an ``.npz`` written by :func:`save_npz`: the ``keys`` arrays and the ``meta`` dict (None if absent).
+
+    :param what: what the file is, for errors ("dataset", "capture file").
+    :param made_by: the command that writes such files, for errors.
+    :raises ValueError: the file does not exist or lacks one of ``keys``.
+    """
+    import json
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {str(path)!r} does not exist: write one with `{made_by}`")
+    with np.load(path, allow_pickle=False) as data:
+        missing = [key for key in keys if key not in data]
+        if missing:
+            raise ValueError(f"{what} {str(path)!r} lacks {missing}: expected a file written by `{made_by}`")
+        arrays = {key: data[key] for key in data.files if key != "meta"}
+        meta = json.loads(str(data["meta"])) if "meta" in data.files else None
+    return arrays, meta

@@ -10,7 +10,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stable_baselines3 import PPO
 
 import envs  # noqa: F401  (registers sb3ma/ ids)
 
@@ -19,7 +18,6 @@ from sb3_masked_attention.ad.train import train_ad
 from sb3_masked_attention.analysis.analyze import analyze_capture, attention_statistics, positions_needed, window_needed
 from sb3_masked_attention.analysis.capture import AttentionRecorder, capture_ad, capture_sb3, load_capture
 from sb3_masked_attention.analysis.compression import Hierarchical, RecentWindowSummary, TopKAttention, parse_compressor
-from sb3_masked_attention.training import make_history_vec_env
 
 
 def run_cli(*args):
@@ -33,18 +31,6 @@ def ad_model(tmp_path_factory):
     train_ad(root / "h.npz", root / "run", updates=2, batch_size=2, context_len=30, d_model=16, n_layers=2, progress=False,
              head_mask_strategy="diversified")  # fmt: skip
     return root / "run"
-
-
-@pytest.fixture(scope="module")
-def sb3_model(tmp_path_factory):
-    env = make_history_vec_env("sb3ma/TMaze-v0", history_len=6, n_envs=2, env_kwargs={"corridor_length": 3})
-    model = PPO("HeadMaskedTransformerPolicy", env, n_steps=32, batch_size=64, n_epochs=1, seed=0,
-                policy_kwargs={"features_extractor_kwargs": {"d_model": 16, "n_heads": 4, "n_layers": 2,
-                                                             "head_mask_strategy": [0.0, 0.3, 0.6, 0.9]}})  # fmt: skip
-    model.learn(64)
-    path = tmp_path_factory.mktemp("sb3") / "model.zip"
-    model.save(path)
-    return path
 
 
 # ---------------------------------------------------------------- capture
@@ -73,8 +59,8 @@ def test_ad_capture_records_bounded_consistent_attention(ad_model, tmp_path):
                                    capture["last_query"][step][layers].astype(np.float32), atol=2e-3)  # fmt: skip
 
 
-def test_sb3_capture_reads_the_history_window(sb3_model, tmp_path):
-    capture_sb3(sb3_model, "sb3ma/TMaze-v0", tmp_path / "cap.npz", steps=12, env_kwargs={"corridor_length": 3}, full_samples=2)
+def test_sb3_capture_reads_the_history_window(saved_model, tmp_path):
+    capture_sb3(saved_model, "sb3ma/TMaze-v0", tmp_path / "cap.npz", steps=12, env_kwargs={"corridor_length": 3}, full_samples=2)
     capture = load_capture(tmp_path / "cap.npz")
     assert capture["last_query"].shape == (12, 2, 4, 6) and capture["meta"]["kind"] == "sb3"
     np.testing.assert_allclose(capture["last_query"].astype(np.float32).sum(-1), 1.0, atol=5e-3)

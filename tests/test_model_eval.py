@@ -6,26 +6,12 @@ import subprocess
 import sys
 
 import pandas as pd
-import pytest
 import torch
 from stable_baselines3 import PPO
 
 import envs  # noqa: F401  (registers sb3ma/ ids)
 
 from sb3_masked_attention.evaluation.model_eval import ablate_head, evaluate_model, make_eval_env, transformer_of
-from sb3_masked_attention.training import make_history_vec_env
-
-
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    env = make_history_vec_env("sb3ma/TMaze-v0", history_len=6, n_envs=2, env_kwargs={"corridor_length": 3})
-    model = PPO("HeadMaskedTransformerPolicy", env, n_steps=32, batch_size=64, n_epochs=1, seed=0,
-                policy_kwargs={"features_extractor_kwargs": {"d_model": 16, "n_heads": 4, "n_layers": 2,
-                                                             "head_mask_strategy": [0.0, 0.3, 0.6, 0.9]}})  # fmt: skip
-    model.learn(64)
-    path = tmp_path_factory.mktemp("model") / "model.zip"
-    model.save(path)
-    return path
 
 
 def test_ablation_zeroes_one_head_and_is_undone(saved_model):

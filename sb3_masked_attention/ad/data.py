@@ -20,18 +20,16 @@ Runs have equal length because Dark Room episodes are fixed-length (truncated, n
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.io import load_npz, save_npz
 from sb3_masked_attention.validation import check_int
 
 SOURCES = ("q-learning", "ppo")
@@ -207,23 +205,14 @@ def collect_histories(
 
 def save_histories(histories: Histories, path: str | os.PathLike) -> None:
     """Write ``histories`` to an ``.npz`` file atomically."""
-    arrays = {key: getattr(histories, key) for key in KEYS}
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, meta=np.array(json.dumps(histories.meta)), **arrays)
+    save_npz(path, {key: getattr(histories, key) for key in KEYS}, histories.meta)
 
 
 def load_histories(path: str | os.PathLike) -> Histories:
     """Read a dataset written by :func:`save_histories`, checking that its arrays agree."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"dataset {str(path)!r} does not exist: create it with `sb3ma ad collect`")
-    with np.load(path, allow_pickle=False) as data:
-        missing = [key for key in (*KEYS, "meta") if key not in data]
-        if missing:
-            raise ValueError(f"dataset {str(path)!r} lacks {missing}: expected a file written by `sb3ma ad collect`")
-        histories = Histories(*(data[key] for key in KEYS), meta=json.loads(str(data["meta"])))
+    arrays, meta = load_npz(path, (*KEYS, "meta"), "dataset", "sb3ma ad collect")
+    histories = Histories(*(arrays[key] for key in KEYS), meta=meta)
     runs, steps = histories.actions.shape
-    meta = histories.meta
     if steps != meta["episodes"] * meta["episode_length"]:
         raise ValueError(f"dataset {str(path)!r} has {steps} steps per run, not episodes x episode_length = "
                          f"{meta['episodes']} x {meta['episode_length']}")  # fmt: skip

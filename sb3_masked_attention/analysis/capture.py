@@ -26,16 +26,14 @@ with the episode count. For very long runs record fewer rows with ``stride`` (ev
 
 from __future__ import annotations
 
-import json
 import os
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.io import load_npz, save_npz
 from sb3_masked_attention.validation import check_int
 
 KEYS = ("last_query", "valid", "positions", "rewards", "episode_starts", "full_steps", "full_attention", "full_valid", "head_fractions")
@@ -105,21 +103,13 @@ class AttentionRecorder:
                   "episode_starts": self.episode_starts[: self.count],
                   "full_steps": self.full_steps[keep], "full_attention": self.full_attention[keep],
                   "full_valid": self.full_valid[keep], "head_fractions": np.asarray(head_fractions, dtype=np.float32)}  # fmt: skip
-        with atomic_path(path, suffix=".npz") as tmp:
-            np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
+        save_npz(path, arrays, meta)
 
 
 def load_capture(path: str | os.PathLike) -> dict[str, Any]:
     """Read a capture ``.npz``; ``meta`` comes back as a dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"capture file {str(path)!r} does not exist: record one with `sb3ma attention capture`")
-    with np.load(path, allow_pickle=False) as data:
-        missing = [key for key in (*KEYS, "meta") if key not in data]
-        if missing:
-            raise ValueError(f"{str(path)!r} lacks {missing}: expected a file written by `sb3ma attention capture`")
-        capture = {key: data[key] for key in KEYS}
-        capture["meta"] = json.loads(str(data["meta"]))
+    capture, meta = load_npz(path, (*KEYS, "meta"), "capture file", "sb3ma attention capture")
+    capture["meta"] = meta
     if capture["last_query"].shape[0] == 0:
         raise ValueError(f"{str(path)!r} holds no steps")
     return capture

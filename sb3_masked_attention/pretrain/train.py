@@ -20,7 +20,7 @@ from gymnasium import spaces
 from tqdm.auto import tqdm
 
 from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExtractor
-from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.io import load_npz, save_npz
 from sb3_masked_attention.pretrain.handover import save_extractor
 from sb3_masked_attention.pretrain.objectives import TokenLayout, make_objectives
 from sb3_masked_attention.validation import check_int
@@ -68,21 +68,14 @@ def collect_windows(env_id: str, history_len: int, steps: int, env_kwargs: dict[
 
 def save_windows(windows: dict[str, np.ndarray], action_space: gym.Space, path: str | os.PathLike) -> None:
     """Write collected windows (and whether actions are discrete) to an ``.npz`` atomically."""
-    discrete = np.array(isinstance(action_space, spaces.Discrete))
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, discrete_action=discrete, **windows)
+    save_npz(path, {**windows, "discrete_action": np.array(isinstance(action_space, spaces.Discrete))})
 
 
 def load_windows(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], bool]:
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"window dataset {str(path)!r} does not exist: write one with `sb3ma pretrain --save-data`")
-    with np.load(path) as data:
-        missing = [key for key in (OBS_KEY, ACTION_KEY, VALID_KEY, "discrete_action") if key not in data]
-        if missing:
-            raise ValueError(f"{str(path)!r} lacks {missing}: expected a file written by `sb3ma pretrain --save-data`")
-        windows = {key: data[key] for key in data.files if key != "discrete_action"}
-        return windows, bool(data["discrete_action"])
+    """Read windows written by :func:`save_windows` and whether their actions are discrete."""
+    arrays, _ = load_npz(path, (OBS_KEY, ACTION_KEY, VALID_KEY, "discrete_action"), "window dataset", "sb3ma pretrain --save-data")
+    discrete = bool(arrays.pop("discrete_action"))
+    return arrays, discrete
 
 
 def window_space(windows: dict[str, np.ndarray]) -> spaces.Dict:
