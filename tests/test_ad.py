@@ -172,6 +172,10 @@ def test_training_resumes_to_the_same_weights(dataset, tmp_path, monkeypatch):
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="batch_size=4, not 8"):
         train_ad(dataset, tmp_path / "resumed", **{**TINY, "batch_size": 8})
+    longer = train_ad(dataset, tmp_path / "resumed", **{**TINY, "updates": 6})  # trains on from update 4
+    assert any(not torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), longer.state_dict().values()))
+    with pytest.raises(ValueError, match="updates=6, not 5"):
+        train_ad(dataset, tmp_path / "resumed", **{**TINY, "updates": 5})
 
 
 # ---------------------------------------------------------------- in-context evaluation

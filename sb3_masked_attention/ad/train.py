@@ -4,7 +4,8 @@ Read top to bottom: windows of ``context_len`` consecutive transitions are cut a
 learning runs (5% of runs held out for validation), the model predicts every action of the window
 (cross-entropy), AdamW with warm-up and cosine decay, gradient clipping. ``OUT/checkpoint.pt`` is
 written atomically every ``checkpoint_every`` updates; running again with the same settings resumes
-from it, a changed setting is refused naming it. ``OUT/model.pt`` is the final model.
+from it, a changed setting is refused naming it, except a larger ``updates``, which trains on (the cosine
+schedule stretches to the new total). ``OUT/model.pt`` is the final model.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def train_ad(
     config_file = out / "train_config.json"
     if config_file.exists():
         previous = json.loads(config_file.read_text())
-        changed = [key for key in sorted(set(previous) | set(settings)) if previous.get(key) != settings.get(key)]
+        changed = [key for key in sorted(set(previous) | set(settings)) if previous.get(key) != settings.get(key)
+                   and not (key == "updates" and settings[key] > previous.get(key, 0))]  # more updates: train on
         if changed:
             key = changed[0]
             raise ValueError(f"{out} was trained with {key}={previous.get(key)!r}, not {settings.get(key)!r}: "
