@@ -32,7 +32,7 @@ masks: install
 ad: install
 	sb3ma ad collect --out results/ad/darkroom_histories.npz
 	sb3ma ad train --dataset results/ad/darkroom_histories.npz --out results/ad/model --updates 4000 --torch-threads 1
-	sb3ma ad eval results/ad/model --out results/ad/eval --episodes 40
+	sb3ma ad eval results/ad/model --out results/ad/eval --episodes 100
 
 attention: install
 	sb3ma attention capture --model results/ad/model --steps 300 --full-samples 3 --out results/attention/capture.npz

@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     ad_eval = ad.add_parser("eval", help="in-context evaluation on held-out goals (no weight updates) vs the source")
     ad_eval.add_argument("model", help="model.pt or its run directory")
     ad_eval.add_argument("--out", required=True, help="output directory")
-    ad_eval.add_argument("--episodes", type=_positive_int, default=40)
+    ad_eval.add_argument("--episodes", type=_positive_int, default=100, help="consecutive episodes per goal (AD learns slower than its source)")
     ad_eval.add_argument("--goals", choices=["test", "train", "all"], default="test")
     ad_eval.add_argument("--greedy", action="store_true", help="most likely action instead of sampling")
     ad_eval.add_argument("--no-cache", action="store_true", help="recompute the context every step")

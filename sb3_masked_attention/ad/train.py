@@ -92,7 +92,7 @@ def train_ad(
     histories = load_histories(dataset)
     meta = histories.meta
     out = Path(out)
-    settings = {"dataset": str(Path(dataset).resolve()), "updates": updates, "batch_size": batch_size,
+    settings = {"dataset": str(dataset), "updates": updates, "batch_size": batch_size,
                 "learning_rate": learning_rate, "seed": seed, **model_kwargs}  # fmt: skip
     config_file = out / "train_config.json"
     if config_file.exists():

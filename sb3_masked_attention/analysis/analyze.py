@@ -54,18 +54,20 @@ def attention_statistics(capture: dict[str, Any], recent: int | None = None) -> 
     context = lq.shape[-1]
     recent = max(1, context // 10) if recent is None else int(recent)
     lengths = capture["valid"].sum(axis=1)
+    present = np.where(by_distance(capture["valid"]).sum(0) > 0, by_distance(capture["valid"]).sum(0), np.nan)
+    full_context = lengths >= 0.75 * lengths.max()  # steps whose context is (nearly) as long as it gets
     stats: dict[str, Any] = {
         "steps": lq.shape[0], "layers": lq.shape[1], "heads": lq.shape[2], "context": context, "recent": recent,
         "context_length": lengths,
         "recent_share": by_distance(mean)[:, :recent].sum(-1),
-        "by_distance": by_distance(mean).mean(0),
-        "by_distance_per_layer": by_distance(lq.mean(axis=2)).mean(0),  # (L, C)
-        "cumulative_by_distance": np.cumsum(by_distance(mean).mean(0)),
+        # means over the steps at which a token sat at that distance (early steps have short contexts)
+        "by_distance": by_distance(mean).sum(0) / present,
+        "by_distance_per_layer": by_distance(lq.mean(axis=2)).sum(0) / present,  # (L, C)
         "entropy": entropy(lq).mean(0),  # (L, H)
         "max_weight": lq.max(-1).mean(0),  # (L, H)
         "lookback": (by_distance(lq) * np.arange(context)).sum(-1).mean(0),  # (L, H) mean distance
     }  # fmt: skip
-    full_context = lengths >= lengths.max()  # steps whose context is as long as it gets
+    stats["cumulative_by_distance"] = np.cumsum(by_distance(mean[full_context]), axis=-1).mean(0)
     for level in LEVELS:
         needed = positions_needed(mean, level)  # of the attention averaged over layers and heads
         window = window_needed(mean, level)
@@ -121,7 +123,7 @@ def recommendations_text(stats: dict[str, Any], capture: dict[str, Any]) -> str:
         f"{stats['steps']} steps recorded, {stats['layers']} layers x {stats['heads']} heads, context up to {context} tokens",
         f"head fractions (hidden oldest share): {np.round(capture['head_fractions'], 3).tolist()}",
         "",
-        "Statistics (newest query, attention averaged over layers and heads; medians over steps whose context is full):",
+        "Statistics (newest query, attention averaged over layers and heads; medians over steps whose context is at least 3/4 of its longest):",
     ]
     for level in LEVELS:
         p = int(level * 100)
