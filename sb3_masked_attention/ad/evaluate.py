@@ -10,6 +10,7 @@ whole context window, which is the reference the cache is tested against.
 from __future__ import annotations
 
 import os
+import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -280,8 +281,10 @@ def compare_compression(
     variants: list[tuple[str, str, bool, ContextCompressor | None]] = [
         ("none (key/value cache)", "-", True, None), ("none (recomputed)", "-", False, None)
     ] + [(c.name.split(":")[0], c.name, False, c) for c in compressors]
+    from tqdm.auto import tqdm
+
     rows = []
-    for strategy, setting, cached, compressor in variants:
+    for strategy, setting, cached, compressor in tqdm(variants, desc="compression settings", unit="setting"):
         results = [in_context_returns(model, meta["env_id"], goals, episodes, meta["env_kwargs"], seed=seed + r,
                                       use_cache=cached, compress=compressor) for r in range(repeats)]  # fmt: skip
         returns = np.concatenate([r.returns for r in results])
@@ -298,6 +301,7 @@ def compare_compression(
     with atomic_path(out / "compression.csv") as tmp:
         table.to_csv(tmp, index=False)
     lines = [f"# Context compression at inference: AD on {len(goals)} held-out {meta['env_id']} goals", "",
+             f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s). "
              f"{episodes} in-context episodes per goal, {repeats} sampling seed(s); model context {model.context_len} tokens. "
              "Return change and speed-up are against the uncompressed model recomputing its window each step (the way "
              "compressed contexts are evaluated); `speedup_vs_cached` compares with the uncompressed model's key/value cache.", "",
