@@ -204,6 +204,9 @@ def test_eval_command_writes_curve_table_and_plot(dataset, tmp_path, capsys):
     assert (tmp_path / "eval" / "in_context.png").read_bytes()[:4] == b"\x89PNG"
     summary = evaluate_ad(tmp_path / "run", tmp_path / "eval2", episodes=2, last=1, source_runs=1)
     assert summary["goals"] == 16 and 0 < summary["optimal"] <= 20
+    assert main(["ad", "eval", str(tmp_path / "run"), "--out", str(tmp_path / "eval3"), "--episodes", "2", "--last", "1",
+                 "--source-runs", "1", "--compress", "window:10:1"]) == 0  # fmt: skip
+    assert set(pd.read_csv(tmp_path / "eval3" / "in_context.csv")["method"]) == {"AD (window:10:1)", "source (q-learning)"}
 
 
 def test_ad_commands_report_user_errors(tmp_path):
