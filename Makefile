@@ -35,7 +35,7 @@ ad: install
 	sb3ma ad eval results/ad/model --out results/ad/eval --episodes 100
 
 attention: install
-	sb3ma attention capture --model results/ad/model --steps 300 --full-samples 2 --out results/attention/capture.npz
+	sb3ma attention capture --model results/ad/model --goal 3,8 --steps 300 --full-samples 2 --out results/attention/capture.npz
 	sb3ma attention analyze results/attention/capture.npz --out results/attention
 
 # The pretrained trunks of studies/pretraining.yml (issue 7).
