@@ -129,14 +129,9 @@ def in_context_returns(
 
 
 def _last_logits(model: ADTransformer, tokens: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Newest token's logits from already-embedded ``tokens``, recomputing every layer (last layer: last row only)."""
-    h, weights = tokens, []
-    mask = model._mask(tokens.shape[1], tokens.device)
-    for i, block in enumerate(model.blocks):
-        h, w = block(h, mask=mask, need_weights=need_weights, last_only=i == len(model.blocks) - 1)
-        if need_weights:
-            weights.append(w[..., -1:, :])
-    return model.head(model.ln_out(h[:, -1])), weights
+    """Newest token's logits ``(B, n_actions)`` and each layer's newest-query weights ``(B, H, 1, T)``, recomputed."""
+    logits, weights = model.forward_tokens(tokens, need_weights, last_only=True)
+    return logits[:, -1], [w[..., -1:, :] for w in weights]
 
 
 def source_returns(env_id: str, goals: Sequence[tuple[int, int]], episodes: int, runs: int = 3,

@@ -109,6 +109,13 @@ class ADTransformer(nn.Module):
             self._masks[key] = head_window_mask(torch.ones(1, length, dtype=torch.bool, device=device), self.head_fractions)
         return self._masks[key]
 
+    def _row(self, n_keys: int, device: torch.device) -> torch.Tensor:
+        """The newest query's head masks over ``n_keys`` keys, ``(1, H, 1, n_keys)`` (constant once the cache is full)."""
+        key = (-n_keys, str(device))
+        if key not in self._masks:
+            self._masks[key] = head_window_row(n_keys, self.head_fractions, device=device)[None, :, None, :]
+        return self._masks[key]
+
     def forward(
         self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor, step: torch.Tensor, need_weights: bool = False
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -116,10 +123,19 @@ class ADTransformer(nn.Module):
 
         :return: logits and, with ``need_weights``, each layer's weights ``(B, H, T, T)``.
         """
-        h = self.embed(obs, prev_action, prev_reward, step)
-        mask, weights = self._mask(h.shape[1], h.device), []
-        for block in self.blocks:
-            h, w = block(h, mask=mask, need_weights=need_weights)
+        return self.forward_tokens(self.embed(obs, prev_action, prev_reward, step), need_weights)
+
+    def forward_tokens(self, tokens: torch.Tensor, need_weights: bool = False, last_only: bool = False
+                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:  # fmt: skip
+        """Logits from already-embedded tokens ``(B, T, d_model)`` (e.g. a compressed context).
+
+        :param last_only: the last layer computes only the newest position: logits ``(B, 1, n_actions)``,
+            and that layer's weights ``(B, H, 1, T)``.
+        """
+        h, weights = tokens, []
+        mask = self._mask(tokens.shape[1], tokens.device)
+        for i, block in enumerate(self.blocks):
+            h, w = block(h, mask=mask, need_weights=need_weights, last_only=last_only and i == len(self.blocks) - 1)
             if need_weights:
                 weights.append(w)
         return self.head(self.ln_out(h)), weights
@@ -151,7 +167,7 @@ class ADTransformer(nn.Module):
         n_keys = min(len(cache[0]) + 1, max_context)
         for layer in cache:
             layer.trim(max_context - 1)
-        mask = head_window_row(n_keys, self.head_fractions, device=h.device)[None, :, None, :]
+        mask = self._row(n_keys, h.device)
         weights = []
         for block, layer in zip(self.blocks, cache):
             h, w = block(h, mask=mask, need_weights=need_weights, cache=layer)
