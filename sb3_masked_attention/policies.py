@@ -40,14 +40,13 @@ def _load_pretrained(policy: BasePolicy, path: str | None, freeze: bool) -> None
         return
     from pathlib import Path
 
-    from sb3_masked_attention.pretrain.handover import load_into_extractor
+    from sb3_masked_attention.pretrain.handover import load_into_extractor, policy_extractors
 
     if not Path(path).is_file():
         warnings.warn(f"pretrained_extractor file {path!r} not found: the extractor keeps its initial weights "
                       "(expected only when loading a saved model without the pretraining file)", stacklevel=3)  # fmt: skip
         return
-    extractors = [policy.features_extractor] if policy.share_features_extractor else [policy.pi_features_extractor, policy.vf_features_extractor]
-    for extractor in extractors:
+    for extractor in policy_extractors(policy):
         load_into_extractor(extractor, path, freeze=freeze)
 
 

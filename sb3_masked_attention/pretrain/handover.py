@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import BasePolicy
 
 from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExtractor
 from sb3_masked_attention.io import atomic_path
@@ -30,8 +31,8 @@ def save_extractor(extractor: HeadMaskedTransformerExtractor, path: str | os.Pat
         torch.save(payload, tmp)
 
 
-def _extractors(model: BaseAlgorithm) -> list[HeadMaskedTransformerExtractor]:
-    policy = model.policy
+def policy_extractors(policy: BasePolicy) -> list[HeadMaskedTransformerExtractor]:
+    """The policy's features extractor(s): one if shared, else the actor's and the critic's."""
     found = [policy.features_extractor]
     if not getattr(policy, "share_features_extractor", True):
         found = [policy.pi_features_extractor, policy.vf_features_extractor]
@@ -64,6 +65,6 @@ def load_pretrained_extractor(model: BaseAlgorithm, path: str | os.PathLike, fre
     With ``freeze=True`` the trunk's weights stop learning (the optimizer skips parameters without
     gradients); the actor and critic heads still train.
     """
-    for extractor in _extractors(model):
+    for extractor in policy_extractors(model.policy):
         load_into_extractor(extractor, path, freeze)
     return model
