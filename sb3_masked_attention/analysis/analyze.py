@@ -54,7 +54,8 @@ def attention_statistics(capture: dict[str, Any], recent: int | None = None) -> 
     context = lq.shape[-1]
     recent = max(1, context // 10) if recent is None else int(recent)
     lengths = capture["valid"].sum(axis=1)
-    present = np.where(by_distance(capture["valid"]).sum(0) > 0, by_distance(capture["valid"]).sum(0), np.nan)
+    present = by_distance(capture["valid"]).sum(0).astype(np.float64)  # steps with a token at each distance
+    present[present == 0] = np.nan
     full_context = lengths >= 0.75 * lengths.max()  # steps whose context is (nearly) as long as it gets
     stats: dict[str, Any] = {
         "steps": lq.shape[0], "layers": lq.shape[1], "heads": lq.shape[2], "context": context, "recent": recent,
