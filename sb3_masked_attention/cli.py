@@ -296,6 +296,68 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
           f"policy_kwargs=dict(pretrained_extractor='{args.out}') or load_pretrained_extractor(model, '{args.out}')")
 
 
+def _cmd_events_synth(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.sequence.events import save_events, synthesize_sessions
+
+    log = synthesize_sessions(args.sessions, seed=args.seed, duration=args.duration, prefix=args.prefix)
+    save_events(log, args.out)
+    print(f"wrote {args.out}: {len(log.sessions)} sessions, {log.n_events} events")
+
+
+def _window_config(args: argparse.Namespace):  # noqa: ANN202
+    from sb3_masked_attention.sequence.data import WindowConfig
+
+    return WindowConfig(history_seconds=args.history_seconds, max_history=args.max_history, max_actions=args.max_actions,
+                        pause=args.pause, screen=tuple(args.screen))  # fmt: skip
+
+
+def _cmd_events_train(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.sequence.train import train_sequence_model
+
+    model_kwargs = {"input_dim": args.width, "n_layers": args.n_layers}
+    if args.arch == "attention":
+        model_kwargs.update(n_heads=args.n_heads, head_mask_strategy=args.strategy)
+    train_sequence_model(args.events, args.out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+                         learning_rate=args.learning_rate, val_fraction=args.val_fraction, seed=args.seed,
+                         window=_window_config(args), progress=not args.no_progress, **model_kwargs)  # fmt: skip
+    print(f"wrote {args.out}/model.pt (lowest validation loss; per-epoch losses in {args.out}/training.csv)")
+
+
+def _load_event_models(paths: Sequence[str]) -> dict:
+    from sb3_masked_attention.sequence.train import load_sequence_model
+
+    models = {}
+    for path in paths:
+        model, arch = load_sequence_model(path)
+        name = arch if arch not in models else f"{arch}:{path}"
+        models[name] = model
+    return models
+
+
+def _cmd_events_eval(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.sequence.evaluate import evaluate_event_models, markdown_table
+
+    table = evaluate_event_models(_load_event_models([args.model, *args.compare]), args.events, out=args.out, seed=args.seed)
+    print(markdown_table(table), end="")
+    if args.out:
+        print(f"wrote {args.out}/metrics.csv, metrics.md, timing_distribution.png")
+
+
+def _cmd_events_generate(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.sequence.evaluate import generate_after
+
+    model = next(iter(_load_event_models([args.model]).values()))
+    rows = generate_after(model, args.history, greedy=args.greedy, seed=args.seed)
+    if args.out:
+        from sb3_masked_attention.io import atomic_path
+
+        with atomic_path(args.out) as tmp:
+            rows.to_csv(tmp, index=False)
+        print(f"wrote {args.out}: {len(rows)} generated events")
+    else:
+        print(rows.to_csv(index=False), end="")
+
+
 def _add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
@@ -487,6 +549,51 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", required=True, help="saved trunk (.pt)")
     pre.add_argument("--no-progress", action="store_true")
     pre.set_defaults(func=_cmd_pretrain)
+
+    events = commands.add_parser("events", help="action-sequence decoder on input-event logs: synth, train, eval, generate").add_subparsers(
+        dest="events_command", required=True, parser_class=_Parser
+    )
+    synth = events.add_parser("synth", help="write synthetic human-like sessions (clicks, drags, key presses) as CSV")
+    synth.add_argument("--sessions", type=_positive_int, required=True)
+    synth.add_argument("--out", required=True, help="CSV file")
+    synth.add_argument("--duration", type=float, default=60.0, help="seconds per session")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--prefix", default="s", help="session ids are PREFIX0000, PREFIX0001, ...")
+    synth.set_defaults(func=_cmd_events_synth)
+    ev_train = events.add_parser("train", help="train (or resume) a decoder; validation split by session")
+    ev_train.add_argument("--events", required=True, help="CSV: session,t,event,x,y[,enumerated columns]")
+    ev_train.add_argument("--out", required=True, help="run directory")
+    ev_train.add_argument("--arch", choices=["attention", "gru"], default="attention", help="gru: the no-attention baseline")
+    ev_train.add_argument("--epochs", type=_positive_int, default=30)
+    ev_train.add_argument("--batch-size", type=_positive_int, default=64)
+    ev_train.add_argument("--learning-rate", type=float, default=1e-3)
+    ev_train.add_argument("--val-fraction", type=float, default=0.1, help="share of sessions for validation")
+    ev_train.add_argument("--width", type=_positive_int, default=64, help="model width (input_dim)")
+    ev_train.add_argument("--n-heads", type=_positive_int, default=8)
+    ev_train.add_argument("--n-layers", type=_positive_int, default=2)
+    ev_train.add_argument("--strategy", type=_strategy, default="diversified", help="head-mask strategy of the history attention")
+    ev_train.add_argument("--history-seconds", type=float, default=6.0)
+    ev_train.add_argument("--max-history", type=_positive_int, default=64, help="most history events kept")
+    ev_train.add_argument("--max-actions", type=_positive_int, default=8)
+    ev_train.add_argument("--pause", type=float, default=1.0, help="a longer gap (s) ends a sequence")
+    ev_train.add_argument("--screen", type=float, nargs=2, default=[1920.0, 1080.0], metavar=("WIDTH", "HEIGHT"))
+    ev_train.add_argument("--seed", type=int, default=0)
+    ev_train.add_argument("--no-progress", action="store_true")
+    ev_train.set_defaults(func=_cmd_events_train)
+    ev_eval = events.add_parser("eval", help="timing/length/event/coordinate metrics vs repeat-last (and --compare models)")
+    ev_eval.add_argument("--model", required=True, help="run directory or model.pt")
+    ev_eval.add_argument("--compare", nargs="*", default=[], help="more trained models in the same table (e.g. the GRU)")
+    ev_eval.add_argument("--events", required=True, help="held-out sessions (CSV)")
+    ev_eval.add_argument("--out", default=None, help="write metrics.csv, metrics.md and timing_distribution.png here")
+    ev_eval.add_argument("--seed", type=int, default=0, help="sampling seed of the generated timing distribution")
+    ev_eval.set_defaults(func=_cmd_events_eval)
+    generate = events.add_parser("generate", help="generate the next action sequence after each session of a history CSV")
+    generate.add_argument("--model", required=True)
+    generate.add_argument("--history", required=True, help="CSV; each session's last event is the decision point")
+    generate.add_argument("--out", default=None, help="CSV of generated events (default: print)")
+    generate.add_argument("--greedy", action="store_true", help="most likely values instead of sampling")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(func=_cmd_events_generate)
 
     demo = commands.add_parser("demo", help="train on a 10-step T-maze (about half a minute) and print the evaluation")
     _add_training_options(demo, history_len=DEMO["history_len"], total_timesteps=DEMO["total_timesteps"])

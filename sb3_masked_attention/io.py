@@ -87,3 +87,26 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...], what: str, made_by:
         arrays = {key: data[key] for key in data.files if key != "meta"}
         meta = json.loads(str(data["meta"])) if "meta" in data.files else None
     return arrays, meta
+
+
+def record_settings(out: str | os.PathLike, settings: dict, grow: str | None = None) -> None:
+    """Write ``out/train_config.json``, refusing to resume a run directory trained with other settings.
+
+    :param out: the run directory.
+    :param settings: this run's settings (JSON-serialisable).
+    :param grow: a setting that may increase on resume (train on for more updates or epochs).
+    :raises ValueError: naming the first setting that differs from the recorded one.
+    """
+    import json
+
+    config_file = Path(out) / "train_config.json"
+    if config_file.exists():
+        previous = json.loads(config_file.read_text())
+        settings = json.loads(json.dumps(settings))  # tuples -> lists, as they were recorded
+        for key in sorted(set(previous) | set(settings)):
+            old, new = previous.get(key), settings.get(key)
+            if old != new and not (key == grow and isinstance(old, int) and new > old):
+                raise ValueError(
+                    f"{out} was trained with {key}={old!r}, not {new!r}: use a new output directory or the same settings to resume"
+                )
+    write_text_atomic(config_file, json.dumps(settings, indent=2))

@@ -10,7 +10,6 @@ schedule stretches to the new total). ``OUT/model.pt`` is the final model.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 
 from sb3_masked_attention.ad.data import Histories, load_histories
 from sb3_masked_attention.ad.model import ADTransformer, transition_inputs
-from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.io import atomic_path, record_settings
 from sb3_masked_attention.validation import check_int
 
 FORMAT = 1
@@ -94,18 +93,8 @@ def train_ad(
     out = Path(out)
     settings = {"dataset": str(dataset), "updates": updates, "batch_size": batch_size,
                 "learning_rate": learning_rate, "seed": seed, **model_kwargs}  # fmt: skip
-    config_file = out / "train_config.json"
-    if config_file.exists():
-        previous = json.loads(config_file.read_text())
-        changed = [key for key in sorted(set(previous) | set(settings)) if previous.get(key) != settings.get(key)
-                   and not (key == "updates" and settings[key] > previous.get(key, 0))]  # more updates: train on
-        if changed:
-            key = changed[0]
-            raise ValueError(f"{out} was trained with {key}={previous.get(key)!r}, not {settings.get(key)!r}: "
-                             f"use a new output directory or the same settings to resume")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(config_file) as tmp:
-        tmp.write_text(json.dumps(settings, indent=2))
+    record_settings(out, settings, grow="updates")
 
     torch.manual_seed(seed)
     model = ADTransformer(meta["n_actions"], meta["obs_low"], meta["obs_high"], meta["episode_length"], **model_kwargs)

@@ -191,7 +191,8 @@ def _plots(out: Path, matrices, summary, improvement, curves, reps: int, seed: i
     return written
 
 
-def _markdown(table: pd.DataFrame, digits: int = 3) -> str:
+def to_markdown(table: pd.DataFrame, digits: int = 3) -> str:
+    """``table`` as a Markdown table, floats to ``digits`` significant digits."""
     header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n"
     cells = table.map(lambda v: f"{v:.{digits}g}" if isinstance(v, float) else str(v))
     return header + "\n".join("| " + " | ".join(row) + " |" for row in cells.to_numpy().tolist()) + "\n"
@@ -235,10 +236,10 @@ def write_report(
         "# Report", "",
         f"Scores: `{scores_path}` ({len(final_scores(scores))} runs; envs: {', '.join(envs)}; normalisation: {os.fspath(normalize)}). "
         f"95% stratified-bootstrap CIs from rliable, {reps} resamples, seed {seed}.", "",
-        "## Aggregates", "", _markdown(shown), "![aggregate metrics](aggregate_intervals.png)", "",
+        "## Aggregates", "", to_markdown(shown), "![aggregate metrics](aggregate_intervals.png)", "",
         "## Performance profiles", "", "![performance profiles](performance_profiles.png)", "",
-        "## Probability of improvement", "", _markdown(improvement), "![probability of improvement](probability_of_improvement.png)", "",
-        "## Significance per env (two-sided p-values)", "", _markdown(tests), "",
+        "## Probability of improvement", "", to_markdown(improvement), "![probability of improvement](probability_of_improvement.png)", "",
+        "## Significance per env (two-sided p-values)", "", to_markdown(tests), "",
     ]  # fmt: skip
     if curves is not None:
         lines += ["## Sample efficiency", "", "![sample efficiency](sample_efficiency.png)", ""]

@@ -1,0 +1,271 @@
+"""Input-event logs: the CSV format, its validation, and a synthetic human-like generator.
+
+An event log is a CSV file with the columns ``session,t,event,x,y`` and any number of extra
+*enumerated* columns (``button``, ``key``, ...): one row per input event, ``t`` in seconds from the
+start of the session, ``x, y`` the pointer position in pixels. Rows of one session are sorted by time.
+
+:func:`load_events` checks all of it and names the offending file row (the header is row 1).
+:func:`synthesize_sessions` writes sessions with the structure human play has: bursts of fast key
+presses (< 100 ms apart), ordinary clicks and drags whose movement time grows with distance (Fitts'
+law, 100-300 ms and beyond), slow pauses between activities, and a few per-session habits (hot spots on
+the screen, key combos with their own rhythm) that recur within the session.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.validation import check_int
+
+REQUIRED_COLUMNS = ("session", "t", "event", "x", "y")
+
+
+@dataclass
+class Session:
+    """One session's events, sorted by time.
+
+    :param name: the session id of the CSV.
+    :param t: ``(N,)`` float64 seconds.
+    :param event: ``(N,)`` int64 index into the log's ``event_types``.
+    :param xy: ``(N, 2)`` float32 pixels.
+    :param enums: ``(N, K)`` int64, one column per enumerated field (index into its values).
+    :param rows: ``(N,)`` file row of each event (header = 1), for error messages.
+    """
+
+    name: str
+    t: np.ndarray
+    event: np.ndarray
+    xy: np.ndarray
+    enums: np.ndarray
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+@dataclass
+class EventLog:
+    """Sessions plus the vocabularies that turn names into indices.
+
+    :param sessions: the sessions, in file order.
+    :param event_types: event names; ``Session.event`` indexes this list.
+    :param enum_values: per enumerated column, its values; ``Session.enums[:, k]`` indexes the k-th.
+    """
+
+    sessions: list[Session]
+    event_types: list[str]
+    enum_values: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def enum_sizes(self) -> dict[str, int]:
+        return {name: len(values) for name, values in self.enum_values.items()}
+
+    @property
+    def n_events(self) -> int:
+        return sum(len(s) for s in self.sessions)
+
+
+def _float(value: str, column: str, row: int, path: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{path} row {row}: {column}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{path} row {row}: {column}={value!r} is not a finite number")
+    return number
+
+
+def load_events(
+    path: str | os.PathLike,
+    event_types: Sequence[str] | None = None,
+    enum_values: dict[str, Sequence[str]] | None = None,
+    min_events: int = 2,
+) -> EventLog:
+    """Read and validate an event-log CSV.
+
+    :param path: the CSV file.
+    :param event_types: the allowed event names (a trained model's vocabulary); ``None`` = the names
+        the file uses, sorted.
+    :param enum_values: the allowed values of each enumerated column (a model's vocabulary); its columns
+        must all be in the file. ``None`` = the file's extra columns and the values they use, sorted.
+    :param min_events: the fewest events a session may have (a window needs history and a target).
+    :return: the :class:`EventLog`.
+    :raises ValueError: missing columns, a value that is not a finite number, a negative or decreasing
+        time within a session, an empty session id, an event name or enumerated value outside the given
+        vocabulary, or a session with fewer than ``min_events`` events; the message names the row.
+    """
+    path = str(path)
+    if not Path(path).is_file():
+        raise ValueError(f"events file {path!r} does not exist")
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"events file {path!r} is empty: expected a header {','.join(REQUIRED_COLUMNS)}")
+        header = [name.strip() for name in header]
+        missing = [name for name in REQUIRED_COLUMNS if name not in header]
+        if missing:
+            raise ValueError(f"{path} is missing column(s) {', '.join(missing)} (required: {','.join(REQUIRED_COLUMNS)})")
+        extra = [name for name in header if name not in REQUIRED_COLUMNS]
+        if enum_values is not None:
+            absent = [name for name in enum_values if name not in header]
+            if absent:
+                raise ValueError(f"{path} is missing enumerated column(s) {', '.join(absent)} that the model uses")
+            extra = list(enum_values)
+        index = {name: header.index(name) for name in header}
+        records: dict[str, list[tuple]] = {}
+        for row_number, row in enumerate(reader, start=2):
+            if not row or all(cell.strip() == "" for cell in row):
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path} row {row_number}: {len(row)} fields, the header has {len(header)}")
+            session = row[index["session"]].strip()
+            if session == "":
+                raise ValueError(f"{path} row {row_number}: empty session id")
+            t = _float(row[index["t"]], "t", row_number, path)
+            if t < 0:
+                raise ValueError(f"{path} row {row_number}: t={t} is negative: times are seconds >= 0")
+            x, y = (_float(row[index[c]], c, row_number, path) for c in ("x", "y"))
+            records.setdefault(session, []).append(
+                (t, row[index["event"]].strip(), x, y, tuple(row[index[c]].strip() for c in extra), row_number)
+            )
+    if not records:
+        raise ValueError(f"events file {path!r} has a header but no events")
+
+    names = sorted({r[1] for rs in records.values() for r in rs}) if event_types is None else list(event_types)
+    values = (
+        {c: sorted({r[4][k] for rs in records.values() for r in rs}) for k, c in enumerate(extra)}
+        if enum_values is None
+        else {c: list(v) for c, v in enum_values.items()}
+    )
+    event_index = {name: i for i, name in enumerate(names)}
+    value_index = {c: {v: i for i, v in enumerate(vs)} for c, vs in values.items()}
+    sessions = []
+    for name, rs in records.items():
+        for previous, current in zip(rs, rs[1:]):
+            if current[0] < previous[0]:
+                raise ValueError(
+                    f"{path} row {current[5]}: t={current[0]} is earlier than row {previous[5]} (t={previous[0]}) "
+                    f"of session {name!r}: sort each session's rows by time"
+                )
+        if len(rs) < min_events:
+            raise ValueError(f"{path} row {rs[0][5]}: session {name!r} has {len(rs)} event(s): need at least {min_events}")
+        for r in rs:
+            if r[1] not in event_index:
+                raise ValueError(f"{path} row {r[5]}: unknown event {r[1]!r}: expected one of {', '.join(names)}")
+            for k, c in enumerate(extra):
+                if r[4][k] not in value_index[c]:
+                    raise ValueError(f"{path} row {r[5]}: unknown {c} {r[4][k]!r}: expected one of {', '.join(values[c])}")
+        sessions.append(
+            Session(
+                name=name,
+                t=np.array([r[0] for r in rs], dtype=np.float64),
+                event=np.array([event_index[r[1]] for r in rs], dtype=np.int64),
+                xy=np.array([(r[2], r[3]) for r in rs], dtype=np.float32),
+                enums=np.array([[value_index[c][r[4][k]] for k, c in enumerate(extra)] for r in rs], dtype=np.int64).reshape(
+                    len(rs), len(extra)
+                ),
+                rows=np.array([r[5] for r in rs], dtype=np.int64),
+            )
+        )
+    return EventLog(sessions, names, values)
+
+
+def save_events(log: EventLog, path: str | os.PathLike) -> None:
+    """Write ``log`` as CSV (atomically): ``session,t,event,x,y`` then its enumerated columns."""
+    columns = list(REQUIRED_COLUMNS) + list(log.enum_values)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for s in log.sessions:
+            for i in range(len(s)):
+                enums = [log.enum_values[c][s.enums[i, k]] for k, c in enumerate(log.enum_values)]
+                writer.writerow([s.name, f"{s.t[i]:.4f}", log.event_types[s.event[i]], f"{s.xy[i, 0]:.1f}", f"{s.xy[i, 1]:.1f}", *enums])
+
+
+# --- synthetic sessions -----------------------------------------------------------------------------
+
+SYNTH_EVENTS = ["click", "drag", "key"]
+SYNTH_KEYS = ["none", "1", "2", "3", "4", "q", "w", "e", "r", "space"]
+SYNTH_BUTTONS = ["none", "left", "right"]
+SCREEN = (1920.0, 1080.0)
+
+
+def _fitts(distance: float, width: float = 40.0) -> float:
+    """Pointer movement time in seconds (Fitts' law, Shannon form; a = 0.08 s, b = 0.12 s/bit)."""
+    return 0.08 + 0.12 * math.log2(1.0 + distance / width)
+
+
+def _synth_session(name: str, duration: float, rng: np.random.Generator) -> Session:
+    # Per-session habits: where this player's buttons are, and two key combos with their own rhythm.
+    hotspots = rng.uniform((100, 100), (SCREEN[0] - 100, SCREEN[1] - 100), size=(5, 2))
+    combos = [
+        (rng.choice(np.arange(1, len(SYNTH_KEYS)), size=rng.integers(3, 6)), rng.uniform(0.04, 0.25, size=6)) for _ in range(2)
+    ]
+    t, pointer = rng.uniform(0.2, 1.0), hotspots[0].copy()
+    events: list[tuple[float, int, float, float, int, int]] = []  # t, event, x, y, button, key
+
+    def emit(gap: float, event: int, xy: np.ndarray, button: int, key: int) -> None:
+        nonlocal t
+        t += gap
+        events.append((t, event, float(xy[0]), float(xy[1]), button, key))
+
+    first = True
+    while t < duration:
+        if not first:  # between activities: a pause, usually long enough to end a sequence
+            t += float(rng.lognormal(math.log(1.2), 0.5))
+        first = False
+        activity = rng.choice(["burst", "combo", "pointer"], p=[0.25, 0.35, 0.40])
+        if activity == "burst":  # mashing one key: fast, steady rhythm
+            key, rhythm = int(rng.integers(1, len(SYNTH_KEYS))), rng.uniform(0.045, 0.09)
+            for i in range(int(rng.integers(3, 9))):
+                emit(rng.uniform(0.3, 0.6) if i == 0 else rhythm * rng.uniform(0.85, 1.15), 2, pointer, 0, key)
+        elif activity == "combo":  # a practised key sequence, replayed with its own timing
+            keys, gaps = combos[int(rng.integers(len(combos)))]
+            for i, key in enumerate(keys):
+                emit(rng.uniform(0.3, 0.6) if i == 0 else gaps[i] * rng.uniform(0.9, 1.1), 2, pointer, 0, int(key))
+        else:  # clicks and drags between hot spots; movement time grows with distance
+            for _ in range(int(rng.integers(1, 5))):
+                target = hotspots[int(rng.integers(len(hotspots)))] + rng.normal(0, 8, size=2)
+                drag = rng.random() < 0.25
+                gap = _fitts(float(np.linalg.norm(target - pointer))) * rng.uniform(0.9, 1.2) + (0.05 if drag else 0.0)
+                button = 2 if rng.random() < 0.15 else 1
+                emit(gap, 1 if drag else 0, target, button, 0)
+                pointer = target
+    keep = [e for e in events if e[0] <= duration] or events[:2]
+    array = np.array(keep, dtype=np.float64)
+    return Session(
+        name=name,
+        t=np.round(array[:, 0], 4),
+        event=array[:, 1].astype(np.int64),
+        xy=np.round(array[:, 2:4], 1).astype(np.float32),
+        enums=array[:, 4:6].astype(np.int64),
+        rows=np.zeros(len(array), dtype=np.int64),
+    )
+
+
+def synthesize_sessions(n_sessions: int, seed: int = 0, duration: float = 60.0, prefix: str = "s") -> EventLog:
+    """Synthetic human-like sessions (see the module docstring) on a 1920x1080 screen.
+
+    Events ``click``, ``drag`` (``x, y`` = where the drag ends) and ``key``; enumerated columns
+    ``button`` (``none``/``left``/``right``) and ``key`` (``none`` or the key).
+
+    :param n_sessions: number of sessions (>= 1).
+    :param seed: random seed; the same seed gives the same sessions.
+    :param duration: seconds per session (> 1).
+    :param prefix: session ids are ``{prefix}{i:04d}`` (use different prefixes for files you combine).
+    """
+    check_int("n_sessions", n_sessions)
+    if not duration > 1.0:
+        raise ValueError(f"duration={duration} is invalid: expected seconds > 1")
+    rng = np.random.default_rng(seed)
+    sessions = [_synth_session(f"{prefix}{i:04d}", duration, rng) for i in range(n_sessions)]
+    return EventLog(sessions, list(SYNTH_EVENTS), {"button": list(SYNTH_BUTTONS), "key": list(SYNTH_KEYS)})

@@ -1,0 +1,184 @@
+"""Train an event-sequence decoder (attention or the GRU baseline) on an event log.
+
+Read top to bottom: the log is cut into windows (:func:`~sb3_masked_attention.sequence.data.make_windows`),
+sessions are split into training and validation (never one session on both sides), each epoch shuffles
+the training windows, the summed loss is minimised with AdamW (cosine decay, gradient clipping), and the
+validation loss is measured after every epoch. ``OUT/checkpoint.pt`` is written atomically after each
+epoch; running again with the same settings resumes from it, a changed setting is refused naming it,
+except a larger ``epochs``, which trains on. ``OUT/model.pt`` holds the weights of the epoch with the
+lowest validation loss; ``OUT/training.csv`` the per-epoch losses; ``OUT/tensorboard`` the same curves.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from sb3_masked_attention.io import atomic_path, record_settings
+from sb3_masked_attention.sequence.baselines import GRUDecoder
+from sb3_masked_attention.sequence.data import WindowConfig, Windows, make_windows, split_sessions
+from sb3_masked_attention.sequence.events import EventLog, load_events
+from sb3_masked_attention.sequence.model import AdvancedAttentionDecoder, SequenceModel
+from sb3_masked_attention.validation import check_int
+
+FORMAT = 1
+ARCHITECTURES: dict[str, type[SequenceModel]] = {"attention": AdvancedAttentionDecoder, "gru": GRUDecoder}
+
+
+def build_model(arch: str, log: EventLog, window: WindowConfig, **model_kwargs: Any) -> SequenceModel:
+    """An untrained ``arch`` model (``"attention"`` or ``"gru"``) for ``log``'s vocabularies."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch={arch!r} is unknown: expected one of {sorted(ARCHITECTURES)}")
+    kwargs = {"input_dim": 64, **model_kwargs}
+    model = ARCHITECTURES[arch](
+        max_actions=window.max_actions, enum_sizes=log.enum_sizes, event_types=log.event_types, window=window.to_dict(), **kwargs
+    )
+    model.enum_values = log.enum_values
+    return model
+
+
+def save_sequence_model(model: SequenceModel, arch: str, path: str | os.PathLike) -> None:
+    """Write the model, its architecture, configuration and vocabularies atomically."""
+    payload = {"format": FORMAT, "arch": arch, "config": model.config, "enum_values": model.enum_values, "state_dict": model.state_dict()}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_sequence_model(path: str | os.PathLike) -> tuple[SequenceModel, dict[str, Any]]:
+    """Read a model written by :func:`train_sequence_model` (a run directory or its ``model.pt``).
+
+    :return: the model in eval mode (with its ``enum_values``) and its architecture name.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise ValueError(f"event model {str(path)!r} does not exist: train one with `sb3ma events train`")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("arch") not in ARCHITECTURES:
+        raise ValueError(f"{str(path)!r} is not an event-sequence model (format {FORMAT})")
+    model = ARCHITECTURES[payload["arch"]](**payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    model.enum_values = payload["enum_values"]
+    return model.eval(), payload["arch"]
+
+
+@torch.no_grad()
+def validation_losses(model: SequenceModel, windows: Windows, batch_size: int = 256) -> dict[str, float]:
+    """Mean losses over ``windows`` (weighted by batch size), in eval mode."""
+    was_training = model.training
+    model.eval()
+    totals: dict[str, float] = {}
+    for start in range(0, len(windows), batch_size):
+        batch = windows.batch(slice(start, start + batch_size))
+        n = len(batch["length"])
+        for name, value in model.loss(batch).items():
+            totals[name] = totals.get(name, 0.0) + float(value) * n
+    model.train(was_training)
+    return {name: value / len(windows) for name, value in totals.items()}
+
+
+def train_sequence_model(
+    events: str | os.PathLike,
+    out: str | os.PathLike,
+    arch: str = "attention",
+    epochs: int = 30,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    window: WindowConfig | None = None,
+    progress: bool = True,
+    **model_kwargs: Any,
+) -> SequenceModel:
+    """Train (or resume training) an event-sequence decoder.
+
+    :param events: the event-log CSV (:func:`~sb3_masked_attention.sequence.events.load_events`).
+    :param out: run directory: ``model.pt``, ``checkpoint.pt``, ``training.csv``, ``train_config.json``,
+        ``tensorboard/``.
+    :param arch: ``"attention"`` (:class:`AdvancedAttentionDecoder`) or ``"gru"`` (:class:`GRUDecoder`).
+    :param epochs: passes over the training windows.
+    :param batch_size: windows per update.
+    :param learning_rate: peak AdamW learning rate.
+    :param val_fraction: share of sessions held out for validation (model selection).
+    :param seed: seeds the split, the initialisation and the shuffling.
+    :param window: how the log is cut into windows (default :class:`WindowConfig`).
+    :param model_kwargs: model arguments (``input_dim``, ``n_heads``, ``n_layers``, ``head_mask_strategy``).
+    :return: the model with the lowest validation loss, in eval mode.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    epochs, batch_size = check_int("epochs", epochs), check_int("batch_size", batch_size)
+    if not (math.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate={learning_rate!r} is invalid: expected a positive number")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch={arch!r} is unknown: expected one of {sorted(ARCHITECTURES)}")
+    window = window or WindowConfig()
+    log = load_events(events)
+    windows = make_windows(log, window)
+    is_val = split_sessions(len(log.sessions), val_fraction, seed)[windows.arrays["session"]]
+    train_windows, val_windows = windows.select(~is_val), windows.select(is_val)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"events": str(events), "arch": arch, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                "val_fraction": val_fraction, "seed": seed, "window": window.to_dict(), **model_kwargs}  # fmt: skip
+    record_settings(out, settings, grow="epochs")
+
+    torch.manual_seed(seed)
+    model = build_model(arch, log, window, **model_kwargs)
+    batches = math.ceil(len(train_windows) / batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, epochs * batches) / (epochs * batches))))
+    history: list[dict[str, float]] = []
+    best = math.inf
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history, best = state["history"], state["best"]
+
+    writer = SummaryWriter(str(out / "tensorboard"))
+    model.train()
+    bar = tqdm(total=epochs * batches, initial=len(history) * batches, desc=f"{arch} decoder", unit="batch", disable=not progress)
+    for epoch in range(len(history), epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(len(train_windows))  # same order after a resume
+        sums: dict[str, float] = {}
+        for start in range(0, len(order), batch_size):
+            batch = train_windows.batch(order[start : start + batch_size])
+            losses = model.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            bar.update(1)
+        row = {"epoch": epoch + 1, **{f"train_{k}": v / batches for k, v in sums.items()}}
+        row.update({f"val_{k}": v for k, v in validation_losses(model, val_windows).items()})
+        history.append(row)
+        for key, value in row.items():
+            if key != "epoch":
+                writer.add_scalar(key.replace("_", "/", 1), value, epoch + 1)
+        bar.set_postfix(train=f"{row['train_total']:.3f}", val=f"{row['val_total']:.3f}")
+        if row["val_total"] < best:
+            best = row["val_total"]
+            save_sequence_model(model, arch, out / "model.pt")
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                 "history": history, "best": best}  # fmt: skip
+        with atomic_path(checkpoint) as tmp:
+            torch.save(state, tmp)
+        with atomic_path(out / "training.csv") as tmp:
+            pd.DataFrame(history).to_csv(tmp, index=False)
+    bar.close()
+    writer.close()
+    return load_sequence_model(out / "model.pt")[0]
