@@ -226,7 +226,6 @@ def test_decoder_rejects_bad_arguments(log):
         AdvancedAttentionDecoder(16, 4, {}, ["a"], n_heads=3)
     with pytest.raises(ValueError, match="max_actions=0"):
         AdvancedAttentionDecoder(16, 0, {}, ["a"])
-    model = tiny(AdvancedAttentionDecoder, log)
     batch = make_windows(log, WINDOW).batch(np.arange(2))
     with pytest.raises(ValueError, match="2 enumerated fields, the model has 0"):
         AdvancedAttentionDecoder(16, 5, {}, log.event_types, n_heads=4, head_mask_strategy=[0.0] * 4, window=WINDOW.to_dict())(batch)
