@@ -7,8 +7,11 @@ start of the session, ``x, y`` the pointer position in pixels. Rows of one sessi
 :func:`load_events` checks all of it and names the offending file row (the header is row 1).
 :func:`synthesize_sessions` writes sessions with the structure human play has: bursts of fast key
 presses (< 100 ms apart), ordinary clicks and drags whose movement time grows with distance (Fitts'
-law, 100-300 ms and beyond), slow pauses between activities, and a few per-session habits (hot spots on
-the screen, key combos with their own rhythm) that recur within the session.
+law, 100-300 ms and beyond), slow pauses between activities, and per-player habits: each session has its
+own hot spots on the screen and a routine of 2-4 activities (key bursts, key combos with their own rhythm,
+click/drag paths over the hot spots) that the player mostly replays in turn (80%; otherwise any activity
+of the routine), with jitter in timing, position and burst length — as players repeat rotations and
+build orders. What comes next is therefore partly written in the last seconds of history.
 """
 
 from __future__ import annotations
@@ -199,18 +202,30 @@ SYNTH_BUTTONS = ["none", "left", "right"]
 SCREEN = (1920.0, 1080.0)
 
 
-def _fitts(distance: float, width: float = 40.0) -> float:
+def _fitts(distance: float, width: float = 50.0) -> float:
     """Pointer movement time in seconds (Fitts' law, Shannon form; a = 0.08 s, b = 0.12 s/bit)."""
     return 0.08 + 0.12 * math.log2(1.0 + distance / width)
 
 
+def _routine(hotspots: np.ndarray, rng: np.random.Generator) -> list[tuple]:
+    """A player's routine: 2-4 activities replayed in turn (a rotation, a build order)."""
+    activities = []
+    for kind in rng.choice(["burst", "combo", "pointer"], size=int(rng.integers(2, 5))):
+        if kind == "burst":  # mashing one key at a steady fast rhythm
+            activities.append(("burst", int(rng.integers(1, len(SYNTH_KEYS))), int(rng.integers(3, 9)), rng.uniform(0.045, 0.09)))
+        elif kind == "combo":  # a practised key sequence with its own timing
+            size = int(rng.integers(3, 6))
+            activities.append(("combo", rng.integers(1, len(SYNTH_KEYS), size=size), rng.uniform(0.06, 0.28, size=size)))
+        else:  # clicks and drags on this player's hot spots
+            size = int(rng.integers(1, 5))
+            activities.append(("pointer", rng.integers(len(hotspots), size=size), rng.random(size) < 0.25, np.where(rng.random(size) < 0.15, 2, 1)))
+    return activities
+
+
 def _synth_session(name: str, duration: float, rng: np.random.Generator) -> Session:
-    # Per-session habits: where this player's buttons are, and two key combos with their own rhythm.
     hotspots = rng.uniform((100, 100), (SCREEN[0] - 100, SCREEN[1] - 100), size=(5, 2))
-    combos = [
-        (rng.choice(np.arange(1, len(SYNTH_KEYS)), size=rng.integers(3, 6)), rng.uniform(0.04, 0.25, size=6)) for _ in range(2)
-    ]
-    t, pointer = rng.uniform(0.2, 1.0), hotspots[0].copy()
+    routine = _routine(hotspots, rng)
+    t, pointer, turn = rng.uniform(0.2, 1.0), hotspots[0].copy(), int(rng.integers(len(routine)))
     events: list[tuple[float, int, float, float, int, int]] = []  # t, event, x, y, button, key
 
     def emit(gap: float, event: int, xy: np.ndarray, button: int, key: int) -> None:
@@ -220,25 +235,27 @@ def _synth_session(name: str, duration: float, rng: np.random.Generator) -> Sess
 
     first = True
     while t < duration:
-        if not first:  # between activities: a pause, usually long enough to end a sequence
-            t += float(rng.lognormal(math.log(1.2), 0.5))
+        if not first:  # a pause between activities, usually long enough to end a sequence
+            t += float(rng.lognormal(math.log(1.25), 0.15))
         first = False
-        activity = rng.choice(["burst", "combo", "pointer"], p=[0.25, 0.35, 0.40])
-        if activity == "burst":  # mashing one key: fast, steady rhythm
-            key, rhythm = int(rng.integers(1, len(SYNTH_KEYS))), rng.uniform(0.045, 0.09)
-            for i in range(int(rng.integers(3, 9))):
-                emit(rng.uniform(0.3, 0.6) if i == 0 else rhythm * rng.uniform(0.85, 1.15), 2, pointer, 0, key)
-        elif activity == "combo":  # a practised key sequence, replayed with its own timing
-            keys, gaps = combos[int(rng.integers(len(combos)))]
+        # Mostly the next activity of the routine; sometimes any activity of it.
+        turn = (turn + 1) % len(routine) if rng.random() < 0.8 else int(rng.integers(len(routine)))
+        activity = routine[turn]
+        if activity[0] == "burst":
+            _, key, count, rhythm = activity
+            count = max(2, count + int(rng.integers(-1, 2)) * (rng.random() < 0.3))
+            for i in range(count):
+                emit(rng.uniform(0.3, 0.6) if i == 0 else rhythm * rng.uniform(0.9, 1.1), 2, pointer, 0, key)
+        elif activity[0] == "combo":
+            _, keys, gaps = activity
             for i, key in enumerate(keys):
                 emit(rng.uniform(0.3, 0.6) if i == 0 else gaps[i] * rng.uniform(0.9, 1.1), 2, pointer, 0, int(key))
-        else:  # clicks and drags between hot spots; movement time grows with distance
-            for _ in range(int(rng.integers(1, 5))):
-                target = hotspots[int(rng.integers(len(hotspots)))] + rng.normal(0, 8, size=2)
-                drag = rng.random() < 0.25
-                gap = _fitts(float(np.linalg.norm(target - pointer))) * rng.uniform(0.9, 1.2) + (0.05 if drag else 0.0)
-                button = 2 if rng.random() < 0.15 else 1
-                emit(gap, 1 if drag else 0, target, button, 0)
+        else:  # movement time grows with the distance to the hot spot
+            _, spots, drags, buttons = activity
+            for spot, drag, button in zip(spots, drags, buttons):
+                target = hotspots[spot] + rng.normal(0, 8, size=2)
+                gap = _fitts(float(np.linalg.norm(target - pointer))) * rng.uniform(0.9, 1.1) + (0.05 if drag else 0.0)
+                emit(gap, 1 if drag else 0, target, int(button), 0)
                 pointer = target
     keep = [e for e in events if e[0] <= duration] or events[:2]
     array = np.array(keep, dtype=np.float64)
