@@ -2,7 +2,7 @@
 PYTHON ?= python
 PIP := $(PYTHON) -m pip
 
-.PHONY: install demo test test-all bench masks ad attention pretraining-trunks clean
+.PHONY: install demo test test-all bench masks ad attention pretraining-trunks sequence clean
 
 # torch==2.13.0 first: it is the CPU wheel our machines hold locally; any other torch
 # request would download gigabytes of CUDA wheels.
@@ -44,6 +44,15 @@ pretraining-trunks: install
 		--steps 2000 --collect-steps 20000 --out results/pretraining/trunks/sb3ma-TMaze-v0.pt
 	sb3ma pretrain --env CartPoleNoVel-v1 --history-len 16 --normalize-keys obs,prev_reward --inverse-horizon 2 \
 		--steps 2000 --collect-steps 20000 --out results/pretraining/trunks/CartPoleNoVel-v1.pt
+
+# The action-sequence decoder, its GRU baseline and their comparison on held-out sessions (issue 8).
+sequence: install
+	sb3ma events synth --sessions 400 --seed 0 --out results/sequence/train.csv
+	sb3ma events synth --sessions 80 --seed 1 --prefix t --out results/sequence/test.csv
+	sb3ma events train --events results/sequence/train.csv --out results/sequence/attention --epochs 30
+	sb3ma events train --events results/sequence/train.csv --out results/sequence/gru --arch gru --epochs 30
+	sb3ma events eval --model results/sequence/attention --compare results/sequence/gru \
+		--events results/sequence/test.csv --out results/sequence
 
 clean:
 	rm -rf .install.stamp build dist *.egg-info .pytest_cache

@@ -110,6 +110,20 @@ def head_window_row(n_keys: int, fractions: Sequence[float], device: torch.devic
     return rank[None, :] < keep[:, None]
 
 
+def key_padding_mask(valid: torch.Tensor) -> torch.Tensor:
+    """Every query may attend to the valid keys only (cross-attention to a padded sequence).
+
+    :param valid: BoolTensor ``(B, T_k)``, False marks padding; each row needs a valid key.
+    :return: BoolTensor ``(B, 1, 1, T_k)``, broadcastable to ``(B, H, T_q, T_k)``.
+    """
+    if valid.dim() != 2:
+        raise ValueError(f"valid has shape {tuple(valid.shape)}: expected (batch, keys)")
+    valid = valid.bool()
+    if not bool(valid.any(dim=1).all()):
+        raise ValueError("valid has a row without any valid key: every query would attend to nothing")
+    return valid[:, None, None, :]
+
+
 # ---------------------------------------------------------------- trajectory masks (o1 a1 o2 a2 ... tokens)
 def _check_range(name: str, value: object, low: int, high: int, expected: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from sb3_masked_attention.attention import MaskedMultiHeadAttention
 from sb3_masked_attention.masks import (
     causal_mask,
+    key_padding_mask,
     head_window_mask,
     inverse_dynamics_mask,
     mask_action_tokens,
@@ -97,6 +98,16 @@ def test_head_window_mask_rejects_bad_fractions(bad):
 def test_head_window_mask_rejects_bad_valid_shape():
     with pytest.raises(ValueError, match="valid"):
         head_window_mask(torch.ones(4, dtype=torch.bool), [0.0])
+
+
+def test_key_padding_mask_hides_padded_keys_from_every_query():
+    valid = torch.tensor([[False, True, True], [True, True, True]])
+    mask = key_padding_mask(valid)
+    assert mask.shape == (2, 1, 1, 3) and mask.expand(2, 4, 5, 3)[0, 3, 4].tolist() == [False, True, True]
+    with pytest.raises(ValueError, match="without any valid key"):
+        key_padding_mask(torch.tensor([[False, False]]))
+    with pytest.raises(ValueError, match="expected .batch, keys."):
+        key_padding_mask(torch.ones(3, dtype=torch.bool))
 
 
 def test_causal_mask():

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sb3_masked_attention.attention import MaskedMultiHeadAttention, TransformerBlock
-from sb3_masked_attention.masks import causal_mask, head_window_mask
+from sb3_masked_attention.masks import causal_mask, head_window_mask, key_padding_mask
 from sb3_masked_attention.sequence.data import SCALE_EDGES, SCALES, EventEncoding, WindowConfig, timing_scale
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.validation import check_int
@@ -34,7 +34,7 @@ Batch = dict[str, torch.Tensor]
 
 
 class Timing(NamedTuple):
-    """Output of :class:`MultiScaleTimingProcessor` (``…`` = the input's leading dimensions).
+    """Output of :class:`MultiScaleTimingProcessor` (``…`` = the input's leading dimensions; all float32).
 
     :param timing: ``(…)`` seconds: the median of the most likely scale (the point prediction).
     :param scale_weights: ``(…, 3)`` softmax over fast / medium / slow.
@@ -111,7 +111,7 @@ class MultiScaleTimingProcessor(nn.Module):
 
 
 class ActionOutput(NamedTuple):
-    """Output of :class:`ContextAwareActionGenerator` (``…`` = leading dimensions, e.g. ``(B, L)``).
+    """Output of :class:`ContextAwareActionGenerator` (``…`` = leading dimensions, e.g. ``(B, L)``; all float32).
 
     :param event_logits: ``(…, n_event_types)``.
     :param timing: :class:`Timing` of the action (seconds since the previous action).
@@ -316,8 +316,11 @@ class SequenceModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Point predictions, teacher-forced: ``event``, ``gap`` (s), ``xy`` (px), ``enums`` per target
-        position ``(B, L[, …])`` and ``length`` ``(B,)``."""
+        """Point predictions, teacher-forced (each position sees the real actions before it):
+        ``event (B, L)`` int64 (argmax), ``gap (B, L)`` float32 seconds (median of the most likely scale),
+        ``xy (B, L, 2)`` float32 pixels (Laplace median), ``enums (B, L, K)`` int64 and ``length (B,)`` int64 in
+        ``1..max_actions``, where ``L = max_actions``; positions past a window's real length are predicted
+        too, and metrics ignore them."""
         out, length_logits = self(batch)
         return {
             "event": out.event_logits.argmax(dim=-1),
@@ -335,8 +338,10 @@ class SequenceModel(nn.Module):
         :param greedy: take the most likely length, event and fields and each median; otherwise sample
             them (timing: scale, then time within it; coordinates: Laplace).
         :param generator: torch random generator for sampling.
-        :return: ``event (B, L)``, ``enums (B, L, K)``, ``xy (B, L, 2)`` px, ``gap (B, L)`` s, ``valid (B, L)``
-            and ``length (B,)``; actions after ``length`` are padding (``valid`` False).
+        :return: ``event (B, L)`` int64, ``enums (B, L, K)`` int64, ``xy (B, L, 2)`` float32 pixels (inside the
+            screen), ``gap (B, L)`` float32 seconds since the previous action (the first: since the newest history
+            event), ``valid (B, L)`` bool and ``length (B,)`` int64, with ``L = max(length)``; actions after a
+            window's ``length`` are zero padding (``valid`` False).
         """
         history = self._history(batch)
         logits = self.length_logits(history)
@@ -421,7 +426,8 @@ class AdvancedAttentionDecoder(SequenceModel):
       ``diversified``) that also hides the padding, so some heads watch only the newest events and others
       the whole six seconds;
     * ``n_layers`` :class:`DecoderLayer`: causal attention over the actions generated so far
-      (:func:`~sb3_masked_attention.masks.causal_mask`) and cross-attention to the history's valid events;
+      (:func:`~sb3_masked_attention.masks.causal_mask`) and cross-attention to the history's valid events
+      (:func:`~sb3_masked_attention.masks.key_padding_mask`);
     * a sequence-length predictor on the newest history position and the behaviour features;
     * a :class:`ContextAwareActionGenerator` whose game-state context is the cross-attention's output
       and whose action-history context is the decoder stream.
@@ -471,7 +477,7 @@ class AdvancedAttentionDecoder(SequenceModel):
         self, actions: torch.Tensor, memory: torch.Tensor, valid: torch.Tensor, summary: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         self_mask = causal_mask(actions.shape[1], device=actions.device)
-        memory_mask = valid[:, None, None, :]
+        memory_mask = key_padding_mask(valid)
         x, crossed = actions + summary[:, None, :], None
         for layer in self.decoder_layers:
             x, crossed, _ = layer(x, memory, self_mask, memory_mask)
