@@ -117,3 +117,32 @@ def record_settings(out: str | os.PathLike, settings: dict, grow: str | None = N
                     f"{out} was trained with {key}={old!r}, not {new!r}: use a new output directory or the same settings to resume"
                 )
     write_text_atomic(config_file, json.dumps(settings, indent=2))
+
+
+def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
+    """``torch.save`` a model payload (a dict with a ``format`` number) atomically."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, what: str, made_by: str, format: int) -> dict:
+    """Read a payload written by :func:`save_checkpoint` (``path`` may be a run directory holding ``model.pt``).
+
+    :param what: what the file is, for errors ("AD model").
+    :param made_by: the command that writes such files, for errors.
+    :param format: the payload format number the caller reads.
+    :raises ValueError: no such file, or not a payload of this format.
+    """
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise ValueError(f"{what} {str(path)!r} does not exist: train one with `{made_by}`")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != format:
+        raise ValueError(f"{str(path)!r} is not an {what} (format {format})")
+    return payload

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from sb3_masked_attention.ad.data import Histories, load_histories
 from sb3_masked_attention.ad.model import ADTransformer, transition_inputs
-from sb3_masked_attention.io import atomic_path, record_settings
+from sb3_masked_attention.io import atomic_path, load_checkpoint, record_settings, save_checkpoint
 from sb3_masked_attention.validation import check_int
 
 FORMAT = 1
@@ -40,21 +40,12 @@ def _windows(histories: Histories, runs: np.ndarray, length: int, batch: int, rn
 
 def save_model(model: ADTransformer, meta: dict[str, Any], path: str | os.PathLike) -> None:
     """Write the model, its configuration and the dataset's ``meta`` (env id, kwargs) atomically."""
-    payload = {"format": FORMAT, "config": model.config, "meta": meta, "state_dict": model.state_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_checkpoint({"format": FORMAT, "config": model.config, "meta": meta, "state_dict": model.state_dict()}, path)
 
 
 def load_model(path: str | os.PathLike) -> tuple[ADTransformer, dict[str, Any]]:
-    """Read a model saved by :func:`save_model` (or a training checkpoint); return it in eval mode and its meta."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    if not path.is_file():
-        raise ValueError(f"AD model {str(path)!r} does not exist: train one with `sb3ma ad train`")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{str(path)!r} is not an AD model (format {FORMAT})")
+    """Read a model saved by :func:`save_model` (or its run directory); return it in eval mode and its meta."""
+    payload = load_checkpoint(path, "AD model", "sb3ma ad train", FORMAT)
     model = ADTransformer(**payload["config"])
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload["meta"]

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from sb3_masked_attention.io import atomic_path, record_settings
+from sb3_masked_attention.io import atomic_path, load_checkpoint, record_settings, save_checkpoint
 from sb3_masked_attention.sequence.baselines import GRUDecoder
 from sb3_masked_attention.sequence.data import WindowConfig, Windows, make_windows, split_sessions
 from sb3_masked_attention.sequence.events import EventLog, load_events
@@ -47,23 +47,17 @@ def build_model(arch: str, log: EventLog, window: WindowConfig, **model_kwargs: 
 def save_sequence_model(model: SequenceModel, arch: str, path: str | os.PathLike) -> None:
     """Write the model, its architecture, configuration and vocabularies atomically."""
     payload = {"format": FORMAT, "arch": arch, "config": model.config, "enum_values": model.enum_values, "state_dict": model.state_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_checkpoint(payload, path)
 
 
-def load_sequence_model(path: str | os.PathLike) -> tuple[SequenceModel, dict[str, Any]]:
+def load_sequence_model(path: str | os.PathLike) -> tuple[SequenceModel, str]:
     """Read a model written by :func:`train_sequence_model` (a run directory or its ``model.pt``).
 
     :return: the model in eval mode (with its ``enum_values``) and its architecture name.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    if not path.is_file():
-        raise ValueError(f"event model {str(path)!r} does not exist: train one with `sb3ma events train`")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("arch") not in ARCHITECTURES:
-        raise ValueError(f"{str(path)!r} is not an event-sequence model (format {FORMAT})")
+    payload = load_checkpoint(path, "event-sequence model", "sb3ma events train", FORMAT)
+    if payload.get("arch") not in ARCHITECTURES:
+        raise ValueError(f"{str(path)!r} has architecture {payload.get('arch')!r}: expected one of {sorted(ARCHITECTURES)}")
     model = ARCHITECTURES[payload["arch"]](**payload["config"])
     model.load_state_dict(payload["state_dict"])
     model.enum_values = payload["enum_values"]
