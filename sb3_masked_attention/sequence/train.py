@@ -2,7 +2,7 @@
 
 Read top to bottom: the log is cut into windows (:func:`~sb3_masked_attention.sequence.data.make_windows`),
 sessions are split into training and validation (never one session on both sides), each epoch shuffles
-the training windows, the summed loss is minimised with AdamW (cosine decay, gradient clipping), and the
+the training windows, the summed loss is minimised with AdamW (one epoch of warm-up, cosine decay, gradient clipping), and the
 validation loss is measured after every epoch. ``OUT/checkpoint.pt`` is written atomically after each
 epoch; running again with the same settings resumes from it, a changed setting is refused naming it,
 except a larger ``epochs``, which trains on. ``OUT/model.pt`` holds the weights of the epoch with the
@@ -129,7 +129,10 @@ def train_sequence_model(
     model = build_model(arch, log, window, **model_kwargs)
     batches = math.ceil(len(train_windows) / batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, epochs * batches) / (epochs * batches))))
+    total = epochs * batches
+    schedule = torch.optim.lr_scheduler.LambdaLR(  # one epoch of linear warm-up, then cosine decay
+        optimizer, lambda i: min(1.0, (i + 1) / batches) * 0.5 * (1 + math.cos(math.pi * min(i, total) / total))
+    )
     history: list[dict[str, float]] = []
     best = math.inf
     checkpoint = out / "checkpoint.pt"
