@@ -47,10 +47,10 @@ pretraining-trunks: install
 
 # The action-sequence decoder, its GRU baseline and their comparison on held-out sessions (issue 8).
 sequence: install
-	sb3ma events synth --sessions 400 --seed 0 --out results/sequence/train.csv
-	sb3ma events synth --sessions 80 --seed 1 --prefix t --out results/sequence/test.csv
-	sb3ma events train --events results/sequence/train.csv --out results/sequence/attention --epochs 30
-	sb3ma events train --events results/sequence/train.csv --out results/sequence/gru --arch gru --epochs 30
+	sb3ma events synth --sessions 2000 --duration 30 --seed 0 --out results/sequence/train.csv
+	sb3ma events synth --sessions 200 --duration 30 --seed 1 --prefix t --out results/sequence/test.csv
+	sb3ma events train --events results/sequence/train.csv --out results/sequence/attention --epochs 12
+	sb3ma events train --events results/sequence/train.csv --out results/sequence/gru --arch gru --epochs 12
 	sb3ma events eval --model results/sequence/attention --compare results/sequence/gru \
 		--events results/sequence/test.csv --out results/sequence
 

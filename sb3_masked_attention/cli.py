@@ -304,7 +304,7 @@ def _cmd_events_synth(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: {len(log.sessions)} sessions, {log.n_events} events")
 
 
-def _window_config(args: argparse.Namespace):  # noqa: ANN202
+def _window_config(args: argparse.Namespace) -> Any:
     from sb3_masked_attention.sequence.data import WindowConfig
 
     return WindowConfig(history_seconds=args.history_seconds, max_history=args.max_history, max_actions=args.max_actions,
