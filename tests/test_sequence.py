@@ -213,7 +213,7 @@ def test_greedy_generation_is_the_teacher_forced_prediction_of_its_own_actions(c
 def test_decoder_uses_the_core_attention_and_is_the_same_in_train_and_eval_mode(log):
     model = tiny(AdvancedAttentionDecoder, log)
     attention = [m for m in model.modules() if isinstance(m, MaskedMultiHeadAttention)]
-    assert len(attention) == 2 + 2 * 2  # history blocks, and self + cross in each decoder layer
+    assert len(attention) == 2 + 2 * 2 + 2  # history blocks, self + cross in each decoder layer, pooling, pointer
     assert not any(isinstance(m, torch.nn.MultiheadAttention) for m in model.modules())
     assert all(m.p == 0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
     batch = make_windows(log, WINDOW).batch(np.arange(4))

@@ -252,6 +252,11 @@ class SequenceModel(nn.Module):
         game-state context), each ``(B, L, D)``; position ``k`` may use actions ``< k`` only."""
         raise NotImplementedError
 
+    def position_anchor(self, previous: torch.Tensor, context: torch.Tensor, memory: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Where the position head's move starts, ``(B, L, 2)`` over the screen size: here the previous
+        pointer position ``previous``; a subclass may point into the history instead."""
+        return previous
+
     # --- shared ------------------------------------------------------------------------------------
     def _check(self, batch: Batch) -> None:
         missing = [k for k in ("h_event", "h_enums", "h_xy", "h_gap", "h_time", "h_valid") if k not in batch]
@@ -289,8 +294,9 @@ class SequenceModel(nn.Module):
 
     def _outputs(self, batch: Batch, y: dict[str, torch.Tensor], steps: int, history: tuple) -> ActionOutput:
         memory, summary, valid, behaviour = history
-        actions, temporal, anchor = self._actions_so_far(batch, y, steps)
+        actions, temporal, previous = self._actions_so_far(batch, y, steps)
         action_context, game_state = self.decode(actions, memory, valid, summary)
+        anchor = self.position_anchor(previous, action_context, memory, batch)
         return self.generator(game_state, action_context, temporal, behaviour[:, None, :], anchor)
 
     def forward(self, batch: Batch) -> tuple[ActionOutput, torch.Tensor]:
@@ -446,9 +452,12 @@ class AdvancedAttentionDecoder(SequenceModel):
     * ``n_layers`` :class:`DecoderLayer`: causal attention over the actions generated so far
       (:func:`~sb3_masked_attention.masks.causal_mask`) and cross-attention to the history's valid events
       (:func:`~sb3_masked_attention.masks.key_padding_mask`);
-    * a sequence-length predictor on the newest history position and the behaviour features;
+    * a sequence-length predictor on the newest history position, a learned query's attention over the
+      whole history and the behaviour features;
     * a :class:`ContextAwareActionGenerator` whose game-state context is the cross-attention's output
-      and whose action-history context is the decoder stream.
+      and whose action-history context is the decoder stream; its position head moves from a
+      pointer-generator anchor (:meth:`position_anchor`): a gated mix of the previous pointer position and
+      the position of the history event a one-head attention points at.
 
     Outputs (:meth:`forward`): :class:`ActionOutput` over ``(B, max_actions)`` target positions and
     length logits ``(B, max_actions)``. Works for any batch size, 1 included.
@@ -482,6 +491,10 @@ class AdvancedAttentionDecoder(SequenceModel):
         self.history_norm = nn.LayerNorm(input_dim)
         self.decoder_layers = nn.ModuleList(DecoderLayer(input_dim, n_heads, 4 * input_dim) for _ in range(n_layers))
         self.decoder_norm = nn.LayerNorm(input_dim)
+        self.pool_query = nn.Parameter(torch.zeros(1, 1, input_dim))
+        self.pool = MaskedMultiHeadAttention(input_dim, n_heads)
+        self.pointer = MaskedMultiHeadAttention(input_dim, 1)
+        self.pointer_gate = nn.Linear(input_dim, 1)
 
     def encode_history(self, tokens: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mask = head_window_mask(valid, self.fractions)
@@ -489,7 +502,20 @@ class AdvancedAttentionDecoder(SequenceModel):
         for block in self.history_blocks:
             x, _ = block(x, mask=mask)
         x = self.history_norm(x)
-        return x, x[:, -1]
+        # The summary (length predictor's input) is the newest position plus a learned query's attention
+        # over the whole history, which the head-window masks do not restrict.
+        pooled, _ = self.pool(self.pool_query.expand(x.shape[0], -1, -1), context=x, mask=key_padding_mask(valid))
+        return x, x[:, -1] + pooled[:, 0]
+
+    def position_anchor(self, previous: torch.Tensor, context: torch.Tensor, memory: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Pointer-generator position (See et al., 2017): a one-head attention from each action to the history
+        points at a past event, and a gate mixes that event's position with the previous pointer position;
+        the position head then predicts the move from this anchor. Players return to the same spots."""
+        valid = batch["h_valid"].bool()
+        _, weights = self.pointer(context, context=memory, mask=key_padding_mask(valid), need_weights=True)
+        pointed = weights[:, 0] @ (batch["h_xy"] / batch["h_xy"].new_tensor(self.window.screen))  # (B, L, 2)
+        gate = torch.sigmoid(self.pointer_gate(context))
+        return gate * previous + (1.0 - gate) * pointed
 
     def decode(
         self, actions: torch.Tensor, memory: torch.Tensor, valid: torch.Tensor, summary: torch.Tensor
