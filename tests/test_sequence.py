@@ -22,7 +22,7 @@ from sb3_masked_attention.sequence import (
     synthesize_sessions,
 )
 from sb3_masked_attention.sequence.data import timing_scale
-from sb3_masked_attention.sequence.evaluate import generate_after, sequence_metrics
+from sb3_masked_attention.sequence.evaluate import generate_after, sequence_metrics, session_bootstrap
 from sb3_masked_attention.sequence.events import Session
 from sb3_masked_attention.sequence.train import load_sequence_model, train_sequence_model
 
@@ -260,6 +260,20 @@ def test_metrics_of_known_predictions(log):
     assert table.loc["all", "actions"] == int(batch["y_valid"].sum()) == table.loc[["fast", "medium", "slow"], "actions"].sum()
 
 
+def test_session_bootstrap_of_known_differences(log):
+    windows = make_windows(log, WINDOW)
+    batch = windows.batch()
+    perfect = {"event": batch["y_event"], "gap": batch["y_gap"], "xy": batch["y_xy"], "length": batch["length"]}
+    worse = {**perfect, "gap": batch["y_gap"] + 0.02, "xy": batch["y_xy"] + 6.0, "event": batch["y_event"] * 0 + 99}
+    table = session_bootstrap({"perfect": perfect, "worse": worse}, windows, "perfect", reps=200).set_index("metric")
+    assert table.loc["timing_mae_ms", ["difference", "low", "high"]].tolist() == pytest.approx([-20.0] * 3, rel=1e-4)
+    assert table.loc["coord_mae_px", "difference"] == pytest.approx(-6.0) and table.loc["event_accuracy", "difference"] == 1.0
+    assert table.loc["length_accuracy", "difference"] == 0 and not table.loc["length_accuracy", "better"]
+    assert table.loc[["timing_mae_ms", "coord_mae_px", "event_accuracy"], "better"].all()
+    with pytest.raises(ValueError, match="reference='nope'"):
+        session_bootstrap({"perfect": perfect}, windows, "nope")
+
+
 # ---------------------------------------------------------------- training and commands
 def test_training_resumes_to_the_same_weights_and_refuses_changed_settings(csv_files, tmp_path, monkeypatch):
     kwargs = {"epochs": 2, "batch_size": 32, "input_dim": 16, "n_heads": 4, "head_mask_strategy": [0.0, 0.0, 0.5, 0.75],
@@ -297,6 +311,7 @@ def test_events_commands_end_to_end(csv_files, tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| repeat_last | all |" in table and "| attention | slow |" in table and "| gru | fast |" in table
     assert (tmp_path / "eval" / "timing_distribution.png").stat().st_size > 10_000
+    assert set(np.loadtxt(tmp_path / "eval" / "differences.csv", delimiter=",", skiprows=1, usecols=1, dtype=str)) == {"repeat_last", "gru"}
     assert main(["events", "generate", "--model", str(tmp_path / "att"), "--history", str(data), "--out", str(tmp_path / "gen.csv")]) == 0
     generated = load_events(tmp_path / "gen.csv", min_events=1)
     assert {s.name for s in generated.sessions} == {s.name for s in load_events(data).sessions}

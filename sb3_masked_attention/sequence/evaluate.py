@@ -66,17 +66,65 @@ def _predict_all(predict: Predictor, windows: Windows, batch_size: int = 512) ->
     return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
 
-def compare_models(models: dict[str, SequenceModel], windows: Windows, window: WindowConfig) -> pd.DataFrame:
-    """Metrics of each model and of the repeat-last baseline on the same windows.
-
-    :return: long table ``model, scale, <metrics>, actions, windows`` (``repeat_last`` first).
-    """
+def predict_models(models: dict[str, SequenceModel], windows: Windows, window: WindowConfig) -> dict[str, dict[str, torch.Tensor]]:
+    """Point predictions of the repeat-last baseline (first) and of each model on ``windows``."""
     predictors: dict[str, Predictor] = {"repeat_last": lambda b: repeat_last(b, window.pause, window.max_actions)}
     predictors.update({name: model.predict for name, model in models.items()})
+    return {name: _predict_all(p, windows) for name, p in predictors.items()}
+
+
+def metrics_table(predictions: dict[str, dict[str, torch.Tensor]], windows: Windows) -> pd.DataFrame:
+    """:func:`sequence_metrics` of every predictor: long table ``model, scale, <metrics>, actions, windows``."""
     everything = windows.batch()
-    tables = [sequence_metrics(_predict_all(p, windows), everything).assign(model=name) for name, p in predictors.items()]
-    table = pd.concat(tables, ignore_index=True)
+    table = pd.concat([sequence_metrics(p, everything).assign(model=name) for name, p in predictions.items()], ignore_index=True)
     return table[["model", "scale", *METRICS, "actions", "windows"]]
+
+
+def _window_sums(predictions: dict[str, torch.Tensor], batch: Batch) -> np.ndarray:
+    """Per window: summed timing error (ms), right events, coordinate error (px), right length, actions: ``(N, 5)``."""
+    valid = batch["y_valid"].float()
+    per_action = [
+        (predictions["gap"] - batch["y_gap"]).abs() * 1000.0,
+        (predictions["event"] == batch["y_event"]).float(),
+        (predictions["xy"] - batch["y_xy"]).abs().mean(dim=-1),
+    ]
+    sums = [(values * valid).sum(dim=1) for values in per_action]
+    return torch.stack([sums[0], sums[1], sums[2], (predictions["length"] == batch["length"]).float(), valid.sum(dim=1)], dim=1).double().numpy()
+
+
+def session_bootstrap(
+    predictions: dict[str, dict[str, torch.Tensor]], windows: Windows, reference: str, reps: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Difference of each metric (``reference`` minus each other model, overall) with a 95% percentile
+    bootstrap interval over held-out sessions: whole sessions are resampled, because windows of one session
+    are not independent.
+
+    :return: rows ``model, baseline, metric, difference, low, high, better`` (``better``: the interval lies
+        entirely on the reference's good side: lower errors, higher accuracies).
+    """
+    if reference not in predictions:
+        raise ValueError(f"reference={reference!r} is not one of the models {sorted(predictions)}")
+    batch = windows.batch()
+    session = windows.arrays["session"]
+    sessions, index = np.unique(session, return_inverse=True)
+    counts = np.random.default_rng(seed).multinomial(len(sessions), np.full(len(sessions), 1 / len(sessions)), size=reps)
+    weights = counts[:, index]  # (reps, N): how often each window's session was drawn
+
+    def metrics(name: str) -> np.ndarray:  # (reps, 4) in METRICS order
+        sums = weights @ _window_sums(predictions[name], batch)
+        return np.stack([sums[:, 0] / sums[:, 4], sums[:, 3] / weights.sum(axis=1), sums[:, 1] / sums[:, 4], sums[:, 2] / sums[:, 4]], axis=1)
+
+    ours, rows = metrics(reference), []
+    for name in predictions:
+        if name == reference:
+            continue
+        difference = ours - metrics(name)
+        for k, metric in enumerate(METRICS):
+            low, high = np.percentile(difference[:, k], [2.5, 97.5])
+            lower_is_better = "mae" in metric
+            rows.append({"model": reference, "baseline": name, "metric": metric, "difference": float(np.median(difference[:, k])),
+                         "low": float(low), "high": float(high), "better": bool(high < 0 if lower_is_better else low > 0)})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 @torch.no_grad()
@@ -144,7 +192,8 @@ def evaluate_event_models(
     models: dict[str, SequenceModel], events: str | os.PathLike, out: str | os.PathLike | None = None, seed: int = 0
 ) -> pd.DataFrame:
     """Compare ``models`` (and repeat-last) on the sessions of ``events``; optionally write ``metrics.csv``,
-    ``metrics.md``, ``timing_shares.csv`` and ``timing_distribution.png`` to ``out``.
+    ``differences.csv`` (the first model minus each other, bootstrap intervals over sessions), ``metrics.md``,
+    ``timing_shares.csv`` and ``timing_distribution.png`` to ``out``.
 
     All models must share one window configuration and vocabulary (the first model's is used to read the file).
     """
@@ -156,9 +205,14 @@ def evaluate_event_models(
             raise ValueError(f"model {name!r} was trained with another window configuration or vocabulary than the first model")
     log = load_events(events, event_types=first.event_types, enum_values=first.enum_values)
     windows = make_windows(log, first.window)
-    table = compare_models(models, windows, first.window)
+    predictions = predict_models(models, windows, first.window)
+    table = metrics_table(predictions, windows)
     if out is not None:
         out = Path(out)
+        reference = next(iter(models))
+        differences = session_bootstrap(predictions, windows, reference, seed=seed)
+        with atomic_path(out / "differences.csv") as tmp:
+            differences.to_csv(tmp, index=False)
         with atomic_path(out / "metrics.csv") as tmp:
             table.to_csv(tmp, index=False)
         gaps = timing_distribution(models, windows, seed=seed)
@@ -170,6 +224,8 @@ def evaluate_event_models(
             out / "metrics.md",
             f"# Event-sequence models on {Path(events).name} ({len(log.sessions)} sessions, {len(windows)} windows)\n\n"
             + markdown_table(table)
+            + f"\n## {reference} minus each baseline, overall, with 95% bootstrap intervals over sessions\n\n"
+            + to_markdown(differences)
             + "\n## Share of each timing scale: real vs generated (sampled)\n\n"
             + to_markdown(shares)
             + "\n",
