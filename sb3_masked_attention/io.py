@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
+    import torch
 
 
 @contextlib.contextmanager
@@ -146,3 +147,33 @@ def load_checkpoint(path: str | os.PathLike, what: str, made_by: str, format: in
     if not isinstance(payload, dict) or payload.get("format") != format:
         raise ValueError(f"{str(path)!r} is not an {what} (format {format})")
     return payload
+
+
+def save_training_state(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    **extra: object,
+) -> None:
+    """Atomically write what resuming needs: model, optimizer and schedule states plus ``extra`` (progress, RNG)."""
+    save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), **extra}, path)
+
+
+def load_training_state(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+) -> dict | None:
+    """Restore a :func:`save_training_state` file into ``model``, ``optimizer`` and ``schedule``; return its
+    extra entries, or None when there is no such file (a fresh run)."""
+    import torch
+
+    if not Path(path).exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state.pop("model"))
+    optimizer.load_state_dict(state.pop("optimizer"))
+    schedule.load_state_dict(state.pop("schedule"))
+    return state

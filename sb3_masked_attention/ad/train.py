@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from sb3_masked_attention.ad.data import Histories, load_histories
 from sb3_masked_attention.ad.model import ADTransformer, transition_inputs
-from sb3_masked_attention.io import atomic_path, load_checkpoint, record_settings, save_checkpoint
+from sb3_masked_attention.io import load_checkpoint, load_training_state, record_settings, save_checkpoint, save_training_state
 from sb3_masked_attention.validation import check_int
 
 FORMAT = 1
@@ -103,11 +103,8 @@ def train_ad(
     val_runs, train_runs = order[:n_val], order[n_val:]
     start = 0
     checkpoint = out / "checkpoint.pt"
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
+    state = load_training_state(checkpoint, model, optimizer, schedule)
+    if state is not None:
         rng.bit_generator.state = state["rng"]
         start = state["update"]
 
@@ -129,10 +126,7 @@ def train_ad(
             for name, value in metrics.items():
                 writer.add_scalar(f"val/{name}", value, update + 1)
             bar.set_postfix(loss=f"{loss.item():.3f}", val_acc=f"{metrics['accuracy']:.3f}")
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                     "rng": rng.bit_generator.state, "update": update + 1}  # fmt: skip
-            with atomic_path(checkpoint) as tmp:
-                torch.save(state, tmp)
+            save_training_state(checkpoint, model, optimizer, schedule, rng=rng.bit_generator.state, update=update + 1)
     writer.close()
     model.eval()
     save_model(model, meta, out / "model.pt")

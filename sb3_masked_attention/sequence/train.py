@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from sb3_masked_attention.io import atomic_path, load_checkpoint, record_settings, save_checkpoint
+from sb3_masked_attention.io import atomic_path, load_checkpoint, load_training_state, record_settings, save_checkpoint, save_training_state
 from sb3_masked_attention.sequence.baselines import GRUDecoder
 from sb3_masked_attention.sequence.data import WindowConfig, Windows, make_windows, split_sessions
 from sb3_masked_attention.sequence.events import EventLog, load_events
@@ -136,11 +136,8 @@ def train_sequence_model(
     history: list[dict[str, float]] = []
     best = math.inf
     checkpoint = out / "checkpoint.pt"
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
+    state = load_training_state(checkpoint, model, optimizer, schedule)
+    if state is not None:
         history, best = state["history"], state["best"]
 
     writer = SummaryWriter(str(out / "tensorboard"))
@@ -170,10 +167,7 @@ def train_sequence_model(
         if row["val_total"] < best:
             best = row["val_total"]
             save_sequence_model(model, arch, out / "model.pt")
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                 "history": history, "best": best}  # fmt: skip
-        with atomic_path(checkpoint) as tmp:
-            torch.save(state, tmp)
+        save_training_state(checkpoint, model, optimizer, schedule, history=history, best=best)
         with atomic_path(out / "training.csv") as tmp:
             pd.DataFrame(history).to_csv(tmp, index=False)
     bar.close()
