@@ -53,6 +53,9 @@ sequence: install
 	sb3ma events train --events results/sequence/train.csv --out results/sequence/gru --arch gru --epochs 12
 	sb3ma events eval --model results/sequence/attention --compare results/sequence/gru \
 		--events results/sequence/test.csv --out results/sequence
+	sb3ma events train --events results/sequence/train.csv --out results/sequence/gru_wide --arch gru --width 96 --epochs 12
+	sb3ma events eval --model results/sequence/attention --compare results/sequence/gru_wide \
+		--events results/sequence/test.csv --out results/sequence/matched_gru
 
 clean:
 	rm -rf .install.stamp build dist *.egg-info .pytest_cache
