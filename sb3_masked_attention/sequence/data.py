@@ -180,6 +180,7 @@ class EventEncoding:
         self.config = config
         self.token_dim = self.n_events + sum(self.enum_sizes.values()) + 2 + 1 + len(SCALES) + 1
         self.behaviour_dim = 1 + self.n_events + len(SCALES) + 2
+        self.temporal_dim = 1 + len(SCALES) + 2
 
     def log_gap(self, gap: torch.Tensor) -> torch.Tensor:
         return torch.log(gap.clamp(self.config.min_gap, self.config.max_gap) / SCALE_EDGES[1]) / 2.0
@@ -216,7 +217,7 @@ class EventEncoding:
         )
 
     def temporal(self, prev_gap: torch.Tensor, prev_time: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        """Features of the moment an action is generated, ``(…, 6)``: the previous action's log-gap and
+        """Features of the moment an action is generated, ``(…, temporal_dim)`` = ``(…, 6)``: the previous action's log-gap and
         scale, the time elapsed since now, and the step index over ``max_actions``."""
         return torch.cat(
             [

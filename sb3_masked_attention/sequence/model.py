@@ -235,7 +235,7 @@ class SequenceModel(nn.Module):
         }  # fmt: skip
         self.token_embedding = nn.Linear(self.encoding.token_dim, input_dim)
         self.start_token = nn.Parameter(torch.zeros(1, 1, input_dim))
-        self.temporal_embedding = nn.Linear(6, input_dim)
+        self.temporal_embedding = nn.Linear(self.encoding.temporal_dim, input_dim)
         self.behaviour_embedding = nn.Linear(self.encoding.behaviour_dim, input_dim)
         self.generator = ContextAwareActionGenerator(input_dim, self.enum_sizes, self.event_types, self.window.min_gap, self.window.max_gap)
         self.length_head = _mlp(2 * input_dim, input_dim, max_actions)
