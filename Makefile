@@ -56,6 +56,10 @@ sequence: install
 	sb3ma events train --events results/sequence/train.csv --out results/sequence/gru_wide --arch gru --width 96 --epochs 12
 	sb3ma events eval --model results/sequence/attention --compare results/sequence/gru_wide \
 		--events results/sequence/test.csv --out results/sequence/matched_gru
+	sb3ma events train --events results/sequence/train.csv --out results/sequence/seed1/attention --epochs 12 --seed 1
+	sb3ma events train --events results/sequence/train.csv --out results/sequence/seed1/gru --arch gru --epochs 12 --seed 1
+	sb3ma events eval --model results/sequence/seed1/attention --compare results/sequence/seed1/gru \
+		--events results/sequence/test.csv --out results/sequence/seed1
 
 clean:
 	rm -rf .install.stamp build dist *.egg-info .pytest_cache
