@@ -98,28 +98,28 @@ class Windows:
         return Windows({key: value[mask] for key, value in self.arrays.items()})
 
 
-def make_windows(log: EventLog, config: WindowConfig) -> Windows:
-    """Cut every session of ``log`` into windows (see the module docstring).
+def _gaps(t: np.ndarray, config: WindowConfig) -> np.ndarray:
+    """Each event's gap to the one before it (the first event's: ``max_gap``)."""
+    return np.diff(t, prepend=t[0] - config.max_gap)
 
-    :return: :class:`Windows`; a session contributes one window per target sequence after its first event.
-    """
-    T, L, K = config.max_history, config.max_actions, len(log.enum_values)
-    rows: dict[str, list] = {key: [] for key in ("h", "y", "length", "session")}
+
+def _spans(log: EventLog, config: WindowConfig) -> list[tuple[int, int, int]]:
+    """``(session, first target event, target length)`` of every window: runs split at pauses, then chunked."""
+    spans = []
     for s_index, s in enumerate(log.sessions):
-        gaps = np.diff(s.t, prepend=s.t[0] - config.max_gap)
-        start = 1
+        gaps, start = _gaps(s.t, config), 1
         while start < len(s):
             length = 1
-            while start + length < len(s) and length < L and gaps[start + length] <= config.pause:
+            while start + length < len(s) and length < config.max_actions and gaps[start + length] <= config.pause:
                 length += 1
-            now = s.t[start - 1]
-            first = max(int(np.searchsorted(s.t, now - config.history_seconds - 1e-9, side="left")), start - T)
-            rows["h"].append(np.arange(first, start))
-            rows["y"].append(np.arange(start, start + length))
-            rows["length"].append(length)
-            rows["session"].append(s_index)
+            spans.append((s_index, start, length))
             start += length
-    n = len(rows["length"])
+    return spans
+
+
+def _fill(log: EventLog, spans: list[tuple[int, int, int]], config: WindowConfig) -> Windows:
+    """The arrays of the windows whose decision point is just before event ``start`` of each span."""
+    n, T, L, K = len(spans), config.max_history, config.max_actions, len(log.enum_values)
     a = {
         "h_event": np.zeros((n, T), np.int64), "h_enums": np.zeros((n, T, K), np.int64),
         "h_xy": np.zeros((n, T, 2), np.float32), "h_gap": np.zeros((n, T), np.float32),
@@ -127,23 +127,38 @@ def make_windows(log: EventLog, config: WindowConfig) -> Windows:
         "y_event": np.zeros((n, L), np.int64), "y_enums": np.zeros((n, L, K), np.int64),
         "y_xy": np.zeros((n, L, 2), np.float32), "y_gap": np.zeros((n, L), np.float32),
         "y_valid": np.zeros((n, L), bool),
-        "length": np.array(rows["length"], np.int64), "session": np.array(rows["session"], np.int64),
+        "length": np.array([span[2] for span in spans], np.int64).reshape(n),
+        "session": np.array([span[0] for span in spans], np.int64).reshape(n),
     }  # fmt: skip
-    gaps_by_session = [np.diff(s.t, prepend=s.t[0] - config.max_gap) for s in log.sessions]
-    for i in range(n):
-        s, gaps = log.sessions[rows["session"][i]], gaps_by_session[rows["session"][i]]
-        h, y = rows["h"][i], rows["y"][i]
-        now = s.t[y[0] - 1]
-        hs = slice(T - len(h), T)
+    gaps_by_session = [_gaps(s.t, config) for s in log.sessions]
+    for i, (s_index, start, length) in enumerate(spans):
+        s, gaps = log.sessions[s_index], gaps_by_session[s_index]
+        now = s.t[start - 1]
+        first = max(int(np.searchsorted(s.t, now - config.history_seconds - 1e-9, side="left")), start - T)
+        h, y = np.arange(first, start), np.arange(start, start + length)
+        hs, ys = slice(T - len(h), T), slice(0, length)
         a["h_event"][i, hs], a["h_enums"][i, hs], a["h_xy"][i, hs] = s.event[h], s.enums[h], s.xy[h]
         a["h_gap"][i, hs], a["h_time"][i, hs], a["h_valid"][i, hs] = gaps[h], s.t[h] - now, True
-        ys = slice(0, len(y))
         a["y_event"][i, ys], a["y_enums"][i, ys], a["y_xy"][i, ys] = s.event[y], s.enums[y], s.xy[y]
         a["y_gap"][i, ys], a["y_valid"][i, ys] = gaps[y], True
     np.clip(a["h_gap"], config.min_gap, config.max_gap, out=a["h_gap"])
     np.clip(a["y_gap"], config.min_gap, config.max_gap, out=a["y_gap"])
     a["y_gap"][~a["y_valid"]] = 0.0
     return Windows(a)
+
+
+def make_windows(log: EventLog, config: WindowConfig) -> Windows:
+    """Cut every session of ``log`` into windows (see the module docstring).
+
+    :return: :class:`Windows`; a session contributes one window per target sequence after its first event.
+    """
+    return _fill(log, _spans(log, config), config)
+
+
+def history_windows(log: EventLog, config: WindowConfig) -> Windows:
+    """One window per session whose decision point is the session's last event: nothing to predict yet
+    (``length`` 0, no valid target), for generation."""
+    return _fill(log, [(i, len(s), 0) for i, s in enumerate(log.sessions)], config)
 
 
 def split_sessions(n_sessions: int, val_fraction: float, seed: int) -> np.ndarray:

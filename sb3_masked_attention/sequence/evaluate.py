@@ -26,12 +26,23 @@ import torch
 from sb3_masked_attention.evaluation.report import to_markdown
 from sb3_masked_attention.io import atomic_path, write_text_atomic
 from sb3_masked_attention.sequence.baselines import repeat_last
-from sb3_masked_attention.sequence.data import SCALES, WindowConfig, Windows, make_windows, timing_scale
-from sb3_masked_attention.sequence.events import EventLog, Session, load_events
+from sb3_masked_attention.sequence.data import SCALES, WindowConfig, Windows, history_windows, make_windows, timing_scale
+from sb3_masked_attention.sequence.events import load_events
 from sb3_masked_attention.sequence.model import Batch, SequenceModel
 
 METRICS = ("timing_mae_ms", "length_accuracy", "event_accuracy", "coord_mae_px")
 Predictor = Callable[[Batch], dict[str, torch.Tensor]]
+
+
+def _errors(predictions: dict[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
+    """Per action ``(N, L)``: timing error (ms), event right, coordinate error (px, mean of x and y);
+    per window ``(N,)``: length right."""
+    return {
+        "timing": (predictions["gap"] - batch["y_gap"]).abs() * 1000.0,
+        "event": (predictions["event"] == batch["y_event"]).float(),
+        "coord": (predictions["xy"] - batch["y_xy"]).abs().mean(dim=-1),
+        "length": (predictions["length"] == batch["length"]).float(),
+    }
 
 
 def sequence_metrics(predictions: dict[str, torch.Tensor], batch: Batch) -> pd.DataFrame:
@@ -44,18 +55,15 @@ def sequence_metrics(predictions: dict[str, torch.Tensor], batch: Batch) -> pd.D
     scale = timing_scale(batch["y_gap"])
     gap = batch["y_gap"].double().masked_fill(~valid, float("nan"))
     window_scale = timing_scale(torch.nanmedian(gap, dim=1).values.float())
-    timing_error = (predictions["gap"] - batch["y_gap"]).abs() * 1000.0
-    event_right = (predictions["event"] == batch["y_event"]).float()
-    coord_error = (predictions["xy"] - batch["y_xy"]).abs().mean(dim=-1)
-    length_right = (predictions["length"] == batch["length"]).float()
+    errors = _errors(predictions, batch)
     rows = []
     for name, index in [("all", None), *((scale_name, i) for i, scale_name in enumerate(SCALES))]:
         actions = valid if index is None else valid & (scale == index)
-        windows = torch.ones_like(length_right, dtype=torch.bool) if index is None else window_scale == index
+        windows = torch.ones_like(valid[:, 0]) if index is None else window_scale == index
         mean = lambda values, where: float(values[where].mean()) if bool(where.any()) else float("nan")  # noqa: E731
         rows.append({
-            "scale": name, "timing_mae_ms": mean(timing_error, actions), "length_accuracy": mean(length_right, windows),
-            "event_accuracy": mean(event_right, actions), "coord_mae_px": mean(coord_error, actions),
+            "scale": name, "timing_mae_ms": mean(errors["timing"], actions), "length_accuracy": mean(errors["length"], windows),
+            "event_accuracy": mean(errors["event"], actions), "coord_mae_px": mean(errors["coord"], actions),
             "actions": int(actions.sum()), "windows": int(windows.sum()),
         })  # fmt: skip
     return pd.DataFrame(rows)
@@ -82,14 +90,9 @@ def metrics_table(predictions: dict[str, dict[str, torch.Tensor]], windows: Wind
 
 def _window_sums(predictions: dict[str, torch.Tensor], batch: Batch) -> np.ndarray:
     """Per window: summed timing error (ms), right events, coordinate error (px), right length, actions: ``(N, 5)``."""
-    valid = batch["y_valid"].float()
-    per_action = [
-        (predictions["gap"] - batch["y_gap"]).abs() * 1000.0,
-        (predictions["event"] == batch["y_event"]).float(),
-        (predictions["xy"] - batch["y_xy"]).abs().mean(dim=-1),
-    ]
-    sums = [(values * valid).sum(dim=1) for values in per_action]
-    return torch.stack([sums[0], sums[1], sums[2], (predictions["length"] == batch["length"]).float(), valid.sum(dim=1)], dim=1).double().numpy()
+    valid, errors = batch["y_valid"].float(), _errors(predictions, batch)
+    sums = [(errors[key] * valid).sum(dim=1) for key in ("timing", "event", "coord")]
+    return torch.stack([*sums, errors["length"], valid.sum(dim=1)], dim=1).double().numpy()
 
 
 def session_bootstrap(
@@ -231,19 +234,6 @@ def evaluate_event_models(
             + "\n",
         )
     return table
-
-
-def history_windows(log: EventLog, window: WindowConfig) -> Windows:
-    """One window per session whose decision point is the session's last event (nothing to predict yet)."""
-    # A placeholder event after a pause makes each session's last real event a decision point.
-    extended = EventLog(
-        [Session(s.name, np.append(s.t, s.t[-1] + window.pause * 2), np.append(s.event, 0), np.vstack([s.xy, s.xy[-1:]]),
-                 np.vstack([s.enums, s.enums[-1:]]), np.append(s.rows, -1)) for s in log.sessions],
-        log.event_types, log.enum_values,
-    )  # fmt: skip
-    windows = make_windows(extended, window)
-    last = np.r_[windows.arrays["session"][1:] != windows.arrays["session"][:-1], True]
-    return windows.select(last)
 
 
 def generate_after(model: SequenceModel, history: str | os.PathLike, greedy: bool = False, seed: int = 0) -> pd.DataFrame:

@@ -17,7 +17,7 @@ Batches are dicts of tensors as made by :meth:`~sb3_masked_attention.sequence.da
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -222,7 +222,7 @@ class SequenceModel(nn.Module):
         check_int("max_actions", max_actions)
         window = dict(window or {})
         window["max_actions"] = max_actions
-        self.window = WindowConfig(**{**window, "screen": tuple(window.get("screen", (1920.0, 1080.0)))})
+        self.window = WindowConfig(**window)
         self.event_types = list(event_types)
         self.enum_sizes = dict(enum_sizes)
         #: value names of each enumerated field (set when trained on or loaded with a log's vocabulary)
@@ -350,7 +350,7 @@ class SequenceModel(nn.Module):
             "event": out.event_logits.argmax(dim=-1),
             "gap": out.timing.timing,
             "xy": out.xy * out.xy.new_tensor(self.window.screen),
-            "enums": _enum_argmax(out, batch["h_enums"]),
+            "enums": _pick_enums(out, lambda logits: logits.argmax(dim=-1)),
             "length": length_logits.argmax(dim=-1) + 1,
         }
 
@@ -401,19 +401,21 @@ class SequenceModel(nn.Module):
             u = torch.rand(xy.shape + (2,), generator=generator, device=xy.device).clamp(min=1e-6)
             xy = xy + out.xy_log_scale.exp() * (-u[..., 0].log() + u[..., 1].log())
         screen = xy.new_tensor(self.window.screen)
-        enums = [pick(logits) for logits in out.enum_logits.values()]
+        enums = _pick_enums(out, pick)  # drawn before the event: the committed generations' random order
         return {
             "event": pick(out.event_logits),
-            "enums": torch.stack(enums, dim=-1) if enums else torch.zeros(xy.shape[0], 0, dtype=torch.long, device=xy.device),
+            "enums": enums,
             "xy": (xy * screen).clamp(torch.zeros_like(screen), screen),
             "gap": out.timing.timing if greedy else self.generator.timing.sample(out.timing, generator),
         }
 
 
-def _enum_argmax(out: ActionOutput, like: torch.Tensor) -> torch.Tensor:
-    if not out.enum_logits:
-        return like.new_zeros(out.event_logits.shape[:-1] + (0,))
-    return torch.stack([logits.argmax(dim=-1) for logits in out.enum_logits.values()], dim=-1)
+def _pick_enums(out: ActionOutput, pick: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """One value per enumerated field, ``(…, K)`` int64 (``K`` may be 0)."""
+    values = [pick(logits) for logits in out.enum_logits.values()]
+    if not values:
+        return torch.zeros(out.event_logits.shape[:-1] + (0,), dtype=torch.long, device=out.event_logits.device)
+    return torch.stack(values, dim=-1)
 
 
 class DecoderLayer(nn.Module):

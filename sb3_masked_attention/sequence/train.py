@@ -32,12 +32,16 @@ FORMAT = 1
 ARCHITECTURES: dict[str, type[SequenceModel]] = {"attention": AdvancedAttentionDecoder, "gru": GRUDecoder}
 
 
-def build_model(arch: str, log: EventLog, window: WindowConfig, **model_kwargs: Any) -> SequenceModel:
-    """An untrained ``arch`` model (``"attention"`` or ``"gru"``) for ``log``'s vocabularies."""
+def _architecture(arch: str) -> type[SequenceModel]:
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch={arch!r} is unknown: expected one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch]
+
+
+def build_model(arch: str, log: EventLog, window: WindowConfig, **model_kwargs: Any) -> SequenceModel:
+    """An untrained ``arch`` model (``"attention"`` or ``"gru"``) for ``log``'s vocabularies."""
     kwargs = {"input_dim": 64, **model_kwargs}
-    model = ARCHITECTURES[arch](
+    model = _architecture(arch)(
         max_actions=window.max_actions, enum_sizes=log.enum_sizes, event_types=log.event_types, window=window.to_dict(), **kwargs
     )
     model.enum_values = log.enum_values
@@ -56,9 +60,7 @@ def load_sequence_model(path: str | os.PathLike) -> tuple[SequenceModel, str]:
     :return: the model in eval mode (with its ``enum_values``) and its architecture name.
     """
     payload = load_checkpoint(path, "event-sequence model", "sb3ma events train", FORMAT)
-    if payload.get("arch") not in ARCHITECTURES:
-        raise ValueError(f"{str(path)!r} has architecture {payload.get('arch')!r}: expected one of {sorted(ARCHITECTURES)}")
-    model = ARCHITECTURES[payload["arch"]](**payload["config"])
+    model = _architecture(payload.get("arch"))(**payload["config"])
     model.load_state_dict(payload["state_dict"])
     model.enum_values = payload["enum_values"]
     return model.eval(), payload["arch"]
@@ -112,8 +114,7 @@ def train_sequence_model(
     epochs, batch_size = check_int("epochs", epochs), check_int("batch_size", batch_size)
     if not (math.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"learning_rate={learning_rate!r} is invalid: expected a positive number")
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"arch={arch!r} is unknown: expected one of {sorted(ARCHITECTURES)}")
+    _architecture(arch)  # before reading the data
     window = window or WindowConfig()
     log = load_events(events)
     windows = make_windows(log, window)
