@@ -1,65 +1,98 @@
-# Set-up and everyday commands. `make demo` and `make test` each install what they need first.
-PYTHON ?= python
-PIP := $(PYTHON) -m pip
+# Set-up and everyday commands. Each target creates the project's virtual environment (.venv, from
+# python3) unless one is active, and installs what it needs first: `make demo` the package, `make test`
+# and `make lint` the package with its [dev] extra (pytest, hypothesis, Ray, ruff, mypy).
+PYTHON ?= python3
+ifdef VIRTUAL_ENV
+VENV := $(VIRTUAL_ENV)
+else
+VENV := .venv
+endif
+BIN := $(VENV)/bin
 
-.PHONY: install demo test test-all bench masks ad attention pretraining-trunks sequence clean
+# torch is installed first, on its own, so that the package's `torch>=2.3` installs nothing more.
+# Default: torch==2.13.0 from pip's configured indexes (on our machines that is a local CPU wheel; from
+# the public index it is the CUDA build, about 18 nvidia/cuda packages). CPU-only machines elsewhere:
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+TORCH_INSTALL := $(BIN)/python -m pip install "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
-# torch==2.13.0 first: it is the CPU wheel our machines hold locally; any other torch
-# request would download gigabytes of CUDA wheels.
-install: .install.stamp
-.install.stamp: setup.cfg pyproject.toml
-	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[dev]"
+.PHONY: install install-dev demo test test-all lint format bench masks ad attention pretraining-trunks sequence clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(VENV)/.sb3ma-install
+$(VENV)/.sb3ma-install: setup.cfg pyproject.toml | $(BIN)/python
+	$(TORCH_INSTALL)
+	$(BIN)/python -m pip install -e .
 	touch $@
 
+install-dev: $(VENV)/.sb3ma-dev
+$(VENV)/.sb3ma-dev: setup.cfg pyproject.toml | $(BIN)/python
+	$(TORCH_INSTALL)
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(VENV)/.sb3ma-install $@
+
 demo: install
-	sb3ma demo
+	$(BIN)/sb3ma demo
 
-test: install
-	$(PYTHON) -m pytest -q -m "not slow"
+test: install-dev
+	@echo "Unit tests: about 3-4 minutes on 2 cores (learning runs and README end-to-end runs are marked slow: make test-all)"
+	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: install
-	$(PYTHON) -m pytest -q
+test-all: install-dev
+	$(BIN)/python -m pytest -q
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 bench: install
-	$(PYTHON) bench/core.py
+	$(BIN)/python bench/core.py
 
 masks: install
-	sb3ma masks --strategy specialized --history-len 16 --out results/masks/specialized.png
-	sb3ma masks --strategy diversified --history-len 16 --out results/masks/diversified.png
+	$(BIN)/sb3ma masks --strategy specialized --history-len 16 --out results/masks/specialized.png
+	$(BIN)/sb3ma masks --strategy diversified --history-len 16 --out results/masks/diversified.png
 
 # Algorithm Distillation on Dark Room and the attention analysis of the trained model (issue 6).
 ad: install
-	sb3ma ad collect --out results/ad/darkroom_histories.npz
-	sb3ma ad train --dataset results/ad/darkroom_histories.npz --out results/ad/model --updates 4000 --torch-threads 1
-	sb3ma ad eval results/ad/model --out results/ad/eval --episodes 100
+	$(BIN)/sb3ma ad collect --out results/ad/darkroom_histories.npz
+	$(BIN)/sb3ma ad train --dataset results/ad/darkroom_histories.npz --out results/ad/model --updates 4000 --torch-threads 1
+	$(BIN)/sb3ma ad eval results/ad/model --out results/ad/eval --episodes 100
 
 attention: install
-	sb3ma attention capture --model results/ad/model --goal 3,8 --steps 300 --full-samples 2 --out results/attention/capture.npz
-	sb3ma attention analyze results/attention/capture.npz --out results/attention
+	$(BIN)/sb3ma attention capture --model results/ad/model --goal 3,8 --steps 300 --full-samples 2 \
+		--out results/attention/capture.npz
+	$(BIN)/sb3ma attention analyze results/attention/capture.npz --out results/attention
 
 # The pretrained trunks of studies/pretraining.yml (issue 7).
 pretraining-trunks: install
-	sb3ma pretrain --env sb3ma/TMaze-v0 --env-kwargs corridor_length=20 --history-len 24 \
+	$(BIN)/sb3ma pretrain --env sb3ma/TMaze-v0 --env-kwargs corridor_length=20 --history-len 24 \
 		--steps 2000 --collect-steps 20000 --out results/pretraining/trunks/sb3ma-TMaze-v0.pt
-	sb3ma pretrain --env CartPoleNoVel-v1 --history-len 16 --normalize-keys obs,prev_reward --inverse-horizon 2 \
+	$(BIN)/sb3ma pretrain --env CartPoleNoVel-v1 --history-len 16 --normalize-keys obs,prev_reward --inverse-horizon 2 \
 		--steps 2000 --collect-steps 20000 --out results/pretraining/trunks/CartPoleNoVel-v1.pt
 
 # The action-sequence decoder, its GRU baseline and their comparison on held-out sessions (issue 8).
 sequence: install
-	sb3ma events synth --sessions 2000 --duration 30 --seed 0 --out results/sequence/train.csv
-	sb3ma events synth --sessions 200 --duration 30 --seed 1 --prefix t --out results/sequence/test.csv
-	sb3ma events train --events results/sequence/train.csv --out results/sequence/attention --epochs 12
-	sb3ma events train --events results/sequence/train.csv --out results/sequence/gru --arch gru --epochs 12
-	sb3ma events eval --model results/sequence/attention --compare results/sequence/gru \
+	$(BIN)/sb3ma events synth --sessions 2000 --duration 30 --seed 0 --out results/sequence/train.csv
+	$(BIN)/sb3ma events synth --sessions 200 --duration 30 --seed 1 --prefix t --out results/sequence/test.csv
+	$(BIN)/sb3ma events train --events results/sequence/train.csv --out results/sequence/attention --epochs 12
+	$(BIN)/sb3ma events train --events results/sequence/train.csv --out results/sequence/gru --arch gru --epochs 12
+	$(BIN)/sb3ma events eval --model results/sequence/attention --compare results/sequence/gru \
 		--events results/sequence/test.csv --out results/sequence
-	sb3ma events train --events results/sequence/train.csv --out results/sequence/gru_wide --arch gru --width 96 --epochs 12
-	sb3ma events eval --model results/sequence/attention --compare results/sequence/gru_wide \
+	$(BIN)/sb3ma events train --events results/sequence/train.csv --out results/sequence/gru_wide --arch gru --width 96 --epochs 12
+	$(BIN)/sb3ma events eval --model results/sequence/attention --compare results/sequence/gru_wide \
 		--events results/sequence/test.csv --out results/sequence/matched_gru
-	sb3ma events train --events results/sequence/train.csv --out results/sequence/seed1/attention --epochs 12 --seed 1
-	sb3ma events train --events results/sequence/train.csv --out results/sequence/seed1/gru --arch gru --epochs 12 --seed 1
-	sb3ma events eval --model results/sequence/seed1/attention --compare results/sequence/seed1/gru \
+	$(BIN)/sb3ma events train --events results/sequence/train.csv --out results/sequence/seed1/attention --epochs 12 --seed 1
+	$(BIN)/sb3ma events train --events results/sequence/train.csv --out results/sequence/seed1/gru --arch gru --epochs 12 --seed 1
+	$(BIN)/sb3ma events eval --model results/sequence/seed1/attention --compare results/sequence/seed1/gru \
 		--events results/sequence/test.csv --out results/sequence/seed1
 
 clean:
-	rm -rf .install.stamp build dist *.egg-info .pytest_cache
+	rm -rf .install.stamp build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

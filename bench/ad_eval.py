@@ -38,7 +38,9 @@ def main() -> None:
     goals = env_goals(meta["env_id"], "test", meta["env_kwargs"])
     runs = {}
     for name, cached in (("cached", True), ("recomputed", False)):
-        runs[name] = in_context_returns(model, meta["env_id"], goals, args.episodes, meta["env_kwargs"], seed=0, use_cache=cached)
+        runs[name] = in_context_returns(
+            model, meta["env_id"], goals, args.episodes, meta["env_kwargs"], seed=0, use_cache=cached
+        )
     first = args.min_context - 1  # step index whose context first holds min_context tokens
     if first >= len(runs["cached"].step_seconds):
         raise SystemExit(f"--episodes {args.episodes} never reaches a context of {args.min_context} tokens")
@@ -46,20 +48,25 @@ def main() -> None:
     recomputed = float(np.median(runs["recomputed"].step_seconds[first:]))
     context = min(model.context_len, len(runs["cached"].step_seconds))
     lines = [
-        "# AD in-context evaluation: key/value cache vs recomputation", "",
+        "# AD in-context evaluation: key/value cache vs recomputation",
+        "",
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s). "
-        f"Command: `python bench/ad_eval.py {args.model} --episodes {args.episodes}`.", "",
+        f"Command: `python bench/ad_eval.py {args.model} --episodes {args.episodes}`.",
+        "",
         f"Model: {model.config['n_layers']} layers, d_model {model.config['d_model']}, {model.config['n_heads']} heads, "
         f"context {model.context_len} tokens; batch = {len(goals)} held-out goals; {args.episodes} episodes "
         f"({len(runs['cached'].step_seconds)} steps). Median model-call time over the steps with >= {args.min_context} tokens "
-        f"in context (the context is {context} tokens from then on).", "",
-        "| path | ms per step | mean return |", "|---|---|---|",
+        f"in context (the context is {context} tokens from then on).",
+        "",
+        "| path | ms per step | mean return |",
+        "|---|---|---|",
         f"| key/value cache (one new token per step) | {1000 * cached:.2f} | {runs['cached'].returns.mean():.2f} |",
-        f"| recompute the whole context each step | {1000 * recomputed:.2f} | {runs['recomputed'].returns.mean():.2f} |", "",
+        f"| recompute the whole context each step | {1000 * recomputed:.2f} | {runs['recomputed'].returns.mean():.2f} |",
+        "",
         f"Speed-up: **{recomputed / cached:.1f}x** (target >= 5x). Returns are identical until the context first fills; "
         "after that the cache slides (deeper cached keys keep what their tokens saw before the window) while "
         "recomputation starts each window afresh, so the two runs may diverge.",
-    ]  # fmt: skip
+    ]
     write_text_atomic(ROOT / "results" / "benchmarks" / "ad_eval.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -20,9 +20,10 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +52,11 @@ CONTENDERS: dict[str, tuple[str, Path | None, dict[str, Any]]] = {
     "transformer_ppo_lstm_settings": (
         "ppo",
         rl_zoo_config("ppo_lstm"),
-        dict(policy="HeadMaskedTransformerPolicy", env_wrapper=HISTORY_WRAPPER, policy_kwargs="dict(head_mask_strategy='specialized')"),
+        dict(
+            policy="HeadMaskedTransformerPolicy",
+            env_wrapper=HISTORY_WRAPPER,
+            policy_kwargs="dict(head_mask_strategy='specialized')",
+        ),
     ),
     "recurrent_ppo": ("ppo_lstm", None, {}),
     "mlp_framestack": ("ppo", rl_zoo_config("ppo_lstm"), dict(policy="MlpPolicy", frame_stack=16, policy_kwargs=MLP_KWARGS)),
@@ -103,19 +108,37 @@ def _steps_to_threshold(args: tuple[str, int, int, int, float]) -> dict[str, Any
         run = make_run(method, seed, logs, n_threads=1)
         model = run.model
         stop = StopTrainingOnRewardThreshold(reward_threshold=threshold, verbose=0)
-        callback = EvalCallback(run.make_eval_env(5, seed=seed + 1000), callback_on_new_best=stop, n_eval_episodes=10,
-                                eval_freq=max(1, eval_freq // model.n_envs), deterministic=True, verbose=0)
+        callback = EvalCallback(
+            run.make_eval_env(5, seed=seed + 1000),
+            callback_on_new_best=stop,
+            n_eval_episodes=10,
+            eval_freq=max(1, eval_freq // model.n_envs),
+            deterministic=True,
+            verbose=0,
+        )
         start = time.perf_counter()
         model.learn(budget, callback=callback)
     solved = callback.best_mean_reward >= threshold
-    return dict(method=method, seed=seed, budget=budget, threshold=threshold, solved=solved,
-                steps_to_threshold=model.num_timesteps if solved else math.inf,
-                best_mean_return=callback.best_mean_reward, seconds=time.perf_counter() - start)
+    return dict(
+        method=method,
+        seed=seed,
+        budget=budget,
+        threshold=threshold,
+        solved=solved,
+        steps_to_threshold=model.num_timesteps if solved else math.inf,
+        best_mean_return=callback.best_mean_reward,
+        seconds=time.perf_counter() - start,
+    )
 
 
 def sample_efficiency(seeds: list[int], budget: int, eval_freq: int, workers: int, threshold: float = 475.0) -> None:
     path = OUT / "core_sample_efficiency.csv"
-    todo = [(m, s, budget, eval_freq, threshold) for s in seeds for m in METHODS if not _done(path, method=m, seed=s, budget=budget)]
+    todo = [
+        (m, s, budget, eval_freq, threshold)
+        for s in seeds
+        for m in METHODS
+        if not _done(path, method=m, seed=s, budget=budget)
+    ]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for future in as_completed([pool.submit(_steps_to_threshold, args) for args in todo]):
             row = future.result()  # written as soon as it finishes, whatever the order
@@ -180,37 +203,63 @@ def _machine() -> str:
     import sb3_contrib
     import stable_baselines3
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"stable-baselines3 {stable_baselines3.__version__}, sb3-contrib {sb3_contrib.__version__}, "
-            f"Python {platform.python_version()}")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"stable-baselines3 {stable_baselines3.__version__}, sb3-contrib {sb3_contrib.__version__}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def report() -> None:
-    lines = ["# Core benchmark", "", f"Machine: {_machine()}", "",
-             f"Env: {ENV_ID}; every contender is built by rl-zoo's ExperimentManager from a YAML entry "
-             "(`sb3_masked_attention.zoo.make_zoo_model`): rl-zoo's tuned `ppo_lstm` entry for RecurrentPPO, the same "
-             "entry with `policy: MlpPolicy, frame_stack: 16` for PPO-MLP and with the head-masked policy and a 16-step "
-             "HistoryWrapper for the transformer at ppo_lstm's settings, and `zoo_configs/ppo.yml` for the transformer "
-             "as shipped (ppo_lstm's settings but n_epochs 10 and normalising only `obs` and `prev_reward`). Same budget "
-             "(100k steps), same env. Made by `python bench/core.py <part>` then `python bench/core.py report`.", ""]
+    lines = [
+        "# Core benchmark",
+        "",
+        f"Machine: {_machine()}",
+        "",
+        f"Env: {ENV_ID}; every contender is built by rl-zoo's ExperimentManager from a YAML entry "
+        "(`sb3_masked_attention.zoo.make_zoo_model`): rl-zoo's tuned `ppo_lstm` entry for RecurrentPPO, the same "
+        "entry with `policy: MlpPolicy, frame_stack: 16` for PPO-MLP and with the head-masked policy and a 16-step "
+        "HistoryWrapper for the transformer at ppo_lstm's settings, and `zoo_configs/ppo.yml` for the transformer "
+        "as shipped (ppo_lstm's settings but n_epochs 10 and normalising only `obs` and `prev_reward`). Same budget "
+        "(100k steps), same env. Made by `python bench/core.py <part>` then `python bench/core.py report`.",
+        "",
+    ]
     tp = read_rows(OUT / "core_throughput.csv")
     if not tp.empty:
         sps = tp.groupby("method")["steps_per_second"].median()
-        lines += [f"## 1. Training throughput (`python bench/core.py throughput`, {int(tp.steps.iloc[0])} steps per learn, median of {tp.seed.nunique()} seeds)", "",
-                  "| method | env steps/s | transformer / method |", "|---|---|---|"]
+        lines += [
+            f"## 1. Training throughput (`python bench/core.py throughput`, {int(tp.steps.iloc[0])} steps per "
+            f"learn, median of {tp.seed.nunique()} seeds)",
+            "",
+            "| method | env steps/s | transformer / method |",
+            "|---|---|---|",
+        ]
         for method in METHODS:
             if method in sps:
-                lines.append(f"| {LABELS[method]} | {sps[method]:.0f} | {sps.get('transformer', float('nan')) / sps[method]:.2f}x |")
+                lines.append(
+                    f"| {LABELS[method]} | {sps[method]:.0f} | {sps.get('transformer', float('nan')) / sps[method]:.2f}x |"
+                )
         if "recurrent_ppo" in sps and "transformer" in sps:
             ratio = sps["transformer"] / sps["recurrent_ppo"]
             lines += ["", f"Target >= 1.5x RecurrentPPO: measured **{ratio:.2f}x** ({'met' if ratio >= 1.5 else 'missed'})."]
         lines.append("")
     se = read_rows(OUT / "core_sample_efficiency.csv")
     if not se.empty:
-        lines += [f"## 2. Sample efficiency (`python bench/core.py sample-efficiency`): env steps until the mean return of 10 "
-                  f"deterministic evaluation episodes first reaches {se.threshold.iloc[0]:.0f}, budget {int(se.budget.iloc[0])}", "",
-                  "| method | seeds | solved | median steps | per seed |", "|---|---|---|---|---|"]
+        lines += [
+            f"## 2. Sample efficiency (`python bench/core.py sample-efficiency`): env steps until the mean return of 10 "
+            f"deterministic evaluation episodes first reaches {se.threshold.iloc[0]:.0f}, budget {int(se.budget.iloc[0])}",
+            "",
+            "| method | seeds | solved | median steps | per seed |",
+            "|---|---|---|---|---|",
+        ]
         medians = {}
         for method in METHODS:
             rows = se[se.method == method].sort_values("seed")
@@ -218,25 +267,39 @@ def report() -> None:
                 continue
             medians[method] = float(np.median(rows.steps_to_threshold))
             per_seed = ", ".join("not reached" if math.isinf(s) else f"{int(s)}" for s in rows.steps_to_threshold)
-            lines.append(f"| {LABELS[method]} | {len(rows)} | {int(rows.solved.sum())} | "
-                         f"{'not reached' if math.isinf(medians[method]) else int(medians[method])} | {per_seed} |")
+            lines.append(
+                f"| {LABELS[method]} | {len(rows)} | {int(rows.solved.sum())} | "
+                f"{'not reached' if math.isinf(medians[method]) else int(medians[method])} | {per_seed} |"
+            )
         if "transformer" in medians and "recurrent_ppo" in medians:
             met = medians["transformer"] <= medians["recurrent_ppo"]
-            lines += ["", f"Target: no more steps than RecurrentPPO: {'met' if met else 'missed'} "
-                      f"({medians['transformer']:.0f} vs {medians['recurrent_ppo']:.0f})."]
+            lines += [
+                "",
+                f"Target: no more steps than RecurrentPPO: {'met' if met else 'missed'} "
+                f"({medians['transformer']:.0f} vs {medians['recurrent_ppo']:.0f}).",
+            ]
         lines.append("")
     kn = read_rows(OUT / "core_kernel.csv")
     if not kn.empty:
         r = kn.iloc[-1]
-        lines += [f"## 3. Attention kernel (`python bench/core.py kernel`): forward+backward, batch {int(r.batch)}, "
-                  f"T={int(r.history_len)}, {int(r.n_heads)} heads x {int(r.head_dim)}, {int(r.threads)} threads", "",
-                  "| variant | time (us) | vs unmasked SDPA |", "|---|---|---|"]
+        lines += [
+            f"## 3. Attention kernel (`python bench/core.py kernel`): forward+backward, batch {int(r.batch)}, "
+            f"T={int(r.history_len)}, {int(r.n_heads)} heads x {int(r.head_dim)}, {int(r.threads)} threads",
+            "",
+            "| variant | time (us) | vs unmasked SDPA |",
+            "|---|---|---|",
+        ]
         for name in ("masked", "masked_prebuilt_mask", "unmasked_sdpa", "per_head_loop"):
             lines.append(f"| {name} | {r[f'{name}_us']:.0f} | {r[f'{name}_us'] / r.unmasked_sdpa_us:.2f}x |")
         over = r.masked_us / r.unmasked_sdpa_us
         speedup = r.per_head_loop_us / r.masked_us
-        lines += ["", f"Head-masked (mask built each call) vs unmasked SDPA: **{over:.2f}x** (target <= 1.15x: {'met' if over <= 1.15 else 'missed'}); "
-                  f"per-head loop / head-masked: **{speedup:.1f}x** (target >= 3x: {'met' if speedup >= 3 else 'missed'}).", ""]
+        lines += [
+            "",
+            f"Head-masked (mask built each call) vs unmasked SDPA: **{over:.2f}x** (target <= 1.15x: "
+            f"{'met' if over <= 1.15 else 'missed'}); "
+            f"per-head loop / head-masked: **{speedup:.1f}x** (target >= 3x: {'met' if speedup >= 3 else 'missed'}).",
+            "",
+        ]
     write_text_atomic(OUT / "core.md", "\n".join(lines))
     print("\n".join(lines))
 

@@ -67,14 +67,25 @@ def learn(seed: int, eval_episodes: int) -> None:
             start = time.perf_counter()
             run.model.learn(run.n_timesteps, progress_bar=True)
             seconds = time.perf_counter() - start
-            returns, _ = evaluate_policy(run.model, run.make_eval_env(1), n_eval_episodes=eval_episodes,
-                                         deterministic=True, return_episode_rewards=True)
+            returns, _ = evaluate_policy(
+                run.model, run.make_eval_env(1), n_eval_episodes=eval_episodes, deterministic=True, return_episode_rewards=True
+            )
         bare = gym.make(env_id, **env_kwargs).unwrapped
         mean = float(np.mean(returns))
-        row = dict(env=env_id, env_kwargs=str(env_kwargs), seed=seed, timesteps=run.n_timesteps, train_seconds=seconds,
-                   mean_return=mean, std_return=float(np.std(returns)), optimal_return=bare.optimal_return,
-                   random_return=bare.random_return, fraction_of_optimal=mean / bare.optimal_return,
-                   normalized=(mean - bare.random_return) / (bare.optimal_return - bare.random_return), target=target)
+        row = dict(
+            env=env_id,
+            env_kwargs=str(env_kwargs),
+            seed=seed,
+            timesteps=run.n_timesteps,
+            train_seconds=seconds,
+            mean_return=mean,
+            std_return=float(np.std(returns)),
+            optimal_return=bare.optimal_return,
+            random_return=bare.random_return,
+            fraction_of_optimal=mean / bare.optimal_return,
+            normalized=(mean - bare.random_return) / (bare.optimal_return - bare.random_return),
+            target=target,
+        )
         print(row, flush=True)
         append_row(path, row)
 
@@ -99,23 +110,39 @@ def render() -> None:
 
 
 def report() -> None:
-    lines = ["# Environment benchmark", "",
-             "Made by `python bench/environments.py speed`, `python bench/environments.py learn`, then `python bench/environments.py report`.", ""]
+    lines = [
+        "# Environment benchmark",
+        "",
+        "Made by `python bench/environments.py speed`, `python bench/environments.py learn`, then `python "
+        "bench/environments.py report`.",
+        "",
+    ]
     sp = read_rows(OUT / "envs_speed.csv")
     if not sp.empty:
-        lines += [f"## Speed: env steps per second alone (one process, random actions, no wrappers, {int(sp.steps.iloc[0])} steps)", "",
-                  "| env | steps/s |", "|---|---|"]
+        lines += [
+            f"## Speed: env steps per second alone (one process, random actions, no wrappers, {int(sp.steps.iloc[0])} steps)",
+            "",
+            "| env | steps/s |",
+            "|---|---|",
+        ]
         lines += [f"| `{r.env}` | {r.steps_per_second:,.0f} |" for r in sp.itertuples()]
         lines.append("")
     ln = read_rows(OUT / "envs_learning.csv")
     if not ln.empty:
-        lines += ["## Learning runs: PPO + HeadMaskedTransformerPolicy with the `zoo_configs/ppo.yml` entry, "
-                  "deterministic evaluation", "",
-                  "| env | env kwargs | seed | env steps | train time (s) | mean return | optimal | random | fraction of optimal | target |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| `{r.env}` | `{r.env_kwargs}` | {r.seed} | {int(r.timesteps):,} | {r.train_seconds:.0f} | "
-                  f"{r.mean_return:.2f} ± {r.std_return:.2f} | {r.optimal_return:.2f} | {r.random_return:.2f} | "
-                  f"{r.fraction_of_optimal:.1%} | {r.target} |" for r in ln.itertuples()]
+        lines += [
+            "## Learning runs: PPO + HeadMaskedTransformerPolicy with the `zoo_configs/ppo.yml` entry, "
+            "deterministic evaluation",
+            "",
+            "| env | env kwargs | seed | env steps | train time (s) | mean return | optimal | random | "
+            "fraction of optimal | target |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{r.env}` | `{r.env_kwargs}` | {r.seed} | {int(r.timesteps):,} | {r.train_seconds:.0f} | "
+            f"{r.mean_return:.2f} ± {r.std_return:.2f} | {r.optimal_return:.2f} | {r.random_return:.2f} | "
+            f"{r.fraction_of_optimal:.1%} | {r.target} |"
+            for r in ln.itertuples()
+        ]
         lines.append("")
     write_text_atomic(OUT / "envs.md", "\n".join(lines))
     print("\n".join(lines))

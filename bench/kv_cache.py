@@ -59,24 +59,38 @@ def run(contexts: list[int], steps: int, d_model: int, n_heads: int, n_layers: i
     blocks = torch.nn.ModuleList(TransformerBlock(d_model, n_heads, 4 * d_model) for _ in range(n_layers)).eval()
     for context in contexts:
         cached, recomputed = per_step_times(blocks, context, steps, d_model)
-        row = {"context": context, "d_model": d_model, "n_heads": n_heads, "n_layers": n_layers, "threads": threads,
-               "cached_ms": round(1000 * cached, 3), "recomputed_ms": round(1000 * recomputed, 3),
-               "speedup": round(recomputed / cached, 2)}  # fmt: skip
+        row = {
+            "context": context,
+            "d_model": d_model,
+            "n_heads": n_heads,
+            "n_layers": n_layers,
+            "threads": threads,
+            "cached_ms": round(1000 * cached, 3),
+            "recomputed_ms": round(1000 * recomputed, 3),
+            "speedup": round(recomputed / cached, 2),
+        }
         append_row(CSV, row)
         print(row)
 
 
 def report() -> None:
     table = read_rows(CSV)
-    lines = ["# Key/value cache: per-step cost of one new token", "",
-             f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}. "
-             "Command: `python bench/kv_cache.py`. Causal TransformerBlocks of the attention core, batch 1; "
-             "median over the timed steps; recomputation runs the whole causal context and reads the last "
-             "position (last layer computes only it). Target: >= 5x at contexts >= 400.", "",
-             "| context | d_model | heads | layers | threads | cached ms | recomputed ms | speedup |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "# Key/value cache: per-step cost of one new token",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}. "
+        "Command: `python bench/kv_cache.py`. Causal TransformerBlocks of the attention core, batch 1; "
+        "median over the timed steps; recomputation runs the whole causal context and reads the last "
+        "position (last layer computes only it). Target: >= 5x at contexts >= 400.",
+        "",
+        "| context | d_model | heads | layers | threads | cached ms | recomputed ms | speedup |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in table.itertuples():
-        lines.append(f"| {r.context} | {r.d_model} | {r.n_heads} | {r.n_layers} | {r.threads} | {r.cached_ms} | {r.recomputed_ms} | {r.speedup}x |")
+        lines.append(
+            f"| {r.context} | {r.d_model} | {r.n_heads} | {r.n_layers} | {r.threads} | {r.cached_ms} | "
+            f"{r.recomputed_ms} | {r.speedup}x |"
+        )
     write_text_atomic(ROOT / "results" / "benchmarks" / "kv_cache.md", "\n".join(lines) + "\n")
     print("wrote results/benchmarks/kv_cache.md")
 

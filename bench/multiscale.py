@@ -39,11 +39,37 @@ SEEDS = (0, 1, 2)
 EXTRACTORS = {"attention": [], "plain": ["--no-attention"]}
 #: The learning run: a 256x256 plains map, 4 bots, 500-step episodes, MaskablePPO.
 LEARN_ARGS = [
-    "--map", "plains", "--map-size", "256", "--num-bots", "4", "--max-steps", "500",
-    "--total-timesteps", "60000", "--n-envs", "8", "--n-steps", "128", "--batch-size", "128",
-    "--checkpoint-freq", "10000", "--eval-freq", "10000", "--eval-episodes", "5", "--attention-log-freq", "10000",
-    "--torch-threads", "1", "--no-subprocess", "--no-progress", "--ppo-kwargs", "n_epochs=2",
-]  # fmt: skip
+    "--map",
+    "plains",
+    "--map-size",
+    "256",
+    "--num-bots",
+    "4",
+    "--max-steps",
+    "500",
+    "--total-timesteps",
+    "60000",
+    "--n-envs",
+    "8",
+    "--n-steps",
+    "128",
+    "--batch-size",
+    "128",
+    "--checkpoint-freq",
+    "10000",
+    "--eval-freq",
+    "10000",
+    "--eval-episodes",
+    "5",
+    "--attention-log-freq",
+    "10000",
+    "--torch-threads",
+    "1",
+    "--no-subprocess",
+    "--no-progress",
+    "--ppo-kwargs",
+    "n_epochs=2",
+]
 
 
 def machine() -> str:
@@ -86,9 +112,18 @@ def bench_extractors(repeats: int, threads: int) -> None:
     base = float(np.median(times["MultiScaleExtractor"][1:]))
     for name, extractor in contenders.items():
         median = float(np.median(times[name][1:]))  # the first call warms up
-        append_row(EXTRACTOR_CSV, {"extractor": name, "threads": threads, "batch": 128, "parameters": count_parameters(extractor),
-                                   "fwd_bwd_ms": round(1000 * median, 1), "ratio_to_plain": round(median / base, 3),
-                                   "repeats": repeats - 1})  # fmt: skip
+        append_row(
+            EXTRACTOR_CSV,
+            {
+                "extractor": name,
+                "threads": threads,
+                "batch": 128,
+                "parameters": count_parameters(extractor),
+                "fwd_bwd_ms": round(1000 * median, 1),
+                "ratio_to_plain": round(median / base, 3),
+                "repeats": repeats - 1,
+            },
+        )
         print(f"{name:48s} {count_parameters(extractor):>9,d} params  {1000 * median:7.1f} ms  x{median / base:.3f}")
 
 
@@ -100,8 +135,18 @@ def run_dir(extractor: str, seed: int) -> Path:
 def learn_one(extractor: str, seed: int) -> int:
     out = run_dir(extractor, seed)
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "sb3_masked_attention.cli", "train-multiscale", *LEARN_ARGS, *EXTRACTORS[extractor],
-               "--seed", str(seed), "--output-dir", str(out)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "sb3_masked_attention.cli",
+        "train-multiscale",
+        *LEARN_ARGS,
+        *EXTRACTORS[extractor],
+        "--seed",
+        str(seed),
+        "--output-dir",
+        str(out),
+    ]
     with open(out / "train.log", "a") as log:
         return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
 
@@ -140,8 +185,16 @@ def baselines(episodes: int = 20) -> None:
                 _, reward, terminated, truncated, info = env.step(action)
                 total += reward
                 done = terminated or truncated
-            rows.append({"policy": policy, "episode": episode, "return": total, "territory_share": info["territory_share"],
-                         "rank": info["rank"], "is_success": info["is_success"]})  # fmt: skip
+            rows.append(
+                {
+                    "policy": policy,
+                    "episode": episode,
+                    "return": total,
+                    "territory_share": info["territory_share"],
+                    "rank": info["rank"],
+                    "is_success": info["is_success"],
+                }
+            )
     table = pd.DataFrame(rows)
     with atomic_path(RESULTS / "reference_policies.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -168,9 +221,18 @@ def _final_eval_one(job: tuple[str, int, int]) -> list[dict]:
                 obs, reward, terminated, truncated, info = env.step(action)
                 total += reward
                 done = terminated or truncated
-            rows.append({"extractor": extractor, "seed": seed, "deterministic": deterministic, "episode": episode,
-                         "return": total, "territory_share": info["territory_share"], "rank": info["rank"],
-                         "is_success": info["is_success"]})  # fmt: skip
+            rows.append(
+                {
+                    "extractor": extractor,
+                    "seed": seed,
+                    "deterministic": deterministic,
+                    "episode": episode,
+                    "return": total,
+                    "territory_share": info["territory_share"],
+                    "rank": info["rank"],
+                    "is_success": info["is_success"],
+                }
+            )
     return rows
 
 
@@ -204,8 +266,12 @@ def attention_picture(seed: int = 0) -> None:
     obs_tensor, _ = model.policy.obs_to_tensor(obs)
     with torch.no_grad():
         _, maps = model.policy.features_extractor.forward_with_attention(preprocess_obs(obs_tensor, env.observation_space))
-    plot_multiscale_attention(obs, maps, RESULTS / "attention_maps.png",
-                              title=f"MultiScaleExtractorWithAttention, seed {seed} (60k steps):\nstep 120 of a held-out game")  # fmt: skip
+    plot_multiscale_attention(
+        obs,
+        maps,
+        RESULTS / "attention_maps.png",
+        title=f"MultiScaleExtractorWithAttention, seed {seed} (60k steps):\nstep 120 of a held-out game",
+    )
     print(f"wrote {RESULTS / 'attention_maps.png'}")
 
 
@@ -229,8 +295,16 @@ def load_training_returns(n_envs: int = 8) -> pd.DataFrame:
                 rows = [line.split(",") for line in path.read_text().splitlines() if line and line[0] not in "#r"]
                 if rows:
                     episodes = pd.DataFrame(rows, columns=["r", "l", "t"]).astype(float)
-                    frames.append(pd.DataFrame({"extractor": extractor, "seed": seed,
-                                                "timesteps": episodes["l"].cumsum() * n_envs, "return": episodes["r"]}))  # fmt: skip
+                    frames.append(
+                        pd.DataFrame(
+                            {
+                                "extractor": extractor,
+                                "seed": seed,
+                                "timesteps": episodes["l"].cumsum() * n_envs,
+                                "return": episodes["r"],
+                            }
+                        )
+                    )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -246,13 +320,17 @@ def plot() -> None:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     colours = {"attention": "tab:red", "plain": "tab:blue"}
     labels = {"attention": "MultiScaleExtractorWithAttention", "plain": "MultiScaleExtractor"}
-    for ax, column, ylabel in ((axes[0], "mean_territory_share", "final territory share (eval)"),
-                               (axes[1], "mean_return", "episode return (eval)")):  # fmt: skip
+    for ax, column, ylabel in (
+        (axes[0], "mean_territory_share", "final territory share (eval)"),
+        (axes[1], "mean_return", "episode return (eval)"),
+    ):
         for extractor, group in table.groupby("extractor"):
             for _, run in group.groupby("seed"):
                 ax.plot(run["timesteps"], run[column], color=colours[extractor], alpha=0.3, linewidth=1)
             mean = group.groupby("timesteps")[column].mean()
-            ax.plot(mean.index, mean.values, color=colours[extractor], linewidth=2.5, label=f"{labels[extractor]} (mean of seeds)")
+            ax.plot(
+                mean.index, mean.values, color=colours[extractor], linewidth=2.5, label=f"{labels[extractor]} (mean of seeds)"
+            )
         ax.set_xlabel("environment steps")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -260,8 +338,13 @@ def plot() -> None:
     if len(reference):
         random_policy = reference[reference["policy"] == "random"]
         for ax, column in ((axes[0], "territory_share"), (axes[1], "return"), (axes[2], "return")):
-            ax.axhline(random_policy[column].mean(), color="grey", linestyle="--", linewidth=1.2,
-                       label="random valid actions (reference)")  # fmt: skip
+            ax.axhline(
+                random_policy[column].mean(),
+                color="grey",
+                linestyle="--",
+                linewidth=1.2,
+                label="random valid actions (reference)",
+            )
     training = load_training_returns()
     bins = np.linspace(0, training["timesteps"].max(), 13)
     for extractor, group in training.groupby("extractor"):
@@ -275,8 +358,10 @@ def plot() -> None:
     axes[2].set_ylabel("training episode return (mean per bin)")
     axes[2].grid(alpha=0.3)
     axes[0].legend(loc="best", fontsize=8)
-    fig.suptitle("MaskablePPO on TerritoryControl 256x256 plains, 4 bots, random map per episode: "
-                 "thin lines = seeds (3 each), thick = mean; eval = 5 deterministic episodes")  # fmt: skip
+    fig.suptitle(
+        "MaskablePPO on TerritoryControl 256x256 plains, 4 bots, random map per episode: "
+        "thin lines = seeds (3 each), thick = mean; eval = 5 deterministic episodes"
+    )
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
     fig.savefig(RESULTS / "learning_curves.png", dpi=110)
@@ -292,62 +377,113 @@ def plot() -> None:
 
 def _write_readme(final: pd.DataFrame, training: pd.DataFrame) -> None:
     """results/multiscale/README.md: settings, command, final numbers, reference policies."""
-    per = final.groupby("extractor")[["mean_territory_share", "mean_return", "mean_rank", "mean_is_success"]].agg(["mean", "std"])
+    per = final.groupby("extractor")[["mean_territory_share", "mean_return", "mean_rank", "mean_is_success"]].agg(
+        ["mean", "std"]
+    )
     last = training[training["timesteps"] > 0.8 * training["timesteps"].max()]
     late = last.groupby("extractor")["return"].agg(["mean", "std", "count"])
-    lines = ["# Multi-scale extractors on TerritoryControl: learning runs", "",
-             "Made by `python bench/multiscale.py learn` (then `plot`): for each extractor and seed 0, 1, 2,",
-             "", "```", "sb3ma train-multiscale " + " ".join(LEARN_ARGS) + " [--no-attention] --seed S --output-dir runs/...", "```", "",
-             "MaskablePPO + `MultiScaleAttentionPolicy` (`multiscale_extractor` attention or plain), 8 DummyVecEnv copies, "
-             "rollouts of 128 steps, batch 128, 2 epochs, lr 2.5e-4, ent 0.01; a new random 256x256 plains map every "
-             "episode, 4 bots, 500-step episodes; one torch thread per run, two runs at a time on a 2-core CPU. "
-             "Evaluation every 10k steps: 5 deterministic episodes on held-out seeds.", "",
-             "![learning curves](learning_curves.png)", "",
-             "What the attention extractor of seed 0 looks at (`python bench/multiscale.py attention`):", "",
-             "![attention maps](attention_maps.png)", "",
-             "## Final evaluation (last evaluation of each run; mean and std over 3 seeds)", "",
-             "| extractor | territory share | return | rank (of 5) | win rate |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "# Multi-scale extractors on TerritoryControl: learning runs",
+        "",
+        "Made by `python bench/multiscale.py learn` (then `plot`): for each extractor and seed 0, 1, 2,",
+        "",
+        "```",
+        "sb3ma train-multiscale " + " ".join(LEARN_ARGS) + " [--no-attention] --seed S --output-dir runs/...",
+        "```",
+        "",
+        "MaskablePPO + `MultiScaleAttentionPolicy` (`multiscale_extractor` attention or plain), 8 DummyVecEnv copies, "
+        "rollouts of 128 steps, batch 128, 2 epochs, lr 2.5e-4, ent 0.01; a new random 256x256 plains map every "
+        "episode, 4 bots, 500-step episodes; one torch thread per run, two runs at a time on a 2-core CPU. "
+        "Evaluation every 10k steps: 5 deterministic episodes on held-out seeds.",
+        "",
+        "![learning curves](learning_curves.png)",
+        "",
+        "What the attention extractor of seed 0 looks at (`python bench/multiscale.py attention`):",
+        "",
+        "![attention maps](attention_maps.png)",
+        "",
+        "## Final evaluation (last evaluation of each run; mean and std over 3 seeds)",
+        "",
+        "| extractor | territory share | return | rank (of 5) | win rate |",
+        "|---|---|---|---|---|",
+    ]
     for extractor, row in per.iterrows():
-        lines.append(f"| {extractor} | {row[('mean_territory_share', 'mean')]:.3f} ± {row[('mean_territory_share', 'std')]:.3f} | "
-                     f"{row[('mean_return', 'mean')]:.3f} ± {row[('mean_return', 'std')]:.3f} | "
-                     f"{row[('mean_rank', 'mean')]:.2f} | {row[('mean_is_success', 'mean')]:.2f} |")  # fmt: skip
-    lines += ["", "Training episodes (stochastic policy) in the last 20% of the budget:", "",
-              "| extractor | mean return | std | episodes |", "|---|---|---|---|"]  # fmt: skip
+        lines.append(
+            f"| {extractor} | {row[('mean_territory_share', 'mean')]:.3f} ± {row[('mean_territory_share', 'std')]:.3f} | "
+            f"{row[('mean_return', 'mean')]:.3f} ± {row[('mean_return', 'std')]:.3f} | "
+            f"{row[('mean_rank', 'mean')]:.2f} | {row[('mean_is_success', 'mean')]:.2f} |"
+        )
+    lines += [
+        "",
+        "Training episodes (stochastic policy) in the last 20% of the budget:",
+        "",
+        "| extractor | mean return | std | episodes |",
+        "|---|---|---|---|",
+    ]
     for extractor, row in late.iterrows():
         lines.append(f"| {extractor} | {row['mean']:.3f} | {row['std']:.3f} | {int(row['count'])} |")
     held_out = read_rows(RESULTS / "final_eval.csv")
     if len(held_out):
-        per_run = held_out.groupby(["extractor", "deterministic", "seed"])[["territory_share", "return", "rank", "is_success"]].mean()
+        per_run = held_out.groupby(["extractor", "deterministic", "seed"])[
+            ["territory_share", "return", "rank", "is_success"]
+        ].mean()
         summary = per_run.groupby(["extractor", "deterministic"]).agg(["mean", "std"])
-        lines += ["", "Final models on 20 held-out maps (`python bench/multiscale.py final-eval`; per run, then mean and std over seeds):", "",
-                  "| extractor | actions | territory share | return | rank | win rate |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "Final models on 20 held-out maps (`python bench/multiscale.py final-eval`; per run, then mean and "
+            "std over seeds):",
+            "",
+            "| extractor | actions | territory share | return | rank | win rate |",
+            "|---|---|---|---|---|---|",
+        ]
         for (extractor, deterministic), row in summary.iterrows():
-            lines.append(f"| {extractor} | {'deterministic' if deterministic else 'sampled'} | "
-                         f"{row[('territory_share', 'mean')]:.3f} ± {row[('territory_share', 'std')]:.3f} | "
-                         f"{row[('return', 'mean')]:.3f} ± {row[('return', 'std')]:.3f} | {row[('rank', 'mean')]:.2f} | "
-                         f"{row[('is_success', 'mean')]:.2f} |")  # fmt: skip
+            lines.append(
+                f"| {extractor} | {'deterministic' if deterministic else 'sampled'} | "
+                f"{row[('territory_share', 'mean')]:.3f} ± {row[('territory_share', 'std')]:.3f} | "
+                f"{row[('return', 'mean')]:.3f} ± {row[('return', 'std')]:.3f} | {row[('rank', 'mean')]:.2f} | "
+                f"{row[('is_success', 'mean')]:.2f} |"
+            )
     reference = read_rows(RESULTS / "reference_policies.csv")
     if len(reference):
-        lines += ["", "Reference policies on the same settings (`python bench/multiscale.py baselines`, 20 episodes):", "",
-                  "| policy | territory share | return | rank | win rate |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "Reference policies on the same settings (`python bench/multiscale.py baselines`, 20 episodes):",
+            "",
+            "| policy | territory share | return | rank | win rate |",
+            "|---|---|---|---|---|",
+        ]
         for policy, row in reference.groupby("policy")[["territory_share", "return", "rank", "is_success"]].mean().iterrows():
-            lines.append(f"| {policy} | {row['territory_share']:.3f} | {row['return']:.3f} | {row['rank']:.2f} | {row['is_success']:.2f} |")
-    lines += ["", "Files: `evaluations.csv` (every evaluation of every run), `final.csv`, `final_eval.csv`, `reference_policies.csv`.", ""]
+            lines.append(
+                f"| {policy} | {row['territory_share']:.3f} | {row['return']:.3f} | {row['rank']:.2f} | "
+                f"{row['is_success']:.2f} |"
+            )
+    lines += [
+        "",
+        "Files: `evaluations.csv` (every evaluation of every run), `final.csv`, `final_eval.csv`, `reference_policies.csv`.",
+        "",
+    ]
     write_text_atomic(RESULTS / "README.md", "\n".join(lines))
     print(final.to_string(index=False))
 
 
 def report() -> None:
-    lines = ["# Multi-scale extractors: parameters and CPU cost", "",
-             f"Machine: {machine()}.", "",
-             "Command: `python bench/multiscale.py extractors` (forward + backward of the extractor alone, batch 128, "
-             "maps 6x128x128, 6x128x128, 6x64x64 and an 8-vector, features_dim 512; median of interleaved repeats; "
-             "ratio to MultiScaleExtractor in the same process). Target: attention costs <= 10% more.", ""]  # fmt: skip
+    lines = [
+        "# Multi-scale extractors: parameters and CPU cost",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        "Command: `python bench/multiscale.py extractors` (forward + backward of the extractor alone, batch 128, "
+        "maps 6x128x128, 6x128x128, 6x64x64 and an 8-vector, features_dim 512; median of interleaved repeats; "
+        "ratio to MultiScaleExtractor in the same process). Target: attention costs <= 10% more.",
+        "",
+    ]
     table = read_rows(EXTRACTOR_CSV)
     if len(table):
         lines += ["| extractor | torch threads | parameters | fwd+bwd ms | ratio |", "|---|---|---|---|---|"]
         for row in table.itertuples():
-            lines.append(f"| {row.extractor} | {row.threads} | {row.parameters:,} | {row.fwd_bwd_ms} | {row.ratio_to_plain:.3f} |")
+            lines.append(
+                f"| {row.extractor} | {row.threads} | {row.parameters:,} | {row.fwd_bwd_ms} | {row.ratio_to_plain:.3f} |"
+            )
     write_text_atomic(BENCH / "multiscale.md", "\n".join(lines) + "\n")
     print(f"wrote {BENCH / 'multiscale.md'}")
 

@@ -59,8 +59,15 @@ def measure(map_size: int, num_bots: int, policy: str, steps: int, seed: int = 0
             env.reset()
             episodes += 1
     elapsed = time.perf_counter() - start
-    return {"map_size": map_size, "num_bots": num_bots, "policy": policy, "steps": steps, "episodes_ended": episodes,
-            "steps_per_s": round(steps / elapsed, 1), "ms_per_step": round(1000 * elapsed / steps, 3)}  # fmt: skip
+    return {
+        "map_size": map_size,
+        "num_bots": num_bots,
+        "policy": policy,
+        "steps": steps,
+        "episodes_ended": episodes,
+        "steps_per_s": round(steps / elapsed, 1),
+        "ms_per_step": round(1000 * elapsed / steps, 3),
+    }
 
 
 def speed(steps: int) -> None:
@@ -93,17 +100,23 @@ def picture() -> None:
         return np.clip(rgb * (1 - border) + border, 0, 1)
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
-    panels = [(env.render(), f"render(): 512x512 map, 8 bots, step {env._steps}"),
-              (composite(obs["global_map"]), "global_map (6x128x128): whole map"),
-              (composite(obs["local_map"]), "local_map: 256-tile window on the agent"),
-              (composite(obs["tactical_map"]), "tactical_map (6x64x64): contested border")]  # fmt: skip
+    panels = [
+        (env.render(), f"render(): 512x512 map, 8 bots, step {env._steps}"),
+        (composite(obs["global_map"]), "global_map (6x128x128): whole map"),
+        (composite(obs["local_map"]), "local_map: 256-tile window on the agent"),
+        (composite(obs["tactical_map"]), "tactical_map (6x64x64): contested border"),
+    ]
     for ax, (image, title) in zip(axes, panels):
         ax.imshow(image, interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"sb3ma/TerritoryControl-v0 (agent red in the render; maps: own red, enemy green, neutral grey, water blue, own border white); "
-                 f"agent share {info['territory_share']:.2f}, rank {info['rank']}", fontsize=10)  # fmt: skip
+    fig.suptitle(
+        "sb3ma/TerritoryControl-v0 (agent red in the render; maps: own red, enemy green, neutral grey, water "
+        "blue, own border white); "
+        f"agent share {info['territory_share']:.2f}, rank {info['rank']}",
+        fontsize=10,
+    )
     fig.tight_layout()
     with atomic_path(ROOT / "results" / "envs" / "territory_control.png") as tmp:
         fig.savefig(tmp, dpi=90)
@@ -119,19 +132,27 @@ def report() -> None:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    lines = ["# TerritoryControl speed", "",
-             f"Machine: {cpu}; one process, one core; Python {platform.python_version()}, numpy {np.__version__}, "
-             f"torch {torch.__version__} (not used here). Command: `python bench/territory.py speed`.", "",
-             "Steps per second of `env.step` including the observation (all three maps and the vector), "
-             "action masks and resets (fixed map seed, 1000-step cap). Scripted = expand into neutral land, else "
-             "attack a neighbour; random = uniform over valid actions (the agent is eliminated early, so more resets).",
-             "", "| map | bots | policy | steps/s | ms/step | target | met |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "# TerritoryControl speed",
+        "",
+        f"Machine: {cpu}; one process, one core; Python {platform.python_version()}, numpy {np.__version__}, "
+        f"torch {torch.__version__} (not used here). Command: `python bench/territory.py speed`.",
+        "",
+        "Steps per second of `env.step` including the observation (all three maps and the vector), "
+        "action masks and resets (fixed map seed, 1000-step cap). Scripted = expand into neutral land, else "
+        "attack a neighbour; random = uniform over valid actions (the agent is eliminated early, so more resets).",
+        "",
+        "| map | bots | policy | steps/s | ms/step | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
     targets = {(m, b): t for m, b, t in CONFIGS}
     for row in table.itertuples():
         target = targets.get((row.map_size, row.num_bots))
         met = "" if target is None else ("yes" if row.steps_per_s >= target else "no")
-        lines.append(f"| {row.map_size}x{row.map_size} | {row.num_bots} | {row.policy} | {row.steps_per_s:,.0f} | "
-                     f"{row.ms_per_step} | {'' if target is None else f'>= {target}'} | {met} |")  # fmt: skip
+        lines.append(
+            f"| {row.map_size}x{row.map_size} | {row.num_bots} | {row.policy} | {row.steps_per_s:,.0f} | "
+            f"{row.ms_per_step} | {'' if target is None else f'>= {target}'} | {met} |"
+        )
     write_text_atomic(ROOT / "results" / "benchmarks" / "territory.md", "\n".join(lines) + "\n")
     print("wrote results/benchmarks/territory.md")
 

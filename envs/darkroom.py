@@ -61,7 +61,11 @@ def _random_walk(size: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _key_to_door_random_return(
-    size: int, episode_length: int, start: tuple[int, int], keys: tuple[tuple[int, int], ...], doors: tuple[tuple[int, int], ...]
+    size: int,
+    episode_length: int,
+    start: tuple[int, int],
+    keys: tuple[tuple[int, int], ...],
+    doors: tuple[tuple[int, int], ...],
 ) -> float:
     walk = _random_walk(size)
     n = size * size
@@ -117,7 +121,7 @@ class _GridEnv(gym.Env):
         c = self._CELL
         image = np.full((self.size * c, self.size * c, 3), 30, dtype=np.uint8)
         image[::c, :] = image[:, ::c] = 60  # grid lines
-        for (x, y), colour in marks + [((int(self._pos[0]), int(self._pos[1])), (220, 60, 60))]:
+        for (x, y), colour in [*marks, ((int(self._pos[0]), int(self._pos[1])), (220, 60, 60))]:
             image[y * c + 2 : (y + 1) * c - 1, x * c + 2 : (x + 1) * c - 1] = colour
         return image
 

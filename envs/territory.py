@@ -118,9 +118,7 @@ class TerritoryControlEnv(gym.Env):
         elif map_name in MAP_PRESETS:
             self._file_land = None
         else:
-            raise ValueError(
-                f"map_name={map_name!r} is unknown: expected one of {sorted(MAP_PRESETS)} or a .png/.npy file"
-            )
+            raise ValueError(f"map_name={map_name!r} is unknown: expected one of {sorted(MAP_PRESETS)} or a .png/.npy file")
         self.map_name = str(map_name)
         self.map_size = self._check_size(256 if map_size is None else map_size)
         self.num_bots = check_int("num_bots", num_bots, minimum=0)
@@ -235,9 +233,13 @@ class TerritoryControlEnv(gym.Env):
         self._steps = 0
         self._centre = (s // 2, s // 2)
         kernels.all_block_pixels(
-            self._block_counts, self._land_per_block, self._block_scale, self._agent_border_blocks,
-            self._block_side, self._global_pixels,
-        )  # fmt: skip
+            self._block_counts,
+            self._land_per_block,
+            self._block_scale,
+            self._agent_border_blocks,
+            self._block_side,
+            self._global_pixels,
+        )
 
     def _spawn_players(self) -> None:
         s, r = self.map_size, self.START_RADIUS
@@ -286,18 +288,45 @@ class TerritoryControlEnv(gym.Env):
     def _set_owner(self, tiles: np.ndarray, new: np.ndarray) -> None:
         """Give ``tiles`` (padded flat indices, unique) to ``new`` owners; update every derived array."""
         self._border_len = kernels.set_owner(
-            tiles, new, len(tiles), self._owner, self._land_flat, self._offsets, self._block, self._tiles,
-            self._block_counts, self._is_border, self._agent_border, self._agent_border_blocks, self._in_list,
-            self._border_buf, self._border_len, self._agent_sum, self._wp, self._land_per_block, self._block_scale,
-            self._block_side, self._global_pixels, self._block_stamp, self._stamp, self._next_stamp(),
-        )  # fmt: skip
+            tiles,
+            new,
+            len(tiles),
+            self._owner,
+            self._land_flat,
+            self._offsets,
+            self._block,
+            self._tiles,
+            self._block_counts,
+            self._is_border,
+            self._agent_border,
+            self._agent_border_blocks,
+            self._in_list,
+            self._border_buf,
+            self._border_len,
+            self._agent_sum,
+            self._wp,
+            self._land_per_block,
+            self._block_scale,
+            self._block_side,
+            self._global_pixels,
+            self._block_stamp,
+            self._stamp,
+            self._next_stamp(),
+        )
 
     def _refresh_contacts(self) -> None:
         """Who borders whom (for masks and bots) and where the agent's most contested front is."""
         self._border_len, self._contested_tile, self._pair_tile, self._pair_attack, self._n_pairs = kernels.scan_contacts(
-            self._border_buf, self._border_len, self._owner, self._is_border, self._in_list, self._offsets,
-            self._adjacent, self._enemy_density_per_player(), self._wp,
-        )  # fmt: skip
+            self._border_buf,
+            self._border_len,
+            self._owner,
+            self._is_border,
+            self._in_list,
+            self._offsets,
+            self._adjacent,
+            self._enemy_density_per_player(),
+            self._wp,
+        )
 
     # ------------------------------------------------------------------ game rules
     def _capacity(self) -> np.ndarray:
@@ -314,9 +343,21 @@ class TerritoryControlEnv(gym.Env):
         cost = 1.0 + self.DEFENCE * density
         cost[NEUTRAL] = self.NEUTRAL_COST
         tiles, owners, n = kernels.advance_attacks(
-            self._pair_tile, self._pair_attack, self._n_pairs, self._pool, cost, self.PLAYER_SPEED, self.MIN_ATTACK,
-            self._stamp, self._next_stamp(), self._seed(), self._troops, density, self._owner, self._offsets,
-        )  # fmt: skip
+            self._pair_tile,
+            self._pair_attack,
+            self._n_pairs,
+            self._pool,
+            cost,
+            self.PLAYER_SPEED,
+            self.MIN_ATTACK,
+            self._stamp,
+            self._next_stamp(),
+            self._seed(),
+            self._troops,
+            density,
+            self._owner,
+            self._offsets,
+        )
         self._set_owner(tiles[:n], owners[:n])
 
     # ------------------------------------------------------------------ step
@@ -335,14 +376,27 @@ class TerritoryControlEnv(gym.Env):
             invalid = not valid
         if self.num_bots:
             kernels.bots_act(
-                self._steps, self.bot_interval, self._alive, self._adjacent, self._troops, self._capacity(),
-                self._pool, self.MIN_ATTACK, self._seed(),
-            )  # fmt: skip
+                self._steps,
+                self.bot_interval,
+                self._alive,
+                self._adjacent,
+                self._troops,
+                self._capacity(),
+                self._pool,
+                self.MIN_ATTACK,
+                self._seed(),
+            )
         self._advance_attacks()
         kernels.grow_and_eliminate(
-            self._troops, self._tiles, self._alive, self._pool, self.CAP_BASE, self.CAP_PER_TILE,
-            self.GROWTH_BASE, self.GROWTH_PER_TILE,
-        )  # fmt: skip
+            self._troops,
+            self._tiles,
+            self._alive,
+            self._pool,
+            self.CAP_BASE,
+            self.CAP_PER_TILE,
+            self.GROWTH_BASE,
+            self.GROWTH_PER_TILE,
+        )
         self._refresh_contacts()
         self._steps += 1
 

@@ -34,10 +34,31 @@ def _random_prefix(values, lo, hi, k, state):
 
 @njit(cache=True)
 def set_owner(
-    tiles, new_owner, n, owner, land, offsets, block, tile_count, block_count,
-    is_border, agent_border, agent_border_blocks, in_list, border_buf, border_len, agent_sum, wp,
-    land_per_block, scale, side, global_map, block_stamp, stamp, stamp_id,
-):  # fmt: skip
+    tiles,
+    new_owner,
+    n,
+    owner,
+    land,
+    offsets,
+    block,
+    tile_count,
+    block_count,
+    is_border,
+    agent_border,
+    agent_border_blocks,
+    in_list,
+    border_buf,
+    border_len,
+    agent_sum,
+    wp,
+    land_per_block,
+    scale,
+    side,
+    global_map,
+    block_stamp,
+    stamp,
+    stamp_id,
+):
     """Give ``tiles[:n]`` to ``new_owner[:n]`` and update every derived array (counts, borders, the
     global map's blocks around them); returns the border length."""
     for i in range(n):
@@ -109,10 +130,22 @@ def all_block_pixels(block_count, land_per_block, scale, agent_border_blocks, si
 
 
 @njit(cache=True)
-def advance_attacks(
-    pair_tile, pair_attack, n_pairs, pool, cost, player_speed, min_attack, stamp, stamp_id, seed, troops, density,
-    owner, offsets,
-):  # fmt: skip
+def advance_attacks(  # noqa: C901  (a numba kernel: one flat loop over attack pairs)
+    pair_tile,
+    pair_attack,
+    n_pairs,
+    pool,
+    cost,
+    player_speed,
+    min_attack,
+    stamp,
+    stamp_id,
+    seed,
+    troops,
+    density,
+    owner,
+    offsets,
+):
     """Advance every attack one step; returns (tiles, new owners, count) to hand to :func:`set_owner`.
 
     ``pair_tile[i]`` is land of player ``q`` next to land of player ``a`` with ``pair_attack[i] =
@@ -315,7 +348,7 @@ def density_pixels(block_count, scale, density, global_map):
 
 
 @njit(cache=True)
-def window_maps(owner2d, border2d, y0, x0, view, res, density, out):
+def window_maps(owner2d, border2d, y0, x0, view, res, density, out):  # noqa: C901  (a numba kernel)
     """Channels of the ``view x view`` window at ``(y0, x0)`` (padded coordinates) on a ``res x res``
     grid: cell averages when ``view > res`` (a border line through a cell fills it), nearest tile otherwise."""
     if view <= res:

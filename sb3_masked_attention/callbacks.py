@@ -187,7 +187,9 @@ class EvaluationLogCallback(BaseCallback):
             if key != "timesteps":
                 self.logger.record(f"eval/{key}", value)
         if self.verbose:
-            print(f"eval at {self.num_timesteps} steps: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "timesteps"))
+            print(
+                f"eval at {self.num_timesteps} steps: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "timesteps")
+            )
         if self.best_model_path is not None and row["mean_return"] > self.best_return:
             self.best_return = row["mean_return"]
             with atomic_path(self.best_model_path, suffix=".zip") as tmp:
@@ -202,7 +204,9 @@ class AtomicCheckpointCallback(BaseCallback):
     :param save_freq: environment steps (summed over the vectorised envs) between two checkpoints.
     """
 
-    def __init__(self, save_freq: int, save_path: str | os.PathLike, name_prefix: str = "model", keep: int = 2, verbose: int = 0) -> None:
+    def __init__(
+        self, save_freq: int, save_path: str | os.PathLike, name_prefix: str = "model", keep: int = 2, verbose: int = 0
+    ) -> None:
         super().__init__(verbose)
         self.save_freq = check_int("save_freq", save_freq)
         self.keep = check_int("keep", keep)

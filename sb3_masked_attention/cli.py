@@ -70,7 +70,12 @@ def _cmd_masks(args: argparse.Namespace) -> None:
 
     fractions = resolve_head_mask_strategy(args.strategy, len(args.strategy) if isinstance(args.strategy, list) else 8)
     name = args.strategy if isinstance(args.strategy, str) else "custom"
-    plot_head_masks(fractions, args.history_len, args.out, title=f"'{name}' head masks, {args.history_len}-step history (blue = may attend)")
+    plot_head_masks(
+        fractions,
+        args.history_len,
+        args.out,
+        title=f"'{name}' head masks, {args.history_len}-step history (blue = may attend)",
+    )
     print(f"wrote {args.out}")
 
 
@@ -79,8 +84,10 @@ def _train(env_id: str, env_kwargs: dict[str, Any], args: argparse.Namespace) ->
 
     register_envs()
     gym.spec(env_id)  # unknown ids fail here, before anything is built
-    print(f"Training PPO + HeadMaskedTransformerPolicy ({args.strategy}) on {env_id} {env_kwargs or ''} "
-          f"for {args.total_timesteps} steps, history {args.history_len}, seed {args.seed}")
+    print(
+        f"Training PPO + HeadMaskedTransformerPolicy ({args.strategy}) on {env_id} {env_kwargs or ''} "
+        f"for {args.total_timesteps} steps, history {args.history_len}, seed {args.seed}"
+    )
     model = train_head_masked_ppo(
         env_id,
         head_mask_strategy=args.strategy,
@@ -115,8 +122,10 @@ def _cmd_train_multiscale(args: argparse.Namespace) -> None:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     extractor = "MultiScaleExtractor" if args.no_attention else "MultiScaleExtractorWithAttention"
-    print(f"Training {args.algo} + {extractor} on sb3ma/TerritoryControl-v0 ({args.map}, {args.map_size}x{args.map_size}, "
-          f"{args.num_bots} bots) for {args.total_timesteps} steps into {args.output_dir}")
+    print(
+        f"Training {args.algo} + {extractor} on sb3ma/TerritoryControl-v0 ({args.map}, {args.map_size}x{args.map_size}, "
+        f"{args.num_bots} bots) for {args.total_timesteps} steps into {args.output_dir}"
+    )
     model = train_multiscale(
         args.output_dir,
         map_name=args.map,
@@ -141,7 +150,10 @@ def _cmd_train_multiscale(args: argparse.Namespace) -> None:
         progress_bar=not args.no_progress,
         verbose=0 if args.no_progress else 1,
     )
-    print(f"Done: {model.num_timesteps} steps; final_model.zip, best_model.zip, evaluations.csv and TensorBoard logs in {args.output_dir}")
+    print(
+        f"Done: {model.num_timesteps} steps; final_model.zip, best_model.zip, evaluations.csv and TensorBoard "
+        f"logs in {args.output_dir}"
+    )
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -149,15 +161,18 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
     summary = write_report(args.scores, args.out, reps=args.reps, seed=args.seed, normalize=args.normalize)
     for row in summary.itertuples():
-        print(f"{row.method:24s} IQM {row.iqm:.3f} [{row.iqm_low:.3f}, {row.iqm_high:.3f}]  mean {row.mean:.3f}  runs {row.runs}")
+        print(
+            f"{row.method:24s} IQM {row.iqm:.3f} [{row.iqm_low:.3f}, {row.iqm_high:.3f}]  mean {row.mean:.3f}  runs {row.runs}"
+        )
     print(f"wrote {args.out}/report.md, summary.csv, probability_of_improvement.csv, significance.csv and the plots")
 
 
 def _cmd_study_run(args: argparse.Namespace) -> None:
     from sb3_masked_attention.evaluation.study import run_study
 
-    scores = run_study(args.study, args.dir, backend=args.backend, workers=args.workers, address=args.address,
-                       progress=not args.no_progress)  # fmt: skip
+    scores = run_study(
+        args.study, args.dir, backend=args.backend, workers=args.workers, address=args.address, progress=not args.no_progress
+    )
     finished = scores.groupby(["method", "env", "seed"]).ngroups if len(scores) else 0
     print(f"{finished} runs finished; scores in {args.dir or 'runs/<name>'}/scores.csv")
 
@@ -175,12 +190,22 @@ def _cmd_study_report(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from sb3_masked_attention.evaluation.model_eval import evaluate_model, summarize
 
-    table = evaluate_model(args.model, args.env, episodes=args.episodes, seeds=args.seeds, algo=args.algo,
-                           env_kwargs=dict(args.env_kwargs), vecnormalize=args.vecnormalize,
-                           ablate_heads=args.ablate_heads, out=args.out)  # fmt: skip
+    table = evaluate_model(
+        args.model,
+        args.env,
+        episodes=args.episodes,
+        seeds=args.seeds,
+        algo=args.algo,
+        env_kwargs=dict(args.env_kwargs),
+        vecnormalize=args.vecnormalize,
+        ablate_heads=args.ablate_heads,
+        out=args.out,
+    )
     for row in summarize(table).itertuples(index=False):
         head, layer, mean, std, drop, _ = row
-        name = "intact model" if head == -1 else f"head {head} zeroed ({'every layer' if layer == 'all' else f'layer {layer}'})"
+        name = (
+            "intact model" if head == -1 else f"head {head} zeroed ({'every layer' if layer == 'all' else f'layer {layer}'})"
+        )
         print(f"{name:32s} mean return {mean:8.3f} ± {0.0 if std != std else std:.3f} over seeds   drop {drop:7.3f}")
     if args.out:
         print(f"wrote {args.out}")
@@ -189,12 +214,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_ad_collect(args: argparse.Namespace) -> None:
     from sb3_masked_attention.ad.data import collect_histories, save_histories
 
-    histories = collect_histories(args.env, episodes=args.episodes, runs_per_goal=args.runs_per_goal, source=args.source,
-                                  env_kwargs=dict(args.env_kwargs), seed=args.seed, progress=not args.no_progress)  # fmt: skip
+    histories = collect_histories(
+        args.env,
+        episodes=args.episodes,
+        runs_per_goal=args.runs_per_goal,
+        source=args.source,
+        env_kwargs=dict(args.env_kwargs),
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
     save_histories(histories, args.out)
     curve = histories.episode_returns().mean(axis=0)
-    print(f"wrote {args.out}: {histories.n_runs} learning runs x {histories.actions.shape[1]} steps; "
-          f"source return per episode {curve[0]:.2f} (first) -> {curve[-1]:.2f} (last)")
+    print(
+        f"wrote {args.out}: {histories.n_runs} learning runs x {histories.actions.shape[1]} steps; "
+        f"source return per episode {curve[0]:.2f} (first) -> {curve[-1]:.2f} (last)"
+    )
 
 
 def _cmd_ad_train(args: argparse.Namespace) -> None:
@@ -204,27 +238,52 @@ def _cmd_ad_train(args: argparse.Namespace) -> None:
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    train_ad(args.dataset, args.out, updates=args.updates, batch_size=args.batch_size, learning_rate=args.learning_rate,
-             seed=args.seed, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-             context_len=args.context_len, d_model=args.d_model, n_heads=args.n_heads, n_layers=args.n_layers,
-             head_mask_strategy=args.strategy, dropout=args.dropout)  # fmt: skip
+    train_ad(
+        args.dataset,
+        args.out,
+        updates=args.updates,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.no_progress,
+        context_len=args.context_len,
+        d_model=args.d_model,
+        n_heads=args.n_heads,
+        n_layers=args.n_layers,
+        head_mask_strategy=args.strategy,
+        dropout=args.dropout,
+    )
     print(f"wrote {args.out}/model.pt (checkpoints and TensorBoard logs beside it)")
 
 
 def _cmd_ad_eval(args: argparse.Namespace) -> None:
     from sb3_masked_attention.ad.evaluate import evaluate_ad
-
     from sb3_masked_attention.analysis.compression import parse_compressor
 
     compress = parse_compressor(args.compress) if args.compress else None
-    summary = evaluate_ad(args.model, args.out, episodes=args.episodes, split=args.goals, seed=args.seed, greedy=args.greedy,
-                          use_cache=not args.no_cache and compress is None, source_runs=args.source_runs, last=args.last,
-                          compress=compress, label="AD" if compress is None else f"AD ({compress.name})")  # fmt: skip
+    summary = evaluate_ad(
+        args.model,
+        args.out,
+        episodes=args.episodes,
+        split=args.goals,
+        seed=args.seed,
+        greedy=args.greedy,
+        use_cache=not args.no_cache and compress is None,
+        source_runs=args.source_runs,
+        last=args.last,
+        compress=compress,
+        label="AD" if compress is None else f"AD ({compress.name})",
+    )
     last = f"last_{args.last}_episodes"
-    print(f"{summary['goals']} {args.goals} goals, {args.episodes} episodes: AD return {summary['first_episode']:.2f} (first) -> "
-          f"{summary[last]:.2f} (last {args.last}) = {100 * summary['fraction_of_optimal']:.0f}% of optimal {summary['optimal']:.2f}; "
-          f"source {summary['source_first_episode']:.2f} -> {summary['source_' + last]:.2f}; "
-          f"{1000 * summary['seconds_per_step']:.2f} ms per step")  # fmt: skip
+    print(
+        f"{summary['goals']} {args.goals} goals, {args.episodes} episodes: AD return "
+        f"{summary['first_episode']:.2f} (first) -> "
+        f"{summary[last]:.2f} (last {args.last}) = {100 * summary['fraction_of_optimal']:.0f}% of optimal "
+        f"{summary['optimal']:.2f}; "
+        f"source {summary['source_first_episode']:.2f} -> {summary['source_' + last]:.2f}; "
+        f"{1000 * summary['seconds_per_step']:.2f} ms per step"
+    )
     print(f"wrote {args.out}/in_context.csv, in_context.png, summary.csv")
 
 
@@ -244,13 +303,32 @@ def _cmd_attention_capture(args: argparse.Namespace) -> None:
     if Path(args.model).suffix == ".zip":
         if not args.env:
             raise UserError("sb3ma attention capture: --env is required for an SB3 model (.zip)")
-        recorder = capture_sb3(args.model, args.env, args.out, args.steps, algo=args.algo, env_kwargs=dict(args.env_kwargs),
-                               stride=args.stride, full_samples=args.full_samples, seed=args.seed)  # fmt: skip
+        recorder = capture_sb3(
+            args.model,
+            args.env,
+            args.out,
+            args.steps,
+            algo=args.algo,
+            env_kwargs=dict(args.env_kwargs),
+            stride=args.stride,
+            full_samples=args.full_samples,
+            seed=args.seed,
+        )
     else:
-        recorder = capture_ad(args.model, args.out, args.steps, goal=args.goal, stride=args.stride,
-                              full_samples=args.full_samples, seed=args.seed)  # fmt: skip
-    print(f"wrote {args.out}: {recorder.count} steps, {recorder.last_query.shape[1]} layers x {recorder.last_query.shape[2]} heads "
-          f"x {recorder.context} context, {len(recorder.full_steps)} full matrices ({recorder.nbytes / 2**20:.1f} MiB in memory)")  # fmt: skip
+        recorder = capture_ad(
+            args.model,
+            args.out,
+            args.steps,
+            goal=args.goal,
+            stride=args.stride,
+            full_samples=args.full_samples,
+            seed=args.seed,
+        )
+    print(
+        f"wrote {args.out}: {recorder.count} steps, {recorder.last_query.shape[1]} layers x "
+        f"{recorder.last_query.shape[2]} heads "
+        f"x {recorder.context} context, {len(recorder.full_steps)} full matrices ({recorder.nbytes / 2**20:.1f} MiB in memory)"
+    )
 
 
 def _cmd_attention_analyze(args: argparse.Namespace) -> None:
@@ -266,11 +344,15 @@ def _cmd_attention_analyze(args: argparse.Namespace) -> None:
 def _cmd_attention_compress(args: argparse.Namespace) -> None:
     from sb3_masked_attention.ad.evaluate import compare_compression
 
-    table = compare_compression(args.model, args.out, args.compress, episodes=args.episodes, split=args.goals, seed=args.seed,
-                                repeats=args.repeats)  # fmt: skip
+    table = compare_compression(
+        args.model, args.out, args.compress, episodes=args.episodes, split=args.goals, seed=args.seed, repeats=args.repeats
+    )
     for r in table.itertuples():
-        print(f"{r.setting if r.setting != '-' else r.strategy:28s} return {r.mean_return:6.2f} ({r.return_change_pct:+6.1f}%)  "
-              f"{r.ms_per_step:6.2f} ms/step  {r.speedup_vs_recomputed:5.2f}x vs recomputed, {r.speedup_vs_cached:5.2f}x vs cached")  # fmt: skip
+        print(
+            f"{r.setting if r.setting != '-' else r.strategy:28s} return {r.mean_return:6.2f} ({r.return_change_pct:+6.1f}%)  "
+            f"{r.ms_per_step:6.2f} ms/step  {r.speedup_vs_recomputed:5.2f}x vs recomputed, "
+            f"{r.speedup_vs_cached:5.2f}x vs cached"
+        )
     print(f"wrote {args.out}/compression.csv, compression.md, compression.png")
 
 
@@ -285,15 +367,35 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
         register_envs()
         gym.spec(args.env)
     objectives = tuple(name.strip() for name in args.objectives.split(",") if name.strip())
-    extractor_kwargs = {"d_model": args.d_model, "n_heads": args.n_heads, "n_layers": args.n_layers, "head_mask_strategy": args.strategy}
-    pretrain(args.out, env_id=args.env, objectives=objectives, updates=args.steps, collect_steps=args.collect_steps,
-             history_len=args.history_len, env_kwargs=dict(args.env_kwargs), model_path=args.model, dataset=args.dataset,
-             save_data=args.save_data, extractor_kwargs=extractor_kwargs, batch_size=args.batch_size,
-             objective_options={"inverse_dynamics": {"horizon": args.inverse_horizon}},
-             normalize_keys=tuple(key for key in args.normalize_keys.split(",") if key),
-             learning_rate=args.learning_rate, seed=args.seed, progress=not args.no_progress)  # fmt: skip
-    print(f"wrote {args.out} (TensorBoard: {args.out}.tensorboard); fine-tune with "
-          f"policy_kwargs=dict(pretrained_extractor='{args.out}') or load_pretrained_extractor(model, '{args.out}')")
+    extractor_kwargs = {
+        "d_model": args.d_model,
+        "n_heads": args.n_heads,
+        "n_layers": args.n_layers,
+        "head_mask_strategy": args.strategy,
+    }
+    pretrain(
+        args.out,
+        env_id=args.env,
+        objectives=objectives,
+        updates=args.steps,
+        collect_steps=args.collect_steps,
+        history_len=args.history_len,
+        env_kwargs=dict(args.env_kwargs),
+        model_path=args.model,
+        dataset=args.dataset,
+        save_data=args.save_data,
+        extractor_kwargs=extractor_kwargs,
+        batch_size=args.batch_size,
+        objective_options={"inverse_dynamics": {"horizon": args.inverse_horizon}},
+        normalize_keys=tuple(key for key in args.normalize_keys.split(",") if key),
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    print(
+        f"wrote {args.out} (TensorBoard: {args.out}.tensorboard); fine-tune with "
+        f"policy_kwargs=dict(pretrained_extractor='{args.out}') or load_pretrained_extractor(model, '{args.out}')"
+    )
 
 
 def _cmd_events_synth(args: argparse.Namespace) -> None:
@@ -307,8 +409,13 @@ def _cmd_events_synth(args: argparse.Namespace) -> None:
 def _window_config(args: argparse.Namespace) -> Any:
     from sb3_masked_attention.sequence.data import WindowConfig
 
-    return WindowConfig(history_seconds=args.history_seconds, max_history=args.max_history, max_actions=args.max_actions,
-                        pause=args.pause, screen=tuple(args.screen))  # fmt: skip
+    return WindowConfig(
+        history_seconds=args.history_seconds,
+        max_history=args.max_history,
+        max_actions=args.max_actions,
+        pause=args.pause,
+        screen=tuple(args.screen),
+    )
 
 
 def _cmd_events_train(args: argparse.Namespace) -> None:
@@ -317,9 +424,19 @@ def _cmd_events_train(args: argparse.Namespace) -> None:
     model_kwargs = {"input_dim": args.width, "n_layers": args.n_layers}
     if args.arch == "attention":
         model_kwargs.update(n_heads=args.n_heads, head_mask_strategy=args.strategy)
-    train_sequence_model(args.events, args.out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, val_fraction=args.val_fraction, seed=args.seed,
-                         window=_window_config(args), progress=not args.no_progress, **model_kwargs)  # fmt: skip
+    train_sequence_model(
+        args.events,
+        args.out,
+        arch=args.arch,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        window=_window_config(args),
+        progress=not args.no_progress,
+        **model_kwargs,
+    )
     print(f"wrote {args.out}/model.pt (lowest validation loss; per-epoch losses in {args.out}/training.csv)")
 
 
@@ -361,11 +478,15 @@ def _cmd_events_generate(args: argparse.Namespace) -> None:
 def _add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--normalize", default="none", help="none, min-max (documented random/optimal returns) or an env,low,high CSV")
+    parser.add_argument(
+        "--normalize", default="none", help="none, min-max (documented random/optimal returns) or an env,low,high CSV"
+    )
 
 
 def _add_training_options(parser: argparse.ArgumentParser, history_len: int, total_timesteps: int) -> None:
-    parser.add_argument("--strategy", type=_strategy, default="specialized", help="head-mask strategy name or comma-separated fractions")
+    parser.add_argument(
+        "--strategy", type=_strategy, default="specialized", help="head-mask strategy name or comma-separated fractions"
+    )
     parser.add_argument("--history-len", type=_positive_int, default=history_len, help="steps in the history window")
     parser.add_argument("--total-timesteps", type=_positive_int, default=total_timesteps)
     parser.add_argument("--n-envs", type=_positive_int, default=8)
@@ -405,7 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     multiscale.add_argument("--n-envs", type=_positive_int, default=8)
     multiscale.add_argument("--batch-size", type=_positive_int, default=128)
     multiscale.add_argument("--n-steps", type=_positive_int, default=128, help="rollout steps per env per update")
-    multiscale.add_argument("--no-attention", action="store_true", help="MultiScaleExtractor instead of MultiScaleExtractorWithAttention")
+    multiscale.add_argument(
+        "--no-attention", action="store_true", help="MultiScaleExtractor instead of MultiScaleExtractorWithAttention"
+    )
     multiscale.add_argument("--algo", choices=["maskable_ppo", "ppo"], default="maskable_ppo")
     multiscale.add_argument("--output-dir", required=True, help="run directory (resumed if it holds checkpoints)")
     multiscale.add_argument("--device", default="auto")
@@ -413,21 +536,35 @@ def build_parser() -> argparse.ArgumentParser:
     multiscale.add_argument("--checkpoint-freq", type=_positive_int, default=50_000, help="env steps between checkpoints")
     multiscale.add_argument("--eval-freq", type=_positive_int, default=25_000, help="env steps between evaluations")
     multiscale.add_argument("--eval-episodes", type=_positive_int, default=5)
-    multiscale.add_argument("--attention-log-freq", type=_positive_int, default=10_000, help="env steps between TensorBoard attention logs")
-    multiscale.add_argument("--ppo-kwargs", type=_key_value, nargs="*", default=[], metavar="KEY=VALUE",
-                            help="PPO arguments, e.g. n_epochs=2 learning_rate=1e-4")  # fmt: skip
-    multiscale.add_argument("--torch-threads", type=_positive_int, default=None, help="torch CPU threads (one per run when runs share a machine)")
+    multiscale.add_argument(
+        "--attention-log-freq", type=_positive_int, default=10_000, help="env steps between TensorBoard attention logs"
+    )
+    multiscale.add_argument(
+        "--ppo-kwargs",
+        type=_key_value,
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="PPO arguments, e.g. n_epochs=2 learning_rate=1e-4",
+    )
+    multiscale.add_argument(
+        "--torch-threads", type=_positive_int, default=None, help="torch CPU threads (one per run when runs share a machine)"
+    )
     multiscale.add_argument("--no-subprocess", action="store_true", help="DummyVecEnv instead of SubprocVecEnv")
     multiscale.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     multiscale.set_defaults(func=_cmd_train_multiscale)
 
-    report = commands.add_parser("report", help="rliable statistics, tables and plots from a scores CSV (method,env,seed,score[,timesteps])")
+    report = commands.add_parser(
+        "report", help="rliable statistics, tables and plots from a scores CSV (method,env,seed,score[,timesteps])"
+    )
     report.add_argument("scores", help="scores CSV")
     report.add_argument("--out", required=True, help="output directory")
     _add_report_options(report)
     report.set_defaults(func=_cmd_report)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a saved model over seeds; --ablate-heads: return drop per zeroed head")
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a saved model over seeds; --ablate-heads: return drop per zeroed head"
+    )
     evaluate.add_argument("model", help="saved model (.zip)")
     evaluate.add_argument("--env", required=True, help="gymnasium id")
     evaluate.add_argument("--env-kwargs", type=_key_value, nargs="*", default=[], metavar="KEY=VALUE")
@@ -439,8 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", default=None, help="CSV of every (seed, ablated head, layer) evaluation")
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    study = commands.add_parser("study", help="resumable studies: every (method, env, seed) run of a study file").add_subparsers(
-        dest="study_command", required=True, parser_class=_Parser)
+    study = commands.add_parser(
+        "study", help="resumable studies: every (method, env, seed) run of a study file"
+    ).add_subparsers(dest="study_command", required=True, parser_class=_Parser)
     study_run = study.add_parser("run", help="run (or resume) a study")
     study_run.add_argument("study", help="study YAML file")
     study_run.add_argument("--dir", default=None, help="study directory (default runs/<name>)")
@@ -456,7 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     study_report.set_defaults(func=_cmd_study_report)
 
     ad = commands.add_parser("ad", help="Algorithm Distillation on Dark Room: collect, train, eval").add_subparsers(
-        dest="ad_command", required=True, parser_class=_Parser)
+        dest="ad_command", required=True, parser_class=_Parser
+    )
     collect = ad.add_parser("collect", help="record a source algorithm's learning runs on the training goals")
     collect.add_argument("--env", default="sb3ma/Darkroom-v0", help="Dark Room id")
     collect.add_argument("--env-kwargs", type=_key_value, nargs="*", default=[], metavar="KEY=VALUE")
@@ -473,7 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
     ad_train.add_argument("--updates", type=_positive_int, default=3000)
     ad_train.add_argument("--batch-size", type=_positive_int, default=16)
     ad_train.add_argument("--learning-rate", type=float, default=1e-3)
-    ad_train.add_argument("--context-len", type=_positive_int, default=400, help="tokens (transitions) per window (20 episodes)")
+    ad_train.add_argument(
+        "--context-len", type=_positive_int, default=400, help="tokens (transitions) per window (20 episodes)"
+    )
     ad_train.add_argument("--d-model", type=_positive_int, default=64)
     ad_train.add_argument("--n-heads", type=_positive_int, default=8)
     ad_train.add_argument("--n-layers", type=_positive_int, default=4)
@@ -487,7 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
     ad_eval = ad.add_parser("eval", help="in-context evaluation on held-out goals (no weight updates) vs the source")
     ad_eval.add_argument("model", help="model.pt or its run directory")
     ad_eval.add_argument("--out", required=True, help="output directory")
-    ad_eval.add_argument("--episodes", type=_positive_int, default=100, help="consecutive episodes per goal (AD learns slower than its source)")
+    ad_eval.add_argument(
+        "--episodes", type=_positive_int, default=100, help="consecutive episodes per goal (AD learns slower than its source)"
+    )
     ad_eval.add_argument("--goals", choices=["test", "train", "all"], default="test")
     ad_eval.add_argument("--greedy", action="store_true", help="most likely action instead of sampling")
     ad_eval.add_argument("--no-cache", action="store_true", help="recompute the context every step")
@@ -498,7 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
     ad_eval.set_defaults(func=_cmd_ad_eval)
 
     attention = commands.add_parser("attention", help="capture, analyse and compress attention").add_subparsers(
-        dest="attention_command", required=True, parser_class=_Parser)
+        dest="attention_command", required=True, parser_class=_Parser
+    )
     capture = attention.add_parser("capture", help="record attention while a model acts (AD model.pt or SB3 .zip)")
     capture.add_argument("--model", required=True, help="AD model.pt (or its directory) or an SB3 model .zip")
     capture.add_argument("--env", default=None, help="gymnasium id (SB3 models; AD models use their training env)")
@@ -517,7 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.set_defaults(func=_cmd_attention_analyze)
     compress = attention.add_parser("compress", help="return and speed of context-compression settings (AD models)")
     compress.add_argument("--model", required=True, help="AD model.pt or its directory")
-    compress.add_argument("--compress", nargs="+", required=True, help="settings: window:W[:M] topk:K[:A] hierarchy:R:M[:r1[:r2]]")
+    compress.add_argument(
+        "--compress", nargs="+", required=True, help="settings: window:W[:M] topk:K[:A] hierarchy:R:M[:r1[:r2]]"
+    )
     compress.add_argument("--episodes", type=_positive_int, default=40)
     compress.add_argument("--goals", choices=["test", "train", "all"], default="test")
     compress.add_argument("--repeats", type=_positive_int, default=1, help="action-sampling seeds per setting")
@@ -528,14 +674,23 @@ def build_parser() -> argparse.ArgumentParser:
     pre = commands.add_parser("pretrain", help="self-supervised pretraining of the head-masked transformer trunk")
     pre.add_argument("--env", default=None, help="gymnasium id to collect history windows from")
     pre.add_argument("--env-kwargs", type=_key_value, nargs="*", default=[], metavar="KEY=VALUE")
-    pre.add_argument("--objectives", default="inverse_dynamics,masked_reconstruction,forward_dynamics",
-                     help="comma-separated: inverse_dynamics, masked_reconstruction, forward_dynamics (losses summed)")  # fmt: skip
+    pre.add_argument(
+        "--objectives",
+        default="inverse_dynamics,masked_reconstruction,forward_dynamics",
+        help="comma-separated: inverse_dynamics, masked_reconstruction, forward_dynamics (losses summed)",
+    )
     pre.add_argument("--steps", type=_positive_int, default=2000, help="gradient updates")
-    pre.add_argument("--inverse-horizon", type=_positive_int, default=1,
-                     help="predict a_t at step t+H (2 for Euler-integrated physics such as CartPole)")  # fmt: skip
+    pre.add_argument(
+        "--inverse-horizon",
+        type=_positive_int,
+        default=1,
+        help="predict a_t at step t+H (2 for Euler-integrated physics such as CartPole)",
+    )
     pre.add_argument("--collect-steps", type=_positive_int, default=20_000, help="environment steps (windows) to collect")
     pre.add_argument("--history-len", type=_positive_int, default=16, help="must match the PPO model's")
-    pre.add_argument("--normalize-keys", default="", help="window keys standardised like the PPO run's VecNormalize, e.g. obs,prev_reward")
+    pre.add_argument(
+        "--normalize-keys", default="", help="window keys standardised like the PPO run's VecNormalize, e.g. obs,prev_reward"
+    )
     pre.add_argument("--model", default=None, help="collect with this SB3 model (.zip) instead of random actions")
     pre.add_argument("--dataset", default=None, help="train on windows saved with --save-data instead of collecting")
     pre.add_argument("--save-data", default=None, help="also save the collected windows (.npz)")
@@ -550,9 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-progress", action="store_true")
     pre.set_defaults(func=_cmd_pretrain)
 
-    events = commands.add_parser("events", help="action-sequence decoder on input-event logs: synth, train, eval, generate").add_subparsers(
-        dest="events_command", required=True, parser_class=_Parser
-    )
+    events = commands.add_parser(
+        "events", help="action-sequence decoder on input-event logs: synth, train, eval, generate"
+    ).add_subparsers(dest="events_command", required=True, parser_class=_Parser)
     synth = events.add_parser("synth", help="write synthetic human-like sessions (clicks, drags, key presses) as CSV")
     synth.add_argument("--sessions", type=_positive_int, required=True)
     synth.add_argument("--out", required=True, help="CSV file")
@@ -571,7 +726,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev_train.add_argument("--width", type=_positive_int, default=64, help="model width (input_dim)")
     ev_train.add_argument("--n-heads", type=_positive_int, default=8)
     ev_train.add_argument("--n-layers", type=_positive_int, default=2)
-    ev_train.add_argument("--strategy", type=_strategy, default="diversified", help="head-mask strategy of the history attention")
+    ev_train.add_argument(
+        "--strategy", type=_strategy, default="diversified", help="head-mask strategy of the history attention"
+    )
     ev_train.add_argument("--history-seconds", type=float, default=6.0)
     ev_train.add_argument("--max-history", type=_positive_int, default=64, help="most history events kept")
     ev_train.add_argument("--max-actions", type=_positive_int, default=8)

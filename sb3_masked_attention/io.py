@@ -115,7 +115,8 @@ def record_settings(out: str | os.PathLike, settings: dict, grow: str | None = N
             old, new = previous.get(key), settings.get(key)
             if old != new and not (key == grow and isinstance(old, int) and new > old):
                 raise ValueError(
-                    f"{out} was trained with {key}={old!r}, not {new!r}: use a new output directory or the same settings to resume"
+                    f"{out} was trained with {key}={old!r}, not {new!r}: use a new output directory or the same "
+                    "settings to resume"
                 )
     write_text_atomic(config_file, json.dumps(settings, indent=2))
 
@@ -157,7 +158,9 @@ def save_training_state(
     **extra: object,
 ) -> None:
     """Atomically write what resuming needs: model, optimizer and schedule states plus ``extra`` (progress, RNG)."""
-    save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), **extra}, path)
+    save_checkpoint(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), **extra}, path
+    )
 
 
 def load_training_state(

@@ -30,9 +30,7 @@ def causal_mask(seq_len: int, device: torch.device | str | None = None) -> torch
 @functools.lru_cache(maxsize=64)
 def _window_sizes(fractions: tuple[float, ...], max_len: int) -> torch.Tensor:
     """``sizes[h, L]`` = keys head ``h`` keeps out of ``L`` valid ones (float64 arithmetic, as in the spec)."""
-    sizes = [
-        [max(1, math.ceil((1.0 - p) * length - 1e-6)) for length in range(max_len + 1)] for p in fractions
-    ]
+    sizes = [[max(1, math.ceil((1.0 - p) * length - 1e-6)) for length in range(max_len + 1)] for p in fractions]
     return torch.tensor(sizes, dtype=torch.long)
 
 
@@ -131,7 +129,9 @@ def _check_range(name: str, value: object, low: int, high: int, expected: str) -
     return value
 
 
-def inverse_dynamics_mask(seq_len: int, start: int = 2, rm_idx: int = 1, device: torch.device | str | None = None) -> torch.Tensor:
+def inverse_dynamics_mask(
+    seq_len: int, start: int = 2, rm_idx: int = 1, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Causal mask over interleaved ``o1 a1 o2 a2 ...`` tokens in which observation ``o(t+1)`` cannot see ``a(t)``.
 
     From row ``start`` on, every second row (the observation rows) loses the ``rm_idx`` tokens just before it.
@@ -168,7 +168,9 @@ def multi_token_observation_mask(
     check_int("tokens_per_step", tokens_per_step)
     if seq_len % tokens_per_step:
         raise ValueError(f"tokens_per_step={tokens_per_step} does not divide seq_len={seq_len}")
-    _check_range("num_obs_tokens", num_obs_tokens, 1, tokens_per_step - 1, f"1 <= num_obs_tokens < tokens_per_step={tokens_per_step}")
+    _check_range(
+        "num_obs_tokens", num_obs_tokens, 1, tokens_per_step - 1, f"1 <= num_obs_tokens < tokens_per_step={tokens_per_step}"
+    )
     mask = causal_mask(seq_len, device)
     for step_start in range(0, seq_len, tokens_per_step):
         mask[step_start : step_start + num_obs_tokens, step_start : step_start + num_obs_tokens] = True

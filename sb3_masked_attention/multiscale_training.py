@@ -21,7 +21,12 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-from sb3_masked_attention.callbacks import AtomicCheckpointCallback, AttentionLoggingCallback, EvaluationLogCallback, checkpoints
+from sb3_masked_attention.callbacks import (
+    AtomicCheckpointCallback,
+    AttentionLoggingCallback,
+    EvaluationLogCallback,
+    checkpoints,
+)
 from sb3_masked_attention.io import atomic_path, write_text_atomic
 from sb3_masked_attention.validation import check_int
 
@@ -67,18 +72,39 @@ def train_multiscale(
     """
     if algo not in ALGORITHMS:
         raise ValueError(f"algo={algo!r} is unknown: expected one of {sorted(ALGORITHMS)}")
-    for name, value in (("total_timesteps", total_timesteps), ("n_envs", n_envs), ("batch_size", batch_size),
-                        ("n_steps", n_steps), ("checkpoint_freq", checkpoint_freq), ("eval_freq", eval_freq),
-                        ("eval_episodes", eval_episodes), ("attention_log_freq", attention_log_freq)):  # fmt: skip
+    for name, value in (
+        ("total_timesteps", total_timesteps),
+        ("n_envs", n_envs),
+        ("batch_size", batch_size),
+        ("n_steps", n_steps),
+        ("checkpoint_freq", checkpoint_freq),
+        ("eval_freq", eval_freq),
+        ("eval_episodes", eval_episodes),
+        ("attention_log_freq", attention_log_freq),
+    ):
         check_int(name, value)
     from envs.territory import TerritoryControlEnv  # by class, so SubprocVecEnv workers import it themselves
 
-    env_kwargs = {"map_name": map_name, "map_size": map_size, "num_bots": num_bots, "max_steps": max_steps,
-                  "local_view_size": local_view_size}  # fmt: skip
+    env_kwargs = {
+        "map_name": map_name,
+        "map_size": map_size,
+        "num_bots": num_bots,
+        "max_steps": max_steps,
+        "local_view_size": local_view_size,
+    }
     TerritoryControlEnv(**env_kwargs)  # a bad map or size fails here, before anything is written
     ppo_kwargs = {**MULTISCALE_PPO_KWARGS, **(ppo_kwargs or {})}
-    config = {"algo": algo, "attention": attention, "env_kwargs": env_kwargs, "n_envs": n_envs, "batch_size": batch_size,
-              "n_steps": n_steps, "seed": seed, "ppo_kwargs": ppo_kwargs, "total_timesteps": total_timesteps}  # fmt: skip
+    config = {
+        "algo": algo,
+        "attention": attention,
+        "env_kwargs": env_kwargs,
+        "n_envs": n_envs,
+        "batch_size": batch_size,
+        "n_steps": n_steps,
+        "seed": seed,
+        "ppo_kwargs": ppo_kwargs,
+        "total_timesteps": total_timesteps,
+    }
     output_dir = Path(output_dir)
     _check_resume(output_dir / "run_config.json", config)
     final_path = output_dir / "final_model.zip"
@@ -91,8 +117,15 @@ def train_multiscale(
             return model
 
     env_cls = SubprocVecEnv if subprocess_envs and n_envs > 1 else DummyVecEnv
-    env = make_vec_env(TerritoryControlEnv, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, vec_env_cls=env_cls,
-                       monitor_dir=str(output_dir / "monitor"), monitor_kwargs={"override_existing": False})  # fmt: skip
+    env = make_vec_env(
+        TerritoryControlEnv,
+        n_envs=n_envs,
+        seed=seed,
+        env_kwargs=env_kwargs,
+        vec_env_cls=env_cls,
+        monitor_dir=str(output_dir / "monitor"),
+        monitor_kwargs={"override_existing": False},
+    )
     eval_env = make_vec_env(TerritoryControlEnv, n_envs=1, seed=seed + 10_000, env_kwargs=env_kwargs)
     found = checkpoints(output_dir / "checkpoints")
     if found:
@@ -101,22 +134,38 @@ def train_multiscale(
             print(f"resuming {output_dir} from {found[-1].name} ({model.num_timesteps} steps done)")
     else:
         model = algorithm(
-            "MultiScaleAttentionPolicy", env, n_steps=n_steps, batch_size=batch_size, seed=seed, device=device,
+            "MultiScaleAttentionPolicy",
+            env,
+            n_steps=n_steps,
+            batch_size=batch_size,
+            seed=seed,
+            device=device,
             policy_kwargs={"multiscale_extractor": "attention" if attention else "plain"},
-            tensorboard_log=str(output_dir / "tensorboard"), verbose=verbose, **ppo_kwargs,
-        )  # fmt: skip
-    callbacks = CallbackList([
-        AtomicCheckpointCallback(checkpoint_freq, output_dir / "checkpoints"),
-        EvaluationLogCallback(eval_env, output_dir / "evaluations.csv", eval_freq=eval_freq, n_eval_episodes=eval_episodes,
-                              best_model_path=output_dir / "best_model.zip",
-                              info_keys=("territory_share", "rank", "is_success"), verbose=verbose),
-        AttentionLoggingCallback(log_freq=attention_log_freq),
-    ])  # fmt: skip
+            tensorboard_log=str(output_dir / "tensorboard"),
+            verbose=verbose,
+            **ppo_kwargs,
+        )
+    callbacks = CallbackList(
+        [
+            AtomicCheckpointCallback(checkpoint_freq, output_dir / "checkpoints"),
+            EvaluationLogCallback(
+                eval_env,
+                output_dir / "evaluations.csv",
+                eval_freq=eval_freq,
+                n_eval_episodes=eval_episodes,
+                best_model_path=output_dir / "best_model.zip",
+                info_keys=("territory_share", "rank", "is_success"),
+                verbose=verbose,
+            ),
+            AttentionLoggingCallback(log_freq=attention_log_freq),
+        ]
+    )
     remaining = total_timesteps - model.num_timesteps
     try:
         if remaining > 0:
-            model.learn(remaining, callback=callbacks, tb_log_name="run", reset_num_timesteps=not found,
-                        progress_bar=progress_bar)  # fmt: skip
+            model.learn(
+                remaining, callback=callbacks, tb_log_name="run", reset_num_timesteps=not found, progress_bar=progress_bar
+            )
         with atomic_path(final_path, suffix=".zip") as tmp:
             model.save(tmp)
     finally:

@@ -43,8 +43,11 @@ def _load_pretrained(policy: BasePolicy, path: str | None, freeze: bool) -> None
     from sb3_masked_attention.pretrain.handover import load_into_extractor, policy_extractors
 
     if not Path(path).is_file():
-        warnings.warn(f"pretrained_extractor file {path!r} not found: the extractor keeps its initial weights "
-                      "(expected only when loading a saved model without the pretraining file)", stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"pretrained_extractor file {path!r} not found: the extractor keeps its initial weights "
+            "(expected only when loading a saved model without the pretraining file)",
+            stacklevel=3,
+        )
         return
     for extractor in policy_extractors(policy):
         load_into_extractor(extractor, path, freeze=freeze)
@@ -61,8 +64,14 @@ class HeadMaskedTransformerPolicy(MultiInputActorCriticPolicy):
     :param kwargs: everything ``MultiInputActorCriticPolicy`` takes.
     """
 
-    def __init__(self, *args: Any, head_mask_strategy: HeadMaskStrategy | None = None, pretrained_extractor: str | None = None,
-                 freeze_extractor: bool = False, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *args: Any,
+        head_mask_strategy: HeadMaskStrategy | None = None,
+        pretrained_extractor: str | None = None,
+        freeze_extractor: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **_with_transformer_defaults(kwargs, head_mask_strategy))
         _load_pretrained(self, pretrained_extractor, freeze_extractor)
 
@@ -79,8 +88,14 @@ _register(A2C, "HeadMaskedTransformerPolicy", HeadMaskedTransformerPolicy)
 class MaskableHeadMaskedTransformerPolicy(MaskableMultiInputActorCriticPolicy):
     """The MaskablePPO counterpart of :class:`HeadMaskedTransformerPolicy` (same arguments)."""
 
-    def __init__(self, *args: Any, head_mask_strategy: HeadMaskStrategy | None = None, pretrained_extractor: str | None = None,
-                 freeze_extractor: bool = False, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *args: Any,
+        head_mask_strategy: HeadMaskStrategy | None = None,
+        pretrained_extractor: str | None = None,
+        freeze_extractor: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **_with_transformer_defaults(kwargs, head_mask_strategy))
         _load_pretrained(self, pretrained_extractor, freeze_extractor)
 

@@ -8,13 +8,12 @@ so ``0.0`` sees everything and ``0.95`` sees only the newest 5%.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import numpy as np
 
 from sb3_masked_attention.validation import check_fraction, check_int
 
-HeadMaskStrategy = Union[str, Sequence[float]]
+HeadMaskStrategy = str | Sequence[float]
 
 HEAD_MASK_STRATEGIES: dict[str, tuple[float, ...]] = {
     # Groups of heads with short, medium and long windows, each range covered twice.

@@ -110,7 +110,11 @@ def train_head_masked_ppo(
     resolve_head_mask_strategy(head_mask_strategy, extractor_kwargs.get("n_heads", 8))  # fail before building envs
     venv = make_history_vec_env(env_id, history_len, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
     kwargs = {**DEFAULT_PPO_KWARGS, **(ppo_kwargs or {})}
-    kwargs["policy_kwargs"] = {"net_arch": [64], **kwargs.get("policy_kwargs", {}), "features_extractor_kwargs": extractor_kwargs}
+    kwargs["policy_kwargs"] = {
+        "net_arch": [64],
+        **kwargs.get("policy_kwargs", {}),
+        "features_extractor_kwargs": extractor_kwargs,
+    }
     tensorboard_log = None if output_dir is None else str(Path(output_dir) / "tensorboard")
     model = PPO("HeadMaskedTransformerPolicy", venv, seed=seed, verbose=verbose, tensorboard_log=tensorboard_log, **kwargs)
     model.learn(total_timesteps, progress_bar=progress_bar)

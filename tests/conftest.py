@@ -16,9 +16,22 @@ def saved_model(tmp_path_factory):
     from sb3_masked_attention.training import make_history_vec_env
 
     env = make_history_vec_env("sb3ma/TMaze-v0", history_len=6, n_envs=2, env_kwargs={"corridor_length": 3})
-    model = PPO("HeadMaskedTransformerPolicy", env, n_steps=32, batch_size=64, n_epochs=1, seed=0,
-                policy_kwargs={"features_extractor_kwargs": {"d_model": 16, "n_heads": 4, "n_layers": 2,
-                                                             "head_mask_strategy": [0.0, 0.3, 0.6, 0.9]}})  # fmt: skip
+    model = PPO(
+        "HeadMaskedTransformerPolicy",
+        env,
+        n_steps=32,
+        batch_size=64,
+        n_epochs=1,
+        seed=0,
+        policy_kwargs={
+            "features_extractor_kwargs": {
+                "d_model": 16,
+                "n_heads": 4,
+                "n_layers": 2,
+                "head_mask_strategy": [0.0, 0.3, 0.6, 0.9],
+            }
+        },
+    )
     model.learn(64)
     path = tmp_path_factory.mktemp("model") / "model.zip"
     model.save(path)

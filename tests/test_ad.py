@@ -35,7 +35,9 @@ def test_collect_records_whole_learning_runs(dataset):
     rewarded = histories.rewards == 1.0
     next_obs = np.concatenate([histories.observations[:, 1:], histories.observations[:, -1:]], axis=1)
     on_goal = (next_obs == histories.goals[:, None, :]).all(-1)
-    assert np.array_equal(rewarded[:, :-1][(histories.timesteps[:, :-1] < 19)], on_goal[:, :-1][(histories.timesteps[:, :-1] < 19)])
+    assert np.array_equal(
+        rewarded[:, :-1][(histories.timesteps[:, :-1] < 19)], on_goal[:, :-1][(histories.timesteps[:, :-1] < 19)]
+    )
     assert histories.meta["n_actions"] == 5 and histories.meta["episode_length"] == 20
 
 
@@ -64,8 +66,12 @@ def test_ppo_source_records_the_requested_episodes():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"source": "sarsa"}, "source='sarsa'"), ({"episodes": 0}, "episodes=0"), ({"goals": []}, "goals is empty"),
-     ({"env_id": "CartPole-v1"}, "not a Dark Room env")],  # fmt: skip
+    [
+        ({"source": "sarsa"}, "source='sarsa'"),
+        ({"episodes": 0}, "episodes=0"),
+        ({"goals": []}, "goals is empty"),
+        ({"env_id": "CartPole-v1"}, "not a Dark Room env"),
+    ],
 )
 def test_collect_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -105,7 +111,9 @@ def test_cached_steps_equal_the_full_causal_pass(strategy):
         full, weights = model(**inputs, need_weights=True)
         cache, stepped = model.new_cache(), []
         for t in range(30):
-            logits, step_weights = model.step(cache, *(inputs[k][:, t] for k in ("obs", "prev_action", "prev_reward", "step")), need_weights=True)
+            logits, step_weights = model.step(
+                cache, *(inputs[k][:, t] for k in ("obs", "prev_action", "prev_reward", "step")), need_weights=True
+            )
             stepped.append(logits)
             torch.testing.assert_close(step_weights[-1][:, :, 0], weights[-1][:, :, t, : t + 1], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.stack(stepped, dim=1), full, atol=1e-5, rtol=1e-5)
@@ -116,15 +124,22 @@ def test_cache_slides_past_the_context_length():
     cache = model.new_cache()
     with torch.no_grad():
         for t in range(45):
-            logits, _ = model.step(cache, torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), torch.zeros(2), torch.full((2,), t % 20))
+            logits, _ = model.step(
+                cache, torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), torch.zeros(2), torch.full((2,), t % 20)
+            )
     assert len(cache[0]) == 30 and cache[0].seen == 45
     assert logits.shape == (2, 5) and torch.isfinite(logits).all()
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"obs_low": [0.0, 0.5]}, "not a small integer grid"), ({"obs_high": [8, 1000]}, "not a small integer grid"),
-     ({"obs_high": [8]}, "equal-length"), ({"context_len": 0}, "context_len=0"), ({"head_mask_strategy": "bogus"}, "'bogus' is unknown")],  # fmt: skip
+    [
+        ({"obs_low": [0.0, 0.5]}, "not a small integer grid"),
+        ({"obs_high": [8, 1000]}, "not a small integer grid"),
+        ({"obs_high": [8]}, "equal-length"),
+        ({"context_len": 0}, "context_len=0"),
+        ({"head_mask_strategy": "bogus"}, "'bogus' is unknown"),
+    ],
 )
 def test_model_rejects_bad_arguments(kwargs, message):
     arguments = {"n_actions": 5, "obs_low": [0, 0], "obs_high": [8, 8], "episode_length": 20, **kwargs}
@@ -133,7 +148,15 @@ def test_model_rejects_bad_arguments(kwargs, message):
 
 
 # ---------------------------------------------------------------- training
-TINY = {"updates": 4, "batch_size": 4, "checkpoint_every": 2, "progress": False, "context_len": 30, "d_model": 16, "n_layers": 1}
+TINY = {
+    "updates": 4,
+    "batch_size": 4,
+    "checkpoint_every": 2,
+    "progress": False,
+    "context_len": 30,
+    "d_model": 16,
+    "n_layers": 1,
+}
 
 
 def test_training_lowers_the_loss_and_saves_a_loadable_model(dataset, tmp_path):
@@ -192,8 +215,24 @@ def test_cached_and_recomputed_evaluation_take_the_same_actions():
 
 def test_eval_command_writes_curve_table_and_plot(dataset, tmp_path, capsys):
     train_ad(dataset, tmp_path / "run", **TINY)
-    assert main(["ad", "eval", str(tmp_path / "run"), "--out", str(tmp_path / "eval"), "--episodes", "3", "--last", "2",
-                 "--source-runs", "1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "ad",
+                "eval",
+                str(tmp_path / "run"),
+                "--out",
+                str(tmp_path / "eval"),
+                "--episodes",
+                "3",
+                "--last",
+                "2",
+                "--source-runs",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "% of optimal" in capsys.readouterr().out
     import pandas as pd
 
@@ -204,8 +243,26 @@ def test_eval_command_writes_curve_table_and_plot(dataset, tmp_path, capsys):
     assert (tmp_path / "eval" / "in_context.png").read_bytes()[:4] == b"\x89PNG"
     summary = evaluate_ad(tmp_path / "run", tmp_path / "eval2", episodes=2, last=1, source_runs=1)
     assert summary["goals"] == 16 and 0 < summary["optimal"] <= 20
-    assert main(["ad", "eval", str(tmp_path / "run"), "--out", str(tmp_path / "eval3"), "--episodes", "2", "--last", "1",
-                 "--source-runs", "1", "--compress", "window:10:1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "ad",
+                "eval",
+                str(tmp_path / "run"),
+                "--out",
+                str(tmp_path / "eval3"),
+                "--episodes",
+                "2",
+                "--last",
+                "1",
+                "--source-runs",
+                "1",
+                "--compress",
+                "window:10:1",
+            ]
+        )
+        == 0
+    )
     assert set(pd.read_csv(tmp_path / "eval3" / "in_context.csv")["method"]) == {"AD (window:10:1)", "source (q-learning)"}
 
 

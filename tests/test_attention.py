@@ -11,7 +11,7 @@ from sb3_masked_attention.masks import causal_mask, head_window_mask
 
 def per_head_loop_reference(attention: MaskedMultiHeadAttention, x, mask):
     """Slow, obviously correct attention: one head at a time."""
-    batch, length, _ = x.shape
+    _batch, _length, _ = x.shape
     q_all = attention.q_proj(x)
     k_all, v_all = attention.kv_proj(x).chunk(2, dim=-1)
     d = attention.head_dim
@@ -61,8 +61,10 @@ def test_cross_attention_shapes_and_paths():
 def test_rotary_scores_depend_only_on_relative_position():
     rotary = RotaryEmbedding(head_dim=8)
     q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
     def score(i, j):
         return (rotary(q, torch.tensor([i])) * rotary(k, torch.tensor([j]))).sum().item()
+
     assert score(3, 1) == pytest.approx(score(10, 8), abs=1e-5)
     assert score(3, 1) != pytest.approx(score(3, 2), abs=1e-3)
     x = torch.randn(2, 3, 5, 8)
@@ -77,7 +79,9 @@ def test_block_output_and_weights():
     torch.testing.assert_close(block(x)[0], out, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, match", [(dict(d_model=30, n_heads=4), "divide"), (dict(d_model=8, n_heads=2, dropout=1.0), "dropout")])
+@pytest.mark.parametrize(
+    "kwargs, match", [(dict(d_model=30, n_heads=4), "divide"), (dict(d_model=8, n_heads=2, dropout=1.0), "dropout")]
+)
 def test_attention_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MaskedMultiHeadAttention(**kwargs)

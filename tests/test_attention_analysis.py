@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import envs  # noqa: F401  (registers sb3ma/ ids)
-
 from sb3_masked_attention.ad.data import collect_histories, save_histories
 from sb3_masked_attention.ad.train import train_ad
 from sb3_masked_attention.analysis.analyze import analyze_capture, attention_statistics, positions_needed, window_needed
@@ -28,8 +27,17 @@ def run_cli(*args):
 def ad_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("ad")
     save_histories(collect_histories(goals=[(0, 0), (8, 8)], episodes=4, runs_per_goal=1, progress=False), root / "h.npz")
-    train_ad(root / "h.npz", root / "run", updates=2, batch_size=2, context_len=30, d_model=16, n_layers=2, progress=False,
-             head_mask_strategy="diversified")  # fmt: skip
+    train_ad(
+        root / "h.npz",
+        root / "run",
+        updates=2,
+        batch_size=2,
+        context_len=30,
+        d_model=16,
+        n_layers=2,
+        progress=False,
+        head_mask_strategy="diversified",
+    )
     return root / "run"
 
 
@@ -55,12 +63,17 @@ def test_ad_capture_records_bounded_consistent_attention(ad_model, tmp_path):
     assert capture["full_steps"].tolist() == [0, 22, 44]
     for index, step in enumerate(capture["full_steps"]):
         layers = slice(None) if step < 30 else slice(0, 1)
-        np.testing.assert_allclose(capture["full_attention"][index][layers, :, -1, :].astype(np.float32),
-                                   capture["last_query"][step][layers].astype(np.float32), atol=2e-3)  # fmt: skip
+        np.testing.assert_allclose(
+            capture["full_attention"][index][layers, :, -1, :].astype(np.float32),
+            capture["last_query"][step][layers].astype(np.float32),
+            atol=2e-3,
+        )
 
 
 def test_sb3_capture_reads_the_history_window(saved_model, tmp_path):
-    capture_sb3(saved_model, "sb3ma/TMaze-v0", tmp_path / "cap.npz", steps=12, env_kwargs={"corridor_length": 3}, full_samples=2)
+    capture_sb3(
+        saved_model, "sb3ma/TMaze-v0", tmp_path / "cap.npz", steps=12, env_kwargs={"corridor_length": 3}, full_samples=2
+    )
     capture = load_capture(tmp_path / "cap.npz")
     assert capture["last_query"].shape == (12, 2, 4, 6) and capture["meta"]["kind"] == "sb3"
     np.testing.assert_allclose(capture["last_query"].astype(np.float32).sum(-1), 1.0, atol=5e-3)
@@ -89,10 +102,18 @@ def test_top_k_never_needs_more_positions_than_a_window(weights, level):
 
 def synthetic_capture(weights: np.ndarray) -> dict:
     steps, context = weights.shape
-    return {"last_query": weights[:, None, None, :].astype(np.float16), "valid": np.ones((steps, context), bool),
-            "positions": np.arange(steps)[:, None] + np.arange(context), "rewards": np.zeros(steps, np.float32),
-            "episode_starts": np.zeros(steps, bool), "full_steps": np.zeros(0, int), "full_attention": np.zeros((0, 1, 1, context, context)),
-            "full_valid": np.zeros((0, context), bool), "head_fractions": np.zeros(1, np.float32), "meta": {"kind": "sb3"}}  # fmt: skip
+    return {
+        "last_query": weights[:, None, None, :].astype(np.float16),
+        "valid": np.ones((steps, context), bool),
+        "positions": np.arange(steps)[:, None] + np.arange(context),
+        "rewards": np.zeros(steps, np.float32),
+        "episode_starts": np.zeros(steps, bool),
+        "full_steps": np.zeros(0, int),
+        "full_attention": np.zeros((0, 1, 1, context, context)),
+        "full_valid": np.zeros((0, context), bool),
+        "head_fractions": np.zeros(1, np.float32),
+        "meta": {"kind": "sb3"},
+    }
 
 
 def test_statistics_of_known_attention():
@@ -115,8 +136,13 @@ def test_analyze_writes_every_plot_and_the_recommendations(ad_model, tmp_path):
     capture_ad(ad_model, tmp_path / "cap.npz", steps=40, full_samples=2)
     analyze_capture(tmp_path / "cap.npz", tmp_path / "out")
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["attention_analysis_comprehensive.png", "attention_heatmap_step0.png", "attention_heatmap_step39.png",
-                     "compression_recommendations.txt", "layer_head_analysis.png"]  # fmt: skip
+    assert names == [
+        "attention_analysis_comprehensive.png",
+        "attention_heatmap_step0.png",
+        "attention_heatmap_step39.png",
+        "compression_recommendations.txt",
+        "layer_head_analysis.png",
+    ]
     text = (tmp_path / "out" / "compression_recommendations.txt").read_text()
     assert "recent window:" in text and "top-K: K =" in text and "hierarchy:" in text
 
@@ -153,8 +179,13 @@ def test_top_k_keeps_anchor_newest_and_most_attended():
 
 @pytest.mark.parametrize(
     "text, message",
-    [("zip:3", "unknown"), ("window", "takes 1 to 2"), ("topk:a", "takes 1 to 2"), ("hierarchy:4", "takes 2 to 4"),
-     ("window:0", "window=0")],  # fmt: skip
+    [
+        ("zip:3", "unknown"),
+        ("window", "takes 1 to 2"),
+        ("topk:a", "takes 1 to 2"),
+        ("hierarchy:4", "takes 2 to 4"),
+        ("window:0", "window=0"),
+    ],
 )
 def test_parse_compressor_rejects_bad_settings(text, message):
     with pytest.raises(ValueError, match=message):
@@ -168,8 +199,20 @@ def test_parse_compressor_builds_each_kind():
 
 
 def test_compress_command_writes_the_table(ad_model, tmp_path):
-    result = run_cli("attention", "compress", "--model", str(ad_model), "--out", str(tmp_path), "--episodes", "1",
-                     "--compress", "window:10:1", "topk:8", "hierarchy:6:8")  # fmt: skip
+    result = run_cli(
+        "attention",
+        "compress",
+        "--model",
+        str(ad_model),
+        "--out",
+        str(tmp_path),
+        "--episodes",
+        "1",
+        "--compress",
+        "window:10:1",
+        "topk:8",
+        "hierarchy:6:8",
+    )
     assert result.returncode == 0, result.stderr
     import pandas as pd
 
@@ -181,9 +224,11 @@ def test_compress_command_writes_the_table(ad_model, tmp_path):
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["attention", "analyze", "missing.npz", "--out", "x"], "does not exist"),
-     (["attention", "capture", "--model", "m.zip", "--out", "x.npz"], "--env is required"),
-     (["attention", "compress", "--model", "nowhere", "--out", "x", "--compress", "bogus:1"], "unknown")],  # fmt: skip
+    [
+        (["attention", "analyze", "missing.npz", "--out", "x"], "does not exist"),
+        (["attention", "capture", "--model", "m.zip", "--out", "x.npz"], "--env is required"),
+        (["attention", "compress", "--model", "nowhere", "--out", "x", "--compress", "bogus:1"], "unknown"),
+    ],
 )
 def test_attention_commands_report_user_errors(args, message):
     result = run_cli(*args)

@@ -25,7 +25,10 @@ def test_strategies_lists_every_name(capsys):
         (["masks", "--strategy", "0,0.5,1.5", "--out", "x.png"], "head 2: 1.5 is invalid"),
         (["masks", "--history-len", "0", "--out", "x.png"], "invalid value '0'"),
         (["train", "--env", "NoSuchEnv-v0"], "NoSuchEnv"),
-        (["train", "--env", "sb3ma/TMaze-v0", "--env-kwargs", "corridor_length=-1", "--total-timesteps", "64"], "corridor_length=-1"),
+        (
+            ["train", "--env", "sb3ma/TMaze-v0", "--env-kwargs", "corridor_length=-1", "--total-timesteps", "64"],
+            "corridor_length=-1",
+        ),
         (["train", "--env", "sb3ma/TMaze-v0", "--env-kwargs", "oops"], "expected KEY=VALUE"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -46,9 +49,28 @@ def test_masks_writes_a_png(tmp_path):
 
 
 def test_train_saves_a_loadable_model_and_evaluates(tmp_path, capsys):
-    code = main(["train", "--env", "sb3ma/TMaze-v0", "--env-kwargs", "corridor_length=2", "--history-len", "4",
-                 "--strategy", "none", "--total-timesteps", "512", "--n-envs", "2", "--eval-episodes", "3",
-                 "--output-dir", str(tmp_path), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--env",
+            "sb3ma/TMaze-v0",
+            "--env-kwargs",
+            "corridor_length=2",
+            "--history-len",
+            "4",
+            "--strategy",
+            "none",
+            "--total-timesteps",
+            "512",
+            "--n-envs",
+            "2",
+            "--eval-episodes",
+            "3",
+            "--output-dir",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert "mean return" in capsys.readouterr().out
     model = PPO.load(tmp_path / "model.zip")

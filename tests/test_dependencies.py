@@ -4,7 +4,7 @@ from packaging.version import Version
 
 def test_rliable_imports_under_the_pinned_pandas():
     # rliable needs arch<8, and arch 7.x fails to import under pandas 3: keep this import working.
-    import rliable.library  # noqa: F401
+    import rliable.library
     import rliable.metrics  # noqa: F401
 
     assert Version(pandas.__version__) < Version("3")

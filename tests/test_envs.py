@@ -71,7 +71,7 @@ def test_tmaze_oracle_solves_and_memoryless_cannot():
     assert rollout(env, oracle, seed=0, episodes=50).tolist() == [1.0] * 50
     # Memoryless: the junction looks the same whatever the cue, so any such policy is a coin flip.
     for action in (0, 1):
-        memoryless = rollout(env, lambda env, obs, info, t: action, seed=0, episodes=400)
+        memoryless = rollout(env, lambda env, obs, info, t, action=action: action, seed=0, episodes=400)
         assert abs(memoryless.mean()) < 0.15
     assert env.optimal_return == 1.0 and env.random_return == 0.0
 
@@ -112,8 +112,24 @@ def test_goal_splits_are_disjoint_cover_the_grid_and_are_stable():
     train, test = goal_split(9, "train"), goal_split(9, "test")
     assert not set(train) & set(test)
     assert sorted(train + test) == sorted((x, y) for x in range(9) for y in range(9))
-    assert test == [(2, 0), (7, 0), (4, 1), (1, 2), (6, 2), (3, 3), (8, 3), (0, 4), (5, 4), (2, 5), (7, 5),
-                    (4, 6), (1, 7), (6, 7), (3, 8), (8, 8)]
+    assert test == [
+        (2, 0),
+        (7, 0),
+        (4, 1),
+        (1, 2),
+        (6, 2),
+        (3, 3),
+        (8, 3),
+        (0, 4),
+        (5, 4),
+        (2, 5),
+        (7, 5),
+        (4, 6),
+        (1, 7),
+        (6, 7),
+        (3, 8),
+        (8, 8),
+    ]
     assert DarkroomEnv(goals="test").goals == test
     rng_goals = {DarkroomEnv(goals="test").reset(seed=s)[1]["goal"] for s in range(200)}
     assert rng_goals == set(test)

@@ -80,7 +80,9 @@ def test_final_scores_keep_each_runs_last_evaluation(steps, seeds):
 
 
 def test_min_max_normalisation_and_file(tmp_path):
-    scores = pd.DataFrame({"method": ["m"] * 2, "env": ["sb3ma/TMaze-v0", "CartPoleNoVel-v1"], "seed": [0, 0], "score": [1.0, 261.0]})
+    scores = pd.DataFrame(
+        {"method": ["m"] * 2, "env": ["sb3ma/TMaze-v0", "CartPoleNoVel-v1"], "seed": [0, 0], "score": [1.0, 261.0]}
+    )
     normalized = normalize_scores(scores, "min-max")
     np.testing.assert_allclose(normalized["score"], [1.0, (261 - 22) / (500 - 22)])
     np.testing.assert_allclose(normalized["raw_score"], [1.0, 261.0])
@@ -95,7 +97,10 @@ def test_min_max_normalisation_and_file(tmp_path):
     ("edit", "message"),
     [
         (lambda df: df.drop(columns=["seed"]), r"missing the column\(s\) \['seed'\]"),
-        (lambda df: df[~((df.method == "b") & (df.env == "CartPoleNoVel-v1"))], r"method 'b' has runs on \['sb3ma/TMaze-v0'\] but none on \['CartPoleNoVel-v1'\]"),
+        (
+            lambda df: df[~((df.method == "b") & (df.env == "CartPoleNoVel-v1"))],
+            r"method 'b' has runs on \['sb3ma/TMaze-v0'\] but none on \['CartPoleNoVel-v1'\]",
+        ),
         (lambda df: df.assign(score=df["score"].where(df.index != 3)), "NaN or non-numeric score.*line\\(s\\) 5"),
         (lambda df: df[df.seed < 2], "has 2 run\\(s\\).*at least 3"),
     ],
@@ -108,11 +113,33 @@ def test_bad_scores_name_the_problem(edit, message):
 def test_report_files_and_cli(tmp_path):
     path = tmp_path / "scores.csv"
     make_scores(methods=("none", "specialized", "diversified"), timesteps=[1000, 2000, 3000]).to_csv(path, index=False)
-    result = subprocess.run([sys.executable, "-m", "sb3_masked_attention.cli", "report", str(path), "--out", str(tmp_path / "out"),
-                             "--reps", "100"], capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sb3_masked_attention.cli",
+            "report",
+            str(path),
+            "--out",
+            str(tmp_path / "out"),
+            "--reps",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
-    for name in ("summary.csv", "probability_of_improvement.csv", "significance.csv", "sample_efficiency.csv", "report.md",
-                 "aggregate_intervals.png", "performance_profiles.png", "probability_of_improvement.png", "sample_efficiency.png"):  # fmt: skip
+    for name in (
+        "summary.csv",
+        "probability_of_improvement.csv",
+        "significance.csv",
+        "sample_efficiency.csv",
+        "report.md",
+        "aggregate_intervals.png",
+        "performance_profiles.png",
+        "probability_of_improvement.png",
+        "sample_efficiency.png",
+    ):
         assert (tmp_path / "out" / name).stat().st_size > 0, name
     curves = pd.read_csv(tmp_path / "out" / "sample_efficiency.csv")
     assert set(curves["method"]) == {"none", "specialized", "diversified"} and curves["timesteps"].max() == 3000
@@ -127,6 +154,9 @@ def test_report_cli_user_errors_exit_2(tmp_path):
     path = tmp_path / "scores.csv"
     make_scores().drop(columns=["score"]).to_csv(path, index=False)
     for args in ([str(path)], [str(tmp_path / "missing.csv")], [str(path), "--normalize", "zscore"]):
-        result = subprocess.run([sys.executable, "-m", "sb3_masked_attention.cli", "report", *args, "--out", str(tmp_path / "o")],
-                                capture_output=True, text=True)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "sb3_masked_attention.cli", "report", *args, "--out", str(tmp_path / "o")],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from sb3_masked_attention.attention import MaskedMultiHeadAttention
 from sb3_masked_attention.masks import (
     causal_mask,
-    key_padding_mask,
     head_window_mask,
     inverse_dynamics_mask,
+    key_padding_mask,
     mask_action_tokens,
     multi_token_observation_mask,
     random_trajectory_masking,
@@ -123,14 +123,26 @@ def _rows(mask: torch.Tensor) -> list[str]:
 
 def test_inverse_dynamics_mask_documented_example():
     assert _rows(inverse_dynamics_mask(8)) == [
-        "10000000", "11000000", "10100000", "11110000", "11101000", "11111100", "11111010", "11111111",
-    ]  # fmt: skip
+        "10000000",
+        "11000000",
+        "10100000",
+        "11110000",
+        "11101000",
+        "11111100",
+        "11111010",
+        "11111111",
+    ]
 
 
 def test_multi_token_observation_mask_documented_example():
     assert _rows(multi_token_observation_mask(6, tokens_per_step=3, num_obs_tokens=2)) == [
-        "110000", "110000", "111000", "111110", "111110", "111111",
-    ]  # fmt: skip
+        "110000",
+        "110000",
+        "111000",
+        "111110",
+        "111110",
+        "111111",
+    ]
 
 
 @settings(max_examples=60, deadline=None)
@@ -140,8 +152,10 @@ def test_inverse_dynamics_mask_matches_a_slow_reference(seq_len, data):
     if start is None:
         return
     rm_idx = data.draw(st.integers(1, start))
-    expected = [[j <= i and not (i >= start and (i - start) % 2 == 0 and i - rm_idx <= j < i) for j in range(seq_len)]
-                for i in range(seq_len)]  # fmt: skip
+    expected = [
+        [j <= i and not (i >= start and (i - start) % 2 == 0 and i - rm_idx <= j < i) for j in range(seq_len)]
+        for i in range(seq_len)
+    ]
     assert inverse_dynamics_mask(seq_len, start, rm_idx).tolist() == expected
 
 

@@ -10,7 +10,6 @@ import torch
 from stable_baselines3 import PPO
 
 import envs  # noqa: F401  (registers sb3ma/ ids)
-
 from sb3_masked_attention.evaluation.model_eval import ablate_head, evaluate_model, make_eval_env, transformer_of
 
 
@@ -39,8 +38,9 @@ def test_ablation_zeroes_one_head_and_is_undone(saved_model):
 
 def test_evaluate_with_ablation_rows(saved_model, tmp_path):
     out = tmp_path / "eval.csv"
-    table = evaluate_model(saved_model, "sb3ma/TMaze-v0", episodes=2, seeds=[0, 1], env_kwargs={"corridor_length": 3},
-                           ablate_heads=True, out=out)  # fmt: skip
+    table = evaluate_model(
+        saved_model, "sb3ma/TMaze-v0", episodes=2, seeds=[0, 1], env_kwargs={"corridor_length": 3}, ablate_heads=True, out=out
+    )
     assert len(table) == 2 * (1 + 4 + 2 * 4)
     intact = table[table["ablated_head"] == -1]
     assert (intact["drop"] == 0).all()
@@ -50,8 +50,22 @@ def test_evaluate_with_ablation_rows(saved_model, tmp_path):
 
 
 def test_evaluate_cli(saved_model, tmp_path):
-    command = [sys.executable, "-m", "sb3_masked_attention.cli", "evaluate", str(saved_model), "--env", "sb3ma/TMaze-v0",
-               "--env-kwargs", "corridor_length=3", "--episodes", "2", "--seeds", "0", "--ablate-heads"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "sb3_masked_attention.cli",
+        "evaluate",
+        str(saved_model),
+        "--env",
+        "sb3ma/TMaze-v0",
+        "--env-kwargs",
+        "corridor_length=3",
+        "--episodes",
+        "2",
+        "--seeds",
+        "0",
+        "--ablate-heads",
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "intact model" in result.stdout and "head 3 zeroed (layer 1)" in result.stdout

@@ -34,7 +34,9 @@ TERRITORY = map_space({"global_map": (6, 128, 128), "local_map": (6, 128, 128), 
 
 def sample(space: spaces.Dict, batch: int) -> dict[str, torch.Tensor]:
     space.seed(0)
-    return {key: torch.as_tensor(np.stack([s.sample() for _ in range(batch)])).float() / 255 for key, s in space.spaces.items()}
+    return {
+        key: torch.as_tensor(np.stack([s.sample() for _ in range(batch)])).float() / 255 for key, s in space.spaces.items()
+    }
 
 
 def test_parameter_counts_near_the_reference_design():
@@ -107,8 +109,14 @@ SMALL = dict(features_extractor_kwargs=dict(branch_dim=32, global_dim=16, cnn_ch
 
 @pytest.mark.parametrize("extractor", ["attention", "plain"])
 def test_log_probs_and_values_identical_in_train_and_eval_mode(extractor):
-    model = PPO("MultiScaleAttentionPolicy", territory_env(), n_steps=16, batch_size=16, seed=0,
-                policy_kwargs=dict(multiscale_extractor=extractor, **SMALL))  # fmt: skip
+    model = PPO(
+        "MultiScaleAttentionPolicy",
+        territory_env(),
+        n_steps=16,
+        batch_size=16,
+        seed=0,
+        policy_kwargs=dict(multiscale_extractor=extractor, **SMALL),
+    )
     env = territory_env()
     obs, _ = env.reset(seed=1)
     obs_tensor, _ = model.policy.obs_to_tensor({k: v[None] for k, v in obs.items()})
@@ -125,8 +133,9 @@ def test_log_probs_and_values_identical_in_train_and_eval_mode(extractor):
 
 
 def test_maskable_ppo_learns_with_the_alias_and_masks():
-    model = MaskablePPO("MultiScaleAttentionPolicy", territory_env(), n_steps=32, batch_size=16, n_epochs=1, seed=0,
-                        policy_kwargs=SMALL)  # fmt: skip
+    model = MaskablePPO(
+        "MultiScaleAttentionPolicy", territory_env(), n_steps=32, batch_size=16, n_epochs=1, seed=0, policy_kwargs=SMALL
+    )
     assert isinstance(model.policy, MaskableMultiScaleAttentionPolicy)
     assert isinstance(model.policy.features_extractor, MultiScaleExtractorWithAttention)
     model.learn(64)
@@ -136,15 +145,20 @@ def test_maskable_ppo_learns_with_the_alias_and_masks():
         masks = env.action_masks()
         action, _ = model.predict(obs, action_masks=masks)
         assert masks[action[0]], "a masked target was chosen"
-        obs, _, terminated, truncated, info = env.step(action)
+        obs, _, _terminated, _truncated, info = env.step(action)
         assert not info["invalid_action"]
 
 
 def test_stock_multi_input_policy_takes_either_extractor_by_class():
     for cls in (MultiScaleExtractor, MultiScaleExtractorWithAttention):
         kwargs = SMALL["features_extractor_kwargs"]
-        model = PPO("MultiInputPolicy", territory_env(), n_steps=16, batch_size=16,
-                    policy_kwargs=dict(features_extractor_class=cls, features_extractor_kwargs=kwargs))  # fmt: skip
+        model = PPO(
+            "MultiInputPolicy",
+            territory_env(),
+            n_steps=16,
+            batch_size=16,
+            policy_kwargs=dict(features_extractor_class=cls, features_extractor_kwargs=kwargs),
+        )
         model.learn(16)
         assert type(model.policy.features_extractor) is cls
     assert isinstance(PPO("MultiScaleAttentionPolicy", territory_env(), policy_kwargs=SMALL).policy, MultiScaleAttentionPolicy)

@@ -17,9 +17,22 @@ from sb3_masked_attention.callbacks import AttentionLoggingCallback, checkpoints
 from sb3_masked_attention.multiscale_training import train_multiscale
 from sb3_masked_attention.training import make_history_vec_env
 
-TINY = dict(map_size=64, num_bots=1, max_steps=30, n_envs=2, n_steps=16, batch_size=16, checkpoint_freq=32,
-            eval_freq=32, eval_episodes=1, attention_log_freq=32, subprocess_envs=False, progress_bar=False, verbose=0,
-            ppo_kwargs={"n_epochs": 1})  # fmt: skip
+TINY = dict(
+    map_size=64,
+    num_bots=1,
+    max_steps=30,
+    n_envs=2,
+    n_steps=16,
+    batch_size=16,
+    checkpoint_freq=32,
+    eval_freq=32,
+    eval_episodes=1,
+    attention_log_freq=32,
+    subprocess_envs=False,
+    progress_bar=False,
+    verbose=0,
+    ppo_kwargs={"n_epochs": 1},
+)
 
 
 def test_run_directory_and_resume(tmp_path):
@@ -69,8 +82,14 @@ class Recorder(KVWriter):
 def test_attention_logging_for_the_multiscale_extractor():
     from envs.territory import TerritoryControlEnv
 
-    model = MaskablePPO("MultiScaleAttentionPolicy", TerritoryControlEnv(map_size=64, num_bots=1), n_steps=16, batch_size=16,
-                        n_epochs=1, policy_kwargs={"features_extractor_kwargs": {"attention_stages": (1, 2)}})  # fmt: skip
+    model = MaskablePPO(
+        "MultiScaleAttentionPolicy",
+        TerritoryControlEnv(map_size=64, num_bots=1),
+        n_steps=16,
+        batch_size=16,
+        n_epochs=1,
+        policy_kwargs={"features_extractor_kwargs": {"attention_stages": (1, 2)}},
+    )
     recorder = Recorder()
     model.set_logger(Logger(folder=None, output_formats=[recorder]))
     model.learn(16, callback=AttentionLoggingCallback(log_freq=8))
@@ -85,8 +104,16 @@ def test_attention_logging_for_the_multiscale_extractor():
 
 def test_attention_logging_for_the_head_masked_transformer():
     env = make_history_vec_env("sb3ma/TMaze-v0", history_len=6, n_envs=2)
-    model = PPO("HeadMaskedTransformerPolicy", env, n_steps=8, batch_size=16, n_epochs=1,
-                policy_kwargs={"features_extractor_kwargs": {"n_heads": 2, "d_model": 8, "n_layers": 2, "head_mask_strategy": [0.0, 0.5]}})  # fmt: skip
+    model = PPO(
+        "HeadMaskedTransformerPolicy",
+        env,
+        n_steps=8,
+        batch_size=16,
+        n_epochs=1,
+        policy_kwargs={
+            "features_extractor_kwargs": {"n_heads": 2, "d_model": 8, "n_layers": 2, "head_mask_strategy": [0.0, 0.5]}
+        },
+    )
     recorder = Recorder()
     model.set_logger(Logger(folder=None, output_formats=[recorder]))
     model.learn(16, callback=AttentionLoggingCallback(log_freq=4))
@@ -116,8 +143,20 @@ def test_head_statistics_numbers():
     [(["--map", "moon"], "map_name='moon'"), (["--algo", "dqn"], "invalid choice"), (["--num-bots", "99"], "num_bots=99")],
 )
 def test_cli_user_errors_exit_2_with_one_line(tmp_path, args, message):
-    command = [sys.executable, "-m", "sb3_masked_attention.cli", "train-multiscale", "--output-dir", str(tmp_path),
-               "--map-size", "64", "--total-timesteps", "16", "--no-progress", *args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "sb3_masked_attention.cli",
+        "train-multiscale",
+        "--output-dir",
+        str(tmp_path),
+        "--map-size",
+        "64",
+        "--total-timesteps",
+        "16",
+        "--no-progress",
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

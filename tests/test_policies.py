@@ -84,8 +84,9 @@ def test_log_probs_and_values_identical_in_train_and_eval_mode():
 
 
 def test_training_with_vec_normalize():
-    venv = VecNormalize(make_vec_env("CartPole-v1", n_envs=2, seed=0, wrapper_class=HistoryWrapper,
-                                     wrapper_kwargs=dict(history_len=6)))
+    venv = VecNormalize(
+        make_vec_env("CartPole-v1", n_envs=2, seed=0, wrapper_class=HistoryWrapper, wrapper_kwargs=dict(history_len=6))
+    )
     model = PPO("HeadMaskedTransformerPolicy", venv, n_steps=32, batch_size=32, n_epochs=1, policy_kwargs=SMALL, seed=0)
     model.learn(128)
     assert venv.obs_rms["valid"].count > 1
@@ -93,7 +94,14 @@ def test_training_with_vec_normalize():
 
 
 def test_save_load_in_fresh_process_gives_same_actions(tmp_path):
-    model = PPO("HeadMaskedTransformerPolicy", history_env(), n_steps=32, batch_size=16, policy_kwargs=dict(head_mask_strategy="diversified"), seed=1)
+    model = PPO(
+        "HeadMaskedTransformerPolicy",
+        history_env(),
+        n_steps=32,
+        batch_size=16,
+        policy_kwargs=dict(head_mask_strategy="diversified"),
+        seed=1,
+    )
     model.learn(64)
     path = tmp_path / "model.zip"
     model.save(path)

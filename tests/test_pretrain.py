@@ -118,9 +118,18 @@ EXTRACTOR = {"d_model": 16, "n_heads": 4, "n_layers": 1, "head_mask_strategy": [
 @pytest.fixture(scope="module")
 def trunk(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrain")
-    pretrain(root / "trunk.pt", env_id="sb3ma/TMaze-v0", updates=5, collect_steps=64, history_len=6,
-             env_kwargs={"corridor_length": 3}, save_data=root / "windows.npz", extractor_kwargs=EXTRACTOR,
-             batch_size=8, progress=False)  # fmt: skip
+    pretrain(
+        root / "trunk.pt",
+        env_id="sb3ma/TMaze-v0",
+        updates=5,
+        collect_steps=64,
+        history_len=6,
+        env_kwargs={"corridor_length": 3},
+        save_data=root / "windows.npz",
+        extractor_kwargs=EXTRACTOR,
+        batch_size=8,
+        progress=False,
+    )
     return root
 
 
@@ -130,9 +139,21 @@ def test_pretraining_saves_the_trunk_and_the_windows(trunk):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags = EventAccumulator(str(trunk / "trunk.pt.tensorboard")).Reload().Tags()["scalars"]
-    assert {"pretrain/inverse_dynamics", "pretrain/masked_reconstruction", "pretrain/forward_dynamics", "pretrain/total"} <= set(tags)
-    again = pretrain(trunk / "again.pt", dataset=trunk / "windows.npz", objectives=("forward_dynamics",), updates=2,
-                     extractor_kwargs=EXTRACTOR, batch_size=8, progress=False)  # fmt: skip
+    assert {
+        "pretrain/inverse_dynamics",
+        "pretrain/masked_reconstruction",
+        "pretrain/forward_dynamics",
+        "pretrain/total",
+    } <= set(tags)
+    again = pretrain(
+        trunk / "again.pt",
+        dataset=trunk / "windows.npz",
+        objectives=("forward_dynamics",),
+        updates=2,
+        extractor_kwargs=EXTRACTOR,
+        batch_size=8,
+        progress=False,
+    )
     assert again.config["history_len"] == 6
     with pytest.raises(ValueError, match="'observation' is not a window key"):
         pretrain(trunk / "x.pt", dataset=trunk / "windows.npz", updates=1, normalize_keys=("observation",), progress=False)
@@ -141,7 +162,11 @@ def test_pretraining_saves_the_trunk_and_the_windows(trunk):
 def test_policy_keyword_hands_the_trunk_to_ppo_and_survives_save_load(trunk, tmp_path):
     saved = torch.load(trunk / "trunk.pt", weights_only=True)["state_dict"]
     env = make_history_vec_env("sb3ma/TMaze-v0", history_len=6, n_envs=2, env_kwargs={"corridor_length": 3})
-    kwargs = {"features_extractor_kwargs": EXTRACTOR, "pretrained_extractor": str(trunk / "trunk.pt"), "freeze_extractor": True}
+    kwargs = {
+        "features_extractor_kwargs": EXTRACTOR,
+        "pretrained_extractor": str(trunk / "trunk.pt"),
+        "freeze_extractor": True,
+    }
     model = PPO("HeadMaskedTransformerPolicy", env, n_steps=16, batch_size=32, n_epochs=1, policy_kwargs=kwargs, seed=0)
     extractor = model.policy.features_extractor
     for name, value in extractor.state_dict().items():
@@ -160,14 +185,23 @@ def test_policy_keyword_hands_the_trunk_to_ppo_and_survives_save_load(trunk, tmp
 def test_policy_keyword_names_the_mismatching_field(trunk):
     env = make_history_vec_env("sb3ma/TMaze-v0", history_len=6, n_envs=1, env_kwargs={"corridor_length": 3})
     with pytest.raises(ValueError, match="d_model=16 but the model's extractor has d_model=32"):
-        PPO("HeadMaskedTransformerPolicy", env, policy_kwargs={"features_extractor_kwargs": {**EXTRACTOR, "d_model": 32},
-                                                               "pretrained_extractor": str(trunk / "trunk.pt")})  # fmt: skip
+        PPO(
+            "HeadMaskedTransformerPolicy",
+            env,
+            policy_kwargs={
+                "features_extractor_kwargs": {**EXTRACTOR, "d_model": 32},
+                "pretrained_extractor": str(trunk / "trunk.pt"),
+            },
+        )
 
 
 def test_pretrain_command_errors_exit_2(tmp_path):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "sb3_masked_attention.cli", "pretrain", "--out", str(tmp_path / "x.pt")],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_masked_attention.cli", "pretrain", "--out", str(tmp_path / "x.pt")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "--env" in result.stderr and "Traceback" not in result.stderr

@@ -14,8 +14,15 @@ from sb3_masked_attention.training import make_history_vec_env
 def model(seed: int, **extractor_kwargs) -> PPO:
     env = make_history_vec_env("sb3ma/TMaze-v0", history_len=6, n_envs=2, env_kwargs={"corridor_length": 3})
     kwargs = {"d_model": 16, "n_heads": 4, "n_layers": 2, "head_mask_strategy": [0.0, 0.3, 0.6, 0.9], **extractor_kwargs}
-    return PPO("HeadMaskedTransformerPolicy", env, n_steps=32, batch_size=64, n_epochs=1, seed=seed,
-               policy_kwargs={"features_extractor_kwargs": kwargs})  # fmt: skip
+    return PPO(
+        "HeadMaskedTransformerPolicy",
+        env,
+        n_steps=32,
+        batch_size=64,
+        n_epochs=1,
+        seed=seed,
+        policy_kwargs={"features_extractor_kwargs": kwargs},
+    )
 
 
 def test_weights_arrive_and_freeze_keeps_them(tmp_path):
@@ -23,7 +30,9 @@ def test_weights_arrive_and_freeze_keeps_them(tmp_path):
     path = tmp_path / "trunk.pt"
     save_extractor(source.policy.features_extractor, path)
     load_pretrained_extractor(target, path, freeze=True)
-    for (name, a), b in zip(source.policy.features_extractor.state_dict().items(), target.policy.features_extractor.state_dict().values()):
+    for (name, a), b in zip(
+        source.policy.features_extractor.state_dict().items(), target.policy.features_extractor.state_dict().values()
+    ):
         torch.testing.assert_close(a, b, msg=name)
     before = {k: v.clone() for k, v in target.policy.features_extractor.state_dict().items()}
     head_before = target.policy.action_net.weight.clone()

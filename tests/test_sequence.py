@@ -114,7 +114,9 @@ def sessions(draw):
     n = draw(st.integers(2, 40))
     gaps = draw(st.lists(st.floats(0.001, 3.0), min_size=n, max_size=n))
     events = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
-    return Session("s", np.cumsum(gaps), np.array(events), np.zeros((n, 2), np.float32), np.zeros((n, 0), np.int64), np.arange(n))
+    return Session(
+        "s", np.cumsum(gaps), np.array(events), np.zeros((n, 2), np.float32), np.zeros((n, 0), np.int64), np.arange(n)
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -198,8 +200,13 @@ def test_greedy_generation_is_the_teacher_forced_prediction_of_its_own_actions(c
     generated = model.generate(batch, greedy=True)
     assert generated["event"].shape[0] == 8 and (generated["valid"].sum(1) == generated["length"]).all()
     steps = generated["event"].shape[1]
-    forced = {**batch, **{f"y_{k}": torch.nn.functional.pad(generated[k], (0, 0) * (generated[k].dim() - 2) + (0, 5 - steps))
-                          for k in ("event", "enums", "xy", "gap")}}  # fmt: skip
+    forced = {
+        **batch,
+        **{
+            f"y_{k}": torch.nn.functional.pad(generated[k], (0, 0) * (generated[k].dim() - 2) + (0, 5 - steps))
+            for k in ("event", "enums", "xy", "gap")
+        },
+    }
     predicted = model.predict(forced)
     valid = generated["valid"]
     assert torch.equal(predicted["event"][:, :steps][valid], generated["event"][valid])
@@ -228,18 +235,24 @@ def test_decoder_rejects_bad_arguments(log):
         AdvancedAttentionDecoder(16, 0, {}, ["a"])
     batch = make_windows(log, WINDOW).batch(np.arange(2))
     with pytest.raises(ValueError, match="2 enumerated fields, the model has 0"):
-        AdvancedAttentionDecoder(16, 5, {}, log.event_types, n_heads=4, head_mask_strategy=[0.0] * 4, window=WINDOW.to_dict())(batch)
+        AdvancedAttentionDecoder(16, 5, {}, log.event_types, n_heads=4, head_mask_strategy=[0.0] * 4, window=WINDOW.to_dict())(
+            batch
+        )
 
 
 # ---------------------------------------------------------------- baselines and metrics
 def test_repeat_last_copies_the_previous_action_and_the_last_run_length():
     batch = {
-        "h_event": torch.tensor([[0, 1, 2, 2]]), "h_enums": torch.zeros(1, 4, 0, dtype=torch.long),
+        "h_event": torch.tensor([[0, 1, 2, 2]]),
+        "h_enums": torch.zeros(1, 4, 0, dtype=torch.long),
         "h_xy": torch.tensor([[[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]]]),
-        "h_gap": torch.tensor([[0.5, 2.0, 0.2, 0.05]]), "h_valid": torch.tensor([[False, True, True, True]]),
-        "y_event": torch.tensor([[1, 0, 0]]), "y_enums": torch.zeros(1, 3, 0, dtype=torch.long),
-        "y_xy": torch.tensor([[[7.0, 7.0], [8.0, 8.0], [0.0, 0.0]]]), "y_gap": torch.tensor([[1.5, 0.3, 0.0]]),
-    }  # fmt: skip
+        "h_gap": torch.tensor([[0.5, 2.0, 0.2, 0.05]]),
+        "h_valid": torch.tensor([[False, True, True, True]]),
+        "y_event": torch.tensor([[1, 0, 0]]),
+        "y_enums": torch.zeros(1, 3, 0, dtype=torch.long),
+        "y_xy": torch.tensor([[[7.0, 7.0], [8.0, 8.0], [0.0, 0.0]]]),
+        "y_gap": torch.tensor([[1.5, 0.3, 0.0]]),
+    }
     predicted = repeat_last(batch, pause=1.0, max_actions=8)
     assert predicted["event"].tolist() == [[2, 1, 0]] and predicted["gap"][0].tolist() == pytest.approx([0.05, 1.5, 0.3])
     assert predicted["xy"][0, :, 0].tolist() == [4.0, 7.0, 8.0]
@@ -253,7 +266,12 @@ def test_metrics_of_known_predictions(log):
     table = sequence_metrics(perfect, batch).set_index("scale")
     assert (table[["timing_mae_ms", "coord_mae_px"]].fillna(0) == 0).all().all()
     assert (table["event_accuracy"].dropna() == 1).all() and table.loc["all", "length_accuracy"] == 1
-    off = {**perfect, "gap": batch["y_gap"] + 0.01, "xy": batch["y_xy"] + torch.tensor([3.0, 5.0]), "length": batch["length"] * 0}
+    off = {
+        **perfect,
+        "gap": batch["y_gap"] + 0.01,
+        "xy": batch["y_xy"] + torch.tensor([3.0, 5.0]),
+        "length": batch["length"] * 0,
+    }
     table = sequence_metrics(off, batch).set_index("scale")
     assert table.loc["all", "timing_mae_ms"] == pytest.approx(10.0, rel=1e-4)
     assert table.loc["all", "coord_mae_px"] == pytest.approx(4.0) and table.loc["all", "length_accuracy"] == 0
@@ -276,16 +294,30 @@ def test_session_bootstrap_of_known_differences(log):
 
 # ---------------------------------------------------------------- training and commands
 def test_training_resumes_to_the_same_weights_and_refuses_changed_settings(csv_files, tmp_path, monkeypatch):
-    kwargs = {"epochs": 2, "batch_size": 32, "input_dim": 16, "n_heads": 4, "head_mask_strategy": [0.0, 0.0, 0.5, 0.75],
-              "window": WINDOW, "progress": False}  # fmt: skip
+    kwargs = {
+        "epochs": 2,
+        "batch_size": 32,
+        "input_dim": 16,
+        "n_heads": 4,
+        "head_mask_strategy": [0.0, 0.0, 0.5, 0.75],
+        "window": WINDOW,
+        "progress": False,
+    }
     straight = train_sequence_model(csv_files / "train.csv", tmp_path / "straight", **kwargs)
     losses = np.loadtxt(tmp_path / "straight" / "training.csv", delimiter=",", skiprows=1, usecols=1)
     assert len(losses) == 2 and losses[1] < losses[0]
     from sb3_masked_attention.sequence import train as seq_train
 
     real = seq_train.validation_losses
-    monkeypatch.setattr(seq_train, "validation_losses", lambda model, windows: (_ for _ in ()).throw(KeyboardInterrupt)
-                        if len(list((tmp_path / "resumed").glob("checkpoint.pt"))) else real(model, windows))  # fmt: skip
+    monkeypatch.setattr(
+        seq_train,
+        "validation_losses",
+        lambda model, windows: (
+            (_ for _ in ()).throw(KeyboardInterrupt)
+            if len(list((tmp_path / "resumed").glob("checkpoint.pt")))
+            else real(model, windows)
+        ),
+    )
     with pytest.raises(KeyboardInterrupt):  # killed at the end of epoch 2, after epoch 1's checkpoint
         train_sequence_model(csv_files / "train.csv", tmp_path / "resumed", **kwargs)
     monkeypatch.setattr(seq_train, "validation_losses", real)
@@ -302,17 +334,61 @@ def test_events_commands_end_to_end(csv_files, tmp_path, capsys):
     data = tmp_path / "data.csv"
     assert main(["events", "synth", "--sessions", "3", "--duration", "10", "--out", str(data)]) == 0
     assert load_events(data).n_events > 20
-    common = ["--events", str(csv_files / "train.csv"), "--epochs", "1", "--width", "16", "--max-actions", "4", "--no-progress"]
-    assert main(["events", "train", "--out", str(tmp_path / "att"), "--n-heads", "4", "--strategy", "0,0,0.5,0.75", *common]) == 0
+    common = [
+        "--events",
+        str(csv_files / "train.csv"),
+        "--epochs",
+        "1",
+        "--width",
+        "16",
+        "--max-actions",
+        "4",
+        "--no-progress",
+    ]
+    assert (
+        main(["events", "train", "--out", str(tmp_path / "att"), "--n-heads", "4", "--strategy", "0,0,0.5,0.75", *common]) == 0
+    )
     assert main(["events", "train", "--out", str(tmp_path / "gru"), "--arch", "gru", *common]) == 0
     capsys.readouterr()
-    assert main(["events", "eval", "--model", str(tmp_path / "att"), "--compare", str(tmp_path / "gru"),
-                 "--events", str(csv_files / "test.csv"), "--out", str(tmp_path / "eval")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "events",
+                "eval",
+                "--model",
+                str(tmp_path / "att"),
+                "--compare",
+                str(tmp_path / "gru"),
+                "--events",
+                str(csv_files / "test.csv"),
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "| repeat_last | all |" in table and "| attention | slow |" in table and "| gru | fast |" in table
     assert (tmp_path / "eval" / "timing_distribution.png").stat().st_size > 10_000
-    assert set(np.loadtxt(tmp_path / "eval" / "differences.csv", delimiter=",", skiprows=1, usecols=1, dtype=str)) == {"repeat_last", "gru"}
-    assert main(["events", "generate", "--model", str(tmp_path / "att"), "--history", str(data), "--out", str(tmp_path / "gen.csv")]) == 0
+    assert set(np.loadtxt(tmp_path / "eval" / "differences.csv", delimiter=",", skiprows=1, usecols=1, dtype=str)) == {
+        "repeat_last",
+        "gru",
+    }
+    assert (
+        main(
+            [
+                "events",
+                "generate",
+                "--model",
+                str(tmp_path / "att"),
+                "--history",
+                str(data),
+                "--out",
+                str(tmp_path / "gen.csv"),
+            ]
+        )
+        == 0
+    )
     generated = load_events(tmp_path / "gen.csv", min_events=1)
     assert {s.name for s in generated.sessions} == {s.name for s in load_events(data).sessions}
     last = {s.name: s.t[-1] for s in load_events(data).sessions}

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 from sb3_masked_attention import HEAD_MASK_STRATEGIES, resolve_head_mask_strategy
@@ -9,7 +11,7 @@ def test_named_strategies():
     assert HEAD_MASK_STRATEGIES["none"] == (0.0,) * 8
     monotonic = HEAD_MASK_STRATEGIES["monotonic"]
     assert len(monotonic) == 8 and monotonic[0] == 0.0 and monotonic[-1] == pytest.approx(0.35)
-    steps = [b - a for a, b in zip(monotonic, monotonic[1:])]
+    steps = [b - a for a, b in itertools.pairwise(monotonic)]
     assert all(step == pytest.approx(0.05) for step in steps)
 
 

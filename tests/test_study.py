@@ -27,10 +27,13 @@ def write_study(path: Path, seeds=2, methods=("specialized", "none"), n_timestep
         "eval_episodes": 2,
         "envs": {"sb3ma/TMaze-v0": {"n_timesteps": n_timesteps, "env_kwargs": {"corridor_length": 3}}},
         "methods": {
-            m: {"algo": "ppo", "conf_file": str(ROOT / "zoo_configs" / "ppo.yml"),
-                "hyperparams": {**TINY_PPO, "policy_kwargs": f"dict(head_mask_strategy='{m}')"}}
+            m: {
+                "algo": "ppo",
+                "conf_file": str(ROOT / "zoo_configs" / "ppo.yml"),
+                "hyperparams": {**TINY_PPO, "policy_kwargs": f"dict(head_mask_strategy='{m}')"},
+            }
             for m in methods
-        },  # fmt: skip
+        },
         **extra,
     }
     path.write_text(yaml.safe_dump(spec))
@@ -54,8 +57,19 @@ def test_local_study_writes_scores_and_skips_finished_runs(tmp_path):
 def test_killed_study_resumes_without_redoing_or_corrupting(tmp_path):
     study = write_study(tmp_path / "study.yml", seeds=3, methods=("specialized",), n_timesteps=256)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "sb3_masked_attention.cli", "study", "run", str(study), "--dir", str(out),
-               "--workers", "1", "--no-progress"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "sb3_masked_attention.cli",
+        "study",
+        "run",
+        str(study),
+        "--dir",
+        str(out),
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = out / "runs" / "specialized" / "sb3ma-TMaze-v0" / "seed0" / "result.csv"
     deadline = time.time() + 240
@@ -76,8 +90,19 @@ def test_killed_study_resumes_without_redoing_or_corrupting(tmp_path):
 
 def test_workers_end_when_the_driver_is_killed(tmp_path):
     study = write_study(tmp_path / "study.yml", seeds=1, methods=("none",), n_timesteps=100_000)
-    command = [sys.executable, "-m", "sb3_masked_attention.cli", "study", "run", str(study), "--dir", str(tmp_path / "out"),
-               "--workers", "1", "--no-progress"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "sb3_masked_attention.cli",
+        "study",
+        "run",
+        str(study),
+        "--dir",
+        str(tmp_path / "out"),
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_dir = tmp_path / "out" / "runs" / "none" / "sb3ma-TMaze-v0" / "seed0"
     deadline = time.time() + 120
@@ -88,7 +113,9 @@ def test_workers_end_when_the_driver_is_killed(tmp_path):
     time.sleep(3)
     files = sorted(p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file())
     time.sleep(2)
-    assert sorted(p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()) == files, "an orphan worker is still training"
+    assert sorted(p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()) == files, (
+        "an orphan worker is still training"
+    )
 
 
 def test_second_runner_is_refused(tmp_path):
@@ -140,7 +167,9 @@ def test_env_placeholder_in_hyperparams(tmp_path):
     spec["envs"]["CartPoleNoVel-v1"] = {"n_timesteps": 64}
     spec["methods"]["specialized"]["hyperparams"]["policy_kwargs"] = "dict(pretrained_extractor='trunks/{env}.pt')"
     (tmp_path / "s.yml").write_text(yaml.safe_dump(spec))
-    runs = {(run.method.name, run.env_id): run.method.hyperparams["policy_kwargs"] for run in load_study(tmp_path / "s.yml").runs}
+    runs = {
+        (run.method.name, run.env_id): run.method.hyperparams["policy_kwargs"] for run in load_study(tmp_path / "s.yml").runs
+    }
     assert runs[("specialized", "sb3ma/TMaze-v0")] == "dict(pretrained_extractor='trunks/sb3ma-TMaze-v0.pt')"
     assert runs[("specialized", "CartPoleNoVel-v1")] == "dict(pretrained_extractor='trunks/CartPoleNoVel-v1.pt')"
     assert runs[("none", "CartPoleNoVel-v1")] == "dict(head_mask_strategy='none')"

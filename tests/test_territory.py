@@ -118,7 +118,9 @@ def assert_matches_reference(env: TerritoryControlEnv, obs: dict[str, np.ndarray
         local = reference_maps(env, window(inner, centre, view, s), window(border, centre, view, s), 128, max(view / 128, 1))
         assert_pixels_equal(obs["local_map"], local)
     assert obs["tactical_map"].shape == (len(CHANNELS), 64, 64)
-    assert (obs["tactical_map"][:4].astype(int).sum(axis=0) == 255).all(), "each tile is exactly one of own/enemy/neutral/water"
+    assert (obs["tactical_map"][:4].astype(int).sum(axis=0) == 255).all(), (
+        "each tile is exactly one of own/enemy/neutral/water"
+    )
 
 
 @pytest.mark.parametrize(

@@ -109,8 +109,14 @@ def test_passes_sb3_env_checker():
 
 
 def test_works_inside_subproc_vec_env():
-    venv = make_vec_env("CartPole-v1", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv,
-                        wrapper_class=HistoryWrapper, wrapper_kwargs=dict(history_len=5))
+    venv = make_vec_env(
+        "CartPole-v1",
+        n_envs=2,
+        seed=0,
+        vec_env_cls=SubprocVecEnv,
+        wrapper_class=HistoryWrapper,
+        wrapper_kwargs=dict(history_len=5),
+    )
     try:
         obs = venv.reset()
         assert obs["obs"].shape == (2, 5, 4) and obs["valid"][:, -1].tolist() == [1, 1]

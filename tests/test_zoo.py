@@ -18,8 +18,9 @@ def zoo(*args, cwd):
 
 
 def test_zoo_config_covers_project_envs_and_no_vel_tasks():
-    import envs  # noqa: F401
     from gymnasium.envs.registration import registry
+
+    import envs  # noqa: F401
 
     config = yaml.safe_load(CONF.read_text())
     project_ids = {env_id for env_id in registry if env_id.startswith("sb3ma/")}
@@ -34,19 +35,70 @@ def test_zoo_config_covers_project_envs_and_no_vel_tasks():
 
 
 def test_train_then_enjoy_tmaze(tmp_path):
-    zoo("rl_zoo3.train", "--algo", "ppo", "--env", "sb3ma/TMaze-v0", "--gym-packages", "envs", "--conf-file", str(CONF),
-        "-n", "1024", "-f", str(tmp_path), "--eval-freq", "-1", "--seed", "0", cwd=tmp_path)
+    zoo(
+        "rl_zoo3.train",
+        "--algo",
+        "ppo",
+        "--env",
+        "sb3ma/TMaze-v0",
+        "--gym-packages",
+        "envs",
+        "--conf-file",
+        str(CONF),
+        "-n",
+        "1024",
+        "-f",
+        str(tmp_path),
+        "--eval-freq",
+        "-1",
+        "--seed",
+        "0",
+        cwd=tmp_path,
+    )
     model = PPO.load(tmp_path / "ppo" / "sb3ma-TMaze-v0_1" / "sb3ma-TMaze-v0.zip")
     assert model.policy.features_extractor.head_fractions[1] == 0.08  # specialized, from the YAML
-    out = zoo("rl_zoo3.enjoy", "--algo", "ppo", "--env", "sb3ma/TMaze-v0", "--gym-packages", "envs", "-f", str(tmp_path),
-              "-n", "50", "--no-render", cwd=tmp_path)
+    out = zoo(
+        "rl_zoo3.enjoy",
+        "--algo",
+        "ppo",
+        "--env",
+        "sb3ma/TMaze-v0",
+        "--gym-packages",
+        "envs",
+        "-f",
+        str(tmp_path),
+        "-n",
+        "50",
+        "--no-render",
+        cwd=tmp_path,
+    )
     assert "Mean reward" in out
 
 
 def test_strategy_switch_and_normalize_from_command_line(tmp_path):
-    zoo("rl_zoo3.train", "--algo", "ppo", "--env", "CartPoleNoVel-v1", "--gym-packages", "envs", "--conf-file", str(CONF),
-        "-n", "512", "-f", str(tmp_path), "--eval-freq", "-1", "--seed", "0",
-        "-params", "n_epochs:1", "policy_kwargs:dict(head_mask_strategy='diversified')", cwd=tmp_path)
+    zoo(
+        "rl_zoo3.train",
+        "--algo",
+        "ppo",
+        "--env",
+        "CartPoleNoVel-v1",
+        "--gym-packages",
+        "envs",
+        "--conf-file",
+        str(CONF),
+        "-n",
+        "512",
+        "-f",
+        str(tmp_path),
+        "--eval-freq",
+        "-1",
+        "--seed",
+        "0",
+        "-params",
+        "n_epochs:1",
+        "policy_kwargs:dict(head_mask_strategy='diversified')",
+        cwd=tmp_path,
+    )
     run = tmp_path / "ppo" / "CartPoleNoVel-v1_1"
     model = PPO.load(run / "CartPoleNoVel-v1.zip")
     assert model.policy.features_extractor.head_fractions[-1] == 0.95
@@ -56,10 +108,35 @@ def test_strategy_switch_and_normalize_from_command_line(tmp_path):
 def test_territory_control_trains_through_rl_zoo_with_the_extractor_switch(tmp_path):
     from sb3_masked_attention import MultiScaleExtractor
 
-    zoo("rl_zoo3.train", "--algo", "ppo", "--env", "sb3ma/TerritoryControl-v0", "--gym-packages", "envs",
-        "--conf-file", str(CONF), "-n", "64", "-f", str(tmp_path), "--eval-freq", "-1", "--seed", "0",
-        "--env-kwargs", "map_size:64", "num_bots:1", "max_steps:20",
-        "-params", "n_envs:2", "n_steps:16", "batch_size:16", "n_epochs:1",
-        "policy_kwargs:dict(multiscale_extractor='plain')", cwd=tmp_path)  # fmt: skip
+    zoo(
+        "rl_zoo3.train",
+        "--algo",
+        "ppo",
+        "--env",
+        "sb3ma/TerritoryControl-v0",
+        "--gym-packages",
+        "envs",
+        "--conf-file",
+        str(CONF),
+        "-n",
+        "64",
+        "-f",
+        str(tmp_path),
+        "--eval-freq",
+        "-1",
+        "--seed",
+        "0",
+        "--env-kwargs",
+        "map_size:64",
+        "num_bots:1",
+        "max_steps:20",
+        "-params",
+        "n_envs:2",
+        "n_steps:16",
+        "batch_size:16",
+        "n_epochs:1",
+        "policy_kwargs:dict(multiscale_extractor='plain')",
+        cwd=tmp_path,
+    )
     model = PPO.load(tmp_path / "ppo" / "sb3ma-TerritoryControl-v0_1" / "sb3ma-TerritoryControl-v0.zip")
     assert type(model.policy.features_extractor) is MultiScaleExtractor

@@ -8,8 +8,14 @@ from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, make_zoo_model, rl_zoo_
 
 
 def test_project_entry_builds_the_head_masked_policy(tmp_path, capsys):
-    run = make_zoo_model("ppo", "CartPoleNoVel-v1", tmp_path, conf_file=PROJECT_PPO_CONFIG, seed=3,
-                         hyperparams=dict(policy_kwargs="dict(head_mask_strategy='monotonic')", n_epochs=2))
+    run = make_zoo_model(
+        "ppo",
+        "CartPoleNoVel-v1",
+        tmp_path,
+        conf_file=PROJECT_PPO_CONFIG,
+        seed=3,
+        hyperparams=dict(policy_kwargs="dict(head_mask_strategy='monotonic')", n_epochs=2),
+    )
     assert capsys.readouterr().out == ""  # rl-zoo's config dump is silenced at verbose=0
     model = run.model
     assert isinstance(model, PPO) and isinstance(model.policy, HeadMaskedTransformerPolicy)
@@ -23,16 +29,26 @@ def test_project_entry_builds_the_head_masked_policy(tmp_path, capsys):
 
 def test_rl_zoo_own_entries_and_overrides(tmp_path):
     assert isinstance(make_zoo_model("ppo_lstm", "CartPoleNoVel-v1", tmp_path / "a").model, RecurrentPPO)
-    run = make_zoo_model("ppo", "CartPoleNoVel-v1", tmp_path / "b", conf_file=rl_zoo_config("ppo_lstm"),
-                         hyperparams=dict(policy="MlpPolicy", frame_stack=4, policy_kwargs="dict(net_arch=[8])"))
+    run = make_zoo_model(
+        "ppo",
+        "CartPoleNoVel-v1",
+        tmp_path / "b",
+        conf_file=rl_zoo_config("ppo_lstm"),
+        hyperparams=dict(policy="MlpPolicy", frame_stack=4, policy_kwargs="dict(net_arch=[8])"),
+    )
     assert isinstance(run.model.get_env(), VecFrameStack)
     with pytest.raises(ValueError, match="algo='nope'"):
         rl_zoo_config("nope")
 
 
 def test_pendulum_no_vel_entry_trains_with_gsde(tmp_path):
-    run = make_zoo_model("ppo", "PendulumNoVel-v1", tmp_path, conf_file=PROJECT_PPO_CONFIG,
-                         hyperparams=dict(n_steps=16, batch_size=32, n_epochs=1))
+    run = make_zoo_model(
+        "ppo",
+        "PendulumNoVel-v1",
+        tmp_path,
+        conf_file=PROJECT_PPO_CONFIG,
+        hyperparams=dict(n_steps=16, batch_size=32, n_epochs=1),
+    )
     assert run.model.use_sde and isinstance(run.model.policy, HeadMaskedTransformerPolicy)
     run.model.learn(64)
 

@@ -72,8 +72,15 @@ class OptimisticQLearner:
     :param rng: random generator.
     """
 
-    def __init__(self, n_actions: int, rng: np.random.Generator, initial_value: float = 1.0, gamma: float = 0.9,
-                 learning_rate: float = 1.0, epsilon: float = 0.02) -> None:  # fmt: skip
+    def __init__(
+        self,
+        n_actions: int,
+        rng: np.random.Generator,
+        initial_value: float = 1.0,
+        gamma: float = 0.9,
+        learning_rate: float = 1.0,
+        epsilon: float = 0.02,
+    ) -> None:
         self.n_actions = check_int("n_actions", n_actions)
         self.rng, self.initial_value, self.gamma = rng, initial_value, gamma
         self.learning_rate, self.epsilon = learning_rate, epsilon
@@ -196,11 +203,25 @@ def collect_histories(
             column.append(values)
     observations, actions, rewards, timesteps = (np.asarray(c) for c in columns)
     space = probe.observation_space
-    meta = {"env_id": env_id, "env_kwargs": env_kwargs, "source": source, "episodes": episodes,
-            "episode_length": int(probe.episode_length), "n_actions": int(probe.action_space.n),
-            "obs_low": np.asarray(space.low).tolist(), "obs_high": np.asarray(space.high).tolist(), "seed": seed}  # fmt: skip
-    return Histories(observations.astype(np.float32), actions.astype(np.int64), rewards.astype(np.float32),
-                     timesteps.astype(np.int64), np.asarray([g for g, _ in jobs], dtype=np.int64), meta)  # fmt: skip
+    meta = {
+        "env_id": env_id,
+        "env_kwargs": env_kwargs,
+        "source": source,
+        "episodes": episodes,
+        "episode_length": int(probe.episode_length),
+        "n_actions": int(probe.action_space.n),
+        "obs_low": np.asarray(space.low).tolist(),
+        "obs_high": np.asarray(space.high).tolist(),
+        "seed": seed,
+    }
+    return Histories(
+        observations.astype(np.float32),
+        actions.astype(np.int64),
+        rewards.astype(np.float32),
+        timesteps.astype(np.int64),
+        np.asarray([g for g, _ in jobs], dtype=np.int64),
+        meta,
+    )
 
 
 def save_histories(histories: Histories, path: str | os.PathLike) -> None:
@@ -214,9 +235,13 @@ def load_histories(path: str | os.PathLike) -> Histories:
     histories = Histories(*(arrays[key] for key in KEYS), meta=meta)
     runs, steps = histories.actions.shape
     if steps != meta["episodes"] * meta["episode_length"]:
-        raise ValueError(f"dataset {str(path)!r} has {steps} steps per run, not episodes x episode_length = "
-                         f"{meta['episodes']} x {meta['episode_length']}")  # fmt: skip
+        raise ValueError(
+            f"dataset {str(path)!r} has {steps} steps per run, not episodes x episode_length = "
+            f"{meta['episodes']} x {meta['episode_length']}"
+        )
     for key in ("observations", "rewards", "timesteps"):
         if getattr(histories, key).shape[:2] != (runs, steps):
-            raise ValueError(f"dataset {str(path)!r}: {key} has shape {getattr(histories, key).shape}, expected ({runs}, {steps}, ...)")
+            raise ValueError(
+                f"dataset {str(path)!r}: {key} has shape {getattr(histories, key).shape}, expected ({runs}, {steps}, ...)"
+            )
     return histories

@@ -27,7 +27,6 @@ from sb3_masked_attention.analysis.compression import ContextCompressor
 from sb3_masked_attention.validation import check_int
 
 
-
 @dataclass
 class InContextResult:
     """Returns ``(goals, episodes)``, the goals, and the wall time of each step's model call (all goals at once)."""
@@ -107,8 +106,9 @@ def in_context_returns(
             step = torch.full((n,), t)
             start = time.perf_counter()
             if use_cache:
-                logits, weights = model.step(cache, obs, prev_action, prev_reward, step, need_weights=want_weights,
-                                             max_context=max_context)  # fmt: skip
+                logits, weights = model.step(
+                    cache, obs, prev_action, prev_reward, step, need_weights=want_weights, max_context=max_context
+                )
             else:
                 new = model.embed(obs[:, None], prev_action[:, None], prev_reward[:, None], step[:, None])
                 tokens, seen = torch.cat([tokens, new], dim=1)[:, -max_context:], seen + 1
@@ -134,8 +134,14 @@ def _last_logits(model: ADTransformer, tokens: torch.Tensor, need_weights: bool)
     return logits[:, -1], [w[..., -1:, :] for w in weights]
 
 
-def source_returns(env_id: str, goals: Sequence[tuple[int, int]], episodes: int, runs: int = 3,
-                   env_kwargs: dict[str, Any] | None = None, seed: int = 0) -> np.ndarray:  # fmt: skip
+def source_returns(
+    env_id: str,
+    goals: Sequence[tuple[int, int]],
+    episodes: int,
+    runs: int = 3,
+    env_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """The source Q-learner's return per episode ``(goals, episodes)``, averaged over ``runs`` learning runs per goal."""
     envs = make_goal_envs(env_id, goals, env_kwargs)
     length = envs[0].unwrapped.episode_length
@@ -158,8 +164,13 @@ def curves_table(curves: dict[str, np.ndarray], goals: Sequence[tuple[int, int]]
     return pd.DataFrame(rows)
 
 
-def plot_curves(table: pd.DataFrame, out: str | os.PathLike, optimal: float | None = None, random: float | None = None,
-                title: str = "In-context learning on held-out goals") -> None:  # fmt: skip
+def plot_curves(
+    table: pd.DataFrame,
+    out: str | os.PathLike,
+    optimal: float | None = None,
+    random: float | None = None,
+    title: str = "In-context learning on held-out goals",
+) -> None:
     """Mean return per episode with a 95% interval over goals (normal approximation), one line per method."""
     import matplotlib
 
@@ -220,8 +231,9 @@ def evaluate_ad(
         raise ValueError(f"last={last} is more than episodes={episodes}")
     env_id, env_kwargs = meta["env_id"], meta["env_kwargs"]
     goals = env_goals(env_id, split, env_kwargs)
-    result = in_context_returns(model, env_id, goals, episodes, env_kwargs, seed=seed, greedy=greedy,
-                                use_cache=use_cache, compress=compress)  # fmt: skip
+    result = in_context_returns(
+        model, env_id, goals, episodes, env_kwargs, seed=seed, greedy=greedy, use_cache=use_cache, compress=compress
+    )
     source = source_returns(env_id, goals, episodes, runs=source_runs, env_kwargs=env_kwargs, seed=seed)
     probe = make_goal_envs(env_id, goals[:1], env_kwargs)[0].unwrapped
     optimal = float(np.mean([probe.optimal_return_for(g) for g in goals]))
@@ -231,15 +243,25 @@ def evaluate_ad(
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "in_context.csv") as tmp:
         table.to_csv(tmp, index=False)
-    plot_curves(table, out / "in_context.png", optimal=optimal, random=random,
-                title=f"In-context learning on {len(goals)} {'held-out' if split == 'test' else split} {env_id} goals")  # fmt: skip
+    plot_curves(
+        table,
+        out / "in_context.png",
+        optimal=optimal,
+        random=random,
+        title=f"In-context learning on {len(goals)} {'held-out' if split == 'test' else split} {env_id} goals",
+    )
     summary = {
-        "goals": len(goals), "episodes": episodes, "first_episode": float(result.returns[:, 0].mean()),
+        "goals": len(goals),
+        "episodes": episodes,
+        "first_episode": float(result.returns[:, 0].mean()),
         f"last_{last}_episodes": float(result.returns[:, -last:].mean()),
-        "source_first_episode": float(source[:, 0].mean()), f"source_last_{last}_episodes": float(source[:, -last:].mean()),
-        "optimal": optimal, "random": random, "fraction_of_optimal": float(result.returns[:, -last:].mean() / optimal),
+        "source_first_episode": float(source[:, 0].mean()),
+        f"source_last_{last}_episodes": float(source[:, -last:].mean()),
+        "optimal": optimal,
+        "random": random,
+        "fraction_of_optimal": float(result.returns[:, -last:].mean() / optimal),
         "seconds_per_step": result.seconds_per_step,
-    }  # fmt: skip
+    }
     with atomic_path(out / "summary.csv") as tmp:
         pd.DataFrame([summary]).to_csv(tmp, index=False)
     return summary
@@ -274,18 +296,36 @@ def compare_compression(
     model, meta = load_model(model_path)
     goals = env_goals(meta["env_id"], split, meta["env_kwargs"])
     variants: list[tuple[str, str, bool, ContextCompressor | None]] = [
-        ("none (key/value cache)", "-", True, None), ("none (recomputed)", "-", False, None)
+        ("none (key/value cache)", "-", True, None),
+        ("none (recomputed)", "-", False, None),
     ] + [(c.name.split(":")[0], c.name, False, c) for c in compressors]
     from tqdm.auto import tqdm
 
     rows = []
     for strategy, setting, cached, compressor in tqdm(variants, desc="compression settings", unit="setting"):
-        results = [in_context_returns(model, meta["env_id"], goals, episodes, meta["env_kwargs"], seed=seed + r,
-                                      use_cache=cached, compress=compressor) for r in range(repeats)]  # fmt: skip
+        results = [
+            in_context_returns(
+                model,
+                meta["env_id"],
+                goals,
+                episodes,
+                meta["env_kwargs"],
+                seed=seed + r,
+                use_cache=cached,
+                compress=compressor,
+            )
+            for r in range(repeats)
+        ]
         returns = np.concatenate([r.returns for r in results])
-        rows.append({"strategy": strategy, "setting": setting, "mean_return": float(returns.mean()),
-                     "last_5_return": float(returns[:, -5:].mean()),
-                     "ms_per_step": 1000 * float(np.mean([r.seconds_per_step for r in results]))})  # fmt: skip
+        rows.append(
+            {
+                "strategy": strategy,
+                "setting": setting,
+                "mean_return": float(returns.mean()),
+                "last_5_return": float(returns[:, -5:].mean()),
+                "ms_per_step": 1000 * float(np.mean([r.seconds_per_step for r in results])),
+            }
+        )
     table = pd.DataFrame(rows)
     reference = table.iloc[1]
     table["return_change_pct"] = 100 * (table["mean_return"] / reference["mean_return"] - 1)
@@ -295,16 +335,24 @@ def compare_compression(
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "compression.csv") as tmp:
         table.to_csv(tmp, index=False)
-    lines = [f"# Context compression at inference: AD on {len(goals)} held-out {meta['env_id']} goals", "",
-             f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s). "
-             f"{episodes} in-context episodes per goal, {repeats} sampling seed(s); model context {model.context_len} tokens. "
-             "Return change and speed-up are against the uncompressed model recomputing its window each step (the way "
-             "compressed contexts are evaluated); `speedup_vs_cached` compares with the uncompressed model's key/value cache.", "",
-             "| strategy | setting | mean return | last 5 episodes | change | ms/step | speed-up (vs recomputed) | speed-up (vs cached) |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# Context compression at inference: AD on {len(goals)} held-out {meta['env_id']} goals",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s). "
+        f"{episodes} in-context episodes per goal, {repeats} sampling seed(s); model context {model.context_len} tokens. "
+        "Return change and speed-up are against the uncompressed model recomputing its window each step (the way "
+        "compressed contexts are evaluated); `speedup_vs_cached` compares with the uncompressed model's key/value cache.",
+        "",
+        "| strategy | setting | mean return | last 5 episodes | change | ms/step | speed-up (vs recomputed) | "
+        "speed-up (vs cached) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in table.itertuples():
-        lines.append(f"| {r.strategy} | `{r.setting}` | {r.mean_return:.2f} | {r.last_5_return:.2f} | {r.return_change_pct:+.1f}% | "
-                     f"{r.ms_per_step:.2f} | {r.speedup_vs_recomputed:.2f}x | {r.speedup_vs_cached:.2f}x |")  # fmt: skip
+        lines.append(
+            f"| {r.strategy} | `{r.setting}` | {r.mean_return:.2f} | {r.last_5_return:.2f} | {r.return_change_pct:+.1f}% | "
+            f"{r.ms_per_step:.2f} | {r.speedup_vs_recomputed:.2f}x | {r.speedup_vs_cached:.2f}x |"
+        )
     write_text_atomic(out / "compression.md", "\n".join(lines) + "\n")
     _plot_compression(table, out / "compression.png")
     return table
@@ -321,12 +369,20 @@ def _plot_compression(table: pd.DataFrame, path: Any) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, r in enumerate(table.itertuples()):
         ax.scatter(r.speedup_vs_recomputed, r.return_change_pct, color=f"C{i % 10}", s=40)
-        ax.annotate(r.setting if r.setting != "-" else r.strategy, (r.speedup_vs_recomputed, r.return_change_pct), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")  # fmt: skip
+        ax.annotate(
+            r.setting if r.setting != "-" else r.strategy,
+            (r.speedup_vs_recomputed, r.return_change_pct),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
     ax.axhline(-5, color="k", ls=":", lw=1, label="-5% return")
     ax.axvline(2, color="k", ls="--", lw=1, label="2x faster")
-    ax.set(xlabel="speed-up per step vs recomputing the full context", ylabel="mean return change (%)",
-           title="Compression: speed vs return (AD, held-out goals)")  # fmt: skip
+    ax.set(
+        xlabel="speed-up per step vs recomputing the full context",
+        ylabel="mean return change (%)",
+        title="Compression: speed vs return (AD, held-out goals)",
+    )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -67,21 +67,30 @@ class ADTransformer(nn.Module):
             raise ValueError(f"obs_low={list(low)} and obs_high={list(high)} must be equal-length lists with high >= low")
         sizes = high - low + 1
         if not (np.all(np.isfinite(sizes)) and np.all(low == np.round(low)) and np.all(sizes <= MAX_VALUES_PER_DIM)):
-            raise ValueError(f"observation bounds {list(low)}..{list(high)} are not a small integer grid: "
-                             f"expected integer bounds with at most {MAX_VALUES_PER_DIM} values per dimension")  # fmt: skip
+            raise ValueError(
+                f"observation bounds {list(low)}..{list(high)} are not a small integer grid: "
+                f"expected integer bounds with at most {MAX_VALUES_PER_DIM} values per dimension"
+            )
         self.head_fractions = resolve_head_mask_strategy(head_mask_strategy, n_heads)
         self.config: dict[str, Any] = {
-            "n_actions": check_int("n_actions", n_actions), "obs_low": low.tolist(), "obs_high": high.tolist(),
-            "episode_length": check_int("episode_length", episode_length), "d_model": check_int("d_model", d_model),
-            "n_heads": n_heads, "n_layers": check_int("n_layers", n_layers), "ff_dim": check_int("ff_dim", ff_dim),
+            "n_actions": check_int("n_actions", n_actions),
+            "obs_low": low.tolist(),
+            "obs_high": high.tolist(),
+            "episode_length": check_int("episode_length", episode_length),
+            "d_model": check_int("d_model", d_model),
+            "n_heads": n_heads,
+            "n_layers": check_int("n_layers", n_layers),
+            "ff_dim": check_int("ff_dim", ff_dim),
             "context_len": check_int("context_len", context_len),
             "head_mask_strategy": head_mask_strategy if isinstance(head_mask_strategy, str) else list(self.head_fractions),
             "dropout": float(dropout),
-        }  # fmt: skip
+        }
         self.n_actions, self.context_len = n_actions, context_len
         self._masks: dict[tuple[int, str], torch.Tensor] = {}
         self.register_buffer("obs_low", torch.as_tensor(low, dtype=torch.float32), persistent=False)
-        self.register_buffer("obs_offsets", torch.as_tensor(np.r_[0, np.cumsum(sizes)[:-1]], dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "obs_offsets", torch.as_tensor(np.r_[0, np.cumsum(sizes)[:-1]], dtype=torch.long), persistent=False
+        )
         self.register_buffer("obs_max", torch.as_tensor(sizes - 1, dtype=torch.long), persistent=False)
         self.obs_embedding = nn.Embedding(int(sizes.sum()), d_model)  # one table, each dimension at its offset
         self.action_embedding = nn.Embedding(n_actions + 1, d_model)  # index n_actions = "no previous action"
@@ -92,7 +101,9 @@ class ADTransformer(nn.Module):
         self.ln_out = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, n_actions)
 
-    def embed(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    def embed(
+        self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor, step: torch.Tensor
+    ) -> torch.Tensor:
         """Tokens ``(B, T, d_model)`` from ``obs (B, T, obs_dim)``, ``prev_action``, ``prev_reward``, ``step`` ``(B, T)``."""
         cells = torch.round(obs - self.obs_low).long().clamp(min=0)
         cells = torch.minimum(cells, self.obs_max) + self.obs_offsets
@@ -117,7 +128,12 @@ class ADTransformer(nn.Module):
         return self._masks[key]
 
     def forward(
-        self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor, step: torch.Tensor, need_weights: bool = False
+        self,
+        obs: torch.Tensor,
+        prev_action: torch.Tensor,
+        prev_reward: torch.Tensor,
+        step: torch.Tensor,
+        need_weights: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Action logits ``(B, T, n_actions)`` at every token, recomputing the whole context (training).
 
@@ -125,8 +141,9 @@ class ADTransformer(nn.Module):
         """
         return self.forward_tokens(self.embed(obs, prev_action, prev_reward, step), need_weights)
 
-    def forward_tokens(self, tokens: torch.Tensor, need_weights: bool = False, last_only: bool = False
-                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:  # fmt: skip
+    def forward_tokens(
+        self, tokens: torch.Tensor, need_weights: bool = False, last_only: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits from already-embedded tokens ``(B, T, d_model)`` (e.g. a compressed context).
 
         :param last_only: the last layer computes only the newest position: logits ``(B, 1, n_actions)``,
@@ -184,5 +201,9 @@ def transition_inputs(
     prev_reward = np.concatenate([np.zeros_like(rewards[..., :1]), rewards[..., :-1]], axis=-1)
     first = timesteps == 0
     prev_action, prev_reward = np.where(first, n_actions, prev_action), np.where(first, 0.0, prev_reward)
-    return {"obs": torch.as_tensor(observations, dtype=torch.float32), "prev_action": torch.as_tensor(prev_action, dtype=torch.long),
-            "prev_reward": torch.as_tensor(prev_reward, dtype=torch.float32), "step": torch.as_tensor(timesteps, dtype=torch.long)}  # fmt: skip
+    return {
+        "obs": torch.as_tensor(observations, dtype=torch.float32),
+        "prev_action": torch.as_tensor(prev_action, dtype=torch.long),
+        "prev_reward": torch.as_tensor(prev_reward, dtype=torch.float32),
+        "step": torch.as_tensor(timesteps, dtype=torch.long),
+    }

@@ -28,13 +28,20 @@ from sb3_masked_attention.validation import check_int
 FORMAT = 1
 
 
-def _windows(histories: Histories, runs: np.ndarray, length: int, batch: int, rng: np.random.Generator) -> tuple[dict, torch.Tensor]:
+def _windows(
+    histories: Histories, runs: np.ndarray, length: int, batch: int, rng: np.random.Generator
+) -> tuple[dict, torch.Tensor]:
     run = rng.choice(runs, size=batch)
     start = rng.integers(0, histories.actions.shape[1] - length + 1, size=batch)
     index = start[:, None] + np.arange(length)
     take = lambda a: a[run[:, None], index]  # noqa: E731
-    inputs = transition_inputs(take(histories.observations), take(histories.actions), take(histories.rewards),
-                               take(histories.timesteps), histories.meta["n_actions"])  # fmt: skip
+    inputs = transition_inputs(
+        take(histories.observations),
+        take(histories.actions),
+        take(histories.rewards),
+        take(histories.timesteps),
+        histories.meta["n_actions"],
+    )
     return inputs, torch.as_tensor(take(histories.actions))
 
 
@@ -82,8 +89,14 @@ def train_ad(
     histories = load_histories(dataset)
     meta = histories.meta
     out = Path(out)
-    settings = {"dataset": str(dataset), "updates": updates, "batch_size": batch_size,
-                "learning_rate": learning_rate, "seed": seed, **model_kwargs}  # fmt: skip
+    settings = {
+        "dataset": str(dataset),
+        "updates": updates,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        **model_kwargs,
+    }
     out.mkdir(parents=True, exist_ok=True)
     record_settings(out, settings, grow="updates")
 
@@ -134,7 +147,9 @@ def train_ad(
 
 
 @torch.no_grad()
-def _validate(model: ADTransformer, histories: Histories, runs: np.ndarray, length: int, rng: np.random.Generator) -> dict[str, float]:
+def _validate(
+    model: ADTransformer, histories: Histories, runs: np.ndarray, length: int, rng: np.random.Generator
+) -> dict[str, float]:
     was_training = model.training
     model.eval()
     inputs, targets = _windows(histories, runs, length, 32, np.random.default_rng(rng.integers(2**32)))

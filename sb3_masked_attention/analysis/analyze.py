@@ -58,7 +58,11 @@ def attention_statistics(capture: dict[str, Any], recent: int | None = None) -> 
     present[present == 0] = np.nan
     full_context = lengths >= 0.75 * lengths.max()  # steps whose context is (nearly) as long as it gets
     stats: dict[str, Any] = {
-        "steps": lq.shape[0], "layers": lq.shape[1], "heads": lq.shape[2], "context": context, "recent": recent,
+        "steps": lq.shape[0],
+        "layers": lq.shape[1],
+        "heads": lq.shape[2],
+        "context": context,
+        "recent": recent,
         "context_length": lengths,
         "recent_share": by_distance(mean)[:, :recent].sum(-1),
         # means over the steps at which a token sat at that distance (early steps have short contexts)
@@ -67,7 +71,7 @@ def attention_statistics(capture: dict[str, Any], recent: int | None = None) -> 
         "entropy": entropy(lq).mean(0),  # (L, H)
         "max_weight": lq.max(-1).mean(0),  # (L, H)
         "lookback": (by_distance(lq) * np.arange(context)).sum(-1).mean(0),  # (L, H) mean distance
-    }  # fmt: skip
+    }
     stats["cumulative_by_distance"] = np.cumsum(by_distance(mean[full_context]), axis=-1).mean(0)
     for level in LEVELS:
         needed = positions_needed(mean, level)  # of the attention averaged over layers and heads
@@ -112,8 +116,15 @@ def recommendations(stats: dict[str, Any]) -> dict[str, int]:
     window = int(np.ceil(stats["window_90_median"]))
     recent = int(np.ceil(stats["window_80_median"]))
     medium = max(0, int(np.ceil(stats["window_95_median"])) - recent)
-    return {"window": window, "summary_tokens": max(1, (context - window) // 50), "top_k": int(np.ceil(stats["top_k_95_median"])),
-            "hierarchy_recent": recent, "hierarchy_medium": medium, "hierarchy_medium_ratio": 2, "hierarchy_distant_ratio": 4}  # fmt: skip
+    return {
+        "window": window,
+        "summary_tokens": max(1, (context - window) // 50),
+        "top_k": int(np.ceil(stats["top_k_95_median"])),
+        "hierarchy_recent": recent,
+        "hierarchy_medium": medium,
+        "hierarchy_medium_ratio": 2,
+        "hierarchy_distant_ratio": 4,
+    }
 
 
 def recommendations_text(stats: dict[str, Any], capture: dict[str, Any]) -> str:
@@ -124,31 +135,41 @@ def recommendations_text(stats: dict[str, Any], capture: dict[str, Any]) -> str:
         f"{stats['steps']} steps recorded, {stats['layers']} layers x {stats['heads']} heads, context up to {context} tokens",
         f"head fractions (hidden oldest share): {np.round(capture['head_fractions'], 3).tolist()}",
         "",
-        "Statistics (newest query, attention averaged over layers and heads; medians over steps whose context is at least 3/4 of its longest):",
+        "Statistics (newest query, attention averaged over layers and heads; medians over steps whose context "
+        "is at least 3/4 of its longest):",
     ]
     for level in LEVELS:
         p = int(level * 100)
-        lines.append(f"  {p}% of the attention lies in the newest {stats[f'window_{p}_median']:.0f} tokens, "
-                     f"or in the top {stats[f'top_k_{p}_median']:.0f} tokens at any distance")  # fmt: skip
+        lines.append(
+            f"  {p}% of the attention lies in the newest {stats[f'window_{p}_median']:.0f} tokens, "
+            f"or in the top {stats[f'top_k_{p}_median']:.0f} tokens at any distance"
+        )
     lines += [
         f"  recent share (newest {stats['recent']} tokens): mean {stats['recent_share'].mean():.3f}",
-        f"  mean entropy per head: {np.round(stats['entropy'].mean(0), 2).tolist()} nats (uniform over {context}: {np.log(context):.2f})",
+        f"  mean entropy per head: {np.round(stats['entropy'].mean(0), 2).tolist()} nats (uniform over "
+        f"{context}: {np.log(context):.2f})",
         f"  mean look-back distance per layer: {np.round(stats['lookback'].mean(1), 1).tolist()} tokens",
     ]
     if np.isfinite(stats["anchor_first_share"]):
-        lines.append(f"  attention on the very first token while in context: {stats['anchor_first_share']:.4f} (uniform would be ~{1 / context:.4f})")
+        lines.append(
+            f"  attention on the very first token while in context: {stats['anchor_first_share']:.4f} (uniform "
+            f"would be ~{1 / context:.4f})"
+        )
     if np.isfinite(stats["reward_token_share"]):
-        lines.append(f"  attention on reward-carrying tokens: {stats['reward_token_share']:.3f} "
-                     f"(they are {stats['reward_token_fraction']:.3f} of the tokens)")  # fmt: skip
+        lines.append(
+            f"  attention on reward-carrying tokens: {stats['reward_token_share']:.3f} "
+            f"(they are {stats['reward_token_fraction']:.3f} of the tokens)"
+        )
     lines += [
         "",
         "Suggested compression settings:",
         f"  recent window: {rec['window']} tokens (+ {rec['summary_tokens']} summary token(s) for the older part)",
         f"  top-K: K = {rec['top_k']} (plus the first token as an anchor and the newest token)",
-        f"  hierarchy: newest {rec['hierarchy_recent']} kept, the {rec['hierarchy_medium']} before them pooled 2:1, older pooled 4:1",
+        f"  hierarchy: newest {rec['hierarchy_recent']} kept, the {rec['hierarchy_medium']} before them pooled "
+        "2:1, older pooled 4:1",
         f"  try: sb3ma attention compress --model MODEL --out DIR --compress window:{rec['window']}:{rec['summary_tokens']} "
         f"topk:{rec['top_k']} hierarchy:{rec['hierarchy_recent']}:{rec['hierarchy_medium']}",
-    ]  # fmt: skip
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -180,9 +201,18 @@ def analyze_capture(path: str | os.PathLike, out: str | os.PathLike) -> dict[str
         n = int(capture["full_valid"][index].sum())
         matrices = capture["full_attention"][index][..., -n:, -n:].astype(np.float32)
         # weights spread over many keys are small: a square-root scale up to the 99.5th percentile keeps them visible
-        norm = PowerNorm(0.5, vmin=0.0, vmax=max(float(np.quantile(matrices[matrices > 0], 0.995)), 1e-6) if (matrices > 0).any() else 1.0)
-        fig, axes = plt.subplots(n_layers, n_heads, figsize=(1.7 * n_heads + 1.2, 1.7 * n_layers + 0.8), squeeze=False,
-                                 sharex=True, sharey=True, layout="constrained")  # fmt: skip
+        norm = PowerNorm(
+            0.5, vmin=0.0, vmax=max(float(np.quantile(matrices[matrices > 0], 0.995)), 1e-6) if (matrices > 0).any() else 1.0
+        )
+        fig, axes = plt.subplots(
+            n_layers,
+            n_heads,
+            figsize=(1.7 * n_heads + 1.2, 1.7 * n_layers + 0.8),
+            squeeze=False,
+            sharex=True,
+            sharey=True,
+            layout="constrained",
+        )
         for layer in range(n_layers):
             for head in range(n_heads):
                 ax = axes[layer, head]
@@ -207,8 +237,14 @@ def analyze_capture(path: str | os.PathLike, out: str | os.PathLike) -> dict[str
     valid = capture["valid"]
     rows, cols = np.nonzero(valid)
     np.add.at(grid, (positions[rows, cols] * bins // top, rows), mean[rows, cols])
-    image = ax.imshow(grid, aspect="auto", origin="lower", cmap="magma", extent=(0, len(steps), 0, top),
-                      vmax=np.quantile(grid[grid > 0], 0.99) if (grid > 0).any() else None)  # fmt: skip
+    image = ax.imshow(
+        grid,
+        aspect="auto",
+        origin="lower",
+        cmap="magma",
+        extent=(0, len(steps), 0, top),
+        vmax=np.quantile(grid[grid > 0], 0.99) if (grid > 0).any() else None,
+    )
     fig.colorbar(image, ax=ax, label="attention (newest query)")
     ax.set(xlabel="step", ylabel="token position (absolute)", title="Attention to each position over time")
     ax = axes[0, 1]
@@ -238,21 +274,30 @@ def analyze_capture(path: str | os.PathLike, out: str | os.PathLike) -> dict[str
     for level in LEVELS:
         ax.axhline(level, color="grey", ls=":", lw=1)
         ax.axvline(stats[f"window_{int(level * 100)}_median"], color="C1", ls="--", lw=1)
-    ax.set(xlabel="newest-first window (tokens)", ylabel="cumulative attention", title="Attention kept by a recent window",
-           xscale="log", ylim=(0, 1.02))  # fmt: skip
+    ax.set(
+        xlabel="newest-first window (tokens)",
+        ylabel="cumulative attention",
+        title="Attention kept by a recent window",
+        xscale="log",
+        ylim=(0, 1.02),
+    )
     fig.suptitle(f"{capture['meta'].get('kind')} model on {capture['meta'].get('env_id')}: {stats['steps']} steps")
     fig.tight_layout()
     _savefig(fig, out / "attention_analysis_comprehensive.png")
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 0.6 * n_layers + 3))
-    for ax, key, title, unit in ((axes[0], "entropy", "Entropy of the newest query", "nats"),
-                                 (axes[1], "max_weight", "Largest attention weight", "weight"),
-                                 (axes[2], "lookback", "Mean look-back distance", "tokens")):  # fmt: skip
+    for ax, key, title, unit in (
+        (axes[0], "entropy", "Entropy of the newest query", "nats"),
+        (axes[1], "max_weight", "Largest attention weight", "weight"),
+        (axes[2], "lookback", "Mean look-back distance", "tokens"),
+    ):
         values = stats[key]
         image = ax.imshow(values, cmap="viridis", aspect="auto")
         fig.colorbar(image, ax=ax, label=unit)
         for (layer, head), value in np.ndenumerate(values):
-            ax.text(head, layer, f"{value:.2f}" if value < 10 else f"{value:.0f}", ha="center", va="center", fontsize=7, color="w")
+            ax.text(
+                head, layer, f"{value:.2f}" if value < 10 else f"{value:.0f}", ha="center", va="center", fontsize=7, color="w"
+            )
         ax.set(xlabel="head", ylabel="layer", title=title, xticks=range(n_heads), yticks=range(n_layers))
         ax.set_xticklabels([f"{h}\n{100 * fractions[h]:.0f}%" for h in range(n_heads)], fontsize=7)
     fig.suptitle("Per layer and head (head labels: hidden share of the oldest history)")

@@ -36,7 +36,17 @@ import torch
 from sb3_masked_attention.io import load_npz, save_npz
 from sb3_masked_attention.validation import check_int
 
-KEYS = ("last_query", "valid", "positions", "rewards", "episode_starts", "full_steps", "full_attention", "full_valid", "head_fractions")
+KEYS = (
+    "last_query",
+    "valid",
+    "positions",
+    "rewards",
+    "episode_starts",
+    "full_steps",
+    "full_attention",
+    "full_valid",
+    "head_fractions",
+)
 
 
 class AttentionRecorder:
@@ -57,7 +67,11 @@ class AttentionRecorder:
         self.positions = np.full((steps, context), -1, dtype=np.int64)
         self.rewards = np.zeros(steps, dtype=np.float32)
         self.episode_starts = np.zeros(steps, dtype=bool)
-        self.full_steps = np.unique(np.linspace(0, steps - 1, full_samples).round().astype(np.int64)) if full_samples else np.zeros(0, np.int64)
+        self.full_steps = (
+            np.unique(np.linspace(0, steps - 1, full_samples).round().astype(np.int64))
+            if full_samples
+            else np.zeros(0, np.int64)
+        )
         self.full_attention = np.zeros((len(self.full_steps), n_layers, n_heads, context, context), dtype=np.float16)
         self.full_valid = np.zeros((len(self.full_steps), context), dtype=bool)
         self.count = 0
@@ -70,8 +84,14 @@ class AttentionRecorder:
         """Whether the next recorded step is one whose full matrices are kept."""
         return self.count in set(self.full_steps.tolist())
 
-    def record(self, last_query: list[torch.Tensor], first_position: int, reward: float = 0.0, episode_start: bool = False,
-               full: list[torch.Tensor] | None = None) -> None:  # fmt: skip
+    def record(
+        self,
+        last_query: list[torch.Tensor],
+        first_position: int,
+        reward: float = 0.0,
+        episode_start: bool = False,
+        full: list[torch.Tensor] | None = None,
+    ) -> None:
         """Store one step.
 
         :param last_query: per layer, the newest query's weights ``(H, n)`` over the ``n`` context tokens.
@@ -98,11 +118,17 @@ class AttentionRecorder:
     def save(self, path: str | os.PathLike, head_fractions: tuple[float, ...], meta: dict[str, Any]) -> None:
         """Write the recorded steps to ``path`` (atomically)."""
         keep = self.full_steps < self.count
-        arrays = {"last_query": self.last_query[: self.count], "valid": self.valid[: self.count],
-                  "positions": self.positions[: self.count], "rewards": self.rewards[: self.count],
-                  "episode_starts": self.episode_starts[: self.count],
-                  "full_steps": self.full_steps[keep], "full_attention": self.full_attention[keep],
-                  "full_valid": self.full_valid[keep], "head_fractions": np.asarray(head_fractions, dtype=np.float32)}  # fmt: skip
+        arrays = {
+            "last_query": self.last_query[: self.count],
+            "valid": self.valid[: self.count],
+            "positions": self.positions[: self.count],
+            "rewards": self.rewards[: self.count],
+            "episode_starts": self.episode_starts[: self.count],
+            "full_steps": self.full_steps[keep],
+            "full_attention": self.full_attention[keep],
+            "full_valid": self.full_valid[keep],
+            "head_fractions": np.asarray(head_fractions, dtype=np.float32),
+        }
         save_npz(path, arrays, meta)
 
 
@@ -116,8 +142,15 @@ def load_capture(path: str | os.PathLike) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def capture_ad(model_path: str | os.PathLike, out: str | os.PathLike, steps: int, goal: tuple[int, int] | None = None,
-               stride: int = 1, full_samples: int = 6, seed: int = 0) -> AttentionRecorder:  # fmt: skip
+def capture_ad(
+    model_path: str | os.PathLike,
+    out: str | os.PathLike,
+    steps: int,
+    goal: tuple[int, int] | None = None,
+    stride: int = 1,
+    full_samples: int = 6,
+    seed: int = 0,
+) -> AttentionRecorder:
     """Capture an AD model's attention during in-context evaluation on one goal (default: the first test goal).
 
     Runs ``steps * stride`` environment steps (consecutive episodes, context carried) and records every
@@ -153,14 +186,33 @@ def capture_ad(model_path: str | os.PathLike, out: str | os.PathLike, steps: int
                     full = [m[0] for m in matrices]
                 recorder.record([w[0, :, 0] for w in weights], total + 1 - len(window), float(reward), t == 1, full)
             prev_action, prev_reward, total = action, torch.tensor([float(reward)]), total + 1
-    recorder.save(out, model.head_fractions, {"model": str(model_path), "kind": "ad", "env_id": meta["env_id"],
-                                              "goal": list(goal), "context": context, "stride": stride})  # fmt: skip
+    recorder.save(
+        out,
+        model.head_fractions,
+        {
+            "model": str(model_path),
+            "kind": "ad",
+            "env_id": meta["env_id"],
+            "goal": list(goal),
+            "context": context,
+            "stride": stride,
+        },
+    )
     return recorder
 
 
 @torch.no_grad()
-def capture_sb3(model_path: str | os.PathLike, env_id: str, out: str | os.PathLike, steps: int, algo: str = "ppo",
-                env_kwargs: dict[str, Any] | None = None, stride: int = 1, full_samples: int = 6, seed: int = 0) -> AttentionRecorder:  # fmt: skip
+def capture_sb3(
+    model_path: str | os.PathLike,
+    env_id: str,
+    out: str | os.PathLike,
+    steps: int,
+    algo: str = "ppo",
+    env_kwargs: dict[str, Any] | None = None,
+    stride: int = 1,
+    full_samples: int = 6,
+    seed: int = 0,
+) -> AttentionRecorder:
     """Capture the head-masked transformer of an SB3 model acting (deterministically) in ``env_id``.
 
     The context is the model's history window; ``positions`` count env steps since the start of the run.
@@ -188,6 +240,9 @@ def capture_sb3(model_path: str | os.PathLike, env_id: str, out: str | os.PathLi
             next_obs, reward, done, _ = env.step(action)
         obs, total, start = next_obs, total + 1, bool(done[0])
     env.close()
-    recorder.save(out, extractor.head_fractions, {"model": str(model_path), "kind": "sb3", "env_id": env_id,
-                                                  "context": context, "stride": stride})  # fmt: skip
+    recorder.save(
+        out,
+        extractor.head_fractions,
+        {"model": str(model_path), "kind": "sb3", "env_id": env_id, "context": context, "stride": stride},
+    )
     return recorder

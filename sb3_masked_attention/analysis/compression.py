@@ -116,15 +116,24 @@ class Hierarchical(ContextCompressor):
 
     def __init__(self, recent: int, medium: int, medium_ratio: int = 2, distant_ratio: int = 4) -> None:
         self.recent, self.medium = check_int("recent", recent), check_int("medium", medium, minimum=0)
-        self.medium_ratio, self.distant_ratio = check_int("medium_ratio", medium_ratio), check_int("distant_ratio", distant_ratio)
+        self.medium_ratio, self.distant_ratio = (
+            check_int("medium_ratio", medium_ratio),
+            check_int("distant_ratio", distant_ratio),
+        )
         self.name = f"hierarchy:{recent}:{medium}:{medium_ratio}:{distant_ratio}"
 
     def compress(self, tokens: torch.Tensor, first_position: int) -> torch.Tensor:
         length = tokens.shape[1]
         cut_recent = max(0, length - self.recent)
         cut_medium = max(0, cut_recent - self.medium)
-        return torch.cat([_pool(tokens[:, :cut_medium], self.distant_ratio), _pool(tokens[:, cut_medium:cut_recent], self.medium_ratio),
-                          tokens[:, cut_recent:]], dim=1)  # fmt: skip
+        return torch.cat(
+            [
+                _pool(tokens[:, :cut_medium], self.distant_ratio),
+                _pool(tokens[:, cut_medium:cut_recent], self.medium_ratio),
+                tokens[:, cut_recent:],
+            ],
+            dim=1,
+        )
 
 
 KINDS = {"window": (RecentWindowSummary, 1, 2), "topk": (TopKAttention, 1, 2), "hierarchy": (Hierarchical, 2, 4)}

@@ -17,7 +17,8 @@ def plot_multiscale_attention(
     its branch; a last panel with the scale weights and the cross-attention weights per scale.
 
     :param observation: one observation (channel-first maps, no batch axis), as the env returns it.
-    :param maps: :meth:`MultiScaleExtractorWithAttention.forward_with_attention` maps for a batch holding it (index 0 is drawn).
+    :param maps: :meth:`MultiScaleExtractorWithAttention.forward_with_attention` maps for a batch
+        holding it (index 0 is drawn).
     :param path: output PNG.
     """
     import matplotlib
@@ -47,7 +48,12 @@ def plot_multiscale_attention(
     if "scale_weights" in maps:
         bottom.bar(x - 0.2, maps["scale_weights"].detach().cpu().numpy(), width=0.4, label="scale weight (softmax)")
     if "cross_attention" in maps:
-        bottom.bar(x + 0.2, maps["cross_attention"][0].mean(0).detach().cpu().numpy(), width=0.4, label="cross-attention (mean of heads)")
+        bottom.bar(
+            x + 0.2,
+            maps["cross_attention"][0].mean(0).detach().cpu().numpy(),
+            width=0.4,
+            label="cross-attention (mean of heads)",
+        )
     bottom.set_xticks(x, keys, fontsize=8)
     bottom.set_ylabel("weight")
     bottom.set_ylim(0, 1)

@@ -42,8 +42,13 @@ def load_model(path: str | os.PathLike, algo: str = "ppo", device: str = "cpu") 
     return classes[algo].load(path, device=device)
 
 
-def make_eval_env(model: BaseAlgorithm, env_id: str, seed: int, env_kwargs: dict[str, Any] | None = None,
-                  vecnormalize: str | os.PathLike | None = None) -> VecEnv:  # fmt: skip
+def make_eval_env(
+    model: BaseAlgorithm,
+    env_id: str,
+    seed: int,
+    env_kwargs: dict[str, Any] | None = None,
+    vecnormalize: str | os.PathLike | None = None,
+) -> VecEnv:
     """One env like the model's: wrapped in :class:`HistoryWrapper` when its observation space is a
     history window (length and ``across_episodes`` read from the space), with frozen VecNormalize
     statistics when given (an rl-zoo ``vecnormalize.pkl``)."""
@@ -55,7 +60,9 @@ def make_eval_env(model: BaseAlgorithm, env_id: str, seed: int, env_kwargs: dict
     if hasattr(space, "spaces") and VALID_KEY in space.spaces:
         wrapper = HistoryWrapper
         wrapper_kwargs = {"history_len": space[VALID_KEY].shape[0], "across_episodes": EPISODE_START_KEY in space.spaces}
-    env = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrapper, wrapper_kwargs=wrapper_kwargs)
+    env = make_vec_env(
+        env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrapper, wrapper_kwargs=wrapper_kwargs
+    )
     if vecnormalize is not None:
         env = VecNormalize.load(str(vecnormalize), env)
         env.training, env.norm_reward = False, False
@@ -64,7 +71,9 @@ def make_eval_env(model: BaseAlgorithm, env_id: str, seed: int, env_kwargs: dict
 
 def transformer_of(model: BaseAlgorithm) -> HeadMaskedTransformerExtractor:
     policy = model.policy
-    extractor = policy.features_extractor if getattr(policy, "share_features_extractor", True) else policy.pi_features_extractor
+    extractor = (
+        policy.features_extractor if getattr(policy, "share_features_extractor", True) else policy.pi_features_extractor
+    )
     if not isinstance(extractor, HeadMaskedTransformerExtractor):
         raise ValueError(f"head ablation needs a HeadMaskedTransformerExtractor, the model has {type(extractor).__name__}")
     return extractor
@@ -105,7 +114,8 @@ def evaluate_model(
     """Mean return of ``episodes`` deterministic episodes per seed; with ``ablate_heads`` also per ablated
     head (every layer, then each layer) and its drop from the intact model. Written to ``out`` (CSV) if given.
 
-    Columns: ``seed, ablated_head, layer, mean_return, drop`` (``ablated_head`` -1 = intact model; ``layer`` "all" or the layer index as text).
+    Columns: ``seed, ablated_head, layer, mean_return, drop`` (``ablated_head`` -1 = intact model;
+    ``layer`` "all" or the layer index as text).
     """
     episodes = check_int("episodes", episodes)
     if not seeds:
@@ -125,7 +135,14 @@ def evaluate_model(
             with ablate_head(transformer_of(model), head, layer) if head >= 0 else contextlib.nullcontext():
                 score = evaluate_returns(model, env, episodes)
             env.close()
-            rows.append({"seed": int(seed), "ablated_head": head, "layer": "all" if layer is None else str(layer), "mean_return": score})
+            rows.append(
+                {
+                    "seed": int(seed),
+                    "ablated_head": head,
+                    "layer": "all" if layer is None else str(layer),
+                    "mean_return": score,
+                }
+            )
     table = pd.DataFrame(rows)
     intact = table[table["ablated_head"] == -1].set_index("seed")["mean_return"]
     table["drop"] = intact.loc[table["seed"]].to_numpy() - table["mean_return"].to_numpy()
@@ -137,5 +154,4 @@ def evaluate_model(
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per variant (intact model first)."""
-    return (table.groupby(["ablated_head", "layer"], sort=False)[["mean_return", "drop"]]
-            .agg(["mean", "std"]).reset_index())  # fmt: skip
+    return table.groupby(["ablated_head", "layer"], sort=False)[["mean_return", "drop"]].agg(["mean", "std"]).reset_index()

@@ -55,6 +55,7 @@ def aggregate_metrics(matrices: dict[str, np.ndarray], reps: int = 2000, seed: i
 
     ``std_across_seeds`` is the standard deviation over runs of each run's mean score over envs.
     """
+
     def all_aggregates(scores: np.ndarray) -> np.ndarray:
         return np.array([aggregate(scores) for aggregate in AGGREGATES.values()])
 
@@ -64,7 +65,11 @@ def aggregate_metrics(matrices: dict[str, np.ndarray], reps: int = 2000, seed: i
         row: dict = {"method": method}
         for i, name in enumerate(AGGREGATES):
             key = name.lower().replace(" ", "_")
-            row[key], row[f"{key}_low"], row[f"{key}_high"] = points[method][i], intervals[method][0, i], intervals[method][1, i]
+            row[key], row[f"{key}_low"], row[f"{key}_high"] = (
+                points[method][i],
+                intervals[method][0, i],
+                intervals[method][1, i],
+            )
         row["std_across_seeds"] = float(matrix.mean(axis=1).std(ddof=1)) if len(matrix) > 1 else float("nan")
         row["runs"] = int(matrix.shape[0])
         row["envs"] = int(matrix.shape[1])
@@ -78,9 +83,16 @@ def probability_of_improvement(matrices: dict[str, np.ndarray], reps: int = 2000
     data = {str(i): (matrices[x], matrices[y]) for i, (x, y) in enumerate(pairs)}
     points, intervals = _interval_estimates(data, metrics.probability_of_improvement, reps, seed)
     return pd.DataFrame(
-        [{"method_x": x, "method_y": y, "probability": float(np.ravel(points[str(i)])[0]),
-          "low": float(np.ravel(intervals[str(i)])[0]), "high": float(np.ravel(intervals[str(i)])[1])}
-         for i, (x, y) in enumerate(pairs)]  # fmt: skip
+        [
+            {
+                "method_x": x,
+                "method_y": y,
+                "probability": float(np.ravel(points[str(i)])[0]),
+                "low": float(np.ravel(intervals[str(i)])[0]),
+                "high": float(np.ravel(intervals[str(i)])[1]),
+            }
+            for i, (x, y) in enumerate(pairs)
+        ]
     )
 
 
@@ -97,8 +109,18 @@ def significance(scores: pd.DataFrame) -> pd.DataFrame:
                 warnings.simplefilter("ignore", RuntimeWarning)  # near-constant samples: scipy's precision notice
                 welch = 1.0 if same else float(stats.ttest_ind(a, b, equal_var=False).pvalue)
                 mann_whitney = 1.0 if same else float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-            rows.append({"env": env, "method_x": x, "method_y": y, "mean_x": a.mean(), "mean_y": b.mean(),
-                         "difference": a.mean() - b.mean(), "welch_t_p": welch, "mann_whitney_u_p": mann_whitney})  # fmt: skip
+            rows.append(
+                {
+                    "env": env,
+                    "method_x": x,
+                    "method_y": y,
+                    "mean_x": a.mean(),
+                    "mean_y": b.mean(),
+                    "difference": a.mean() - b.mean(),
+                    "welch_t_p": welch,
+                    "mann_whitney_u_p": mann_whitney,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -122,7 +144,9 @@ def sample_efficiency(scores: pd.DataFrame, points: int = 20, reps: int = 2000, 
         estimates, intervals = _interval_estimates(at_budget, metrics.aggregate_iqm, reps, seed)
         for t in at_budget:
             low, high = np.ravel(intervals[t])
-            rows.append({"method": method, "timesteps": int(t), "iqm": float(estimates[t]), "low": float(low), "high": float(high)})
+            rows.append(
+                {"method": method, "timesteps": int(t), "iqm": float(estimates[t]), "low": float(low), "high": float(high)}
+            )
     return pd.DataFrame(rows)
 
 
@@ -137,21 +161,38 @@ def _plots(out: Path, matrices, summary, improvement, curves, reps: int, seed: i
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from rliable import plot_utils
-
     from matplotlib.lines import Line2D
+    from rliable import plot_utils
 
     methods = list(matrices)
     palette = plt.get_cmap("tab10")
     colors = {method: palette(i % 10) for i, method in enumerate(methods)}
     handles = [Line2D([0], [0], color=colors[m], linewidth=2, label=m) for m in methods]
     written = []
-    points = {m: summary.set_index("method").loc[m, [k.lower().replace(" ", "_") for k in AGGREGATES]].to_numpy(float) for m in methods}
-    intervals = {m: np.stack([summary.set_index("method").loc[m, [f"{k.lower().replace(' ', '_')}_{end}" for k in AGGREGATES]].to_numpy(float)
-                              for end in ("low", "high")]) for m in methods}  # fmt: skip
-    fig, _ = plot_utils.plot_interval_estimates(points, intervals, metric_names=list(AGGREGATES), algorithms=methods,
-                                                colors=colors, xlabel=score_label,
-                                                xlabel_y_coordinate=max(-1.2 / len(methods), -0.6))  # fmt: skip
+    points = {
+        m: summary.set_index("method").loc[m, [k.lower().replace(" ", "_") for k in AGGREGATES]].to_numpy(float)
+        for m in methods
+    }
+    intervals = {
+        m: np.stack(
+            [
+                summary.set_index("method")
+                .loc[m, [f"{k.lower().replace(' ', '_')}_{end}" for k in AGGREGATES]]
+                .to_numpy(float)
+                for end in ("low", "high")
+            ]
+        )
+        for m in methods
+    }
+    fig, _ = plot_utils.plot_interval_estimates(
+        points,
+        intervals,
+        metric_names=list(AGGREGATES),
+        algorithms=methods,
+        colors=colors,
+        xlabel=score_label,
+        xlabel_y_coordinate=max(-1.2 / len(methods), -0.6),
+    )
     _save(fig, out / "aggregate_intervals.png")
     written.append("aggregate_intervals.png")
 
@@ -160,8 +201,15 @@ def _plots(out: Path, matrices, summary, improvement, curves, reps: int, seed: i
     with _seeded_global_rng(seed):
         profiles, profile_cis = rly.create_performance_profile(matrices, tau, reps=reps)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    plot_utils.plot_performance_profiles(profiles, tau, performance_profile_cis=profile_cis, ax=ax, colors=colors,
-                                         xlabel=f"{score_label} ($\\tau$)", ylabel="fraction of runs with score > $\\tau$")  # fmt: skip
+    plot_utils.plot_performance_profiles(
+        profiles,
+        tau,
+        performance_profile_cis=profile_cis,
+        ax=ax,
+        colors=colors,
+        xlabel=f"{score_label} ($\\tau$)",
+        ylabel="fraction of runs with score > $\\tau$",
+    )
     ax.legend(handles=handles, loc="lower left", fontsize=8)
     ax.set_title("Performance profiles (95% CI bands)")
     _save(fig, out / "performance_profiles.png")
@@ -180,9 +228,18 @@ def _plots(out: Path, matrices, summary, improvement, curves, reps: int, seed: i
         pts = {m: g.set_index("timesteps").loc[frames, "iqm"].to_numpy() for m, g in curves.groupby("method")}
         cis = {m: g.set_index("timesteps").loc[frames, ["low", "high"]].to_numpy().T for m, g in curves.groupby("method")}
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        plot_utils.plot_sample_efficiency_curve(frames, pts, cis, algorithms=list(pts), ax=ax, colors=colors,
-                                                xlabel="environment steps", ylabel=f"IQM {score_label.lower()}",
-                                                labelsize="large", ticklabelsize="medium")  # fmt: skip
+        plot_utils.plot_sample_efficiency_curve(
+            frames,
+            pts,
+            cis,
+            algorithms=list(pts),
+            ax=ax,
+            colors=colors,
+            xlabel="environment steps",
+            ylabel=f"IQM {score_label.lower()}",
+            labelsize="large",
+            ticklabelsize="medium",
+        )
         ax.legend(handles=handles, fontsize=8)
         ax.set_title("Sample efficiency: IQM over runs and envs, 95% CI bands")
         _save(fig, out / "sample_efficiency.png")
@@ -233,14 +290,31 @@ def write_report(
 
     shown = summary[["method", "runs", "iqm", "iqm_low", "iqm_high", "mean", "median", "optimality_gap", "std_across_seeds"]]
     lines = [
-        "# Report", "",
-        f"Scores: `{scores_path}` ({len(final_scores(scores))} runs; envs: {', '.join(envs)}; normalisation: {os.fspath(normalize)}). "
-        f"95% stratified-bootstrap CIs from rliable, {reps} resamples, seed {seed}.", "",
-        "## Aggregates", "", to_markdown(shown), "![aggregate metrics](aggregate_intervals.png)", "",
-        "## Performance profiles", "", "![performance profiles](performance_profiles.png)", "",
-        "## Probability of improvement", "", to_markdown(improvement), "![probability of improvement](probability_of_improvement.png)", "",
-        "## Significance per env (two-sided p-values)", "", to_markdown(tests), "",
-    ]  # fmt: skip
+        "# Report",
+        "",
+        f"Scores: `{scores_path}` ({len(final_scores(scores))} runs; envs: {', '.join(envs)}; normalisation: "
+        f"{os.fspath(normalize)}). "
+        f"95% stratified-bootstrap CIs from rliable, {reps} resamples, seed {seed}.",
+        "",
+        "## Aggregates",
+        "",
+        to_markdown(shown),
+        "![aggregate metrics](aggregate_intervals.png)",
+        "",
+        "## Performance profiles",
+        "",
+        "![performance profiles](performance_profiles.png)",
+        "",
+        "## Probability of improvement",
+        "",
+        to_markdown(improvement),
+        "![probability of improvement](probability_of_improvement.png)",
+        "",
+        "## Significance per env (two-sided p-values)",
+        "",
+        to_markdown(tests),
+        "",
+    ]
     if curves is not None:
         lines += ["## Sample efficiency", "", "![sample efficiency](sample_efficiency.png)", ""]
     write_text_atomic(out / "report.md", "\n".join(lines))

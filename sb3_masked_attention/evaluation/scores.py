@@ -36,7 +36,9 @@ def validate_scores(scores: pd.DataFrame, min_runs: int = 3) -> pd.DataFrame:
     """
     missing = [column for column in REQUIRED_COLUMNS if column not in scores.columns]
     if missing:
-        raise ValueError(f"scores are missing the column(s) {missing}: expected {list(REQUIRED_COLUMNS)} (+ optional timesteps)")
+        raise ValueError(
+            f"scores are missing the column(s) {missing}: expected {list(REQUIRED_COLUMNS)} (+ optional timesteps)"
+        )
     if scores.empty:
         raise ValueError("scores are empty: expected at least one row")
     scores = scores.copy()
@@ -50,8 +52,10 @@ def validate_scores(scores: pd.DataFrame, min_runs: int = 3) -> pd.DataFrame:
     for method, group in scores.groupby("method"):
         missing_envs = sorted(set(envs) - set(group["env"]))
         if missing_envs:
-            raise ValueError(f"method {method!r} has runs on {sorted(group['env'].unique())} but none on {missing_envs}: "
-                             "every method needs runs on every env")  # fmt: skip
+            raise ValueError(
+                f"method {method!r} has runs on {sorted(group['env'].unique())} but none on {missing_envs}: "
+                "every method needs runs on every env"
+            )
     runs = final_scores(scores).groupby(["method", "env"]).size()
     few = runs[runs < min_runs]
     if len(few):
@@ -104,7 +108,9 @@ def normalize_scores(scores: pd.DataFrame, normalization: str | os.PathLike = "n
         if missing:
             raise ValueError(f"normalisation file {normalization!r} has no bounds for {missing}")
     else:
-        raise ValueError(f"normalisation {normalization!r} is unknown: expected 'none', 'min-max' or an existing env,low,high CSV file")
+        raise ValueError(
+            f"normalisation {normalization!r} is unknown: expected 'none', 'min-max' or an existing env,low,high CSV file"
+        )
     for env, (low, high) in bounds.items():
         if not high > low:
             raise ValueError(f"normalisation bounds of {env!r} are low={low}, high={high}: expected high > low")

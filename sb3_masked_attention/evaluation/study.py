@@ -127,18 +127,24 @@ def load_study(path: str | os.PathLike) -> Study:
         algo = _require(entry, "algo", str, f"{where}: method {method_name!r}")
         unknown = set(entry) - {"algo", "conf_file", "hyperparams"}
         if unknown:
-            raise ValueError(f"{where}: method {method_name!r} has unknown key(s) {sorted(unknown)}: expected algo, conf_file, hyperparams")
+            raise ValueError(
+                f"{where}: method {method_name!r} has unknown key(s) {sorted(unknown)}: expected algo, conf_file, hyperparams"
+            )
         conf_file = entry.get("conf_file")
         if conf_file is not None:
             conf_path = (path.parent / conf_file).resolve()
             if not conf_path.is_file():
-                raise ValueError(f"{where}: method {method_name!r} conf_file {conf_file!r} does not exist (relative to the study file)")
+                raise ValueError(
+                    f"{where}: method {method_name!r} conf_file {conf_file!r} does not exist (relative to the study file)"
+                )
             conf_file = str(conf_path)
         parsed_methods.append(Method(str(method_name), algo, conf_file, dict(entry.get("hyperparams") or {})))
     runs = []
     for env_id, entry in envs.items():
         entry = entry or {}
-        n_timesteps = check_int(f"envs[{env_id!r}].n_timesteps", _require(entry, "n_timesteps", int, f"{where}: env {env_id!r}"))
+        n_timesteps = check_int(
+            f"envs[{env_id!r}].n_timesteps", _require(entry, "n_timesteps", int, f"{where}: env {env_id!r}")
+        )
         env_kwargs = dict(entry.get("env_kwargs") or {})
         env_methods = [_for_env(method, str(env_id)) for method in parsed_methods]
         for seed in seeds:
@@ -180,16 +186,25 @@ def execute_run(run: Run, run_dir: str, torch_threads: int = 1) -> list[dict[str
     if run_path.exists():
         shutil.rmtree(run_path)  # an unfinished earlier attempt: start afresh
     run_path.mkdir(parents=True)
-    zoo = make_zoo_model(run.method.algo, run.env_id, run_path / "zoo", conf_file=run.method.conf_file,
-                         hyperparams=run.method.hyperparams, env_kwargs=run.env_kwargs, seed=run.seed,
-                         tensorboard_log=str(run_path / "tensorboard"))  # fmt: skip
+    zoo = make_zoo_model(
+        run.method.algo,
+        run.env_id,
+        run_path / "zoo",
+        conf_file=run.method.conf_file,
+        hyperparams=run.method.hyperparams,
+        env_kwargs=run.env_kwargs,
+        seed=run.seed,
+        tensorboard_log=str(run_path / "tensorboard"),
+    )
     model, eval_env = zoo.model, zoo.make_eval_env(1, seed=run.seed + 10_000)
     rows: list[dict[str, Any]] = []
 
     def evaluate() -> None:
         sync_envs_normalization(model.get_env(), eval_env)
         score = evaluate_returns(model, eval_env, run.eval_episodes)
-        rows.append({"method": run.method.name, "env": run.env_id, "seed": run.seed, "timesteps": model.num_timesteps, "score": score})
+        rows.append(
+            {"method": run.method.name, "env": run.env_id, "seed": run.seed, "timesteps": model.num_timesteps, "score": score}
+        )
 
     class Periodic(BaseCallback):
         def __init__(self) -> None:
@@ -222,7 +237,9 @@ def study_lock(directory: Path) -> Iterator[None]:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise ValueError(f"study directory {str(directory)!r} is being run by another process: wait for it or stop it") from None
+        raise ValueError(
+            f"study directory {str(directory)!r} is being run by another process: wait for it or stop it"
+        ) from None
     try:
         yield
     finally:
@@ -236,8 +253,10 @@ def _check_spec(directory: Path, spec: dict[str, Any]) -> None:
         before = yaml.safe_load(saved.read_text())
         for key in sorted(set(before) | set(spec)):
             if before.get(key) != spec.get(key):
-                raise ValueError(f"study directory {str(directory)!r} was started with another {key!r}: "
-                                 "use a new directory or the original study file")  # fmt: skip
+                raise ValueError(
+                    f"study directory {str(directory)!r} was started with another {key!r}: "
+                    "use a new directory or the original study file"
+                )
     else:
         write_text_atomic(saved, yaml.safe_dump(spec, sort_keys=False))
 
@@ -322,8 +341,12 @@ def _run_local(todo: list[Run], directory: Path, workers: int, address: str | No
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # forkserver: workers start clean (no torch threads or locks inherited from the driver).
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"),
-                             initializer=_exit_with_driver, initargs=(os.getpid(),)) as pool:  # fmt: skip
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_exit_with_driver,
+        initargs=(os.getpid(),),
+    ) as pool:
         futures = {pool.submit(execute_run, run, str(directory / "runs" / run.key)): run for run in todo}
         for future in as_completed(futures):
             yield futures[future], future.result()
@@ -336,8 +359,13 @@ def _run_ray(todo: list[Run], directory: Path, workers: int, address: str | None
         raise ValueError("backend='ray' needs Ray: pip install 'sb3-masked-attention[ray]'") from None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                 log_to_driver=False, ignore_reinit_error=True)  # fmt: skip
+        ray.init(
+            address=address,
+            num_cpus=None if address else workers,
+            include_dashboard=False,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+        )
     remote = ray.remote(num_cpus=1)(execute_run)
     pending = {remote.remote(run, str(directory.resolve() / "runs" / run.key)): run for run in todo}
     try:

@@ -143,7 +143,9 @@ def _split_space(observation_space: gym.Space) -> tuple[dict[str, spaces.Box], d
     for key, space in observation_space.spaces.items():
         if isinstance(space, spaces.Box) and len(space.shape) == 3:
             if min(space.shape[1:]) < MIN_MAP_SIZE:
-                raise ValueError(f"map {key!r} of shape {space.shape} is too small: expected at least {MIN_MAP_SIZE}x{MIN_MAP_SIZE}")
+                raise ValueError(
+                    f"map {key!r} of shape {space.shape} is too small: expected at least {MIN_MAP_SIZE}x{MIN_MAP_SIZE}"
+                )
             images[key] = space
         elif isinstance(space, spaces.Box) and len(space.shape) == 1:
             vectors[key] = space
@@ -185,9 +187,12 @@ class MultiScaleExtractor(BaseFeaturesExtractor):
         self.branches = nn.ModuleDict(
             {
                 key: AttentionCNNBranch(
-                    space.shape[0], branch_dim, tuple(cnn_channels), use_attention=self.use_attention,
+                    space.shape[0],
+                    branch_dim,
+                    tuple(cnn_channels),
+                    use_attention=self.use_attention,
                     attention_stages=tuple(attention_stages),
-                )  # fmt: skip
+                )
                 for key, space in images.items()
             }
         )

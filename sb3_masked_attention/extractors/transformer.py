@@ -96,9 +96,18 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
         self.history_len = history_len
         self.head_fractions = resolve_head_mask_strategy(head_mask_strategy, n_heads)
         #: Everything that fixes the shapes of the weights (checked when pretrained weights are loaded).
-        self.config = {"history_len": history_len, "token_size": token_size, "d_model": d_model, "n_heads": n_heads,
-                       "n_layers": n_layers, "ff_dim": ff_dim, "positional": positional}  # fmt: skip
-        self.token_keys = [key for key in (OBS_KEY, ACTION_KEY, REWARD_KEY, EPISODE_START_KEY) if key in observation_space.spaces]
+        self.config = {
+            "history_len": history_len,
+            "token_size": token_size,
+            "d_model": d_model,
+            "n_heads": n_heads,
+            "n_layers": n_layers,
+            "ff_dim": ff_dim,
+            "positional": positional,
+        }
+        self.token_keys = [
+            key for key in (OBS_KEY, ACTION_KEY, REWARD_KEY, EPISODE_START_KEY) if key in observation_space.spaces
+        ]
         self.embed = nn.Linear(token_size, d_model)
         self.pos_embedding = nn.Parameter(torch.zeros(1, history_len, d_model)) if positional == "learned" else None
         self.blocks = nn.ModuleList(
@@ -133,8 +142,9 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
             slices[key], start = slice(start, start + size), start + size
         return slices
 
-    def encode(self, tokens: torch.Tensor, valid: torch.Tensor, need_weights: bool = False, last_only: bool = False
-               ) -> tuple[torch.Tensor, list[torch.Tensor]]:  # fmt: skip
+    def encode(
+        self, tokens: torch.Tensor, valid: torch.Tensor, need_weights: bool = False, last_only: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The trunk: features of every position ``(B, T, d_model)`` (or the newest, ``(B, 1, d_model)``, with
         ``last_only``) from tokens ``(B, T, token_size)`` and validity ``(B, T)``; pretraining objectives call it."""
         x = self.embed(tokens)
@@ -143,12 +153,16 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
         mask = head_window_mask(valid > 0, self.head_fractions)  # built once, shared by every layer
         weights = []
         for i, block in enumerate(self.blocks):
-            x, layer_weights = block(x, mask=mask, need_weights=need_weights, last_only=last_only and i == len(self.blocks) - 1)
+            x, layer_weights = block(
+                x, mask=mask, need_weights=need_weights, last_only=last_only and i == len(self.blocks) - 1
+            )
             if layer_weights is not None:
                 weights.append(layer_weights)
         return self.ln_final(x), weights
 
     def _forward(self, observations: dict[str, torch.Tensor], need_weights: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         # Only the newest position is read: the last layer skips the others unless weights are wanted.
-        features, weights = self.encode(self.tokens(observations), observations[VALID_KEY], need_weights, last_only=not need_weights)
+        features, weights = self.encode(
+            self.tokens(observations), observations[VALID_KEY], need_weights, last_only=not need_weights
+        )
         return features[:, -1], weights

@@ -25,8 +25,12 @@ def save_extractor(extractor: HeadMaskedTransformerExtractor, path: str | os.Pat
     """Write ``extractor``'s weights and configuration to ``path`` (atomically)."""
     if not isinstance(extractor, HeadMaskedTransformerExtractor):
         raise ValueError(f"expected a HeadMaskedTransformerExtractor, got {type(extractor).__name__}")
-    payload = {"format": FORMAT, "config": dict(extractor.config), "head_fractions": list(extractor.head_fractions),
-               "state_dict": {k: v.detach().cpu() for k, v in extractor.state_dict().items()}}  # fmt: skip
+    payload = {
+        "format": FORMAT,
+        "config": dict(extractor.config),
+        "head_fractions": list(extractor.head_fractions),
+        "state_dict": {k: v.detach().cpu() for k, v in extractor.state_dict().items()},
+    }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -38,7 +42,9 @@ def policy_extractors(policy: BasePolicy) -> list[HeadMaskedTransformerExtractor
         found = [policy.pi_features_extractor, policy.vf_features_extractor]
     for extractor in found:
         if not isinstance(extractor, HeadMaskedTransformerExtractor):
-            raise ValueError(f"the model's features extractor is a {type(extractor).__name__}: expected a HeadMaskedTransformerExtractor")
+            raise ValueError(
+                f"the model's features extractor is a {type(extractor).__name__}: expected a HeadMaskedTransformerExtractor"
+            )
     return found
 
 
@@ -52,8 +58,10 @@ def load_into_extractor(extractor: HeadMaskedTransformerExtractor, path: str | o
         raise ValueError(f"{str(path)!r} is not a saved extractor (format {FORMAT})")
     for key, saved in payload["config"].items():
         if extractor.config.get(key) != saved:
-            raise ValueError(f"pretrained extractor {str(path)!r} has {key}={saved!r} but the model's extractor has "
-                             f"{key}={extractor.config.get(key)!r}")  # fmt: skip
+            raise ValueError(
+                f"pretrained extractor {str(path)!r} has {key}={saved!r} but the model's extractor has "
+                f"{key}={extractor.config.get(key)!r}"
+            )
     extractor.load_state_dict(payload["state_dict"])
     for parameter in extractor.parameters():
         parameter.requires_grad_(not freeze)

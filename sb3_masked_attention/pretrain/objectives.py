@@ -98,13 +98,21 @@ class InverseDynamics(_Objective):
     :param horizon: steps after ``t`` at which ``a_t`` is predicted (>= 1).
     """
 
-    def __init__(self, d_model: int, layout: TokenLayout, ratio: float = 0.3, mask_value: float = 0.0, horizon: int = 1) -> None:
+    def __init__(
+        self, d_model: int, layout: TokenLayout, ratio: float = 0.3, mask_value: float = 0.0, horizon: int = 1
+    ) -> None:
         super().__init__(d_model, layout, ratio, mask_value)
         self.horizon = check_int("horizon", horizon)
         self.head = _head(d_model, layout.action_size)
 
-    def forward(self, encode: Encoder, tokens: torch.Tensor, valid: torch.Tensor, episode_start: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        encode: Encoder,
+        tokens: torch.Tensor,
+        valid: torch.Tensor,
+        episode_start: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         valid = valid.bool()
         starts = torch.zeros_like(valid) if episode_start is None else episode_start.bool()
         length, h = valid.shape[1], self.horizon
@@ -132,20 +140,29 @@ class MaskedReconstruction(_Objective):
     :param reconstruct_actions: also hide and reconstruct the previous action.
     """
 
-    def __init__(self, d_model: int, layout: TokenLayout, ratio: float = 0.15, mask_value: float = 0.0,
-                 reconstruct_actions: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self, d_model: int, layout: TokenLayout, ratio: float = 0.15, mask_value: float = 0.0, reconstruct_actions: bool = True
+    ) -> None:
         super().__init__(d_model, layout, ratio, mask_value)
         self.reconstruct_actions = reconstruct_actions
         self.obs_head = _head(d_model, layout.obs_size)
         self.action_head = _head(d_model, layout.action_size) if reconstruct_actions else None
 
-    def forward(self, encode: Encoder, tokens: torch.Tensor, valid: torch.Tensor, episode_start: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        encode: Encoder,
+        tokens: torch.Tensor,
+        valid: torch.Tensor,
+        episode_start: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         hidden = _pick(valid.bool(), self.ratio, generator)
         parts = [self.layout.obs] + ([self.layout.action] if self.reconstruct_actions else [])
         masked = tokens.clone()
         for part in parts:
-            masked[..., part] = torch.where(hidden[..., None], torch.full_like(masked[..., part], self.mask_value), masked[..., part])
+            masked[..., part] = torch.where(
+                hidden[..., None], torch.full_like(masked[..., part], self.mask_value), masked[..., part]
+            )
         features = encode(masked, valid)[hidden]
         loss = F.mse_loss(self.obs_head(features), tokens[..., self.layout.obs][hidden])
         if self.action_head is not None:
@@ -155,7 +172,9 @@ class MaskedReconstruction(_Objective):
                 with_action &= ~episode_start.bool()
             keep = with_action[hidden]
             if keep.any():
-                loss = loss + self._action_loss(self.action_head(features[keep]), tokens[..., self.layout.action][hidden][keep])
+                loss = loss + self._action_loss(
+                    self.action_head(features[keep]), tokens[..., self.layout.action][hidden][keep]
+                )
         return loss
 
 
@@ -166,8 +185,14 @@ class ForwardDynamics(_Objective):
         super().__init__(d_model, layout, ratio, mask_value)
         self.head = _head(d_model + layout.action_size, layout.obs_size)
 
-    def forward(self, encode: Encoder, tokens: torch.Tensor, valid: torch.Tensor, episode_start: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        encode: Encoder,
+        tokens: torch.Tensor,
+        valid: torch.Tensor,
+        episode_start: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         pairs = valid[:, :-1].bool() & valid[:, 1:].bool()  # (B, T-1): step t and t+1 both real
         if episode_start is not None:
             pairs &= ~episode_start[:, 1:].bool()
@@ -177,11 +202,16 @@ class ForwardDynamics(_Objective):
         return F.mse_loss(self.head(torch.cat([features, action], dim=-1)), tokens[:, 1:, self.layout.obs][chosen])
 
 
-CLASSES = {"inverse_dynamics": InverseDynamics, "masked_reconstruction": MaskedReconstruction, "forward_dynamics": ForwardDynamics}
+CLASSES = {
+    "inverse_dynamics": InverseDynamics,
+    "masked_reconstruction": MaskedReconstruction,
+    "forward_dynamics": ForwardDynamics,
+}
 
 
-def make_objectives(names: list[str] | tuple[str, ...], d_model: int, layout: TokenLayout,
-                    options: dict[str, dict] | None = None) -> nn.ModuleDict:  # fmt: skip
+def make_objectives(
+    names: list[str] | tuple[str, ...], d_model: int, layout: TokenLayout, options: dict[str, dict] | None = None
+) -> nn.ModuleDict:
     """The named objectives with their prediction heads; ``options`` maps a name to its keyword arguments
     (e.g. ``{"inverse_dynamics": {"horizon": 2}}``)."""
     if not names:

@@ -27,8 +27,16 @@ from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.wrappers import ACTION_KEY, EPISODE_START_KEY, OBS_KEY, VALID_KEY
 
 
-def collect_windows(env_id: str, history_len: int, steps: int, env_kwargs: dict[str, Any] | None = None, model_path: str | None = None,
-                    n_envs: int = 8, seed: int = 0, progress: bool = True) -> tuple[dict[str, np.ndarray], gym.Space, gym.Space]:  # fmt: skip
+def collect_windows(
+    env_id: str,
+    history_len: int,
+    steps: int,
+    env_kwargs: dict[str, Any] | None = None,
+    model_path: str | None = None,
+    n_envs: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[dict[str, np.ndarray], gym.Space, gym.Space]:
     """``steps`` history windows (one per env step) from a random policy, or from the SB3 model at ``model_path``.
 
     :return: the windows ``{key: (steps, history_len, ...)}``, the window observation space and the action space.
@@ -73,7 +81,9 @@ def save_windows(windows: dict[str, np.ndarray], action_space: gym.Space, path: 
 
 def load_windows(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], bool]:
     """Read windows written by :func:`save_windows` and whether their actions are discrete."""
-    arrays, _ = load_npz(path, (OBS_KEY, ACTION_KEY, VALID_KEY, "discrete_action"), "window dataset", "sb3ma pretrain --save-data")
+    arrays, _ = load_npz(
+        path, (OBS_KEY, ACTION_KEY, VALID_KEY, "discrete_action"), "window dataset", "sb3ma pretrain --save-data"
+    )
     discrete = bool(arrays.pop("discrete_action"))
     return arrays, discrete
 
@@ -130,7 +140,9 @@ def pretrain(
     else:
         if env_id is None:
             raise ValueError("pretrain needs env_id (to collect windows) or dataset (saved windows)")
-        windows, _, action_space = collect_windows(env_id, history_len, collect_steps, env_kwargs, model_path, seed=seed, progress=progress)
+        windows, _, action_space = collect_windows(
+            env_id, history_len, collect_steps, env_kwargs, model_path, seed=seed, progress=progress
+        )
         discrete = isinstance(action_space, spaces.Discrete)
         if save_data is not None:
             save_windows(windows, action_space, save_data)

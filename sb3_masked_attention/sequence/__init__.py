@@ -10,6 +10,16 @@ from sb3_masked_attention.sequence.model import (
 )
 
 __all__ = [
-    "AdvancedAttentionDecoder", "ContextAwareActionGenerator", "EventLog", "GRUDecoder", "MultiScaleTimingProcessor",
-    "WindowConfig", "Windows", "load_events", "make_windows", "repeat_last", "save_events", "synthesize_sessions",
-]  # fmt: skip
+    "AdvancedAttentionDecoder",
+    "ContextAwareActionGenerator",
+    "EventLog",
+    "GRUDecoder",
+    "MultiScaleTimingProcessor",
+    "WindowConfig",
+    "Windows",
+    "load_events",
+    "make_windows",
+    "repeat_last",
+    "save_events",
+    "synthesize_sessions",
+]

@@ -63,7 +63,9 @@ def repeat_last(batch: Batch, pause: float, max_actions: int) -> dict[str, torch
     :param pause: the window configuration's pause (seconds), which ends a sequence.
     :param max_actions: the longest sequence.
     """
-    previous = {k: torch.cat([batch[f"h_{k}"][:, -1:], batch[f"y_{k}"][:, :-1]], dim=1) for k in ("event", "enums", "xy", "gap")}
+    previous = {
+        k: torch.cat([batch[f"h_{k}"][:, -1:], batch[f"y_{k}"][:, :-1]], dim=1) for k in ("event", "enums", "xy", "gap")
+    }
     # Length of the history's last sequence: the newest run of events whose gaps are <= pause.
     joined = (batch["h_gap"][:, 1:] <= pause) & batch["h_valid"][:, :-1].bool()  # event k-1 and k in one run
     run = torch.cumprod(joined.flip(1).long(), dim=1).sum(dim=1) + 1

@@ -121,15 +121,20 @@ def _fill(log: EventLog, spans: list[tuple[int, int, int]], config: WindowConfig
     """The arrays of the windows whose decision point is just before event ``start`` of each span."""
     n, T, L, K = len(spans), config.max_history, config.max_actions, len(log.enum_values)
     a = {
-        "h_event": np.zeros((n, T), np.int64), "h_enums": np.zeros((n, T, K), np.int64),
-        "h_xy": np.zeros((n, T, 2), np.float32), "h_gap": np.zeros((n, T), np.float32),
-        "h_time": np.zeros((n, T), np.float32), "h_valid": np.zeros((n, T), bool),
-        "y_event": np.zeros((n, L), np.int64), "y_enums": np.zeros((n, L, K), np.int64),
-        "y_xy": np.zeros((n, L, 2), np.float32), "y_gap": np.zeros((n, L), np.float32),
+        "h_event": np.zeros((n, T), np.int64),
+        "h_enums": np.zeros((n, T, K), np.int64),
+        "h_xy": np.zeros((n, T, 2), np.float32),
+        "h_gap": np.zeros((n, T), np.float32),
+        "h_time": np.zeros((n, T), np.float32),
+        "h_valid": np.zeros((n, T), bool),
+        "y_event": np.zeros((n, L), np.int64),
+        "y_enums": np.zeros((n, L, K), np.int64),
+        "y_xy": np.zeros((n, L, 2), np.float32),
+        "y_gap": np.zeros((n, L), np.float32),
         "y_valid": np.zeros((n, L), bool),
         "length": np.array([span[2] for span in spans], np.int64).reshape(n),
         "session": np.array([span[0] for span in spans], np.int64).reshape(n),
-    }  # fmt: skip
+    }
     gaps_by_session = [_gaps(s.t, config) for s in log.sessions]
     for i, (s_index, start, length) in enumerate(spans):
         s, gaps = log.sessions[s_index], gaps_by_session[s_index]
@@ -200,9 +205,17 @@ class EventEncoding:
     def log_gap(self, gap: torch.Tensor) -> torch.Tensor:
         return torch.log(gap.clamp(self.config.min_gap, self.config.max_gap) / SCALE_EDGES[1]) / 2.0
 
-    def tokens(self, event: torch.Tensor, enums: torch.Tensor, xy: torch.Tensor, gap: torch.Tensor, time: torch.Tensor,
-               valid: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        """``event (…)``, ``enums (…, K)``, ``xy (…, 2)`` px, ``gap (…)`` s, ``time (…)`` s, ``valid (…)`` -> ``(…, token_dim)``."""
+    def tokens(
+        self,
+        event: torch.Tensor,
+        enums: torch.Tensor,
+        xy: torch.Tensor,
+        gap: torch.Tensor,
+        time: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """``event (…)``, ``enums (…, K)``, ``xy (…, 2)`` px, ``gap (…)`` s, ``time (…)`` s, ``valid (…)``
+        -> ``(…, token_dim)``."""
         parts = [F.one_hot(event, self.n_events).float()]
         parts += [F.one_hot(enums[..., k], size).float() for k, size in enumerate(self.enum_sizes.values())]
         parts += [

@@ -61,11 +61,17 @@ def sequence_metrics(predictions: dict[str, torch.Tensor], batch: Batch) -> pd.D
         actions = valid if index is None else valid & (scale == index)
         windows = torch.ones_like(valid[:, 0]) if index is None else window_scale == index
         mean = lambda values, where: float(values[where].mean()) if bool(where.any()) else float("nan")  # noqa: E731
-        rows.append({
-            "scale": name, "timing_mae_ms": mean(errors["timing"], actions), "length_accuracy": mean(errors["length"], windows),
-            "event_accuracy": mean(errors["event"], actions), "coord_mae_px": mean(errors["coord"], actions),
-            "actions": int(actions.sum()), "windows": int(windows.sum()),
-        })  # fmt: skip
+        rows.append(
+            {
+                "scale": name,
+                "timing_mae_ms": mean(errors["timing"], actions),
+                "length_accuracy": mean(errors["length"], windows),
+                "event_accuracy": mean(errors["event"], actions),
+                "coord_mae_px": mean(errors["coord"], actions),
+                "actions": int(actions.sum()),
+                "windows": int(windows.sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -74,7 +80,9 @@ def _predict_all(predict: Predictor, windows: Windows, batch_size: int = 512) ->
     return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
 
-def predict_models(models: dict[str, SequenceModel], windows: Windows, window: WindowConfig) -> dict[str, dict[str, torch.Tensor]]:
+def predict_models(
+    models: dict[str, SequenceModel], windows: Windows, window: WindowConfig
+) -> dict[str, dict[str, torch.Tensor]]:
     """Point predictions of the repeat-last baseline (first) and of each model on ``windows``."""
     predictors: dict[str, Predictor] = {"repeat_last": lambda b: repeat_last(b, window.pause, window.max_actions)}
     predictors.update({name: model.predict for name, model in models.items()})
@@ -84,7 +92,9 @@ def predict_models(models: dict[str, SequenceModel], windows: Windows, window: W
 def metrics_table(predictions: dict[str, dict[str, torch.Tensor]], windows: Windows) -> pd.DataFrame:
     """:func:`sequence_metrics` of every predictor: long table ``model, scale, <metrics>, actions, windows``."""
     everything = windows.batch()
-    table = pd.concat([sequence_metrics(p, everything).assign(model=name) for name, p in predictions.items()], ignore_index=True)
+    table = pd.concat(
+        [sequence_metrics(p, everything).assign(model=name) for name, p in predictions.items()], ignore_index=True
+    )
     return table[["model", "scale", *METRICS, "actions", "windows"]]
 
 
@@ -115,7 +125,10 @@ def session_bootstrap(
 
     def metrics(name: str) -> np.ndarray:  # (reps, 4) in METRICS order
         sums = weights @ _window_sums(predictions[name], batch)
-        return np.stack([sums[:, 0] / sums[:, 4], sums[:, 3] / weights.sum(axis=1), sums[:, 1] / sums[:, 4], sums[:, 2] / sums[:, 4]], axis=1)
+        return np.stack(
+            [sums[:, 0] / sums[:, 4], sums[:, 3] / weights.sum(axis=1), sums[:, 1] / sums[:, 4], sums[:, 2] / sums[:, 4]],
+            axis=1,
+        )
 
     ours, rows = metrics(reference), []
     for name in predictions:
@@ -125,13 +138,24 @@ def session_bootstrap(
         for k, metric in enumerate(METRICS):
             low, high = np.percentile(difference[:, k], [2.5, 97.5])
             lower_is_better = "mae" in metric
-            rows.append({"model": reference, "baseline": name, "metric": metric, "difference": float(np.median(difference[:, k])),
-                         "low": float(low), "high": float(high), "better": bool(high < 0 if lower_is_better else low > 0)})  # fmt: skip
+            rows.append(
+                {
+                    "model": reference,
+                    "baseline": name,
+                    "metric": metric,
+                    "difference": float(np.median(difference[:, k])),
+                    "low": float(low),
+                    "high": float(high),
+                    "better": bool(high < 0 if lower_is_better else low > 0),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 @torch.no_grad()
-def timing_distribution(models: dict[str, SequenceModel], windows: Windows, seed: int = 0, batch_size: int = 512) -> dict[str, np.ndarray]:
+def timing_distribution(
+    models: dict[str, SequenceModel], windows: Windows, seed: int = 0, batch_size: int = 512
+) -> dict[str, np.ndarray]:
     """Gaps (seconds) of the real target sequences and of sequences each model generates (sampled) after
     the same histories: ``{"real": ..., name: ...}``."""
     gaps = {"real": windows.arrays["y_gap"][windows.arrays["y_valid"]]}
@@ -156,7 +180,14 @@ def plot_timing_distribution(gaps: dict[str, np.ndarray], path: str | os.PathLik
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, values in gaps.items():
         style = {"color": "black", "linewidth": 2.0} if name == "real" else {"linewidth": 1.5}
-        ax.hist(np.asarray(values) * 1000.0, bins=bins, density=True, histtype="step", label=f"{name} ({len(values)} actions)", **style)
+        ax.hist(
+            np.asarray(values) * 1000.0,
+            bins=bins,
+            density=True,
+            histtype="step",
+            label=f"{name} ({len(values)} actions)",
+            **style,
+        )
     for edge in (100, 300):
         ax.axvline(edge, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log")
@@ -172,14 +203,19 @@ def plot_timing_distribution(gaps: dict[str, np.ndarray], path: str | os.PathLik
 
 def scale_shares(gaps: dict[str, np.ndarray]) -> pd.DataFrame:
     """Share of fast / medium / slow gaps in each distribution (rows: distributions)."""
-    rows = [{"source": name, **dict(zip(SCALES, np.bincount(timing_scale(np.asarray(v)).numpy(), minlength=3) / max(len(v), 1)))}
-            for name, v in gaps.items()]  # fmt: skip
+    rows = [
+        {"source": name, **dict(zip(SCALES, np.bincount(timing_scale(np.asarray(v)).numpy(), minlength=3) / max(len(v), 1)))}
+        for name, v in gaps.items()
+    ]
     return pd.DataFrame(rows)
 
 
 def markdown_table(table: pd.DataFrame) -> str:
     """The comparison as Markdown: one row per model and scale, best value of each metric in bold."""
-    lines = ["| model | scale | timing MAE (ms) | length acc. | event acc. | coord. MAE (px) | actions | windows |", "|" + "---|" * 8]
+    lines = [
+        "| model | scale | timing MAE (ms) | length acc. | event acc. | coord. MAE (px) | actions | windows |",
+        "|" + "---|" * 8,
+    ]
     for scale, group in table.groupby("scale", sort=False):
         best = {m: (group[m].min() if m.endswith("mae_ms") or m.endswith("mae_px") else group[m].max()) for m in METRICS}
         for _, row in group.iterrows():
@@ -205,7 +241,9 @@ def evaluate_event_models(
     first = next(iter(models.values()))
     for name, model in models.items():
         if model.window != first.window or model.event_types != first.event_types or model.enum_sizes != first.enum_sizes:
-            raise ValueError(f"model {name!r} was trained with another window configuration or vocabulary than the first model")
+            raise ValueError(
+                f"model {name!r} was trained with another window configuration or vocabulary than the first model"
+            )
     log = load_events(events, event_types=first.event_types, enum_values=first.enum_values)
     windows = make_windows(log, first.window)
     predictions = predict_models(models, windows, first.window)
@@ -251,8 +289,13 @@ def generate_after(model: SequenceModel, history: str | os.PathLike, greedy: boo
         t = float(session.t[-1])
         for k in range(int(out["length"][i])):
             t += float(out["gap"][i, k])
-            row = {"session": session.name, "t": round(t, 4), "event": model.event_types[int(out["event"][i, k])],
-                   "x": round(float(out["xy"][i, k, 0]), 1), "y": round(float(out["xy"][i, k, 1]), 1)}  # fmt: skip
+            row = {
+                "session": session.name,
+                "t": round(t, 4),
+                "event": model.event_types[int(out["event"][i, k])],
+                "x": round(float(out["xy"][i, k, 0]), 1),
+                "y": round(float(out["xy"][i, k, 1]), 1),
+            }
             row.update({c: enum_values[c][int(out["enums"][i, k, j])] for j, c in enumerate(enum_values)})
             rows.append(row)
     return pd.DataFrame(rows, columns=["session", "t", "event", "x", "y", *enum_values])

@@ -17,6 +17,7 @@ build orders. What comes next is therefore partly written in the last seconds of
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import os
 from collections.abc import Sequence
@@ -86,7 +87,7 @@ def _float(value: str, column: str, row: int, path: str) -> float:
     return number
 
 
-def load_events(
+def load_events(  # noqa: C901  (one check per documented mistake, each naming the row)
     path: str | os.PathLike,
     event_types: Sequence[str] | None = None,
     enum_values: dict[str, Sequence[str]] | None = None,
@@ -153,7 +154,7 @@ def load_events(
     value_index = {c: {v: i for i, v in enumerate(vs)} for c, vs in values.items()}
     sessions = []
     for name, rs in records.items():
-        for previous, current in zip(rs, rs[1:]):
+        for previous, current in itertools.pairwise(rs):
             if current[0] < previous[0]:
                 raise ValueError(
                     f"{path} row {current[5]}: t={current[0]} is earlier than row {previous[5]} (t={previous[0]}) "
@@ -191,7 +192,9 @@ def save_events(log: EventLog, path: str | os.PathLike) -> None:
         for s in log.sessions:
             for i in range(len(s)):
                 enums = [log.enum_values[c][s.enums[i, k]] for k, c in enumerate(log.enum_values)]
-                writer.writerow([s.name, f"{s.t[i]:.4f}", log.event_types[s.event[i]], f"{s.xy[i, 0]:.1f}", f"{s.xy[i, 1]:.1f}", *enums])
+                writer.writerow(
+                    [s.name, f"{s.t[i]:.4f}", log.event_types[s.event[i]], f"{s.xy[i, 0]:.1f}", f"{s.xy[i, 1]:.1f}", *enums]
+                )
 
 
 # --- synthetic sessions -----------------------------------------------------------------------------
@@ -212,13 +215,22 @@ def _routine(hotspots: np.ndarray, rng: np.random.Generator) -> list[tuple]:
     activities = []
     for kind in rng.choice(["burst", "combo", "pointer"], size=int(rng.integers(2, 5))):
         if kind == "burst":  # mashing one key at a steady fast rhythm
-            activities.append(("burst", int(rng.integers(1, len(SYNTH_KEYS))), int(rng.integers(3, 9)), rng.uniform(0.045, 0.09)))
+            activities.append(
+                ("burst", int(rng.integers(1, len(SYNTH_KEYS))), int(rng.integers(3, 9)), rng.uniform(0.045, 0.09))
+            )
         elif kind == "combo":  # a practised key sequence with its own timing
             size = int(rng.integers(3, 6))
             activities.append(("combo", rng.integers(1, len(SYNTH_KEYS), size=size), rng.uniform(0.06, 0.28, size=size)))
         else:  # clicks and drags on this player's hot spots
             size = int(rng.integers(1, 5))
-            activities.append(("pointer", rng.integers(len(hotspots), size=size), rng.random(size) < 0.25, np.where(rng.random(size) < 0.15, 2, 1)))
+            activities.append(
+                (
+                    "pointer",
+                    rng.integers(len(hotspots), size=size),
+                    rng.random(size) < 0.25,
+                    np.where(rng.random(size) < 0.15, 2, 1),
+                )
+            )
     return activities
 
 

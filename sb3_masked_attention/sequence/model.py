@@ -162,7 +162,10 @@ class ContextAwareActionGenerator(nn.Module):
         for name, size in enum_sizes.items():
             check_int(f"enum_sizes[{name!r}]", size)
         self.processors = nn.ModuleDict(
-            {name: nn.Sequential(nn.LayerNorm(input_dim), nn.Linear(input_dim, input_dim), nn.GELU()) for name in self.CONTEXTS}
+            {
+                name: nn.Sequential(nn.LayerNorm(input_dim), nn.Linear(input_dim, input_dim), nn.GELU())
+                for name in self.CONTEXTS
+            }
         )
         self.fusion = nn.Sequential(_mlp(len(self.CONTEXTS) * input_dim, input_dim, input_dim), nn.LayerNorm(input_dim))
         self.event_head = nn.Linear(input_dim, len(event_types))
@@ -230,14 +233,19 @@ class SequenceModel(nn.Module):
         self.max_actions = max_actions
         self.encoding = EventEncoding(self.event_types, self.enum_sizes, self.window)
         self.config = {
-            "input_dim": input_dim, "max_actions": max_actions, "enum_sizes": self.enum_sizes,
-            "event_types": self.event_types, "window": self.window.to_dict(),
-        }  # fmt: skip
+            "input_dim": input_dim,
+            "max_actions": max_actions,
+            "enum_sizes": self.enum_sizes,
+            "event_types": self.event_types,
+            "window": self.window.to_dict(),
+        }
         self.token_embedding = nn.Linear(self.encoding.token_dim, input_dim)
         self.start_token = nn.Parameter(torch.zeros(1, 1, input_dim))
         self.temporal_embedding = nn.Linear(self.encoding.temporal_dim, input_dim)
         self.behaviour_embedding = nn.Linear(self.encoding.behaviour_dim, input_dim)
-        self.generator = ContextAwareActionGenerator(input_dim, self.enum_sizes, self.event_types, self.window.min_gap, self.window.max_gap)
+        self.generator = ContextAwareActionGenerator(
+            input_dim, self.enum_sizes, self.event_types, self.window.min_gap, self.window.max_gap
+        )
         self.length_head = _mlp(2 * input_dim, input_dim, max_actions)
 
     # --- what subclasses provide -------------------------------------------------------------------
@@ -252,7 +260,9 @@ class SequenceModel(nn.Module):
         game-state context), each ``(B, L, D)``; position ``k`` may use actions ``< k`` only."""
         raise NotImplementedError
 
-    def position_anchor(self, previous: torch.Tensor, context: torch.Tensor, memory: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def position_anchor(
+        self, previous: torch.Tensor, context: torch.Tensor, memory: torch.Tensor, batch: Batch
+    ) -> torch.Tensor:
         """Where the position head's move starts, ``(B, L, 2)`` over the screen size: here the previous
         pointer position ``previous``; a subclass may point into the history instead."""
         return previous
@@ -264,7 +274,8 @@ class SequenceModel(nn.Module):
             raise ValueError(f"batch is missing {', '.join(missing)}: make it with Windows.batch()")
         if batch["h_enums"].shape[-1] != len(self.enum_sizes):
             raise ValueError(
-                f"batch has {batch['h_enums'].shape[-1]} enumerated fields, the model has {len(self.enum_sizes)} ({list(self.enum_sizes)})"
+                f"batch has {batch['h_enums'].shape[-1]} enumerated fields, the model has "
+                f"{len(self.enum_sizes)} ({list(self.enum_sizes)})"
             )
         if not bool(batch["h_valid"][:, -1].all()):
             raise ValueError("every window needs its newest history event valid (left padding, newest last)")
@@ -272,7 +283,9 @@ class SequenceModel(nn.Module):
     def _history(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         self._check(batch)
         valid = batch["h_valid"].bool()
-        tokens = self.encoding.tokens(batch["h_event"], batch["h_enums"], batch["h_xy"], batch["h_gap"], batch["h_time"], valid)
+        tokens = self.encoding.tokens(
+            batch["h_event"], batch["h_enums"], batch["h_xy"], batch["h_gap"], batch["h_time"], valid
+        )
         memory, summary = self.encode_history(self.token_embedding(tokens), valid)
         behaviour = self.behaviour_embedding(self.encoding.behaviour(batch))
         return memory, summary, valid, behaviour
@@ -322,17 +335,21 @@ class SequenceModel(nn.Module):
         mean = lambda per_action: (per_action * valid).sum() / count  # noqa: E731
         gap = batch["y_gap"].clamp(min=self.window.min_gap)
         xy = batch["y_xy"] / batch["y_xy"].new_tensor(self.window.screen)
-        error = (xy - out.xy).abs()  # the median by absolute error, the Laplace scale given it (see MultiScaleTimingProcessor.loss)
+        error = (
+            xy - out.xy
+        ).abs()  # the median by absolute error, the Laplace scale given it (see MultiScaleTimingProcessor.loss)
         laplace = (error + error.detach() / out.xy_log_scale.exp() + out.xy_log_scale).sum(dim=-1)
         losses = {
             "event": mean(F.cross_entropy(out.event_logits.transpose(1, 2), batch["y_event"], reduction="none")),
             "timing": mean(self.generator.timing.loss(out.timing, gap)),
             "xy": mean(laplace),
             "enums": sum(
-                (mean(F.cross_entropy(logits.transpose(1, 2), batch["y_enums"][..., k], reduction="none"))
-                 for k, logits in enumerate(out.enum_logits.values())),
+                (
+                    mean(F.cross_entropy(logits.transpose(1, 2), batch["y_enums"][..., k], reduction="none"))
+                    for k, logits in enumerate(out.enum_logits.values())
+                ),
                 torch.zeros((), device=valid.device),
-            ),  # fmt: skip
+            ),
             "length": F.cross_entropy(length_logits, batch["length"] - 1),
         }
         losses["total"] = sum(losses.values())
@@ -355,7 +372,9 @@ class SequenceModel(nn.Module):
         }
 
     @torch.no_grad()
-    def generate(self, batch: Batch, greedy: bool = False, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def generate(
+        self, batch: Batch, greedy: bool = False, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Generate the next sequence of actions after each window's history, one action at a time.
 
         :param batch: the history fields ``h_*`` of ``B`` windows (target fields are ignored).
@@ -383,22 +402,31 @@ class SequenceModel(nn.Module):
         for step in range(int(length.max())):
             out = self._outputs(batch, y, step + 1, history)
             last = ActionOutput(
-                out.event_logits[:, -1], Timing(*(t[:, -1] for t in out.timing)), out.xy[:, -1], out.xy_log_scale[:, -1],
+                out.event_logits[:, -1],
+                Timing(*(t[:, -1] for t in out.timing)),
+                out.xy[:, -1],
+                out.xy_log_scale[:, -1],
                 {k: v[:, -1] for k, v in out.enum_logits.items()},
-            )  # fmt: skip
+            )
             action = self._choose(last, greedy, generator)
             y = {k: torch.cat([y[k], action[k][:, None]], dim=1) for k in y}
         valid = torch.arange(y["event"].shape[1], device=device)[None, :] < length[:, None]
-        return {**{k: v * (valid[..., None] if v.dim() == 3 else valid) for k, v in y.items()}, "valid": valid, "length": length}
+        return {
+            **{k: v * (valid[..., None] if v.dim() == 3 else valid) for k, v in y.items()},
+            "valid": valid,
+            "length": length,
+        }
 
     def _choose(self, out: ActionOutput, greedy: bool, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         """One action per row from the heads' outputs at one position."""
-        pick = (lambda logits: logits.argmax(dim=-1)) if greedy else (
-            lambda logits: torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
-        )  # fmt: skip
+        pick = (
+            (lambda logits: logits.argmax(dim=-1))
+            if greedy
+            else (lambda logits: torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1))
+        )
         xy = out.xy
         if not greedy:  # Laplace sample: median + scale * (difference of two exponentials)
-            u = torch.rand(xy.shape + (2,), generator=generator, device=xy.device).clamp(min=1e-6)
+            u = torch.rand((*xy.shape, 2), generator=generator, device=xy.device).clamp(min=1e-6)
             xy = xy + out.xy_log_scale.exp() * (-u[..., 0].log() + u[..., 1].log())
         screen = xy.new_tensor(self.window.screen)
         enums = _pick_enums(out, pick)  # drawn before the event: the committed generations' random order
@@ -414,7 +442,7 @@ def _pick_enums(out: ActionOutput, pick: Callable[[torch.Tensor], torch.Tensor])
     """One value per enumerated field, ``(…, K)`` int64 (``K`` may be 0)."""
     values = [pick(logits) for logits in out.enum_logits.values()]
     if not values:
-        return torch.zeros(out.event_logits.shape[:-1] + (0,), dtype=torch.long, device=out.event_logits.device)
+        return torch.zeros((*out.event_logits.shape[:-1], 0), dtype=torch.long, device=out.event_logits.device)
     return torch.stack(values, dim=-1)
 
 
@@ -433,12 +461,19 @@ class DecoderLayer(nn.Module):
         self.mlp = _mlp(d_model, ff_dim, d_model)
 
     def forward(
-        self, x: torch.Tensor, memory: torch.Tensor, self_mask: torch.Tensor, memory_mask: torch.Tensor, need_weights: bool = False
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        self_mask: torch.Tensor,
+        memory_mask: torch.Tensor,
+        need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None]]:
         """``x (B, L, D)``, ``memory (B, T, D)``, ``self_mask (L, L)``, ``memory_mask (B, 1, 1, T)``."""
         attended, self_weights = self.self_attn(self.ln_self(x), mask=self_mask, need_weights=need_weights)
         x = x + attended
-        crossed, cross_weights = self.cross_attn(self.ln_cross(x), context=self.ln_memory(memory), mask=memory_mask, need_weights=need_weights)
+        crossed, cross_weights = self.cross_attn(
+            self.ln_cross(x), context=self.ln_memory(memory), mask=memory_mask, need_weights=need_weights
+        )
         x = x + crossed
         return x + self.mlp(self.ln_mlp(x)), crossed, (self_weights, cross_weights)
 
@@ -489,7 +524,9 @@ class AdvancedAttentionDecoder(SequenceModel):
         check_int("n_layers", n_layers)
         self.fractions = resolve_head_mask_strategy(head_mask_strategy, n_heads)
         self.config.update(n_heads=n_heads, n_layers=n_layers, head_mask_strategy=list(self.fractions))
-        self.history_blocks = nn.ModuleList(TransformerBlock(input_dim, n_heads, 4 * input_dim, rotary=True) for _ in range(n_layers))
+        self.history_blocks = nn.ModuleList(
+            TransformerBlock(input_dim, n_heads, 4 * input_dim, rotary=True) for _ in range(n_layers)
+        )
         self.history_norm = nn.LayerNorm(input_dim)
         self.decoder_layers = nn.ModuleList(DecoderLayer(input_dim, n_heads, 4 * input_dim) for _ in range(n_layers))
         self.decoder_norm = nn.LayerNorm(input_dim)
@@ -509,7 +546,9 @@ class AdvancedAttentionDecoder(SequenceModel):
         pooled, _ = self.pool(self.pool_query.expand(x.shape[0], -1, -1), context=x, mask=key_padding_mask(valid))
         return x, x[:, -1] + pooled[:, 0]
 
-    def position_anchor(self, previous: torch.Tensor, context: torch.Tensor, memory: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def position_anchor(
+        self, previous: torch.Tensor, context: torch.Tensor, memory: torch.Tensor, batch: Batch
+    ) -> torch.Tensor:
         """Pointer-generator position (See et al., 2017): a one-head attention from each action to the history
         points at a past event, and a gate mixes that event's position with the previous pointer position;
         the position head then predicts the move from this anchor. Players return to the same spots."""

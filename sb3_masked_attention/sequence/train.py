@@ -21,7 +21,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from sb3_masked_attention.io import atomic_path, load_checkpoint, load_training_state, record_settings, save_checkpoint, save_training_state
+from sb3_masked_attention.io import (
+    atomic_path,
+    load_checkpoint,
+    load_training_state,
+    record_settings,
+    save_checkpoint,
+    save_training_state,
+)
 from sb3_masked_attention.sequence.baselines import GRUDecoder
 from sb3_masked_attention.sequence.data import WindowConfig, Windows, make_windows, split_sessions
 from sb3_masked_attention.sequence.events import EventLog, load_events
@@ -42,7 +49,11 @@ def build_model(arch: str, log: EventLog, window: WindowConfig, **model_kwargs: 
     """An untrained ``arch`` model (``"attention"`` or ``"gru"``) for ``log``'s vocabularies."""
     kwargs = {"input_dim": 64, **model_kwargs}
     model = _architecture(arch)(
-        max_actions=window.max_actions, enum_sizes=log.enum_sizes, event_types=log.event_types, window=window.to_dict(), **kwargs
+        max_actions=window.max_actions,
+        enum_sizes=log.enum_sizes,
+        event_types=log.event_types,
+        window=window.to_dict(),
+        **kwargs,
     )
     model.enum_values = log.enum_values
     return model
@@ -50,7 +61,13 @@ def build_model(arch: str, log: EventLog, window: WindowConfig, **model_kwargs: 
 
 def save_sequence_model(model: SequenceModel, arch: str, path: str | os.PathLike) -> None:
     """Write the model, its architecture, configuration and vocabularies atomically."""
-    payload = {"format": FORMAT, "arch": arch, "config": model.config, "enum_values": model.enum_values, "state_dict": model.state_dict()}
+    payload = {
+        "format": FORMAT,
+        "arch": arch,
+        "config": model.config,
+        "enum_values": model.enum_values,
+        "state_dict": model.state_dict(),
+    }
     save_checkpoint(payload, path)
 
 
@@ -122,8 +139,17 @@ def train_sequence_model(
     train_windows, val_windows = windows.select(~is_val), windows.select(is_val)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"events": str(events), "arch": arch, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                "val_fraction": val_fraction, "seed": seed, "window": window.to_dict(), **model_kwargs}  # fmt: skip
+    settings = {
+        "events": str(events),
+        "arch": arch,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "window": window.to_dict(),
+        **model_kwargs,
+    }
     record_settings(out, settings, grow="epochs")
 
     torch.manual_seed(seed)
@@ -143,7 +169,9 @@ def train_sequence_model(
 
     writer = SummaryWriter(str(out / "tensorboard"))
     model.train()
-    bar = tqdm(total=epochs * batches, initial=len(history) * batches, desc=f"{arch} decoder", unit="batch", disable=not progress)
+    bar = tqdm(
+        total=epochs * batches, initial=len(history) * batches, desc=f"{arch} decoder", unit="batch", disable=not progress
+    )
     for epoch in range(len(history), epochs):
         order = np.random.default_rng([seed, epoch]).permutation(len(train_windows))  # same order after a resume
         sums: dict[str, float] = {}
