@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sb3_masked_attention.ad.evaluate import env_goals, in_context_returns  # noqa: E402
-from sb3_masked_attention.ad.train import load_model  # noqa: E402
+from sb3_masked_attention.ad.train import load_ad_model  # noqa: E402
 from sb3_masked_attention.io import write_text_atomic  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, meta = load_model(args.model)
+    model, meta = load_ad_model(args.model)
     goals = env_goals(meta["env_id"], "test", meta["env_kwargs"])
     runs = {}
     for name, cached in (("cached", True), ("recomputed", False)):

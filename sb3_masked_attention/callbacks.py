@@ -9,15 +9,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Image
 from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_masked_attention.episodes import play_episodes
 from sb3_masked_attention.extractors.multiscale import MultiScaleExtractor
 from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExtractor
 from sb3_masked_attention.io import append_row, atomic_path, read_rows
+from sb3_masked_attention.policies import features_extractors
+from sb3_masked_attention.runs import newest_files
 from sb3_masked_attention.validation import check_int
 
 _NOT_TEXT = ("stdout", "log", "json", "csv")  # images and histograms go to TensorBoard only
@@ -60,15 +62,11 @@ class AttentionLoggingCallback(BaseCallback):
         self.n_images = check_int("n_images", n_images, minimum=0)
         self._last_log = -np.inf
 
-    def _extractor(self) -> torch.nn.Module:
-        policy = self.model.policy
-        return policy.features_extractor if policy.share_features_extractor else policy.pi_features_extractor
-
     def _on_step(self) -> bool:
         if self.num_timesteps - self._last_log < self.log_freq:
             return True
         self._last_log = self.num_timesteps
-        extractor = self._extractor()
+        extractor = features_extractors(self.model.policy)[0]  # the actor's
         if not hasattr(extractor, "forward_with_attention"):
             return True
         policy = self.model.policy
@@ -156,25 +154,9 @@ class EvaluationLogCallback(BaseCallback):
 
     def evaluate(self) -> dict[str, Any]:
         """Play ``n_eval_episodes`` episodes; mean and std of returns and the means of the final info values."""
-        maskable = isinstance(self.model, MaskablePPO)
-        returns, finals = [], {key: [] for key in self.info_keys}
-        obs = self.eval_env.reset()
-        episode_return = 0.0
-        while len(returns) < self.n_eval_episodes:
-            kwargs = {}
-            if maskable:
-                kwargs["action_masks"] = np.stack(self.eval_env.env_method("action_masks"))
-            action, _ = self.model.predict(obs, deterministic=self.deterministic, **kwargs)
-            obs, reward, done, infos = self.eval_env.step(action)
-            episode_return += float(reward[0])
-            if done[0]:
-                returns.append(episode_return)
-                episode_return = 0.0
-                for key in self.info_keys:
-                    if key in infos[0]:
-                        finals[key].append(float(infos[0][key]))
-        row = {"timesteps": self.num_timesteps, "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns))}
-        row.update({f"mean_{key}": float(np.mean(values)) for key, values in finals.items() if values})
+        episodes = play_episodes(self.model, self.eval_env, self.n_eval_episodes, self.deterministic, self.info_keys)
+        row = {"timesteps": self.num_timesteps, "mean_return": episodes.mean, "std_return": episodes.std}
+        row.update({f"mean_{key}": float(np.mean(values)) for key, values in episodes.finals.items() if values})
         return row
 
     def _on_step(self) -> bool:
@@ -223,18 +205,8 @@ class AtomicCheckpointCallback(BaseCallback):
             path = self.save_path / f"{self.name_prefix}_{self.num_timesteps}_steps.zip"
             with atomic_path(path, suffix=".zip") as tmp:
                 self.model.save(tmp)
-            for old in checkpoints(self.save_path, self.name_prefix)[: -self.keep]:
+            for old in newest_files(self.save_path, self.name_prefix, ".zip")[: -self.keep]:
                 old.unlink(missing_ok=True)
             if self.verbose:
                 print(f"checkpoint {path}")
         return True
-
-
-def checkpoints(directory: str | os.PathLike, name_prefix: str = "model") -> list[Path]:
-    """Checkpoints ``<prefix>_<steps>_steps.zip`` in ``directory``, oldest first."""
-    found = []
-    for path in Path(directory).glob(f"{name_prefix}_*_steps.zip"):
-        steps = path.name[len(name_prefix) + 1 : -len("_steps.zip")]
-        if steps.isdigit():
-            found.append((int(steps), path))
-    return [path for _, path in sorted(found)]

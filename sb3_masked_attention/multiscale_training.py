@@ -1,6 +1,10 @@
 """Train PPO / MaskablePPO with the multi-scale extractors on TerritoryControl, top to bottom, resumably.
 
-A run directory holds ``run_config.json`` (the settings; a resumed run must match them),
+The PPO settings (``n_envs``, ``n_timesteps``, ``n_steps``, ``batch_size``, ``n_epochs``, ``learning_rate``,
+``ent_coef``) are the ``sb3ma/TerritoryControl-v0`` entry of ``zoo_configs/ppo.yml``, so this command and
+``rl_zoo3.train`` train the same thing; the map and run settings are :class:`MultiscaleConfig`.
+
+A run directory holds ``train_config.json`` (the settings; a resumed run must match them),
 ``checkpoints/`` (atomic, the newest two kept), ``evaluations.csv`` (one row per evaluation,
 appended), ``best_model.zip``, ``final_model.zip``, ``monitor/`` (episode CSVs) and
 ``tensorboard/`` (losses, ``eval/*``, and ``attention/*`` from :class:`AttentionLoggingCallback`).
@@ -9,9 +13,8 @@ Running the same command again after a kill resumes from the newest checkpoint.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sb3_contrib import MaskablePPO
@@ -21,143 +24,151 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-from sb3_masked_attention.callbacks import (
-    AtomicCheckpointCallback,
-    AttentionLoggingCallback,
-    EvaluationLogCallback,
-    checkpoints,
-)
-from sb3_masked_attention.io import atomic_path, write_text_atomic
+from sb3_masked_attention.callbacks import AtomicCheckpointCallback, AttentionLoggingCallback, EvaluationLogCallback
+from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.runs import RunDir, newest_files
 from sb3_masked_attention.validation import check_int
+from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, zoo_entry
 
 TERRITORY_ID = "sb3ma/TerritoryControl-v0"
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO}
-#: PPO settings for the multi-scale policy (any can be overridden with ``ppo_kwargs``).
-MULTISCALE_PPO_KWARGS: dict[str, Any] = {"n_epochs": 4, "learning_rate": 2.5e-4, "ent_coef": 0.01, "gamma": 0.99}
-#: Settings that define a run: resuming with any of them changed is refused.
-_IDENTITY = ("algo", "attention", "env_kwargs", "n_envs", "batch_size", "n_steps", "seed", "ppo_kwargs")
+#: The entries of the zoo_configs entry that are PPO keyword arguments (the rest is rl-zoo's business).
+PPO_KEYS = ("n_steps", "batch_size", "n_epochs", "learning_rate", "ent_coef", "gamma", "gae_lambda", "clip_range")
+
+
+@dataclass(frozen=True)
+class MultiscaleConfig:
+    """``sb3ma train-multiscale``: the map and the run (PPO settings come from the zoo entry).
+
+    :param map_name: ``plains``, ``islands``, ``continents`` or a ``.png``/``.npy`` map file.
+    :param map_size: map side in tiles.
+    :param num_bots: opponents.
+    :param max_steps: episode length.
+    :param local_view_size: side of the local map window.
+    :param attention: :class:`MultiScaleExtractorWithAttention` if True, else :class:`MultiScaleExtractor`.
+    :param algo: ``"maskable_ppo"`` (invalid targets masked) or ``"ppo"`` (invalid targets are no-ops).
+    :param checkpoint_freq: environment steps between checkpoints.
+    :param eval_freq: environment steps between evaluations.
+    :param eval_episodes: episodes per evaluation.
+    :param attention_log_freq: environment steps between TensorBoard attention logs.
+    :param subprocess_envs: SubprocVecEnv (else DummyVecEnv).
+    """
+
+    map_name: str = "plains"
+    map_size: int = 1024
+    num_bots: int = 10
+    max_steps: int = 1000
+    local_view_size: int = 256
+    attention: bool = True
+    algo: str = "maskable_ppo"
+    device: str = "auto"
+    seed: int = 0
+    checkpoint_freq: int = 50_000
+    eval_freq: int = 25_000
+    eval_episodes: int = 5
+    attention_log_freq: int = 10_000
+    subprocess_envs: bool = True
+
+    def env_kwargs(self) -> dict[str, Any]:
+        return {
+            "map_name": self.map_name,
+            "map_size": self.map_size,
+            "num_bots": self.num_bots,
+            "max_steps": self.max_steps,
+            "local_view_size": self.local_view_size,
+        }
 
 
 def train_multiscale(
     output_dir: str | os.PathLike,
+    config: MultiscaleConfig | None = None,
     *,
-    map_name: str = "plains",
-    map_size: int = 1024,
-    num_bots: int = 10,
-    max_steps: int = 1000,
-    local_view_size: int = 256,
-    total_timesteps: int = 1_000_000,
-    n_envs: int = 8,
-    batch_size: int = 128,
-    n_steps: int = 128,
-    attention: bool = True,
-    algo: str = "maskable_ppo",
-    device: str = "auto",
-    seed: int = 0,
-    checkpoint_freq: int = 50_000,
-    eval_freq: int = 25_000,
-    eval_episodes: int = 5,
-    attention_log_freq: int = 10_000,
+    total_timesteps: int | None = None,
+    n_envs: int | None = None,
     ppo_kwargs: dict[str, Any] | None = None,
-    subprocess_envs: bool = True,
     progress_bar: bool = True,
     verbose: int = 1,
+    **overrides: Any,
 ) -> BaseAlgorithm:
-    """Train (or resume) ``algo`` with ``MultiScaleAttentionPolicy`` on TerritoryControl and return the model.
+    """Train (or resume) ``config.algo`` with ``MultiScaleAttentionPolicy`` on TerritoryControl and return the model.
 
-    :param attention: :class:`MultiScaleExtractorWithAttention` if True, else :class:`MultiScaleExtractor`.
-    :param algo: ``"maskable_ppo"`` (invalid targets masked) or ``"ppo"`` (invalid targets are no-ops).
-    :param checkpoint_freq: environment steps between checkpoints; ``eval_freq`` likewise between evaluations.
-    Other parameters: see :class:`envs.territory.TerritoryControlEnv` and SB3's PPO.
+    :param config: map and run settings (default :class:`MultiscaleConfig`); ``overrides`` replace its fields.
+    :param total_timesteps: environment steps (default: the zoo entry's ``n_timesteps``); may grow on resume.
+    :param n_envs: parallel environments (default: the zoo entry's).
+    :param ppo_kwargs: PPO arguments over the zoo entry's (``n_steps``, ``batch_size``, ``learning_rate`` ...).
     """
-    if algo not in ALGORITHMS:
-        raise ValueError(f"algo={algo!r} is unknown: expected one of {sorted(ALGORITHMS)}")
-    for name, value in (
-        ("total_timesteps", total_timesteps),
-        ("n_envs", n_envs),
-        ("batch_size", batch_size),
-        ("n_steps", n_steps),
-        ("checkpoint_freq", checkpoint_freq),
-        ("eval_freq", eval_freq),
-        ("eval_episodes", eval_episodes),
-        ("attention_log_freq", attention_log_freq),
-    ):
-        check_int(name, value)
+    config = replace(config or MultiscaleConfig(), **overrides)
+    if config.algo not in ALGORITHMS:
+        raise ValueError(f"algo={config.algo!r} is unknown: expected one of {sorted(ALGORITHMS)}")
+    entry = zoo_entry(PROJECT_PPO_CONFIG, TERRITORY_ID)
+    total_timesteps = check_int("total_timesteps", int(total_timesteps or entry["n_timesteps"]))
+    n_envs = check_int("n_envs", int(n_envs or entry["n_envs"]))
+    ppo_kwargs = {**{key: entry[key] for key in PPO_KEYS if key in entry}, **(ppo_kwargs or {})}
+    for name in ("checkpoint_freq", "eval_freq", "eval_episodes", "attention_log_freq"):
+        check_int(name, getattr(config, name))
     from envs.territory import TerritoryControlEnv  # by class, so SubprocVecEnv workers import it themselves
 
-    env_kwargs = {
-        "map_name": map_name,
-        "map_size": map_size,
-        "num_bots": num_bots,
-        "max_steps": max_steps,
-        "local_view_size": local_view_size,
-    }
+    env_kwargs = config.env_kwargs()
     TerritoryControlEnv(**env_kwargs)  # a bad map or size fails here, before anything is written
-    ppo_kwargs = {**MULTISCALE_PPO_KWARGS, **(ppo_kwargs or {})}
-    config = {
-        "algo": algo,
-        "attention": attention,
+    identity = {
+        "algo": config.algo,
+        "attention": config.attention,
         "env_kwargs": env_kwargs,
         "n_envs": n_envs,
-        "batch_size": batch_size,
-        "n_steps": n_steps,
-        "seed": seed,
+        "seed": config.seed,
         "ppo_kwargs": ppo_kwargs,
         "total_timesteps": total_timesteps,
     }
-    output_dir = Path(output_dir)
-    _check_resume(output_dir / "run_config.json", config)
-    final_path = output_dir / "final_model.zip"
-    algorithm = ALGORITHMS[algo]
+    run = RunDir(output_dir, identity, grow=("total_timesteps",))
+    final_path = run.path / "final_model.zip"
+    algorithm = ALGORITHMS[config.algo]
     if final_path.exists():
-        model = algorithm.load(final_path, device=device)
+        model = algorithm.load(final_path, device=config.device)
         if model.num_timesteps >= total_timesteps:
             if verbose:
-                print(f"{output_dir} is finished ({model.num_timesteps} steps): nothing to do")
+                print(f"{run.path} is finished ({model.num_timesteps} steps): nothing to do")
             return model
 
-    env_cls = SubprocVecEnv if subprocess_envs and n_envs > 1 else DummyVecEnv
+    env_cls = SubprocVecEnv if config.subprocess_envs and n_envs > 1 else DummyVecEnv
     env = make_vec_env(
         TerritoryControlEnv,
         n_envs=n_envs,
-        seed=seed,
+        seed=config.seed,
         env_kwargs=env_kwargs,
         vec_env_cls=env_cls,
-        monitor_dir=str(output_dir / "monitor"),
+        monitor_dir=str(run.path / "monitor"),
         monitor_kwargs={"override_existing": False},
     )
-    eval_env = make_vec_env(TerritoryControlEnv, n_envs=1, seed=seed + 10_000, env_kwargs=env_kwargs)
-    found = checkpoints(output_dir / "checkpoints")
+    eval_env = make_vec_env(TerritoryControlEnv, n_envs=1, seed=config.seed + 10_000, env_kwargs=env_kwargs)
+    found = newest_files(run.path / "checkpoints", "model", ".zip")
     if found:
-        model = algorithm.load(found[-1], env=env, device=device, tensorboard_log=str(output_dir / "tensorboard"))
+        model = algorithm.load(found[-1], env=env, device=config.device, tensorboard_log=str(run.tensorboard))
         if verbose:
-            print(f"resuming {output_dir} from {found[-1].name} ({model.num_timesteps} steps done)")
+            print(f"resuming {run.path} from {found[-1].name} ({model.num_timesteps} steps done)")
     else:
         model = algorithm(
             "MultiScaleAttentionPolicy",
             env,
-            n_steps=n_steps,
-            batch_size=batch_size,
-            seed=seed,
-            device=device,
-            policy_kwargs={"multiscale_extractor": "attention" if attention else "plain"},
-            tensorboard_log=str(output_dir / "tensorboard"),
+            seed=config.seed,
+            device=config.device,
             verbose=verbose,
+            policy_kwargs={"multiscale_extractor": "attention" if config.attention else "plain"},
+            tensorboard_log=str(run.tensorboard),
             **ppo_kwargs,
         )
     callbacks = CallbackList(
         [
-            AtomicCheckpointCallback(checkpoint_freq, output_dir / "checkpoints"),
+            AtomicCheckpointCallback(config.checkpoint_freq, run.path / "checkpoints"),
             EvaluationLogCallback(
                 eval_env,
-                output_dir / "evaluations.csv",
-                eval_freq=eval_freq,
-                n_eval_episodes=eval_episodes,
-                best_model_path=output_dir / "best_model.zip",
+                run.path / "evaluations.csv",
+                eval_freq=config.eval_freq,
+                n_eval_episodes=config.eval_episodes,
+                best_model_path=run.path / "best_model.zip",
                 info_keys=("territory_share", "rank", "is_success"),
                 verbose=verbose,
             ),
-            AttentionLoggingCallback(log_freq=attention_log_freq),
+            AttentionLoggingCallback(log_freq=config.attention_log_freq),
         ]
     )
     remaining = total_timesteps - model.num_timesteps
@@ -174,15 +185,64 @@ def train_multiscale(
     return model
 
 
-def _check_resume(path: Path, config: dict[str, Any]) -> None:
-    """Write the run's settings, or check that a resumed run has the same ones (naming the first that differs)."""
-    config = json.loads(json.dumps(config))  # tuples -> lists, as they come back from the file
-    if path.exists():
-        before = json.loads(path.read_text())
-        for key in _IDENTITY:
-            if before.get(key) != config.get(key):
-                raise ValueError(
-                    f"{path.parent} was started with {key}={before.get(key)!r}, not {config.get(key)!r}: "
-                    "use another --output-dir or the original settings"
-                )
-    write_text_atomic(path, json.dumps(config, indent=2) + "\n")
+# ---------------------------------------------------------------- command line
+def add_subparsers(commands: Any) -> None:
+    """``sb3ma train-multiscale``."""
+    from sb3_masked_attention.cli_args import key_value, option, positive_int
+
+    cmd = commands.add_parser(
+        "train-multiscale", help="train (or resume) PPO with the multi-scale extractors on TerritoryControl"
+    )
+    option(cmd, MultiscaleConfig, "map_name", "--map", help="plains, islands, continents, or a .png/.npy map file")
+    for name in ("map_size", "max_steps", "local_view_size"):
+        option(cmd, MultiscaleConfig, name, type=positive_int)
+    option(cmd, MultiscaleConfig, "num_bots")
+    cmd.add_argument("--total-timesteps", type=positive_int, default=None, help="(default: the zoo entry's n_timesteps)")
+    cmd.add_argument("--n-envs", type=positive_int, default=None, help="(default: the zoo entry's)")
+    cmd.add_argument("--no-attention", dest="attention", action="store_false", help="MultiScaleExtractor instead")
+    option(cmd, MultiscaleConfig, "algo", choices=list(ALGORITHMS))
+    cmd.add_argument("--output-dir", required=True, help="run directory (resumed if it holds checkpoints)")
+    option(cmd, MultiscaleConfig, "device")
+    option(cmd, MultiscaleConfig, "seed")
+    for name in ("checkpoint_freq", "eval_freq", "eval_episodes", "attention_log_freq"):
+        option(cmd, MultiscaleConfig, name, type=positive_int)
+    cmd.add_argument(
+        "--ppo-kwargs",
+        type=key_value,
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="PPO arguments over the zoo entry's, e.g. n_epochs=2 learning_rate=1e-4 batch_size=64",
+    )
+    cmd.add_argument(
+        "--torch-threads", type=positive_int, default=None, help="torch CPU threads (one per run when runs share)"
+    )
+    cmd.add_argument(
+        "--no-subprocess", dest="subprocess_envs", action="store_false", help="DummyVecEnv instead of SubprocVecEnv"
+    )
+    cmd.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    cmd.set_defaults(func=_cmd_train_multiscale)
+
+
+def _cmd_train_multiscale(args: Any) -> None:
+    import torch
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    fields = set(asdict(MultiscaleConfig()))
+    config = MultiscaleConfig(**{key: value for key, value in vars(args).items() if key in fields})
+    extractor = "MultiScaleExtractorWithAttention" if config.attention else "MultiScaleExtractor"
+    print(f"Training {config.algo} + {extractor} on {TERRITORY_ID} ({config.env_kwargs()}) into {args.output_dir}")
+    model = train_multiscale(
+        args.output_dir,
+        config,
+        total_timesteps=args.total_timesteps,
+        n_envs=args.n_envs,
+        ppo_kwargs=dict(args.ppo_kwargs),
+        progress_bar=not args.no_progress,
+        verbose=0 if args.no_progress else 1,
+    )
+    print(
+        f"Done: {model.num_timesteps} steps; final_model.zip, best_model.zip, evaluations.csv, TensorBoard logs "
+        f"in {args.output_dir}"
+    )

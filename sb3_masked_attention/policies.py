@@ -14,10 +14,28 @@ from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.policies import MaskableMultiInputActorCriticPolicy
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.policies import BasePolicy, MultiInputActorCriticPolicy
+from torch import nn
 
 from sb3_masked_attention.extractors.multiscale import multiscale_extractor_class
 from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExtractor
 from sb3_masked_attention.strategies import HeadMaskStrategy
+
+
+def features_extractors(policy: BasePolicy, expected: type[nn.Module] | None = None) -> list[nn.Module]:
+    """The policy's features extractor(s): the shared one, or the actor's and then the critic's.
+
+    :param expected: raise ValueError unless every extractor is of this class.
+    """
+    found = [policy.features_extractor]
+    if not getattr(policy, "share_features_extractor", True):
+        found = [policy.pi_features_extractor, policy.vf_features_extractor]
+    if expected is not None:
+        for extractor in found:
+            if not isinstance(extractor, expected):
+                raise ValueError(
+                    f"the model's features extractor is a {type(extractor).__name__}: expected a {expected.__name__}"
+                )
+    return found
 
 
 def _with_transformer_defaults(kwargs: dict[str, Any], head_mask_strategy: HeadMaskStrategy | None) -> dict[str, Any]:
@@ -40,7 +58,7 @@ def _load_pretrained(policy: BasePolicy, path: str | None, freeze: bool) -> None
         return
     from pathlib import Path
 
-    from sb3_masked_attention.pretrain.handover import load_into_extractor, policy_extractors
+    from sb3_masked_attention.extractors.trunk import load_into_extractor
 
     if not Path(path).is_file():
         warnings.warn(
@@ -49,7 +67,7 @@ def _load_pretrained(policy: BasePolicy, path: str | None, freeze: bool) -> None
             stacklevel=3,
         )
         return
-    for extractor in policy_extractors(policy):
+    for extractor in features_extractors(policy, HeadMaskedTransformerExtractor):
         load_into_extractor(extractor, path, freeze=freeze)
 
 

@@ -1,26 +1,37 @@
-"""Train and evaluate PPO with the head-masked transformer on any gymnasium id, top to bottom."""
+"""``sb3ma train`` and ``sb3ma demo``: train an env's ``zoo_configs/ppo.yml`` entry, as ``rl_zoo3.train`` would,
+then evaluate it.
+
+The model is built by rl-zoo's own ``ExperimentManager`` from the env's entry (an env without one gets the
+file's ``default`` entry), so ``sb3ma train --env X`` and ``python -m rl_zoo3.train --algo ppo --env X
+--conf-file zoo_configs/ppo.yml`` train the same thing. Command-line options override single entries.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
-from stable_baselines3 import PPO
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecEnv
-
+from sb3_masked_attention.environments import check_env_id, return_bounds
+from sb3_masked_attention.episodes import play_episodes
 from sb3_masked_attention.io import atomic_path
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.validation import check_int
-from sb3_masked_attention.wrappers import HistoryWrapper
+from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, ZooRun, literal_dict, make_zoo_model, zoo_entry
 
-#: PPO settings that learn the memory tasks quickly; any of them can be overridden.
-DEFAULT_PPO_KWARGS: dict[str, Any] = dict(n_steps=64, batch_size=256, n_epochs=4, learning_rate=1e-3, ent_coef=0.01)
+HISTORY_WRAPPER = "sb3_masked_attention.wrappers.HistoryWrapper"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """``sb3ma demo``: a T-maze whose cue must be remembered for 10 steps (a memoryless policy scores 0)."""
+
+    env_id: str = "sb3ma/TMaze-v0"
+    corridor_length: int = 10
+    history_len: int = 12
+    total_timesteps: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -37,107 +48,170 @@ class Evaluation:
         return text if self.normalized is None else f"{text} (normalised score {self.normalized:.3f})"
 
 
-def register_envs() -> None:
-    """Register the ``sb3ma/`` environments and rl-zoo's extra ones (``CartPoleNoVel-v1`` and friends)."""
-    import rl_zoo3.import_envs  # noqa: F401
-
-    import envs  # noqa: F401
-
-
-def make_history_vec_env(
-    env_id: str,
-    history_len: int,
-    n_envs: int = 1,
-    seed: int = 0,
-    env_kwargs: dict[str, Any] | None = None,
-    across_episodes: bool = False,
-) -> VecEnv:
-    """``make_vec_env`` with every copy wrapped in :class:`HistoryWrapper`."""
-    register_envs()
-    return make_vec_env(
-        env_id,
-        n_envs=n_envs,
-        seed=seed,
-        env_kwargs=env_kwargs,
-        wrapper_class=HistoryWrapper,
-        wrapper_kwargs=dict(history_len=history_len, across_episodes=across_episodes),
-    )
-
-
-def return_bounds(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tuple[float, float] | None:
-    """``(random_return, optimal_return)`` if the environment documents them, else None."""
-    env = gym.make(env_id, **(env_kwargs or {}))
-    try:
-        low, high = getattr(env.unwrapped, "random_return", None), getattr(env.unwrapped, "optimal_return", None)
-    finally:
-        env.close()
-    return None if low is None or high is None else (float(low), float(high))
+def entry_overrides(
+    entry: dict[str, Any],
+    head_mask_strategy: HeadMaskStrategy | None = None,
+    history_len: int | None = None,
+    n_envs: int | None = None,
+) -> dict[str, Any]:
+    """rl-zoo ``-params`` overrides that change one thing each in a zoo entry: the head-mask strategy (merged into
+    its ``policy_kwargs``), the ``HistoryWrapper`` length (other wrapper arguments kept) and ``n_envs``."""
+    overrides: dict[str, Any] = {}
+    if head_mask_strategy is not None:
+        if entry.get("policy") != "HeadMaskedTransformerPolicy":
+            raise ValueError(
+                f"strategy={head_mask_strategy!r} needs a HeadMaskedTransformerPolicy entry, not {entry.get('policy')!r}"
+            )
+        resolve_head_mask_strategy(head_mask_strategy, 8)
+        policy_kwargs = literal_dict(entry.get("policy_kwargs", "dict()"))
+        overrides["policy_kwargs"] = {**policy_kwargs, "head_mask_strategy": head_mask_strategy}
+    if history_len is not None:
+        check_int("history_len", history_len)
+        wrappers = entry.get("env_wrapper") or []
+        wrappers = [wrappers] if isinstance(wrappers, (str, dict)) else list(wrappers)
+        names = [next(iter(w)) if isinstance(w, dict) else w for w in wrappers]
+        if HISTORY_WRAPPER not in names:
+            raise ValueError(f"history_len={history_len} needs an entry with {HISTORY_WRAPPER} in its env_wrapper")
+        index = names.index(HISTORY_WRAPPER)
+        old = wrappers[index][HISTORY_WRAPPER] if isinstance(wrappers[index], dict) else {}
+        wrappers[index] = {HISTORY_WRAPPER: {**(old or {}), "history_len": history_len}}
+        overrides["env_wrapper"] = wrappers
+    if n_envs is not None:
+        overrides["n_envs"] = check_int("n_envs", n_envs)
+    return overrides
 
 
-def train_head_masked_ppo(
+def train(
     env_id: str,
     *,
-    head_mask_strategy: HeadMaskStrategy = "specialized",
-    history_len: int = 16,
-    total_timesteps: int = 50_000,
-    n_envs: int = 8,
+    head_mask_strategy: HeadMaskStrategy | None = None,
+    history_len: int | None = None,
+    total_timesteps: int | None = None,
+    n_envs: int | None = None,
     seed: int = 0,
     env_kwargs: dict[str, Any] | None = None,
-    extractor_kwargs: dict[str, Any] | None = None,
-    ppo_kwargs: dict[str, Any] | None = None,
+    hyperparams: dict[str, Any] | None = None,
+    conf_file: str | os.PathLike = PROJECT_PPO_CONFIG,
     output_dir: str | os.PathLike | None = None,
     progress_bar: bool = False,
     verbose: int = 0,
-) -> PPO:
-    """Train ``PPO("HeadMaskedTransformerPolicy")`` on ``env_id`` seen through a history window.
+) -> ZooRun:
+    """Train PPO on ``env_id`` with its ``conf_file`` entry; None keeps the entry's value.
 
-    :param env_id: a registered gymnasium id.
     :param head_mask_strategy: strategy name or one fraction per head.
-    :param history_len: steps in the window.
-    :param total_timesteps: environment steps to train for.
+    :param history_len: steps in the ``HistoryWrapper`` window.
+    :param total_timesteps: environment steps (default: the entry's ``n_timesteps``).
     :param n_envs: parallel environments.
-    :param seed: seed of the model and environments.
-    :param env_kwargs: keyword arguments of the environment.
-    :param extractor_kwargs: extra ``HeadMaskedTransformerExtractor`` arguments (``d_model``, ``n_layers`` ...).
-    :param ppo_kwargs: PPO arguments overriding :data:`DEFAULT_PPO_KWARGS`.
-    :param output_dir: where to write ``model.zip`` and TensorBoard logs (nothing is written if None).
-    :param progress_bar: show SB3's progress bar.
-    :return: the trained model.
+    :param hyperparams: further overrides, as rl-zoo's ``-params`` takes them.
+    :param output_dir: where ``model.zip``, TensorBoard logs and rl-zoo's ``zoo/`` folder (its config) go; None: nowhere.
+    :return: the trained model and the rl-zoo manager that makes its evaluation envs.
     """
-    check_int("total_timesteps", total_timesteps)
-    check_int("n_envs", n_envs)
-    extractor_kwargs = {**(extractor_kwargs or {}), "head_mask_strategy": head_mask_strategy}
-    resolve_head_mask_strategy(head_mask_strategy, extractor_kwargs.get("n_heads", 8))  # fail before building envs
-    venv = make_history_vec_env(env_id, history_len, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
-    kwargs = {**DEFAULT_PPO_KWARGS, **(ppo_kwargs or {})}
-    kwargs["policy_kwargs"] = {
-        "net_arch": [64],
-        **kwargs.get("policy_kwargs", {}),
-        "features_extractor_kwargs": extractor_kwargs,
-    }
-    tensorboard_log = None if output_dir is None else str(Path(output_dir) / "tensorboard")
-    model = PPO("HeadMaskedTransformerPolicy", venv, seed=seed, verbose=verbose, tensorboard_log=tensorboard_log, **kwargs)
-    model.learn(total_timesteps, progress_bar=progress_bar)
+    check_env_id(env_id)
+    entry = zoo_entry(conf_file, env_id)
+    overrides = {**entry_overrides(entry, head_mask_strategy, history_len, n_envs), **(hyperparams or {})}
+    log_folder = Path(output_dir) / "zoo" if output_dir is not None else Path(tempfile.mkdtemp(prefix="sb3ma-train-"))
+    tensorboard = "" if output_dir is None else str(Path(output_dir) / "tensorboard")
+    run = make_zoo_model(
+        "ppo",
+        env_id,
+        log_folder,
+        conf_file=conf_file,
+        hyperparams=overrides,
+        env_kwargs=env_kwargs,
+        seed=seed,
+        tensorboard_log=tensorboard,
+        verbose=verbose,
+    )
+    steps = check_int("total_timesteps", total_timesteps if total_timesteps is not None else run.n_timesteps)
+    run.model.learn(steps, progress_bar=progress_bar, tb_log_name="run")
     if output_dir is not None:
         with atomic_path(Path(output_dir) / "model.zip") as tmp:
-            model.save(tmp)
-    return model
+            run.model.save(tmp)
+        run.save_normalization(Path(output_dir) / "vecnormalize.pkl")
+    return run
 
 
-def evaluate(
-    model: PPO,
-    env_id: str,
-    *,
-    history_len: int,
-    n_episodes: int = 50,
-    seed: int = 10_000,
-    env_kwargs: dict[str, Any] | None = None,
-) -> Evaluation:
-    """Deterministic evaluation on fresh environments (seeded apart from training)."""
-    venv = make_history_vec_env(env_id, history_len, n_envs=1, seed=seed, env_kwargs=env_kwargs)
-    returns, _ = evaluate_policy(model, venv, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True)
-    venv.close()
-    mean = float(np.mean(returns))
-    bounds = return_bounds(env_id, env_kwargs)
-    normalized = None if bounds is None else (mean - bounds[0]) / (bounds[1] - bounds[0])
-    return Evaluation(mean, float(np.std(returns)), n_episodes, normalized)
+def evaluate(run: ZooRun, n_episodes: int = 50, seed: int = 10_000) -> Evaluation:
+    """Deterministic evaluation on fresh environments wrapped as in training (frozen normalisation)."""
+    env = run.make_eval_env(1, seed=seed)
+    episodes = play_episodes(run.model, env, n_episodes)
+    env.close()
+    bounds = return_bounds(run.manager.env_name.gym_id, run.manager.env_kwargs)
+    normalized = None if bounds is None else (episodes.mean - bounds[0]) / (bounds[1] - bounds[0])
+    return Evaluation(episodes.mean, episodes.std, n_episodes, normalized)
+
+
+# ---------------------------------------------------------------- command line
+def add_subparsers(commands: Any) -> None:
+    """``sb3ma train`` and ``sb3ma demo``."""
+    from sb3_masked_attention.cli_args import env_kwargs_option, key_value, option, positive_int, strategy
+
+    def common(parser: Any) -> None:
+        option(parser, train, "seed")
+        option(parser, evaluate, "n_episodes", "--eval-episodes", type=positive_int, help="evaluation episodes")
+        parser.add_argument("--output-dir", default=None, help="write model.zip, vecnormalize.pkl, TensorBoard logs here")
+        parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    cmd = commands.add_parser(
+        "train", help="train an env's zoo_configs/ppo.yml entry (as rl_zoo3.train would) and evaluate it"
+    )
+    cmd.add_argument("--env", required=True, help="gymnasium id, e.g. sb3ma/TMaze-v0 or CartPoleNoVel-v1")
+    env_kwargs_option(cmd)
+    cmd.add_argument(
+        "--strategy", type=strategy, default=None, help="head-mask strategy name or fractions (default: the entry's)"
+    )
+    cmd.add_argument(
+        "--history-len", type=positive_int, default=None, help="steps in the history window (default: the entry's)"
+    )
+    cmd.add_argument("--total-timesteps", type=positive_int, default=None, help="(default: the entry's n_timesteps)")
+    cmd.add_argument("--n-envs", type=positive_int, default=None, help="(default: the entry's)")
+    option(cmd, train, "conf_file", help="rl-zoo hyperparameter file", type=str)
+    cmd.add_argument("--hyperparams", type=key_value, nargs="*", default=[], metavar="KEY=VALUE", help="as rl-zoo's -params")
+    common(cmd)
+    cmd.set_defaults(func=_cmd_train)
+
+    demo = commands.add_parser("demo", help="train on a 10-step T-maze (about 30 s on 2 cores) and print the evaluation")
+    common(demo)
+    demo.set_defaults(func=_cmd_demo)
+
+
+def _train_and_report(env_id: str, env_kwargs: dict[str, Any], args: Any, **overrides: Any) -> None:
+    shown = {key: value for key, value in overrides.items() if value is not None}
+    print(f"Training PPO on {env_id} {env_kwargs or ''} with its zoo_configs entry {shown or ''}, seed {args.seed}")
+    run = train(
+        env_id,
+        seed=args.seed,
+        env_kwargs=env_kwargs,
+        output_dir=args.output_dir,
+        progress_bar=not args.no_progress,
+        **overrides,
+    )
+    print(f"Evaluation on {env_id}: {evaluate(run, n_episodes=args.n_episodes)}")
+    if args.output_dir:
+        print(f"Model, rl-zoo config and TensorBoard logs in {args.output_dir}")
+
+
+def _cmd_train(args: Any) -> None:
+    _train_and_report(
+        args.env,
+        dict(args.env_kwargs),
+        args,
+        head_mask_strategy=args.strategy,
+        history_len=args.history_len,
+        total_timesteps=args.total_timesteps,
+        n_envs=args.n_envs,
+        conf_file=args.conf_file,
+        hyperparams=dict(args.hyperparams),
+    )
+
+
+def _cmd_demo(args: Any) -> None:
+    demo = DemoConfig()
+    _train_and_report(
+        demo.env_id,
+        {"corridor_length": demo.corridor_length},
+        args,
+        history_len=demo.history_len,
+        total_timesteps=demo.total_timesteps,
+    )
+    print("A memoryless policy cannot beat a mean return of 0 here (50% success); remembering the cue gives 1.")

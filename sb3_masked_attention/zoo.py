@@ -32,6 +32,52 @@ def rl_zoo_config(algo: str) -> Path:
     return path
 
 
+def zoo_entry(conf_file: str | os.PathLike, env_id: str) -> dict[str, Any]:
+    """The hyperparameters rl-zoo takes for ``env_id`` from ``conf_file``: its entry, else the file's ``default``.
+
+    :raises ValueError: the file does not exist, or has neither.
+    """
+    import yaml
+
+    path = Path(conf_file)
+    if not path.is_file():
+        raise ValueError(f"conf_file {str(path)!r} does not exist")
+    entries = yaml.safe_load(path.read_text()) or {}
+    if env_id in entries:
+        return dict(entries[env_id])
+    if "default" in entries:
+        return dict(entries["default"])
+    raise ValueError(f"{path} has no entry for {env_id!r} and no 'default' entry")
+
+
+def literal_dict(text: str | dict[str, Any], what: str = "policy_kwargs") -> dict[str, Any]:
+    """Read rl-zoo's ``"dict(key=value, ...)"`` strings without running code: only ``dict(...)`` of literals.
+
+    :raises ValueError: anything else (names, calls, attribute access), naming ``what``.
+    """
+    import ast
+
+    if isinstance(text, dict):
+        return dict(text)
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args):
+            raise ValueError
+        return {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg is not None}
+    except (SyntaxError, ValueError):
+        raise ValueError(
+            f"{what}={text!r} is not read: expected dict(key=value, ...) with literal values (numbers, strings, lists, dicts)"
+        ) from None
+
+
+def _literal(node: Any) -> Any:
+    import ast
+
+    if isinstance(node, ast.Call):  # nested dict(...)
+        return literal_dict(ast.unparse(node))
+    return ast.literal_eval(node)
+
+
 @dataclass
 class ZooRun:
     """A model built from an rl-zoo entry, and the manager that knows how to make its evaluation envs."""
@@ -46,9 +92,23 @@ class ZooRun:
         :param n_envs: parallel evaluation envs.
         :param seed: seed of their first reset (default: the training seed + 10000, so they differ).
         """
+        from stable_baselines3.common.vec_env import sync_envs_normalization
+
         env = self.manager.create_envs(n_envs, eval_env=True, no_log=True)
         env.seed(self.manager.seed + 10_000 if seed is None else seed)
+        sync_envs_normalization(self.model.get_env(), env)  # the training statistics, frozen
         return env
+
+    def save_normalization(self, path: str | os.PathLike) -> None:
+        """Write the training envs' ``VecNormalize`` statistics to ``path`` atomically (nothing if not normalised)."""
+        from stable_baselines3.common.vec_env import unwrap_vec_normalize
+
+        from sb3_masked_attention.io import atomic_path
+
+        normalize = unwrap_vec_normalize(self.model.get_env())
+        if normalize is not None:
+            with atomic_path(path) as tmp:
+                normalize.save(str(tmp))
 
 
 def make_zoo_model(

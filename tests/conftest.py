@@ -13,7 +13,7 @@ def saved_model(tmp_path_factory):
     """A tiny PPO + HeadMaskedTransformerPolicy on a 3-step T-maze (history 6, 2 layers, heads hiding 0/30/60/90%)."""
     from stable_baselines3 import PPO
 
-    from sb3_masked_attention.training import make_history_vec_env
+    from sb3_masked_attention.environments import make_history_vec_env
 
     env = make_history_vec_env("sb3ma/TMaze-v0", history_len=6, n_envs=2, env_kwargs={"corridor_length": 3})
     model = PPO(

@@ -5,11 +5,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sb3_masked_attention.ad import data as ad_data
+from sb3_masked_attention.ad.compression import RecentWindowSummary
 from sb3_masked_attention.ad.data import OptimisticQLearner, collect_histories, load_histories, save_histories
 from sb3_masked_attention.ad.evaluate import evaluate_ad, in_context_returns
 from sb3_masked_attention.ad.model import ADTransformer, transition_inputs
-from sb3_masked_attention.ad.train import load_model, train_ad
-from sb3_masked_attention.analysis.compression import RecentWindowSummary
+from sb3_masked_attention.ad.train import load_ad_model, train_ad
 from sb3_masked_attention.cli import main
 
 
@@ -47,7 +47,7 @@ def test_q_learner_walks_straight_to_a_found_goal():
     import envs  # noqa: F401
 
     env = gym.make("sb3ma/Darkroom-v0", goal=(6, 4))  # two steps right of the start
-    record = ad_data._q_learning_run(env, 30, seed=0)
+    record = ad_data.q_learning_run(env, 30, seed=0)
     returns = np.array([r for _, _, r, _ in record]).reshape(30, 20).sum(1)
     assert returns[-5:].mean() >= 17.0  # optimal 19; epsilon-greedy costs a little
 
@@ -161,7 +161,7 @@ TINY = {
 
 def test_training_lowers_the_loss_and_saves_a_loadable_model(dataset, tmp_path):
     model = train_ad(dataset, tmp_path, **{**TINY, "updates": 40, "checkpoint_every": 20})
-    loaded, meta = load_model(tmp_path)
+    loaded, meta = load_ad_model(tmp_path)
     assert meta["env_id"] == "sb3ma/Darkroom-v0" and not loaded.training
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
         assert torch.equal(a, b)

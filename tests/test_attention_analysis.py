@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import envs  # noqa: F401  (registers sb3ma/ ids)
+from sb3_masked_attention.ad.compression import Hierarchical, RecentWindowSummary, TopKAttention, parse_compressor
 from sb3_masked_attention.ad.data import collect_histories, save_histories
 from sb3_masked_attention.ad.train import train_ad
 from sb3_masked_attention.analysis.analyze import analyze_capture, attention_statistics, positions_needed, window_needed
 from sb3_masked_attention.analysis.capture import AttentionRecorder, capture_ad, capture_sb3, load_capture
-from sb3_masked_attention.analysis.compression import Hierarchical, RecentWindowSummary, TopKAttention, parse_compressor
 
 
 def run_cli(*args):

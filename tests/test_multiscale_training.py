@@ -13,17 +13,16 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import KVWriter, Logger
 
-from sb3_masked_attention.callbacks import AttentionLoggingCallback, checkpoints, head_statistics
+from sb3_masked_attention.callbacks import AttentionLoggingCallback, head_statistics
+from sb3_masked_attention.runs import newest_files
 from sb3_masked_attention.multiscale_training import train_multiscale
-from sb3_masked_attention.training import make_history_vec_env
+from sb3_masked_attention.environments import make_history_vec_env
 
 TINY = dict(
     map_size=64,
     num_bots=1,
     max_steps=30,
     n_envs=2,
-    n_steps=16,
-    batch_size=16,
     checkpoint_freq=32,
     eval_freq=32,
     eval_episodes=1,
@@ -31,16 +30,16 @@ TINY = dict(
     subprocess_envs=False,
     progress_bar=False,
     verbose=0,
-    ppo_kwargs={"n_epochs": 1},
+    ppo_kwargs={"n_steps": 16, "batch_size": 16, "n_epochs": 1},
 )
 
 
 def test_run_directory_and_resume(tmp_path):
     model = train_multiscale(tmp_path, total_timesteps=64, **TINY)
     assert isinstance(model, MaskablePPO) and model.num_timesteps == 64
-    for name in ("final_model.zip", "best_model.zip", "run_config.json", "evaluations.csv"):
+    for name in ("final_model.zip", "best_model.zip", "train_config.json", "evaluations.csv"):
         assert (tmp_path / name).exists(), name
-    assert [p.name for p in checkpoints(tmp_path / "checkpoints")] == ["model_32_steps.zip", "model_64_steps.zip"]
+    assert [p.name for p in newest_files(tmp_path / "checkpoints", "model", ".zip")] == ["model_32_steps.zip", "model_64_steps.zip"]
     first = pd.read_csv(tmp_path / "evaluations.csv")
     assert list(first["timesteps"]) == [2, 34]
     assert {"mean_return", "mean_territory_share", "mean_rank"} <= set(first.columns)
@@ -52,7 +51,7 @@ def test_run_directory_and_resume(tmp_path):
     after = pd.read_csv(tmp_path / "evaluations.csv")
     pd.testing.assert_frame_equal(after.iloc[: len(first)], first)  # nothing lost, nothing redone
     assert after["timesteps"].is_monotonic_increasing and after["timesteps"].max() > 64
-    assert len(checkpoints(tmp_path / "checkpoints")) == 2  # only the newest two are kept
+    assert len(newest_files(tmp_path / "checkpoints", "model", ".zip")) == 2  # only the newest two are kept
 
     # Finished: a second call does nothing.
     assert train_multiscale(tmp_path, total_timesteps=128, **TINY).num_timesteps == 128

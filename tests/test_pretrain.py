@@ -14,7 +14,7 @@ from sb3_masked_attention.pretrain.objectives import (
     make_objectives,
 )
 from sb3_masked_attention.pretrain.train import load_windows, pretrain
-from sb3_masked_attention.training import make_history_vec_env
+from sb3_masked_attention.environments import make_history_vec_env
 
 LAYOUT = TokenLayout(obs=slice(0, 3), action=slice(3, 5), discrete_action=True)
 
@@ -138,7 +138,7 @@ def test_pretraining_saves_the_trunk_and_the_windows(trunk):
     assert discrete and windows["obs"].shape[:2] == (64, 6) and set(windows) == {"obs", "prev_action", "prev_reward", "valid"}
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    tags = EventAccumulator(str(trunk / "trunk.pt.tensorboard")).Reload().Tags()["scalars"]
+    tags = EventAccumulator(str(trunk / "trunk.run" / "tensorboard")).Reload().Tags()["scalars"]
     assert {
         "pretrain/inverse_dynamics",
         "pretrain/masked_reconstruction",

@@ -128,7 +128,7 @@ def test_changed_study_is_refused(tmp_path):
     study = write_study(tmp_path / "study.yml", seeds=1, methods=("none",), n_timesteps=64)
     run_study(study, tmp_path / "out", workers=1, progress=False)
     write_study(study, seeds=1, methods=("none",), n_timesteps=128)
-    with pytest.raises(ValueError, match="another 'envs'"):
+    with pytest.raises(ValueError, match="was started with envs="):
         run_study(study, tmp_path / "out", progress=False)
 
 

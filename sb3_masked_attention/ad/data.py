@@ -109,7 +109,7 @@ class OptimisticQLearner:
             self.update(*transition)
 
 
-def _q_learning_run(env: gym.Env, episodes: int, seed: int) -> list[tuple[np.ndarray, int, float, int]]:
+def q_learning_run(env: gym.Env, episodes: int, seed: int) -> list[tuple[np.ndarray, int, float, int]]:
     learner = OptimisticQLearner(env.action_space.n, np.random.default_rng(seed))
     record = []
     obs, _ = env.reset(seed=seed)
@@ -158,13 +158,13 @@ def _ppo_run(env: gym.Env, episodes: int, seed: int) -> list[tuple[np.ndarray, i
     return recorder.record[:steps]
 
 
-RUNNERS: dict[str, Callable[[gym.Env, int, int], list]] = {"q-learning": _q_learning_run, "ppo": _ppo_run}
+RUNNERS: dict[str, Callable[[gym.Env, int, int], list]] = {"q-learning": q_learning_run, "ppo": _ppo_run}
 
 
 def collect_histories(
     env_id: str = "sb3ma/Darkroom-v0",
-    episodes: int = 40,
-    runs_per_goal: int = 4,
+    episodes: int = 60,
+    runs_per_goal: int = 16,
     source: str = "q-learning",
     goals: Sequence[tuple[int, int]] | None = None,
     env_kwargs: dict[str, Any] | None = None,

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sb3_masked_attention.ad.data import _q_learning_run
+from sb3_masked_attention.ad.compression import ContextCompressor
+from sb3_masked_attention.ad.data import q_learning_run
 from sb3_masked_attention.ad.model import ADTransformer
-from sb3_masked_attention.analysis.compression import ContextCompressor
 from sb3_masked_attention.validation import check_int
 
 
@@ -148,7 +148,7 @@ def source_returns(
     curves = np.zeros((len(goals), episodes))
     for g, env in enumerate(envs):
         for run in range(runs):
-            rewards = np.array([r for _, _, r, _ in _q_learning_run(env, episodes, seed + 7919 * g + run)])
+            rewards = np.array([r for _, _, r, _ in q_learning_run(env, episodes, seed + 7919 * g + run)])
             curves[g] += rewards.reshape(episodes, length).sum(axis=1) / runs
     return curves
 
@@ -204,7 +204,7 @@ def plot_curves(
 def evaluate_ad(
     model_path: str | os.PathLike,
     out: str | os.PathLike,
-    episodes: int = 40,
+    episodes: int = 100,
     split: str = "test",
     seed: int = 0,
     greedy: bool = False,
@@ -222,10 +222,10 @@ def evaluate_ad(
     """
     from pathlib import Path
 
-    from sb3_masked_attention.ad.train import load_model
+    from sb3_masked_attention.ad.train import load_ad_model
     from sb3_masked_attention.io import atomic_path
 
-    model, meta = load_model(model_path)
+    model, meta = load_ad_model(model_path)
     last = check_int("last", last)
     if last > episodes:
         raise ValueError(f"last={last} is more than episodes={episodes}")
@@ -287,13 +287,13 @@ def compare_compression(
     """
     from pathlib import Path
 
-    from sb3_masked_attention.ad.train import load_model
-    from sb3_masked_attention.analysis.compression import parse_compressor
+    from sb3_masked_attention.ad.compression import parse_compressor
+    from sb3_masked_attention.ad.train import load_ad_model
     from sb3_masked_attention.io import atomic_path, write_text_atomic
 
     compressors = [parse_compressor(text) for text in settings]
     repeats = check_int("repeats", repeats)
-    model, meta = load_model(model_path)
+    model, meta = load_ad_model(model_path)
     goals = env_goals(meta["env_id"], split, meta["env_kwargs"])
     variants: list[tuple[str, str, bool, ContextCompressor | None]] = [
         ("none (key/value cache)", "-", True, None),

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sb3_masked_attention.ad.config import ADModelConfig
 from sb3_masked_attention.attention import KVCache, TransformerBlock
 from sb3_masked_attention.masks import head_window_mask, head_window_row
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
@@ -53,13 +54,13 @@ class ADTransformer(nn.Module):
         obs_low: Sequence[float],
         obs_high: Sequence[float],
         episode_length: int,
-        d_model: int = 64,
-        n_heads: int = 8,
-        n_layers: int = 4,
-        ff_dim: int = 256,
-        context_len: int = 200,
-        head_mask_strategy: HeadMaskStrategy = "none",
-        dropout: float = 0.0,
+        d_model: int = ADModelConfig.d_model,
+        n_heads: int = ADModelConfig.n_heads,
+        n_layers: int = ADModelConfig.n_layers,
+        ff_dim: int = ADModelConfig.ff_dim,
+        context_len: int = ADModelConfig.context_len,
+        head_mask_strategy: HeadMaskStrategy = ADModelConfig.head_mask_strategy,
+        dropout: float = ADModelConfig.dropout,
     ) -> None:
         super().__init__()
         low, high = np.asarray(obs_low, dtype=np.float64), np.asarray(obs_high, dtype=np.float64)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -20,12 +20,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from sb3_masked_attention.ad.config import ADTrainConfig
 from sb3_masked_attention.ad.data import Histories, load_histories
 from sb3_masked_attention.ad.model import ADTransformer, transition_inputs
-from sb3_masked_attention.io import load_checkpoint, load_training_state, record_settings, save_checkpoint, save_training_state
+from sb3_masked_attention.runs import RunDir, load_file, save_file, warmup_cosine
 from sb3_masked_attention.validation import check_int
-
-FORMAT = 1
 
 
 def _windows(
@@ -45,14 +44,14 @@ def _windows(
     return inputs, torch.as_tensor(take(histories.actions))
 
 
-def save_model(model: ADTransformer, meta: dict[str, Any], path: str | os.PathLike) -> None:
+def save_ad_model(model: ADTransformer, meta: dict[str, Any], path: str | os.PathLike) -> None:
     """Write the model, its configuration and the dataset's ``meta`` (env id, kwargs) atomically."""
-    save_checkpoint({"format": FORMAT, "config": model.config, "meta": meta, "state_dict": model.state_dict()}, path)
+    save_file("ad_model", {"config": model.config, "meta": meta, "state_dict": model.state_dict()}, path)
 
 
-def load_model(path: str | os.PathLike) -> tuple[ADTransformer, dict[str, Any]]:
-    """Read a model saved by :func:`save_model` (or its run directory); return it in eval mode and its meta."""
-    payload = load_checkpoint(path, "AD model", "sb3ma ad train", FORMAT)
+def load_ad_model(path: str | os.PathLike) -> tuple[ADTransformer, dict[str, Any]]:
+    """Read a model saved by :func:`save_ad_model` (or its run directory); return it in eval mode and its meta."""
+    payload = load_file(path, "ad_model")
     model = ADTransformer(**payload["config"])
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload["meta"]
@@ -61,67 +60,49 @@ def load_model(path: str | os.PathLike) -> tuple[ADTransformer, dict[str, Any]]:
 def train_ad(
     dataset: str | os.PathLike,
     out: str | os.PathLike,
-    updates: int = 3000,
-    batch_size: int = 32,
-    learning_rate: float = 1e-3,
-    seed: int = 0,
-    checkpoint_every: int = 250,
+    config: ADTrainConfig | None = None,
     progress: bool = True,
-    **model_kwargs: Any,
+    **overrides: Any,
 ) -> ADTransformer:
     """Train (or resume training) an AD model on a dataset from :func:`collect_histories`.
 
     :param dataset: the ``.npz`` learning histories.
     :param out: run directory: ``checkpoint.pt``, ``model.pt``, ``train_config.json``, TensorBoard logs.
-    :param updates: gradient updates.
-    :param batch_size: windows per update.
-    :param learning_rate: peak AdamW learning rate.
-    :param seed: seeds the model's initialisation and the window sampling.
-    :param checkpoint_every: updates between checkpoints.
-    :param model_kwargs: :class:`ADTransformer` arguments (``context_len``, ``head_mask_strategy``, ...).
+    :param config: architecture and optimisation (default :class:`ADTrainConfig`).
+    :param overrides: :class:`ADTrainConfig` fields replacing ``config``'s (``updates=500``, ``context_len=100`` ...).
     """
-    from torch.utils.tensorboard import SummaryWriter
-
-    updates, batch_size = check_int("updates", updates), check_int("batch_size", batch_size)
-    checkpoint_every = check_int("checkpoint_every", checkpoint_every)
+    config = replace(config or ADTrainConfig(), **overrides)
+    updates, batch_size = check_int("updates", config.updates), check_int("batch_size", config.batch_size)
+    checkpoint_every = check_int("checkpoint_every", config.checkpoint_every)
+    learning_rate, seed = config.learning_rate, config.seed
     if not (math.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"learning_rate={learning_rate!r} is invalid: expected a positive number")
     histories = load_histories(dataset)
     meta = histories.meta
-    out = Path(out)
-    settings = {
-        "dataset": str(dataset),
-        "updates": updates,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "seed": seed,
-        **model_kwargs,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    record_settings(out, settings, grow="updates")
+    settings = {"dataset": str(dataset), **asdict(config)}
+    settings.pop("checkpoint_every")  # how often to save does not change the run
+    run = RunDir(out, settings, grow=("updates",), defaults=asdict(ADTrainConfig()))
 
     torch.manual_seed(seed)
-    model = ADTransformer(meta["n_actions"], meta["obs_low"], meta["obs_high"], meta["episode_length"], **model_kwargs)
+    model = ADTransformer(
+        meta["n_actions"], meta["obs_low"], meta["obs_high"], meta["episode_length"], **config.model_kwargs()
+    )
     length = model.context_len
     if length > histories.actions.shape[1]:
         raise ValueError(f"context_len={length} is longer than the dataset's runs ({histories.actions.shape[1]} steps)")
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    warmup = max(1, updates // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, updates) / updates))
-    )
+    schedule = warmup_cosine(optimizer, warmup=updates // 20, total=updates)
     rng = np.random.default_rng(seed)
     order = rng.permutation(histories.n_runs)
     n_val = max(1, histories.n_runs // 20) if histories.n_runs > 1 else 0
     val_runs, train_runs = order[:n_val], order[n_val:]
     start = 0
-    checkpoint = out / "checkpoint.pt"
-    state = load_training_state(checkpoint, model, optimizer, schedule)
+    state = run.load_state(model, optimizer, schedule)
     if state is not None:
         rng.bit_generator.state = state["rng"]
         start = state["update"]
 
-    writer = SummaryWriter(str(out / "tensorboard"))
+    writer = run.writer()
     model.train()
     bar = tqdm(range(start, updates), initial=start, total=updates, desc="AD training", unit="update", disable=not progress)
     for update in bar:
@@ -139,10 +120,10 @@ def train_ad(
             for name, value in metrics.items():
                 writer.add_scalar(f"val/{name}", value, update + 1)
             bar.set_postfix(loss=f"{loss.item():.3f}", val_acc=f"{metrics['accuracy']:.3f}")
-            save_training_state(checkpoint, model, optimizer, schedule, rng=rng.bit_generator.state, update=update + 1)
+            run.save_state(model, optimizer, schedule, rng=rng.bit_generator.state, update=update + 1)
     writer.close()
     model.eval()
-    save_model(model, meta, out / "model.pt")
+    save_ad_model(model, meta, run.path / "model.pt")
     return model
 
 

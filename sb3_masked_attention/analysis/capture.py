@@ -145,7 +145,7 @@ def load_capture(path: str | os.PathLike) -> dict[str, Any]:
 def capture_ad(
     model_path: str | os.PathLike,
     out: str | os.PathLike,
-    steps: int,
+    steps: int = 500,
     goal: tuple[int, int] | None = None,
     stride: int = 1,
     full_samples: int = 6,
@@ -157,10 +157,10 @@ def capture_ad(
     ``stride``-th one. Full matrices are recomputed over the current context at the sampled steps.
     """
     from sb3_masked_attention.ad.evaluate import env_goals, make_goal_envs
-    from sb3_masked_attention.ad.train import load_model
+    from sb3_masked_attention.ad.train import load_ad_model
 
     steps, stride = check_int("steps", steps), check_int("stride", stride)
-    model, meta = load_model(model_path)
+    model, meta = load_ad_model(model_path)
     goal = tuple(goal) if goal is not None else env_goals(meta["env_id"], "test", meta["env_kwargs"])[0]
     env = make_goal_envs(meta["env_id"], [goal], meta["env_kwargs"])[0]
     n_actions, context = model.n_actions, model.context_len
@@ -206,7 +206,7 @@ def capture_sb3(
     model_path: str | os.PathLike,
     env_id: str,
     out: str | os.PathLike,
-    steps: int,
+    steps: int = 500,
     algo: str = "ppo",
     env_kwargs: dict[str, Any] | None = None,
     stride: int = 1,
@@ -217,11 +217,11 @@ def capture_sb3(
 
     The context is the model's history window; ``positions`` count env steps since the start of the run.
     """
-    from sb3_masked_attention.evaluation.model_eval import load_model, make_eval_env, transformer_of
+    from sb3_masked_attention.evaluation.model_eval import load_sb3_model, make_eval_env, transformer_of
     from sb3_masked_attention.wrappers import VALID_KEY
 
     steps, stride = check_int("steps", steps), check_int("stride", stride)
-    model = load_model(model_path, algo)
+    model = load_sb3_model(model_path, algo)
     extractor = transformer_of(model)
     env = make_eval_env(model, env_id, seed, env_kwargs)
     context = extractor.history_len

@@ -20,16 +20,18 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from sb3_masked_attention.evaluation.study import evaluate_returns
+from sb3_masked_attention.environments import register_envs
+from sb3_masked_attention.episodes import play_episodes
 from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExtractor
 from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.policies import features_extractors
 from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.wrappers import EPISODE_START_KEY, VALID_KEY, HistoryWrapper
 
 ALGORITHMS = ("ppo", "a2c", "maskable_ppo", "ppo_lstm")
 
 
-def load_model(path: str | os.PathLike, algo: str = "ppo", device: str = "cpu") -> BaseAlgorithm:
+def load_sb3_model(path: str | os.PathLike, algo: str = "ppo", device: str = "cpu") -> BaseAlgorithm:
     """Load a saved SB3 / sb3-contrib model (``algo`` as rl-zoo names it)."""
     from sb3_contrib import MaskablePPO, RecurrentPPO
     from stable_baselines3 import A2C, PPO
@@ -52,8 +54,6 @@ def make_eval_env(
     """One env like the model's: wrapped in :class:`HistoryWrapper` when its observation space is a
     history window (length and ``across_episodes`` read from the space), with frozen VecNormalize
     statistics when given (an rl-zoo ``vecnormalize.pkl``)."""
-    from sb3_masked_attention.training import register_envs
-
     register_envs()
     space = model.observation_space
     wrapper, wrapper_kwargs = None, None
@@ -70,13 +70,8 @@ def make_eval_env(
 
 
 def transformer_of(model: BaseAlgorithm) -> HeadMaskedTransformerExtractor:
-    policy = model.policy
-    extractor = (
-        policy.features_extractor if getattr(policy, "share_features_extractor", True) else policy.pi_features_extractor
-    )
-    if not isinstance(extractor, HeadMaskedTransformerExtractor):
-        raise ValueError(f"head ablation needs a HeadMaskedTransformerExtractor, the model has {type(extractor).__name__}")
-    return extractor
+    """The model's (actor's) head-masked transformer extractor; ValueError if it has none."""
+    return features_extractors(model.policy, HeadMaskedTransformerExtractor)[0]
 
 
 @contextlib.contextmanager
@@ -120,7 +115,7 @@ def evaluate_model(
     episodes = check_int("episodes", episodes)
     if not seeds:
         raise ValueError("seeds is empty: expected at least one seed")
-    model = load_model(model_path, algo)
+    model = load_sb3_model(model_path, algo)
     variants: list[tuple[int, int | None]] = [(-1, None)]
     if ablate_heads:
         extractor = transformer_of(model)
@@ -133,7 +128,7 @@ def evaluate_model(
         for head, layer in variants:
             env = make_eval_env(model, env_id, int(seed), env_kwargs, vecnormalize)
             with ablate_head(transformer_of(model), head, layer) if head >= 0 else contextlib.nullcontext():
-                score = evaluate_returns(model, env, episodes)
+                score = play_episodes(model, env, episodes).mean
             env.close()
             rows.append(
                 {

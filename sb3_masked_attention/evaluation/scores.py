@@ -7,7 +7,7 @@ the evaluation episodes. Extra columns are kept and ignored.
 
 Normalisation per env (:func:`normalize_scores`): ``"none"``; ``"min-max"``, ``(score - random) /
 (optimal - random)`` from the environments' documented ``random_return`` / ``optimal_return``
-(:data:`KNOWN_BOUNDS` for ids that do not document them); or the path of a CSV ``env,low,high``.
+(``environments.KNOWN_BOUNDS`` for ids that do not document them); or the path of a CSV ``env,low,high``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,6 @@ import numpy as np
 import pandas as pd
 
 REQUIRED_COLUMNS = ("method", "env", "seed", "score")
-#: Return bounds (random policy, optimum) of ids that do not carry them as attributes.
-KNOWN_BOUNDS: dict[str, tuple[float, float]] = {
-    "CartPoleNoVel-v1": (22.0, 500.0),  # uniform random CartPole lasts about 22 steps on average
-    "CartPole-v1": (22.0, 500.0),
-    "PendulumNoVel-v1": (-1230.0, -150.0),  # random torques / a good swing-up policy, 200 steps
-    "Pendulum-v1": (-1230.0, -150.0),
-}
 NORMALIZATIONS = ("none", "min-max")
 
 
@@ -72,24 +65,13 @@ def final_scores(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def return_bounds_for(env_id: str) -> tuple[float, float]:
-    """(random, optimal) return of ``env_id``: the env's attributes, else :data:`KNOWN_BOUNDS`."""
-    if env_id in KNOWN_BOUNDS:
-        return KNOWN_BOUNDS[env_id]
-    import gymnasium as gym
+    """(random, optimal) return of ``env_id`` (:func:`~sb3_masked_attention.environments.return_bounds`)."""
+    from sb3_masked_attention.environments import return_bounds
 
-    import envs  # noqa: F401  (registers the sb3ma/ ids)
-
-    try:
-        env = gym.make(env_id)
-    except gym.error.Error as error:
-        raise ValueError(f"cannot normalise env {env_id!r}: {error}") from None
-    try:
-        low, high = getattr(env.unwrapped, "random_return", None), getattr(env.unwrapped, "optimal_return", None)
-    finally:
-        env.close()
-    if low is None or high is None:
+    bounds = return_bounds(env_id)
+    if bounds is None:
         raise ValueError(f"env {env_id!r} documents no random_return/optimal_return: pass --normalize FILE.csv (env,low,high)")
-    return float(low), float(high)
+    return bounds
 
 
 def normalize_scores(scores: pd.DataFrame, normalization: str | os.PathLike = "none") -> pd.DataFrame:

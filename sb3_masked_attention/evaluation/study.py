@@ -41,11 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
+from sb3_masked_attention.episodes import play_episodes
 from sb3_masked_attention.io import atomic_path, write_text_atomic
+from sb3_masked_attention.runs import refuse_changes
 from sb3_masked_attention.validation import check_int
 
 SCORE_COLUMNS = ["method", "env", "seed", "timesteps", "score"]
@@ -154,22 +155,6 @@ def load_study(path: str | os.PathLike) -> Study:
 
 
 # ---------------------------------------------------------------- one run (in a worker)
-def evaluate_returns(model, eval_env, n_episodes: int) -> float:
-    """Mean return of ``n_episodes`` deterministic episodes (recurrent states carried for RecurrentPPO)."""
-    returns, episode_return = [], np.zeros(eval_env.num_envs)
-    obs = eval_env.reset()
-    state, starts = None, np.ones(eval_env.num_envs, dtype=bool)
-    while len(returns) < n_episodes:
-        action, state = model.predict(obs, state=state, episode_start=starts, deterministic=True)
-        obs, reward, done, _ = eval_env.step(action)
-        episode_return += reward
-        for i in np.flatnonzero(done):
-            returns.append(float(episode_return[i]))
-            episode_return[i] = 0.0
-        starts = done
-    return float(np.mean(returns[:n_episodes]))
-
-
 def execute_run(run: Run, run_dir: str, torch_threads: int = 1) -> list[dict[str, Any]]:
     """Train one run from scratch, evaluating every ``eval_freq`` steps and at the end; return the score rows.
 
@@ -201,7 +186,7 @@ def execute_run(run: Run, run_dir: str, torch_threads: int = 1) -> list[dict[str
 
     def evaluate() -> None:
         sync_envs_normalization(model.get_env(), eval_env)
-        score = evaluate_returns(model, eval_env, run.eval_episodes)
+        score = play_episodes(model, eval_env, run.eval_episodes).mean
         rows.append(
             {"method": run.method.name, "env": run.env_id, "seed": run.seed, "timesteps": model.num_timesteps, "score": score}
         )
@@ -250,13 +235,7 @@ def study_lock(directory: Path) -> Iterator[None]:
 def _check_spec(directory: Path, spec: dict[str, Any]) -> None:
     saved = directory / "study.yml"
     if saved.exists():
-        before = yaml.safe_load(saved.read_text())
-        for key in sorted(set(before) | set(spec)):
-            if before.get(key) != spec.get(key):
-                raise ValueError(
-                    f"study directory {str(directory)!r} was started with another {key!r}: "
-                    "use a new directory or the original study file"
-                )
+        refuse_changes(yaml.safe_load(saved.read_text()), spec, f"study directory {str(directory)!r}")
     else:
         write_text_atomic(saved, yaml.safe_dump(spec, sort_keys=False))
 

@@ -10,6 +10,7 @@ Every loss is logged to TensorBoard; the trunk and its configuration are written
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,10 @@ from gymnasium import spaces
 from tqdm.auto import tqdm
 
 from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExtractor
+from sb3_masked_attention.extractors.trunk import save_extractor
 from sb3_masked_attention.io import load_npz, save_npz
-from sb3_masked_attention.pretrain.handover import save_extractor
-from sb3_masked_attention.pretrain.objectives import TokenLayout, make_objectives
+from sb3_masked_attention.pretrain.objectives import OBJECTIVES, TokenLayout, make_objectives
+from sb3_masked_attention.runs import RunDir, warmup_cosine
 from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.wrappers import ACTION_KEY, EPISODE_START_KEY, OBS_KEY, VALID_KEY
 
@@ -44,15 +46,15 @@ def collect_windows(
     from stable_baselines3.common.base_class import BaseAlgorithm
 
     import envs  # noqa: F401  (registers the sb3ma/ ids)
-    from sb3_masked_attention.training import make_history_vec_env
+    from sb3_masked_attention.environments import make_history_vec_env
 
     steps, n_envs = check_int("steps", steps), check_int("n_envs", n_envs)
     venv = make_history_vec_env(env_id, history_len=history_len, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
     model: BaseAlgorithm | None = None
     if model_path is not None:
-        from sb3_masked_attention.evaluation.model_eval import load_model
+        from sb3_masked_attention.evaluation.model_eval import load_sb3_model
 
-        model = load_model(model_path)
+        model = load_sb3_model(model_path)
     venv.action_space.seed(seed)
     obs = venv.reset()
     rows: dict[str, list[np.ndarray]] = {key: [] for key in obs}
@@ -93,91 +95,185 @@ def window_space(windows: dict[str, np.ndarray]) -> spaces.Dict:
     return spaces.Dict({key: spaces.Box(-np.inf, np.inf, value.shape[1:], dtype=np.float32) for key, value in windows.items()})
 
 
+@dataclass(frozen=True)
+class PretrainConfig:
+    """``sb3ma pretrain``: what is learned and how (the trunk's architecture: ``extractor_kwargs``, whose defaults
+    are :class:`HeadMaskedTransformerExtractor`'s).
+
+    :param objectives: any of ``inverse_dynamics``, ``masked_reconstruction``, ``forward_dynamics`` (losses summed).
+    :param updates: gradient updates (a larger value on resume trains on).
+    :param collect_steps: environment steps (windows) to collect for training.
+    :param history_len: window length; must match the PPO model it will be loaded into.
+    :param inverse_horizon: inverse dynamics predicts ``a_t`` at step ``t + H`` (2 for Euler-integrated physics).
+    :param normalize_keys: window keys to standardise as the PPO run's ``VecNormalize`` will (per element of the
+        window, clipped at 10), e.g. ``("obs", "prev_reward")``.
+    :param batch_size: windows per update.
+    :param learning_rate: AdamW learning rate.
+    :param schedule: ``"constant"`` or ``"cosine"`` (5% warm-up, then cosine decay).
+    :param val_fraction: validation windows, as a share of ``collect_steps`` (collected from envs seeded apart; with a
+        saved dataset, its last windows).
+    :param eval_every: updates between validations and checkpoints.
+    :param seed: seeds the collection, the initialisation and the batches.
+    """
+
+    objectives: tuple[str, ...] = OBJECTIVES
+    updates: int = 2000
+    collect_steps: int = 20_000
+    history_len: int = 16
+    inverse_horizon: int = 1
+    normalize_keys: tuple[str, ...] = ()
+    batch_size: int = 64
+    learning_rate: float = 3e-4
+    schedule: str = "constant"
+    val_fraction: float = 0.1
+    eval_every: int = 250
+    seed: int = 0
+
+
+def _standardize(parts: list[dict[str, np.ndarray]], keys: tuple[str, ...]) -> None:
+    """Standardise ``keys`` of every part with the first part's (the training windows') statistics."""
+    for key in keys:
+        if key not in parts[0]:
+            raise ValueError(f"normalize_keys: {key!r} is not a window key: expected some of {sorted(parts[0])}")
+        mean, var = parts[0][key].mean(axis=0), parts[0][key].var(axis=0)
+        for part in parts:
+            if part:
+                part[key] = np.clip((part[key] - mean) / np.sqrt(var + 1e-8), -10.0, 10.0).astype(np.float32)
+
+
 def pretrain(
     out: str | os.PathLike,
     env_id: str | None = None,
-    objectives: tuple[str, ...] = ("inverse_dynamics", "masked_reconstruction", "forward_dynamics"),
-    updates: int = 2000,
-    collect_steps: int = 20_000,
-    history_len: int = 16,
+    config: PretrainConfig | None = None,
+    *,
     env_kwargs: dict[str, Any] | None = None,
     model_path: str | None = None,
     dataset: str | os.PathLike | None = None,
     save_data: str | os.PathLike | None = None,
     extractor_kwargs: dict[str, Any] | None = None,
     objective_options: dict[str, dict[str, Any]] | None = None,
-    normalize_keys: tuple[str, ...] = (),
-    batch_size: int = 64,
-    learning_rate: float = 3e-4,
-    seed: int = 0,
     progress: bool = True,
+    **overrides: Any,
 ) -> HeadMaskedTransformerExtractor:
-    """Pretrain a trunk and save it to ``out`` (a ``.pt`` file; TensorBoard logs in ``<out>.tensorboard/``).
+    """Pretrain a trunk and save it to ``out`` (a ``.pt`` file); the run folder ``<out without .pt>.run/`` holds the
+    settings, the resumable checkpoint and TensorBoard logs (rerunning resumes).
 
     :param out: the saved trunk (read by :func:`load_pretrained_extractor`).
     :param env_id: environment to collect from (not needed with ``dataset``).
-    :param objectives: any of ``inverse_dynamics``, ``masked_reconstruction``, ``forward_dynamics`` (losses summed).
-    :param updates: gradient updates.
-    :param collect_steps: environment steps (windows) to collect.
-    :param history_len: window length; must match the PPO model it will be loaded into.
+    :param config: objectives and optimisation (default :class:`PretrainConfig`); ``overrides`` replace its fields.
     :param model_path: collect with this SB3 model instead of a random policy.
     :param dataset: train on saved windows instead of collecting.
-    :param save_data: also write the collected windows here.
+    :param save_data: also write the collected training windows here.
     :param extractor_kwargs: :class:`HeadMaskedTransformerExtractor` arguments (``d_model``, ``n_layers``, ...); must
         match the PPO model's ``features_extractor_kwargs``.
-    :param objective_options: keyword arguments per objective, e.g. ``{"inverse_dynamics": {"horizon": 2}}``.
-    :param normalize_keys: window keys to standardise as the PPO run's ``VecNormalize`` will (per element of the
-        window, clipped at 10), e.g. ``("obs", "prev_reward")`` for an rl-zoo entry with
-        ``normalize: "dict(norm_obs_keys=['obs', 'prev_reward'])"``; the trunk then sees inputs on the scale it
-        will see during fine-tuning.
+    :param objective_options: keyword arguments per objective, e.g. ``{"inverse_dynamics": {"horizon": 2}}``
+        (``inverse_horizon`` sets that one).
     """
-    from torch.utils.tensorboard import SummaryWriter
+    config = replace(config or PretrainConfig(), **overrides)
+    updates, batch_size = check_int("updates", config.updates), check_int("batch_size", config.batch_size)
+    eval_every, seed = check_int("eval_every", config.eval_every), config.seed
+    if config.schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule={config.schedule!r} is unknown: expected 'constant' or 'cosine'")
+    if not 0.0 <= config.val_fraction < 1.0:
+        raise ValueError(f"val_fraction={config.val_fraction!r} is invalid: expected a number in [0, 1)")
+    if dataset is None and env_id is None:
+        raise ValueError("pretrain needs env_id (to collect windows) or dataset (saved windows)")
+    extractor_kwargs = dict(extractor_kwargs or {})
+    options = {"inverse_dynamics": {"horizon": config.inverse_horizon}, **(objective_options or {})}
+    settings = {
+        "env_id": env_id,
+        "env_kwargs": env_kwargs or {},
+        "model_path": model_path,
+        "dataset": str(dataset or ""),
+        **asdict(config),
+        "extractor_kwargs": extractor_kwargs,
+        "objective_options": options,
+    }
+    settings.pop("eval_every")
+    run = RunDir(Path(out).with_suffix(".run"), settings, grow=("updates",))
 
-    updates, batch_size = check_int("updates", updates), check_int("batch_size", batch_size)
     torch.manual_seed(seed)
     if dataset is not None:
         windows, discrete = load_windows(dataset)
+        n_val = int(len(windows[VALID_KEY]) * config.val_fraction)
+        split = len(windows[VALID_KEY]) - n_val
+        val_windows = {key: value[split:] for key, value in windows.items()}
+        windows = {key: value[:split] for key, value in windows.items()}
     else:
-        if env_id is None:
-            raise ValueError("pretrain needs env_id (to collect windows) or dataset (saved windows)")
         windows, _, action_space = collect_windows(
-            env_id, history_len, collect_steps, env_kwargs, model_path, seed=seed, progress=progress
+            env_id, config.history_len, config.collect_steps, env_kwargs, model_path, seed=seed, progress=progress
         )
         discrete = isinstance(action_space, spaces.Discrete)
         if save_data is not None:
             save_windows(windows, action_space, save_data)
-    for key in normalize_keys:
-        if key not in windows:
-            raise ValueError(f"normalize_keys: {key!r} is not a window key: expected some of {sorted(windows)}")
-        mean, var = windows[key].mean(axis=0), windows[key].var(axis=0)
-        windows[key] = np.clip((windows[key] - mean) / np.sqrt(var + 1e-8), -10.0, 10.0).astype(np.float32)
-    extractor = HeadMaskedTransformerExtractor(window_space(windows), **(extractor_kwargs or {}))
+    extractor = HeadMaskedTransformerExtractor(window_space(windows), **extractor_kwargs)
     slices = extractor.token_slices()
     layout = TokenLayout(obs=slices[OBS_KEY], action=slices[ACTION_KEY], discrete_action=discrete)
-    heads = make_objectives(list(objectives), extractor.config["d_model"], layout, objective_options)
-    parameters = list(extractor.parameters()) + list(heads.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.01)
+    heads = make_objectives(list(config.objectives), extractor.config["d_model"], layout, options)
+    if dataset is None:  # collected after the model is built, so the training run is the same with or without it
+        n_val = int(config.collect_steps * config.val_fraction)
+        val_windows = (
+            collect_windows(env_id, config.history_len, n_val, env_kwargs, model_path, seed=seed + 10_000, progress=False)[0]
+            if n_val
+            else {}
+        )
+    _standardize([windows, val_windows], tuple(config.normalize_keys))
+    trainee = torch.nn.ModuleDict({"extractor": extractor, "objectives": heads})
+    optimizer = torch.optim.AdamW(trainee.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    schedule = warmup_cosine(optimizer, *((updates // 20, updates) if config.schedule == "cosine" else (0, 0)))
     tensors = {key: torch.as_tensor(value) for key, value in windows.items()}
+    val_tensors = {key: torch.as_tensor(value) for key, value in val_windows.items()}
     n = len(tensors[VALID_KEY])
     generator = torch.Generator().manual_seed(seed)
-    encode = lambda tokens, valid: extractor.encode(tokens, valid)[0]  # noqa: E731
-    writer = SummaryWriter(str(Path(f"{out}.tensorboard")))
-    extractor.train()
-    for update in tqdm(range(updates), desc="pretraining", unit="update", disable=not progress):
-        index = torch.randint(n, (batch_size,), generator=generator)
-        batch = {key: value[index] for key, value in tensors.items()}
+    start = 0
+    state = run.load_state(trainee, optimizer, schedule)
+    if state is not None:
+        start = state["update"]
+        generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+
+    def losses_of(batch: dict[str, torch.Tensor], rng: torch.Generator) -> dict[str, torch.Tensor]:
         tokens, valid = extractor.tokens(batch), batch[VALID_KEY]
-        starts = batch.get(EPISODE_START_KEY)
-        losses = {name: objective(encode, tokens, valid, starts, generator) for name, objective in heads.items()}
+        encode = lambda tokens, valid: extractor.encode(tokens, valid)[0]  # noqa: E731
+        return {name: objective(encode, tokens, valid, batch.get(EPISODE_START_KEY), rng) for name, objective in heads.items()}
+
+    writer = run.writer()
+    trainee.train()
+    for update in tqdm(
+        range(start, updates), initial=start, total=updates, desc="pretraining", unit="update", disable=not progress
+    ):
+        index = torch.randint(n, (batch_size,), generator=generator)
+        losses = losses_of({key: value[index] for key, value in tensors.items()}, generator)
         total = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
         total.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        torch.nn.utils.clip_grad_norm_(list(trainee.parameters()), 1.0)
         optimizer.step()
+        schedule.step()
         for name, loss in losses.items():
             writer.add_scalar(f"pretrain/{name}", loss.item(), update + 1)
         writer.add_scalar("pretrain/total", total.item(), update + 1)
+        if (update + 1) % eval_every == 0 or update + 1 == updates:
+            if val_tensors:
+                for name, value in validation_losses(trainee, val_tensors, losses_of, seed).items():
+                    writer.add_scalar(f"val/{name}", value, update + 1)
+            run.save_state(trainee, optimizer, schedule, update=update + 1, generator=generator.get_state().tolist())
     writer.close()
     extractor.eval()
     save_extractor(extractor, out)
     return extractor
+
+
+@torch.no_grad()
+def validation_losses(
+    trainee: torch.nn.Module, windows: dict[str, torch.Tensor], losses_of: Any, seed: int
+) -> dict[str, float]:
+    """Mean objective losses over ``windows`` in eval mode, with a fixed masking seed (comparable across updates)."""
+    trainee.eval()
+    rng = torch.Generator().manual_seed(seed + 1)
+    n, totals = len(windows[VALID_KEY]), {}
+    for start in range(0, n, 256):
+        batch = {key: value[start : start + 256] for key, value in windows.items()}
+        for name, loss in losses_of(batch, rng).items():
+            totals[name] = totals.get(name, 0.0) + float(loss) * len(batch[VALID_KEY])
+    trainee.train()
+    return {name: value / n for name, value in totals.items()}

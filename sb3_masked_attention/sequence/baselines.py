@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from sb3_masked_attention.sequence.config import SequenceTrainConfig
 from sb3_masked_attention.sequence.model import Batch, SequenceModel
 from sb3_masked_attention.validation import check_int
 
@@ -33,7 +34,7 @@ class GRUDecoder(SequenceModel):
         max_actions: int,
         enum_sizes: dict[str, int],
         event_types: Sequence[str],
-        n_layers: int = 1,
+        n_layers: int = SequenceTrainConfig.n_layers,
         window: dict | None = None,
     ) -> None:
         super().__init__(input_dim, max_actions, enum_sizes, event_types, window)

@@ -26,6 +26,7 @@ from torch import nn
 
 from sb3_masked_attention.attention import MaskedMultiHeadAttention, TransformerBlock
 from sb3_masked_attention.masks import causal_mask, head_window_mask, key_padding_mask
+from sb3_masked_attention.sequence.config import SequenceTrainConfig
 from sb3_masked_attention.sequence.data import SCALE_EDGES, SCALES, EventEncoding, WindowConfig, timing_scale
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.validation import check_int
@@ -515,9 +516,9 @@ class AdvancedAttentionDecoder(SequenceModel):
         max_actions: int,
         enum_sizes: dict[str, int],
         event_types: Sequence[str],
-        n_heads: int = 8,
-        n_layers: int = 2,
-        head_mask_strategy: HeadMaskStrategy = "diversified",
+        n_heads: int = SequenceTrainConfig.n_heads,
+        n_layers: int = SequenceTrainConfig.n_layers,
+        head_mask_strategy: HeadMaskStrategy = SequenceTrainConfig.head_mask_strategy,
         window: dict | None = None,
     ) -> None:
         super().__init__(input_dim, max_actions, enum_sizes, event_types, window)

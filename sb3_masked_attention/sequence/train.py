@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,21 +21,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from sb3_masked_attention.io import (
-    atomic_path,
-    load_checkpoint,
-    load_training_state,
-    record_settings,
-    save_checkpoint,
-    save_training_state,
-)
+from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.runs import RunDir, load_file, save_file, warmup_cosine
 from sb3_masked_attention.sequence.baselines import GRUDecoder
+from sb3_masked_attention.sequence.config import SequenceTrainConfig
 from sb3_masked_attention.sequence.data import WindowConfig, Windows, make_windows, split_sessions
 from sb3_masked_attention.sequence.events import EventLog, load_events
 from sb3_masked_attention.sequence.model import AdvancedAttentionDecoder, SequenceModel
 from sb3_masked_attention.validation import check_int
 
-FORMAT = 1
 ARCHITECTURES: dict[str, type[SequenceModel]] = {"attention": AdvancedAttentionDecoder, "gru": GRUDecoder}
 
 
@@ -47,13 +41,12 @@ def _architecture(arch: str) -> type[SequenceModel]:
 
 def build_model(arch: str, log: EventLog, window: WindowConfig, **model_kwargs: Any) -> SequenceModel:
     """An untrained ``arch`` model (``"attention"`` or ``"gru"``) for ``log``'s vocabularies."""
-    kwargs = {"input_dim": 64, **model_kwargs}
     model = _architecture(arch)(
         max_actions=window.max_actions,
         enum_sizes=log.enum_sizes,
         event_types=log.event_types,
         window=window.to_dict(),
-        **kwargs,
+        **model_kwargs,
     )
     model.enum_values = log.enum_values
     return model
@@ -61,14 +54,8 @@ def build_model(arch: str, log: EventLog, window: WindowConfig, **model_kwargs: 
 
 def save_sequence_model(model: SequenceModel, arch: str, path: str | os.PathLike) -> None:
     """Write the model, its architecture, configuration and vocabularies atomically."""
-    payload = {
-        "format": FORMAT,
-        "arch": arch,
-        "config": model.config,
-        "enum_values": model.enum_values,
-        "state_dict": model.state_dict(),
-    }
-    save_checkpoint(payload, path)
+    payload = {"arch": arch, "config": model.config, "enum_values": model.enum_values, "state_dict": model.state_dict()}
+    save_file("sequence_model", payload, path)
 
 
 def load_sequence_model(path: str | os.PathLike) -> tuple[SequenceModel, str]:
@@ -76,8 +63,8 @@ def load_sequence_model(path: str | os.PathLike) -> tuple[SequenceModel, str]:
 
     :return: the model in eval mode (with its ``enum_values``) and its architecture name.
     """
-    payload = load_checkpoint(path, "event-sequence model", "sb3ma events train", FORMAT)
-    model = _architecture(payload.get("arch"))(**payload["config"])
+    payload = load_file(path, "sequence_model")
+    model = _architecture(payload.get("arch", ""))(**payload["config"])
     model.load_state_dict(payload["state_dict"])
     model.enum_values = payload["enum_values"]
     return model.eval(), payload["arch"]
@@ -101,73 +88,58 @@ def validation_losses(model: SequenceModel, windows: Windows, batch_size: int = 
 def train_sequence_model(
     events: str | os.PathLike,
     out: str | os.PathLike,
-    arch: str = "attention",
-    epochs: int = 30,
-    batch_size: int = 64,
-    learning_rate: float = 1e-3,
-    val_fraction: float = 0.1,
-    seed: int = 0,
+    config: SequenceTrainConfig | None = None,
     window: WindowConfig | None = None,
     progress: bool = True,
-    **model_kwargs: Any,
+    **overrides: Any,
 ) -> SequenceModel:
     """Train (or resume training) an event-sequence decoder.
 
     :param events: the event-log CSV (:func:`~sb3_masked_attention.sequence.events.load_events`).
     :param out: run directory: ``model.pt``, ``checkpoint.pt``, ``training.csv``, ``train_config.json``,
         ``tensorboard/``.
-    :param arch: ``"attention"`` (:class:`AdvancedAttentionDecoder`) or ``"gru"`` (:class:`GRUDecoder`).
-    :param epochs: passes over the training windows.
-    :param batch_size: windows per update.
-    :param learning_rate: peak AdamW learning rate.
-    :param val_fraction: share of sessions held out for validation (model selection).
-    :param seed: seeds the split, the initialisation and the shuffling.
+    :param config: architecture and optimisation (default :class:`SequenceTrainConfig`).
     :param window: how the log is cut into windows (default :class:`WindowConfig`).
-    :param model_kwargs: model arguments (``input_dim``, ``n_heads``, ``n_layers``, ``head_mask_strategy``).
+    :param overrides: :class:`SequenceTrainConfig` fields replacing ``config``'s (``arch="gru"``, ``epochs=3`` ...).
     :return: the model with the lowest validation loss, in eval mode.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
-    epochs, batch_size = check_int("epochs", epochs), check_int("batch_size", batch_size)
-    if not (math.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"learning_rate={learning_rate!r} is invalid: expected a positive number")
+    config = replace(config or SequenceTrainConfig(), **overrides)
+    arch, seed = config.arch, config.seed
+    epochs, batch_size = check_int("epochs", config.epochs), check_int("batch_size", config.batch_size)
+    if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
+        raise ValueError(f"learning_rate={config.learning_rate!r} is invalid: expected a positive number")
     _architecture(arch)  # before reading the data
     window = window or WindowConfig()
     log = load_events(events)
     windows = make_windows(log, window)
-    is_val = split_sessions(len(log.sessions), val_fraction, seed)[windows.arrays["session"]]
+    is_val = split_sessions(len(log.sessions), config.val_fraction, seed)[windows.arrays["session"]]
     train_windows, val_windows = windows.select(~is_val), windows.select(is_val)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    model_kwargs = config.model_kwargs()
     settings = {
         "events": str(events),
         "arch": arch,
         "epochs": epochs,
         "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "val_fraction": val_fraction,
+        "learning_rate": config.learning_rate,
+        "val_fraction": config.val_fraction,
         "seed": seed,
         "window": window.to_dict(),
         **model_kwargs,
     }
-    record_settings(out, settings, grow="epochs")
+    run = RunDir(out, settings, grow=("epochs",))
 
     torch.manual_seed(seed)
     model = build_model(arch, log, window, **model_kwargs)
     batches = math.ceil(len(train_windows) / batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    total = epochs * batches
-    schedule = torch.optim.lr_scheduler.LambdaLR(  # one epoch of linear warm-up, then cosine decay
-        optimizer, lambda i: min(1.0, (i + 1) / batches) * 0.5 * (1 + math.cos(math.pi * min(i, total) / total))
-    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    schedule = warmup_cosine(optimizer, warmup=batches, total=epochs * batches)  # one epoch of warm-up
     history: list[dict[str, float]] = []
     best = math.inf
-    checkpoint = out / "checkpoint.pt"
-    state = load_training_state(checkpoint, model, optimizer, schedule)
+    state = run.load_state(model, optimizer, schedule)
     if state is not None:
         history, best = state["history"], state["best"]
 
-    writer = SummaryWriter(str(out / "tensorboard"))
+    writer = run.writer()
     model.train()
     bar = tqdm(
         total=epochs * batches, initial=len(history) * batches, desc=f"{arch} decoder", unit="batch", disable=not progress
@@ -195,10 +167,10 @@ def train_sequence_model(
         bar.set_postfix(train=f"{row['train_total']:.3f}", val=f"{row['val_total']:.3f}")
         if row["val_total"] < best:
             best = row["val_total"]
-            save_sequence_model(model, arch, out / "model.pt")
-        save_training_state(checkpoint, model, optimizer, schedule, history=history, best=best)
-        with atomic_path(out / "training.csv") as tmp:
+            save_sequence_model(model, arch, run.path / "model.pt")
+        run.save_state(model, optimizer, schedule, history=history, best=best)
+        with atomic_path(run.path / "training.csv") as tmp:
             pd.DataFrame(history).to_csv(tmp, index=False)
     bar.close()
     writer.close()
-    return load_sequence_model(out / "model.pt")[0]
+    return load_sequence_model(run.path / "model.pt")[0]

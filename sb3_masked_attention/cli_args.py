@@ -1,0 +1,96 @@
+"""What every ``sb3ma`` subcommand uses to declare its flags: argument types, the user-error type, and
+:func:`option`, which takes a flag's default from the config dataclass or function that owns it, so the
+command line never restates a number."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import yaml
+
+from sb3_masked_attention.strategies import HeadMaskStrategy
+
+
+class UserError(Exception):
+    """A mistake in the command line or its inputs: reported in one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are :class:`UserError` (one line, exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: {message}")
+
+
+def strategy(text: str) -> HeadMaskStrategy:
+    """A strategy name, or comma-separated fractions such as ``0,0.25,0.5,0.75``."""
+    if "," not in text:
+        return text
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid fractions {text!r}: expected numbers separated by commas") from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected an integer >= 1")
+    return value
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"invalid {text!r}: expected KEY=VALUE")
+    return key, yaml.safe_load(value)
+
+
+def default_of(source: type | Callable[..., Any], name: str) -> Any:
+    """The default of field ``name`` of a dataclass, or of parameter ``name`` of a function."""
+    if dataclasses.is_dataclass(source):
+        for field in dataclasses.fields(source):
+            if field.name == name:
+                if field.default is not dataclasses.MISSING:
+                    return field.default
+                if field.default_factory is not dataclasses.MISSING:
+                    return field.default_factory()
+        raise KeyError(f"{source.__name__} has no field {name!r} with a default")
+    parameter = inspect.signature(source).parameters[name]
+    if parameter.default is inspect.Parameter.empty:
+        raise KeyError(f"{source.__name__} has no parameter {name!r} with a default")
+    return parameter.default
+
+
+def option(parser: argparse.ArgumentParser, source: type | Callable[..., Any], name: str, *flags: str, **kwargs: Any) -> None:
+    """Add ``--name`` (or ``flags``) whose default is ``source``'s default for ``name``.
+
+    The type is the default's (``int``, ``float``, ``str``) unless given; a ``False`` default makes a switch;
+    ``(default: ...)`` is appended to the help.
+    """
+    default = default_of(source, name)
+    flags = flags or ("--" + name.replace("_", "-"),)
+    kwargs.setdefault("dest", name)
+    if default is False and "action" not in kwargs:
+        parser.add_argument(*flags, action="store_true", default=False, **kwargs)
+        return
+    if "type" not in kwargs and "action" not in kwargs and isinstance(default, (int, float, str)) and default is not True:
+        kwargs["type"] = type(default)
+    shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+    kwargs["help"] = f"{kwargs.get('help', '')} (default: {shown})".strip()
+    parser.add_argument(*flags, default=default, **kwargs)
+
+
+def env_kwargs_option(parser: argparse.ArgumentParser, help: str = "environment keyword arguments") -> None:
+    parser.add_argument("--env-kwargs", type=key_value, nargs="*", default=[], metavar="KEY=VALUE", help=help)
+
+
+def no_progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -1,0 +1,107 @@
+"""``sb3ma report``, ``sb3ma study run|report`` and ``sb3ma evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from sb3_masked_attention.cli_args import Parser, UserError, env_kwargs_option, option, positive_int
+from sb3_masked_attention.evaluation.model_eval import ALGORITHMS, evaluate_model
+from sb3_masked_attention.evaluation.report import write_report
+from sb3_masked_attention.evaluation.study import BACKENDS, run_study
+
+
+def add_subparsers(commands: Any) -> None:
+    report = commands.add_parser(
+        "report", help="rliable statistics, tables and plots from a scores CSV (method,env,seed,score[,timesteps])"
+    )
+    report.add_argument("scores", help="scores CSV")
+    report.add_argument("--out", required=True, help="output directory")
+    _report_options(report)
+    report.set_defaults(func=_cmd_report)
+
+    study = commands.add_parser("study", help="resumable studies: every (method, env, seed) run of a study file")
+    study_commands = study.add_subparsers(dest="study_command", required=True, parser_class=Parser)
+    run = study_commands.add_parser("run", help="run (or resume) a study")
+    run.add_argument("study", help="study YAML file")
+    run.add_argument("--dir", default=None, help="study directory (default runs/<name>)")
+    option(run, run_study, "backend", choices=list(BACKENDS))
+    option(run, run_study, "workers", type=positive_int, help="parallel runs (one torch thread each)")
+    run.add_argument("--address", default=None, help="Ray cluster address (backend ray; default: a local Ray)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.set_defaults(func=_cmd_study_run)
+    study_report = study_commands.add_parser("report", help="`sb3ma report` on a study's scores.csv")
+    study_report.add_argument("dir", help="study directory")
+    study_report.add_argument("--out", default=None, help="output directory (default DIR/report)")
+    _report_options(study_report)
+    study_report.set_defaults(func=_cmd_study_report)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a saved model over seeds; --ablate-heads: return drop per zeroed head"
+    )
+    evaluate.add_argument("model", help="saved model (.zip)")
+    evaluate.add_argument("--env", required=True, help="gymnasium id")
+    env_kwargs_option(evaluate)
+    option(evaluate, evaluate_model, "algo", choices=list(ALGORITHMS))
+    option(evaluate, evaluate_model, "episodes", type=positive_int, help="episodes per seed")
+    option(evaluate, evaluate_model, "seeds", type=int, nargs="+")
+    evaluate.add_argument("--vecnormalize", default=None, help="VecNormalize statistics (rl-zoo vecnormalize.pkl)")
+    evaluate.add_argument("--ablate-heads", action="store_true", help="also evaluate with each head's output zeroed in turn")
+    evaluate.add_argument("--out", default=None, help="CSV of every (seed, ablated head, layer) evaluation")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+
+def _report_options(parser: argparse.ArgumentParser) -> None:
+    option(parser, write_report, "reps", type=positive_int, help="bootstrap resamples")
+    option(parser, write_report, "seed")
+    option(parser, write_report, "normalize", help="none, min-max (documented random/optimal returns) or an env,low,high CSV")
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    summary = write_report(args.scores, args.out, reps=args.reps, seed=args.seed, normalize=args.normalize)
+    for row in summary.itertuples():
+        print(
+            f"{row.method:24s} IQM {row.iqm:.3f} [{row.iqm_low:.3f}, {row.iqm_high:.3f}]  mean {row.mean:.3f}  runs {row.runs}"
+        )
+    print(f"wrote {args.out}/report.md, summary.csv, probability_of_improvement.csv, significance.csv and the plots")
+
+
+def _cmd_study_run(args: argparse.Namespace) -> None:
+    scores = run_study(
+        args.study, args.dir, backend=args.backend, workers=args.workers, address=args.address, progress=not args.no_progress
+    )
+    finished = scores.groupby(["method", "env", "seed"]).ngroups if len(scores) else 0
+    print(f"{finished} runs finished; scores in {args.dir or 'runs/<name>'}/scores.csv")
+
+
+def _cmd_study_report(args: argparse.Namespace) -> None:
+    scores = Path(args.dir) / "scores.csv"
+    if not scores.is_file():
+        raise UserError(f"sb3ma study report: {args.dir} has no scores.csv: run `sb3ma study run` first")
+    args.scores, args.out = str(scores), args.out or str(Path(args.dir) / "report")
+    _cmd_report(args)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.evaluation.model_eval import summarize
+
+    table = evaluate_model(
+        args.model,
+        args.env,
+        episodes=args.episodes,
+        seeds=args.seeds,
+        algo=args.algo,
+        env_kwargs=dict(args.env_kwargs),
+        vecnormalize=args.vecnormalize,
+        ablate_heads=args.ablate_heads,
+        out=args.out,
+    )
+    for row in summarize(table).itertuples(index=False):
+        head, layer, mean, std, drop, _ = row
+        name = (
+            "intact model" if head == -1 else f"head {head} zeroed ({'every layer' if layer == 'all' else f'layer {layer}'})"
+        )
+        print(f"{name:32s} mean return {mean:8.3f} ± {0.0 if std != std else std:.3f} over seeds   drop {drop:7.3f}")
+    if args.out:
+        print(f"wrote {args.out}")
