@@ -14,9 +14,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.logger import KVWriter, Logger
 
 from sb3_masked_attention.callbacks import AttentionLoggingCallback, head_statistics
-from sb3_masked_attention.runs import newest_files
-from sb3_masked_attention.multiscale_training import train_multiscale
 from sb3_masked_attention.environments import make_history_vec_env
+from sb3_masked_attention.multiscale_training import train_multiscale
+from sb3_masked_attention.runs import newest_files
 
 TINY = dict(
     map_size=64,
@@ -39,7 +39,10 @@ def test_run_directory_and_resume(tmp_path):
     assert isinstance(model, MaskablePPO) and model.num_timesteps == 64
     for name in ("final_model.zip", "best_model.zip", "train_config.json", "evaluations.csv"):
         assert (tmp_path / name).exists(), name
-    assert [p.name for p in newest_files(tmp_path / "checkpoints", "model", ".zip")] == ["model_32_steps.zip", "model_64_steps.zip"]
+    assert [p.name for p in newest_files(tmp_path / "checkpoints", "model", ".zip")] == [
+        "model_32_steps.zip",
+        "model_64_steps.zip",
+    ]
     first = pd.read_csv(tmp_path / "evaluations.csv")
     assert list(first["timesteps"]) == [2, 34]
     assert {"mean_return", "mean_territory_share", "mean_rank"} <= set(first.columns)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 
+from sb3_masked_attention.environments import make_history_vec_env
 from sb3_masked_attention.pretrain.objectives import (
     ForwardDynamics,
     InverseDynamics,
@@ -14,7 +15,6 @@ from sb3_masked_attention.pretrain.objectives import (
     make_objectives,
 )
 from sb3_masked_attention.pretrain.train import load_windows, pretrain
-from sb3_masked_attention.environments import make_history_vec_env
 
 LAYOUT = TokenLayout(obs=slice(0, 3), action=slice(3, 5), discrete_action=True)
 

@@ -7,8 +7,8 @@ import torch
 from stable_baselines3 import PPO
 
 import envs  # noqa: F401  (registers sb3ma/ ids)
-from sb3_masked_attention.pretrain import load_pretrained_extractor, save_extractor
 from sb3_masked_attention.environments import make_history_vec_env
+from sb3_masked_attention.pretrain import load_pretrained_extractor, save_extractor
 
 
 def model(seed: int, **extractor_kwargs) -> PPO:

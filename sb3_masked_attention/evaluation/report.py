@@ -15,18 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rliable import library as rly
-from rliable import metrics
-from scipy import stats
 
 from sb3_masked_attention.evaluation.scores import final_scores, normalize_scores, score_matrices, validate_scores
 from sb3_masked_attention.io import atomic_path, write_text_atomic
 
+#: rliable's aggregate metrics (names in ``rliable.metrics``; rliable is imported when first used: it takes a second).
 AGGREGATES = {
-    "IQM": metrics.aggregate_iqm,
-    "Mean": metrics.aggregate_mean,
-    "Median": metrics.aggregate_median,
-    "Optimality gap": metrics.aggregate_optimality_gap,
+    "IQM": "aggregate_iqm",
+    "Mean": "aggregate_mean",
+    "Median": "aggregate_median",
+    "Optimality gap": "aggregate_optimality_gap",
 }
 
 
@@ -47,6 +45,8 @@ def _seeded_global_rng(seed: int) -> Iterator[None]:
 def _interval_estimates(data: dict, func, reps: int, seed: int):
     """``rliable.library.get_interval_estimates``, reproducible under ``seed``."""
     with _seeded_global_rng(seed):
+        from rliable import library as rly
+
         return rly.get_interval_estimates(data, func, reps=reps, random_state=np.random.RandomState(seed))
 
 
@@ -57,7 +57,9 @@ def aggregate_metrics(matrices: dict[str, np.ndarray], reps: int = 2000, seed: i
     """
 
     def all_aggregates(scores: np.ndarray) -> np.ndarray:
-        return np.array([aggregate(scores) for aggregate in AGGREGATES.values()])
+        from rliable import metrics
+
+        return np.array([getattr(metrics, name)(scores) for name in AGGREGATES.values()])
 
     points, intervals = _interval_estimates(matrices, all_aggregates, reps, seed)
     rows = []
@@ -81,6 +83,8 @@ def probability_of_improvement(matrices: dict[str, np.ndarray], reps: int = 2000
     """P(X > Y) for every ordered pair of methods, with its 95% CI (rliable)."""
     pairs = list(itertools.permutations(matrices, 2))
     data = {str(i): (matrices[x], matrices[y]) for i, (x, y) in enumerate(pairs)}
+    from rliable import metrics
+
     points, intervals = _interval_estimates(data, metrics.probability_of_improvement, reps, seed)
     return pd.DataFrame(
         [
@@ -98,6 +102,8 @@ def probability_of_improvement(matrices: dict[str, np.ndarray], reps: int = 2000
 
 def significance(scores: pd.DataFrame) -> pd.DataFrame:
     """Per pair of methods and env: difference of means, Welch t-test and Mann-Whitney U p-values (two-sided)."""
+    from scipy import stats
+
     final = final_scores(scores)
     rows = []
     for env, group in final.groupby("env"):
@@ -141,6 +147,8 @@ def sample_efficiency(scores: pd.DataFrame, points: int = 20, reps: int = 2000, 
         for t in grid:
             reached = method_scores[method_scores["timesteps"] <= t]
             at_budget[str(t)] = score_matrices(final_scores(reached))[0][method]
+        from rliable import metrics
+
         estimates, intervals = _interval_estimates(at_budget, metrics.aggregate_iqm, reps, seed)
         for t in at_budget:
             low, high = np.ravel(intervals[t])
@@ -199,6 +207,8 @@ def _plots(out: Path, matrices, summary, improvement, curves, reps: int, seed: i
     all_scores = np.concatenate([m.ravel() for m in matrices.values()])
     tau = np.linspace(all_scores.min(), all_scores.max(), 101)
     with _seeded_global_rng(seed):
+        from rliable import library as rly
+
         profiles, profile_cis = rly.create_performance_profile(matrices, tau, reps=reps)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plot_utils.plot_performance_profiles(

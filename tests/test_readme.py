@@ -1,0 +1,108 @@
+"""The README's commands, as written: the command table against `sb3ma --help`, and every shell command of the
+set-up, rl-zoo and command-line sections run (rl-zoo training with a small step count, `-n 256`)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sb3_masked_attention.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+BIN = Path(sys.executable).parent
+
+
+def section(title: str) -> str:
+    start = README.index(f"\n## {title}")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end != -1 else None]
+
+
+def bash_commands(text: str) -> list[str]:
+    """Commands of the ```bash blocks (continuation lines joined, comments dropped)."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            command = command.split("  #")[0].strip()
+            if command and not command.startswith("#"):
+                commands.append(re.sub(r"\s+", " ", command))
+    return commands
+
+
+def subcommands(parser=None, prefix=()):
+    """Every runnable command path of the parser, e.g. ("ad", "eval")."""
+    parser = parser or build_parser()
+    found = []
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, sub in action.choices.items():
+                found += subcommands(sub, (*prefix, name)) or [(*prefix, name)]
+    return found
+
+
+def table_rows() -> list[tuple[tuple[str, ...], str]]:
+    """(command path, row text) of each `sb3ma ...` row of the README's command table; `a|b` expands."""
+    rows = []
+    for line in section("Command line").splitlines():
+        if not line.startswith("| `sb3ma"):
+            continue
+        cell = line.split(" | ")[0].replace("\\|", "|")  # markdown escapes the | of `ad collect|train|eval`
+        for first, second in re.findall(r"`sb3ma ([a-z][a-z\-]*)(?: ([a-z][a-z|\-]*))?", cell):
+            for sub in second.split("|"):
+                rows.append(((first, sub) if sub else (first,), line))
+    return rows
+
+
+def test_the_command_table_matches_sb3ma_help():
+    table = {path for path, _ in table_rows()}
+    parser_paths = set(subcommands())
+    assert table == parser_paths, f"only in the README: {table - parser_paths}; only in sb3ma: {parser_paths - table}"
+
+
+@pytest.mark.parametrize("path", subcommands(), ids=lambda p: " ".join(p))
+def test_every_subcommand_help_runs_and_has_the_flags_the_table_names(path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([*path, "--help"])
+    assert exit_.value.code == 0
+    help_text = capsys.readouterr().out
+    for row in (r for p, r in table_rows() if p == path):
+        for flag in re.findall(r"(--[a-z][a-z\-]+)", row.split("|")[1]):
+            assert flag in help_text, f"README names {flag} for sb3ma {' '.join(path)}, its --help does not"
+
+
+def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{command!r} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def test_setup_commands_as_written():
+    commands = bash_commands(section("Set-up: two commands"))
+    assert commands == ["make demo", "make test"]
+    # `make test` is what CI runs around this very test; `make demo` prints the promised line.
+    out = run("make demo", ROOT).stdout
+    assert "Evaluation on sb3ma/TMaze-v0: mean return 1.000 ± 0.000 over 50 episodes (normalised score 1.000)" in out
+
+
+def test_rl_zoo_commands_as_written(tmp_path):
+    shutil.copytree(ROOT / "zoo_configs", tmp_path / "zoo_configs")
+    commands = bash_commands(section("rl-zoo"))
+    assert len(commands) == 3 and all(c.startswith("python -m rl_zoo3.") for c in commands)
+    for command in commands:
+        run(command + (" -n 256" if "rl_zoo3.train" in command else ""), tmp_path)
+    assert list((tmp_path / "logs" / "ppo").glob("sb3ma-TMaze-v0_1/sb3ma-TMaze-v0.zip"))
+
+
+def test_command_line_section_commands_as_written(tmp_path):
+    text = section("Command line") + section("Head-mask strategies")
+    inline = [c for c in re.findall(r"`(sb3ma [^`]*)`", text) if not re.search(r"\b[A-Z]+\b|\.\.\.|\[", c)]  # no placeholders
+    assert "sb3ma strategies" in inline and any(c.startswith("sb3ma masks") for c in inline), inline
+    for command in inline:
+        run(command, tmp_path)
+    assert (tmp_path / "masks.png").read_bytes()[:4] == b"\x89PNG"
