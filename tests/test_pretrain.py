@@ -205,3 +205,33 @@ def test_pretrain_command_errors_exit_2(tmp_path):
         text=True,
     )
     assert result.returncode == 2 and "--env" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_pretraining_resumes_after_a_kill_as_if_it_never_stopped(tmp_path, monkeypatch):
+    from sb3_masked_attention.pretrain import train as pretrain_module
+
+    kwargs = dict(env_id="sb3ma/TMaze-v0", updates=6, collect_steps=48, history_len=5, env_kwargs={"corridor_length": 2},
+                  extractor_kwargs=EXTRACTOR, batch_size=4, eval_every=3, schedule="cosine", progress=False)  # fmt: skip
+    straight = pretrain(tmp_path / "straight.pt", **kwargs)
+    real, calls = pretrain_module.validation_losses, []
+
+    def killed(*args, **kw):  # the process dies at the second validation (update 6), after the checkpoint of update 3
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pretrain_module, "validation_losses", killed)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tmp_path / "resumed.pt", **kwargs)
+    monkeypatch.setattr(pretrain_module, "validation_losses", real)
+    assert not (tmp_path / "resumed.pt").exists() and (tmp_path / "resumed.run" / "checkpoint.pt").exists()
+    with pytest.raises(ValueError, match="batch_size=4, not 8"):
+        pretrain(tmp_path / "resumed.pt", **{**kwargs, "batch_size": 8})
+    resumed = pretrain(tmp_path / "resumed.pt", **kwargs)  # resumes at update 3
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(tmp_path / "straight.run" / "tensorboard")).Reload().Tags()["scalars"]
+    assert {"val/inverse_dynamics", "val/masked_reconstruction", "val/forward_dynamics"} <= set(tags)
