@@ -26,7 +26,7 @@ windows (``local_map``, ``tactical_map``) are read afresh each step.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -89,7 +89,7 @@ class TerritoryControlEnv(gym.Env):
     ``players_alive``, ``invalid_action``, and ``is_success`` at the end of an episode.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     START_RADIUS = 2
     START_TROOPS = 100.0
@@ -113,7 +113,7 @@ class TerritoryControlEnv(gym.Env):
     ) -> None:
         self.render_mode = check_render_mode(render_mode)
         if is_map_file(map_name):
-            self._file_land = load_map(map_name, None if map_size is None else self._check_size(map_size))
+            self._file_land: np.ndarray | None = load_map(map_name, None if map_size is None else self._check_size(map_size))
             map_size = self._file_land.shape[0]
         elif map_name in MAP_PRESETS:
             self._file_land = None
@@ -244,6 +244,7 @@ class TerritoryControlEnv(gym.Env):
     def _spawn_players(self) -> None:
         s, r = self.map_size, self.START_RADIUS
         land2d = self._land
+        assert land2d is not None  # set by reset() before any spawn
         # Spawn where a whole start disc is land when possible (erosion by shifts).
         ok = land2d.copy()
         for dy in range(-r, r + 1):
@@ -476,7 +477,8 @@ class TerritoryControlEnv(gym.Env):
         density = self._enemy_density_per_player()
         global_map = self._global_map(density)
         if self._tiles[AGENT]:
-            self._centre = tuple(int(v) - 1 for v in self._agent_sum / self._tiles[AGENT])
+            y, x = self._agent_sum / self._tiles[AGENT]
+            self._centre = (int(y) - 1, int(x) - 1)
         if self._view == self.map_size:
             local_map = global_map.copy()  # the window is the whole map
         else:

@@ -22,6 +22,7 @@ from torch import nn
 
 
 class RotaryEmbedding(nn.Module):
+    inv_freq: torch.Tensor
     """Rotary position embedding (RoFormer) applied to queries and keys of shape ``(B, H, T, D)``.
 
     :param head_dim: per-head feature size (even).
@@ -65,6 +66,7 @@ class KVCache:
         if self.keys is None:
             self.keys, self.values = keys, values
         else:
+            assert self.values is not None
             self.keys, self.values = torch.cat([self.keys, keys], dim=2), torch.cat([self.values, values], dim=2)
         self.seen += keys.shape[2]
         return self.keys, self.values
@@ -78,7 +80,7 @@ class KVCache:
         """
         if max_len < 1:
             raise ValueError(f"max_len={max_len} is invalid: expected an integer >= 1")
-        if self.keys is not None and self.keys.shape[2] > max_len:
+        if self.keys is not None and self.values is not None and self.keys.shape[2] > max_len:
             self.keys, self.values = self.keys[:, :, -max_len:], self.values[:, :, -max_len:]
 
 

@@ -70,8 +70,9 @@ class AttentionLoggingCallback(BaseCallback):
         if not hasattr(extractor, "forward_with_attention"):
             return True
         policy = self.model.policy
-        obs_tensor, _ = policy.obs_to_tensor(self.locals.get("new_obs", self.model._last_obs))
-        observations = preprocess_obs(obs_tensor, policy.observation_space, normalize_images=policy.normalize_images)
+        latest: Any = self.locals.get("new_obs", self.model._last_obs)
+        obs_tensor, _ = policy.obs_to_tensor(latest)
+        observations: Any = preprocess_obs(obs_tensor, policy.observation_space, normalize_images=policy.normalize_images)
         with torch.no_grad():
             _, attention = extractor.forward_with_attention(observations)
         if isinstance(extractor, MultiScaleExtractor):

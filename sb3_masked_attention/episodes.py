@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -51,7 +52,7 @@ def play_episodes(
     maskable = hasattr(model.policy, "action_dist") and type(model).__name__ == "MaskablePPO"
     result = Episodes([], {key: [] for key in info_keys})
     running = np.zeros(n_envs)
-    obs = env.reset()
+    obs: Any = env.reset()
     state, starts = None, np.ones(n_envs, dtype=bool)
     while (counts < targets).any():
         kwargs = {"action_masks": np.stack(env.env_method("action_masks"))} if maskable else {}

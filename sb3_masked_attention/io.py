@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
-    import torch
 
 
 @contextlib.contextmanager
@@ -71,7 +70,7 @@ def save_npz(path: str | os.PathLike, arrays: dict, meta: dict | None = None) ->
 
     extra = {} if meta is None else {"meta": np.array(json.dumps(meta))}
     with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **extra, **arrays)
+        np.savez_compressed(tmp, **extra, **arrays)  # type: ignore[arg-type]  # numpy types **kwds as bool
 
 
 def load_npz(path: str | os.PathLike, keys: tuple[str, ...], what: str, made_by: str) -> tuple[dict, dict | None]:
@@ -95,88 +94,3 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...], what: str, made_by:
         arrays = {key: data[key] for key in data.files if key != "meta"}
         meta = json.loads(str(data["meta"])) if "meta" in data.files else None
     return arrays, meta
-
-
-def record_settings(out: str | os.PathLike, settings: dict, grow: str | None = None) -> None:
-    """Write ``out/train_config.json``, refusing to resume a run directory trained with other settings.
-
-    :param out: the run directory.
-    :param settings: this run's settings (JSON-serialisable).
-    :param grow: a setting that may increase on resume (train on for more updates or epochs).
-    :raises ValueError: naming the first setting that differs from the recorded one.
-    """
-    import json
-
-    config_file = Path(out) / "train_config.json"
-    if config_file.exists():
-        previous = json.loads(config_file.read_text())
-        settings = json.loads(json.dumps(settings))  # tuples -> lists, as they were recorded
-        for key in sorted(set(previous) | set(settings)):
-            old, new = previous.get(key), settings.get(key)
-            if old != new and not (key == grow and isinstance(old, int) and new > old):
-                raise ValueError(
-                    f"{out} was trained with {key}={old!r}, not {new!r}: use a new output directory or the same "
-                    "settings to resume"
-                )
-    write_text_atomic(config_file, json.dumps(settings, indent=2))
-
-
-def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
-    """``torch.save`` a model payload (a dict with a ``format`` number) atomically."""
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def load_checkpoint(path: str | os.PathLike, what: str, made_by: str, format: int) -> dict:
-    """Read a payload written by :func:`save_checkpoint` (``path`` may be a run directory holding ``model.pt``).
-
-    :param what: what the file is, for errors ("AD model").
-    :param made_by: the command that writes such files, for errors.
-    :param format: the payload format number the caller reads.
-    :raises ValueError: no such file, or not a payload of this format.
-    """
-    import torch
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    if not path.is_file():
-        raise ValueError(f"{what} {str(path)!r} does not exist: train one with `{made_by}`")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != format:
-        raise ValueError(f"{str(path)!r} is not an {what} (format {format})")
-    return payload
-
-
-def save_training_state(
-    path: str | os.PathLike,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    schedule: torch.optim.lr_scheduler.LRScheduler,
-    **extra: object,
-) -> None:
-    """Atomically write what resuming needs: model, optimizer and schedule states plus ``extra`` (progress, RNG)."""
-    save_checkpoint(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), **extra}, path
-    )
-
-
-def load_training_state(
-    path: str | os.PathLike,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    schedule: torch.optim.lr_scheduler.LRScheduler,
-) -> dict | None:
-    """Restore a :func:`save_training_state` file into ``model``, ``optimizer`` and ``schedule``; return its
-    extra entries, or None when there is no such file (a fresh run)."""
-    import torch
-
-    if not Path(path).exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(state.pop("model"))
-    optimizer.load_state_dict(state.pop("optimizer"))
-    schedule.load_state_dict(state.pop("schedule"))
-    return state

@@ -21,12 +21,12 @@ from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExt
 from sb3_masked_attention.strategies import HeadMaskStrategy
 
 
-def features_extractors(policy: BasePolicy, expected: type[nn.Module] | None = None) -> list[nn.Module]:
+def features_extractors(policy: BasePolicy, expected: type[nn.Module] | None = None) -> list[Any]:
     """The policy's features extractor(s): the shared one, or the actor's and then the critic's.
 
     :param expected: raise ValueError unless every extractor is of this class.
     """
-    found = [policy.features_extractor]
+    found: list[Any] = [policy.features_extractor]
     if not getattr(policy, "share_features_extractor", True):
         found = [policy.pi_features_extractor, policy.vf_features_extractor]
     if expected is not None:
@@ -94,7 +94,7 @@ class HeadMaskedTransformerPolicy(MultiInputActorCriticPolicy):
         _load_pretrained(self, pretrained_extractor, freeze_extractor)
 
 
-def _register(algorithm: type, name: str, policy: type[BasePolicy]) -> None:
+def _register(algorithm: Any, name: str, policy: type[BasePolicy]) -> None:
     # A fresh dict per class: never mutate an alias table another algorithm may share.
     algorithm.policy_aliases = {**algorithm.policy_aliases, name: policy}
 

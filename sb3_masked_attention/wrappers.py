@@ -59,7 +59,7 @@ class HistoryWrapper(gym.Wrapper):
         obs_space = env.observation_space
         if isinstance(obs_space, spaces.Discrete):
             self._obs_shape: tuple[int, ...] = (int(obs_space.n),)
-            obs_low, obs_high, obs_dtype = np.zeros(self._obs_shape), np.ones(self._obs_shape), np.float32
+            obs_low, obs_high, obs_dtype = np.zeros(self._obs_shape), np.ones(self._obs_shape), np.dtype(np.float32)
         elif isinstance(obs_space, spaces.Box):
             self._obs_shape = obs_space.shape
             obs_low, obs_high, obs_dtype = obs_space.low, obs_space.high, obs_space.dtype
@@ -93,7 +93,9 @@ class HistoryWrapper(gym.Wrapper):
         if self.across_episodes:
             window[EPISODE_START_KEY] = spaces.Box(0.0, 1.0, (T,), dtype=np.float32)
         self.observation_space = spaces.Dict(window)
-        self._buffers = {key: np.zeros(space.shape, dtype=space.dtype) for key, space in window.items()}
+        self._buffers: dict[str, np.ndarray] = {
+            key: np.zeros(space.shape or (), dtype=np.dtype(space.dtype)) for key, space in window.items()
+        }
         self._clear()
         self._last_action = self._action_pad
         self._last_reward = 0.0
@@ -128,7 +130,7 @@ class HistoryWrapper(gym.Wrapper):
         return np.asarray(action, dtype=np.float32).reshape(-1)
 
     def _push(self, obs: Any, action: np.ndarray, reward: float, episode_start: bool) -> dict[str, np.ndarray]:
-        step = {OBS_KEY: self._encode_obs(obs), ACTION_KEY: action, REWARD_KEY: reward, VALID_KEY: 1.0}
+        step: dict[str, Any] = {OBS_KEY: self._encode_obs(obs), ACTION_KEY: action, REWARD_KEY: reward, VALID_KEY: 1.0}
         if self.across_episodes:
             step[EPISODE_START_KEY] = float(episode_start)
         for key, value in step.items():

@@ -86,6 +86,13 @@ class ZooRun:
     manager: Any  # rl_zoo3.exp_manager.ExperimentManager
     n_timesteps: int
 
+    @property
+    def train_env(self) -> VecEnv:
+        """The model's (vectorised, possibly normalised) training envs."""
+        env = self.model.get_env()
+        assert env is not None, "rl-zoo always gives the model its envs"
+        return env
+
     def make_eval_env(self, n_envs: int = 1, seed: int | None = None) -> VecEnv:
         """Evaluation envs wrapped as rl-zoo wraps them (frozen normalisation, raw rewards).
 
@@ -96,7 +103,7 @@ class ZooRun:
 
         env = self.manager.create_envs(n_envs, eval_env=True, no_log=True)
         env.seed(self.manager.seed + 10_000 if seed is None else seed)
-        sync_envs_normalization(self.model.get_env(), env)  # the training statistics, frozen
+        sync_envs_normalization(self.train_env, env)  # the training statistics, frozen
         return env
 
     def save_normalization(self, path: str | os.PathLike) -> None:
@@ -105,7 +112,7 @@ class ZooRun:
 
         from sb3_masked_attention.io import atomic_path
 
-        normalize = unwrap_vec_normalize(self.model.get_env())
+        normalize = unwrap_vec_normalize(self.train_env)
         if normalize is not None:
             with atomic_path(path) as tmp:
                 normalize.save(str(tmp))
@@ -160,5 +167,5 @@ def make_zoo_model(
         config=str(config),
     )
     with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):  # rl-zoo prints its config
-        model, _ = manager.setup_experiment()
+        model, _ = manager.setup_experiment()  # type: ignore[misc]  # None only with --optimize
     return ZooRun(model=model, manager=manager, n_timesteps=manager.n_timesteps)

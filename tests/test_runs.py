@@ -132,7 +132,9 @@ def test_literal_dict_reads_rl_zoo_strings(text, expected):
     assert literal_dict(text) == expected
 
 
-@pytest.mark.parametrize("text", ["__import__('os').system('true')", "dict(a=open('x'))", "dict(a=nn.ReLU)", "[1, 2]", "dict(1)"])
+@pytest.mark.parametrize(
+    "text", ["__import__('os').system('true')", "dict(a=open('x'))", "dict(a=nn.ReLU)", "[1, 2]", "dict(1)"]
+)
 def test_literal_dict_refuses_code(text):
     with pytest.raises(ValueError, match="is not read: expected dict"):
         literal_dict(text)

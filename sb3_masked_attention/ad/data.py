@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -110,15 +110,15 @@ class OptimisticQLearner:
 
 
 def q_learning_run(env: gym.Env, episodes: int, seed: int) -> list[tuple[np.ndarray, int, float, int]]:
-    learner = OptimisticQLearner(env.action_space.n, np.random.default_rng(seed))
+    learner = OptimisticQLearner(int(cast(Any, env.action_space).n), np.random.default_rng(seed))
     record = []
     obs, _ = env.reset(seed=seed)
     for _ in range(episodes):
-        done, episode = False, []
+        done, episode = False, cast(list, [])  # (obs, action, reward, next_obs, terminated)
         while not done:
             action = learner.act(obs)
             next_obs, reward, terminated, truncated, _ = env.step(action)
-            learner.update(obs, action, reward, next_obs, terminated)
+            learner.update(obs, action, float(reward), next_obs, terminated)
             record.append((obs, action, float(reward), len(episode)))
             episode.append((obs, action, reward, next_obs, terminated))
             obs, done = next_obs, terminated or truncated
@@ -133,14 +133,15 @@ class _Recorder(gym.Wrapper):
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self.record: list[tuple[np.ndarray, int, float, int]] = []
-        self._obs, self._t = None, 0
+        self._obs: Any = None
+        self._t = 0
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict]:
         self._obs, info = self.env.reset(**kwargs)
         self._t = 0
         return self._obs, info
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.record.append((self._obs, int(action), float(reward), self._t))
         self._obs, self._t = obs, self._t + 1
@@ -151,7 +152,7 @@ def _ppo_run(env: gym.Env, episodes: int, seed: int) -> list[tuple[np.ndarray, i
     from stable_baselines3 import PPO
 
     recorder = _Recorder(env)
-    steps = episodes * env.unwrapped.episode_length
+    steps = episodes * int(cast(Any, env.unwrapped).episode_length)
     n_steps = min(512, steps)
     model = PPO("MlpPolicy", recorder, n_steps=n_steps, batch_size=min(64, n_steps), seed=seed, device="cpu", verbose=0)
     model.learn(steps)
@@ -191,7 +192,7 @@ def collect_histories(
     probe = gym.make(env_id, **env_kwargs).unwrapped
     if not hasattr(probe, "goals") or not hasattr(probe, "episode_length"):
         raise ValueError(f"env_id={env_id!r} is not a Dark Room env: expected an env with goals and a fixed episode_length")
-    goals = [tuple(int(v) for v in g) for g in (probe.goals if goals is None else goals)]
+    goals = [(int(g[0]), int(g[1])) for g in (probe.goals if goals is None else goals)]
     if not goals:
         raise ValueError("goals is empty: expected at least one goal cell")
     jobs = [(goal, run) for goal in goals for run in range(runs_per_goal)]
@@ -209,9 +210,9 @@ def collect_histories(
         "source": source,
         "episodes": episodes,
         "episode_length": int(probe.episode_length),
-        "n_actions": int(probe.action_space.n),
-        "obs_low": np.asarray(space.low).tolist(),
-        "obs_high": np.asarray(space.high).tolist(),
+        "n_actions": int(cast(Any, probe.action_space).n),
+        "obs_low": np.asarray(cast(Any, space).low).tolist(),
+        "obs_high": np.asarray(cast(Any, space).high).tolist(),
         "seed": seed,
     }
     return Histories(
@@ -232,7 +233,8 @@ def save_histories(histories: Histories, path: str | os.PathLike) -> None:
 def load_histories(path: str | os.PathLike) -> Histories:
     """Read a dataset written by :func:`save_histories`, checking that its arrays agree."""
     arrays, meta = load_npz(path, (*KEYS, "meta"), "dataset", "sb3ma ad collect")
-    histories = Histories(*(arrays[key] for key in KEYS), meta=meta)
+    assert meta is not None  # load_npz checked it is there
+    histories = Histories(**{key: arrays[key] for key in KEYS}, meta=meta)
     runs, steps = histories.actions.shape
     if steps != meta["episodes"] * meta["episode_length"]:
         raise ValueError(

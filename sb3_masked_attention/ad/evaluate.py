@@ -14,7 +14,7 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -50,7 +50,8 @@ def env_goals(env_id: str, split: str, env_kwargs: dict[str, Any] | None = None)
     """The ``split`` (``train``/``test``/``all``) goal cells of a Dark Room env."""
     import envs  # noqa: F401
 
-    return [tuple(g) for g in gym.make(env_id, goals=split, **(env_kwargs or {})).unwrapped.goals]
+    env: Any = gym.make(env_id, goals=split, **(env_kwargs or {})).unwrapped
+    return [(int(g[0]), int(g[1])) for g in env.goals]
 
 
 @torch.no_grad()
@@ -88,7 +89,7 @@ def in_context_returns(
     model.eval()
     max_context = model.context_len if max_context is None else check_int("max_context", max_context)
     envs = make_goal_envs(env_id, goals, env_kwargs)
-    length = envs[0].unwrapped.episode_length
+    length = cast(Any, envs[0].unwrapped).episode_length
     generator = torch.Generator().manual_seed(seed)
     n, n_actions = len(goals), model.n_actions
     returns = np.zeros((n, episodes))
@@ -125,7 +126,7 @@ def in_context_returns(
             reward = torch.tensor([float(r[1]) for r in results])
             returns[:, episode] += reward.numpy()
             prev_action, prev_reward = action, reward
-    return InContextResult(returns, [tuple(g) for g in goals], np.asarray(step_seconds))
+    return InContextResult(returns, [(int(g[0]), int(g[1])) for g in goals], np.asarray(step_seconds))
 
 
 def _last_logits(model: ADTransformer, tokens: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -144,7 +145,7 @@ def source_returns(
 ) -> np.ndarray:
     """The source Q-learner's return per episode ``(goals, episodes)``, averaged over ``runs`` learning runs per goal."""
     envs = make_goal_envs(env_id, goals, env_kwargs)
-    length = envs[0].unwrapped.episode_length
+    length = cast(Any, envs[0].unwrapped).episode_length
     curves = np.zeros((len(goals), episodes))
     for g, env in enumerate(envs):
         for run in range(runs):
@@ -235,7 +236,7 @@ def evaluate_ad(
         model, env_id, goals, episodes, env_kwargs, seed=seed, greedy=greedy, use_cache=use_cache, compress=compress
     )
     source = source_returns(env_id, goals, episodes, runs=source_runs, env_kwargs=env_kwargs, seed=seed)
-    probe = make_goal_envs(env_id, goals[:1], env_kwargs)[0].unwrapped
+    probe: Any = make_goal_envs(env_id, goals[:1], env_kwargs)[0].unwrapped
     optimal = float(np.mean([probe.optimal_return_for(g) for g in goals]))
     random = float(np.mean([probe.random_return_for(g) for g in goals]))
     table = curves_table({label: result.returns, f"source ({meta['source']})": source}, goals)

@@ -48,6 +48,10 @@ class ADTransformer(nn.Module):
         attention-weight dropout is left out: with a mask it takes SDPA off its fused path, 6x slower on CPU).
     """
 
+    obs_low: torch.Tensor
+    obs_offsets: torch.Tensor
+    obs_max: torch.Tensor
+
     def __init__(
         self,
         n_actions: int,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -161,7 +161,7 @@ def capture_ad(
 
     steps, stride = check_int("steps", steps), check_int("stride", stride)
     model, meta = load_ad_model(model_path)
-    goal = tuple(goal) if goal is not None else env_goals(meta["env_id"], "test", meta["env_kwargs"])[0]
+    goal = (goal[0], goal[1]) if goal is not None else env_goals(meta["env_id"], "test", meta["env_kwargs"])[0]
     env = make_goal_envs(meta["env_id"], [goal], meta["env_kwargs"])[0]
     n_actions, context = model.n_actions, model.context_len
     recorder = AttentionRecorder(steps, len(model.blocks), model.config["n_heads"], context, full_samples)
@@ -225,13 +225,15 @@ def capture_sb3(
     extractor = transformer_of(model)
     env = make_eval_env(model, env_id, seed, env_kwargs)
     context = extractor.history_len
-    recorder = AttentionRecorder(steps, len(extractor.blocks), extractor.blocks[0].attn.n_heads, context, full_samples)
-    obs, total, start = env.reset(), 0, True
+    attentions = extractor.attentions()
+    recorder = AttentionRecorder(steps, len(attentions), attentions[0].n_heads, context, full_samples)
+    obs: Any = env.reset()
+    total, start = 0, True
     while recorder.count < steps:
         action, _ = model.predict(obs, deterministic=True)
         if total % stride == 0:
             tensors, _ = model.policy.obs_to_tensor(obs)
-            _, weights = extractor.forward_with_attention(tensors)
+            _, weights = extractor.forward_with_attention(cast(dict, tensors))
             n = int((obs[VALID_KEY][0] > 0).sum())
             full = [w[0, :, -n:, -n:] for w in weights] if recorder.wants_full() else None
             next_obs, reward, done, _ = env.step(action)

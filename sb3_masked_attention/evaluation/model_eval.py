@@ -12,7 +12,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import torch
@@ -41,7 +41,8 @@ def load_sb3_model(path: str | os.PathLike, algo: str = "ppo", device: str = "cp
         raise ValueError(f"algo={algo!r} is unknown: expected one of {list(classes)}")
     if not Path(path).is_file():
         raise ValueError(f"model file {str(path)!r} does not exist")
-    return classes[algo].load(path, device=device)
+    algorithm: Any = classes[algo]  # each class's own load()
+    return algorithm.load(path, device=device)
 
 
 def make_eval_env(
@@ -59,7 +60,10 @@ def make_eval_env(
     wrapper, wrapper_kwargs = None, None
     if hasattr(space, "spaces") and VALID_KEY in space.spaces:
         wrapper = HistoryWrapper
-        wrapper_kwargs = {"history_len": space[VALID_KEY].shape[0], "across_episodes": EPISODE_START_KEY in space.spaces}
+        wrapper_kwargs = {
+            "history_len": space.spaces[VALID_KEY].shape[0],
+            "across_episodes": EPISODE_START_KEY in space.spaces,
+        }
     env = make_vec_env(
         env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrapper, wrapper_kwargs=wrapper_kwargs
     )
@@ -71,13 +75,14 @@ def make_eval_env(
 
 def transformer_of(model: BaseAlgorithm) -> HeadMaskedTransformerExtractor:
     """The model's (actor's) head-masked transformer extractor; ValueError if it has none."""
-    return features_extractors(model.policy, HeadMaskedTransformerExtractor)[0]
+    return cast(HeadMaskedTransformerExtractor, features_extractors(model.policy, HeadMaskedTransformerExtractor)[0])
 
 
 @contextlib.contextmanager
 def ablate_head(extractor: HeadMaskedTransformerExtractor, head: int, layer: int | None = None) -> Iterator[None]:
     """Zero ``head``'s output in ``layer`` (None: every layer) for the duration of the block."""
-    head_dim = extractor.blocks[0].attn.head_dim
+    attentions = extractor.attentions()
+    head_dim = attentions[0].head_dim
     columns = slice(head * head_dim, (head + 1) * head_dim)
 
     def zero_head(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -85,8 +90,8 @@ def ablate_head(extractor: HeadMaskedTransformerExtractor, head: int, layer: int
         heads[..., columns] = 0.0
         return (heads, *args[1:])
 
-    layers = range(len(extractor.blocks)) if layer is None else [layer]
-    hooks = [extractor.blocks[i].attn.out_proj.register_forward_pre_hook(zero_head) for i in layers]
+    layers = range(len(attentions)) if layer is None else [layer]
+    hooks = [attentions[i].out_proj.register_forward_pre_hook(zero_head) for i in layers]
     try:
         yield
     finally:
@@ -119,7 +124,7 @@ def evaluate_model(
     variants: list[tuple[int, int | None]] = [(-1, None)]
     if ablate_heads:
         extractor = transformer_of(model)
-        n_heads, n_layers = extractor.blocks[0].attn.n_heads, len(extractor.blocks)
+        n_heads, n_layers = extractor.attentions()[0].n_heads, len(extractor.attentions())
         variants += [(h, None) for h in range(n_heads)]
         if n_layers > 1:
             variants += [(h, layer) for layer in range(n_layers) for h in range(n_heads)]

@@ -181,11 +181,11 @@ def execute_run(run: Run, run_dir: str, torch_threads: int = 1) -> list[dict[str
         seed=run.seed,
         tensorboard_log=str(run_path / "tensorboard"),
     )
-    model, eval_env = zoo.model, zoo.make_eval_env(1, seed=run.seed + 10_000)
+    model, train_env, eval_env = zoo.model, zoo.train_env, zoo.make_eval_env(1, seed=run.seed + 10_000)
     rows: list[dict[str, Any]] = []
 
     def evaluate() -> None:
-        sync_envs_normalization(model.get_env(), eval_env)
+        sync_envs_normalization(train_env, eval_env)
         score = play_episodes(model, eval_env, run.eval_episodes).mean
         rows.append(
             {"method": run.method.name, "env": run.env_id, "seed": run.seed, "timesteps": model.num_timesteps, "score": score}
@@ -207,7 +207,7 @@ def execute_run(run: Run, run_dir: str, torch_threads: int = 1) -> list[dict[str
     if not rows or rows[-1]["timesteps"] != model.num_timesteps:
         evaluate()
     eval_env.close()
-    model.get_env().close()
+    train_env.close()
     seconds = time.perf_counter() - start  # training and evaluations: what a study budget is made of
     return [{**row, "seconds": round(seconds, 2)} for row in rows]
 

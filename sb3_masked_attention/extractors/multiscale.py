@@ -41,9 +41,10 @@ class ChannelAttention(nn.Module):
     def __init__(self, channels: int, reduction: int = 8) -> None:
         super().__init__()
         hidden = max(channels // reduction, 4)
-        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels))
-        nn.init.zeros_(self.mlp[-1].weight)  # gates start at exactly 1
-        nn.init.zeros_(self.mlp[-1].bias)
+        last = nn.Linear(hidden, channels)
+        nn.init.zeros_(last.weight)  # gates start at exactly 1
+        nn.init.zeros_(last.bias)
+        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), last)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:param x: ``(B, C, H, W)``. :return: gated ``x`` and the gates ``(B, C)`` in (0, 2)."""
@@ -68,7 +69,7 @@ class SpatialAttention(nn.Module):
             raise ValueError(f"kernel_size={kernel_size} is invalid: expected an odd integer >= 1")
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
         nn.init.zeros_(self.conv.weight)  # gates start at exactly 1
-        nn.init.zeros_(self.conv.bias)
+        nn.init.zeros_(self.conv.bias)  # type: ignore[arg-type]  # Conv2d has a bias by default
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:param x: ``(B, C, H, W)``. :return: gated ``x`` and the attention map ``(B, H, W)`` in (0, 1)."""
@@ -189,7 +190,7 @@ class MultiScaleExtractor(BaseFeaturesExtractor):
                 key: AttentionCNNBranch(
                     space.shape[0],
                     branch_dim,
-                    tuple(cnn_channels),
+                    (cnn_channels[0], cnn_channels[1], cnn_channels[2]),
                     use_attention=self.use_attention,
                     attention_stages=tuple(attention_stages),
                 )
@@ -278,8 +279,10 @@ class MultiScaleExtractorWithAttention(MultiScaleExtractor):
         weighted = scales * weights[None, :, None]
         global_features = self._global(observations)
         if global_features is None:
+            assert self.learned_query is not None  # built when there are no vector inputs
             query = self.learned_query.expand(scales.shape[0], -1, -1)
         else:
+            assert self.query is not None
             query = self.query(global_features)[:, None, :]
         attended, cross = self.cross_attention(
             self.norm(query), context=self.norm(weighted + self.scale_embedding), need_weights=True

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from sb3_masked_attention.attention import TransformerBlock
+from sb3_masked_attention.attention import MaskedMultiHeadAttention, TransformerBlock
 from sb3_masked_attention.masks import head_window_mask
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.validation import check_int
@@ -121,6 +123,10 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
         """The head masks the layers use for this batch: BoolTensor ``(B, H, T, T)``."""
         return head_window_mask(observations[VALID_KEY] > 0, self.head_fractions)
 
+    def attentions(self) -> list[MaskedMultiHeadAttention]:
+        """Each layer's attention module (head ablation and capture hook into them)."""
+        return [cast(TransformerBlock, block).attn for block in self.blocks]
+
     def forward_with_attention(self, observations: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Features ``(B, d_model)`` and the attention weights of every layer, each ``(B, H, T, T)``."""
         return self._forward(observations, need_weights=True)
@@ -138,7 +144,7 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
         """Where each observation key sits inside a token, e.g. ``{"obs": slice(0, 4), "prev_action": slice(4, 6), ...}``."""
         slices, start = {}, 0
         for key in self.token_keys:
-            size = int(np.prod(self._observation_space[key].shape[1:]))
+            size = int(np.prod((cast(spaces.Dict, self._observation_space)[key].shape or ())[1:]))
             slices[key], start = slice(start, start + size), start + size
         return slices
 

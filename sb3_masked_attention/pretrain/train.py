@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -56,7 +56,7 @@ def collect_windows(
 
         model = load_sb3_model(model_path)
     venv.action_space.seed(seed)
-    obs = venv.reset()
+    obs: Any = venv.reset()
     rows: dict[str, list[np.ndarray]] = {key: [] for key in obs}
     collected = 0
     with tqdm(total=steps, desc="collecting windows", unit="step", disable=not progress) as bar:
@@ -193,7 +193,8 @@ def pretrain(
     run = RunDir(Path(out).with_suffix(".run"), settings, grow=("updates",))
 
     torch.manual_seed(seed)
-    if dataset is not None:
+    if env_id is None:  # a saved dataset (checked above)
+        assert dataset is not None
         windows, discrete = load_windows(dataset)
         n_val = int(len(windows[VALID_KEY]) * config.val_fraction)
         split = len(windows[VALID_KEY]) - n_val
@@ -209,8 +210,10 @@ def pretrain(
     extractor = HeadMaskedTransformerExtractor(window_space(windows), **extractor_kwargs)
     slices = extractor.token_slices()
     layout = TokenLayout(obs=slices[OBS_KEY], action=slices[ACTION_KEY], discrete_action=discrete)
-    heads = make_objectives(list(config.objectives), extractor.config["d_model"], layout, options)
-    if dataset is None:  # collected after the model is built, so the training run is the same with or without it
+    heads = make_objectives(list(config.objectives), int(cast(int, extractor.config["d_model"])), layout, options)
+    if (
+        env_id is not None and dataset is None
+    ):  # collected after the model is built, so the training run is the same with or without it
         n_val = int(config.collect_steps * config.val_fraction)
         val_windows = (
             collect_windows(env_id, config.history_len, n_val, env_kwargs, model_path, seed=seed + 10_000, progress=False)[0]
@@ -243,7 +246,7 @@ def pretrain(
     ):
         index = torch.randint(n, (batch_size,), generator=generator)
         losses = losses_of({key: value[index] for key, value in tensors.items()}, generator)
-        total = sum(losses.values())
+        total = torch.stack(list(losses.values())).sum()
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(list(trainee.parameters()), 1.0)
@@ -270,7 +273,7 @@ def validation_losses(
     """Mean objective losses over ``windows`` in eval mode, with a fixed masking seed (comparable across updates)."""
     trainee.eval()
     rng = torch.Generator().manual_seed(seed + 1)
-    n, totals = len(windows[VALID_KEY]), {}
+    n, totals = len(windows[VALID_KEY]), cast(dict[str, float], {})
     for start in range(0, n, 256):
         batch = {key: value[start : start + 256] for key, value in windows.items()}
         for name, loss in losses_of(batch, rng).items():

@@ -39,7 +39,7 @@ class SequenceTrainConfig:
 
     def model_kwargs(self) -> dict:
         """Keyword arguments of the chosen architecture (the GRU has no heads)."""
-        kwargs = {"input_dim": self.input_dim, "n_layers": self.n_layers}
+        kwargs: dict = {"input_dim": self.input_dim, "n_layers": self.n_layers}
         if self.arch == "attention":
             kwargs.update(n_heads=self.n_heads, head_mask_strategy=self.head_mask_strategy)
         return kwargs

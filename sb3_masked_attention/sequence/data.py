@@ -120,7 +120,7 @@ def _spans(log: EventLog, config: WindowConfig) -> list[tuple[int, int, int]]:
 def _fill(log: EventLog, spans: list[tuple[int, int, int]], config: WindowConfig) -> Windows:
     """The arrays of the windows whose decision point is just before event ``start`` of each span."""
     n, T, L, K = len(spans), config.max_history, config.max_actions, len(log.enum_values)
-    a = {
+    a: dict[str, np.ndarray] = {
         "h_event": np.zeros((n, T), np.int64),
         "h_enums": np.zeros((n, T, K), np.int64),
         "h_xy": np.zeros((n, T, 2), np.float32),

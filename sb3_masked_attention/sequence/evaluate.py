@@ -182,7 +182,7 @@ def plot_timing_distribution(gaps: dict[str, np.ndarray], path: str | os.PathLik
         style = {"color": "black", "linewidth": 2.0} if name == "real" else {"linewidth": 1.5}
         ax.hist(
             np.asarray(values) * 1000.0,
-            bins=bins,
+            bins=bins.tolist(),
             density=True,
             histtype="step",
             label=f"{name} ({len(values)} actions)",

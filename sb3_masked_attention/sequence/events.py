@@ -20,7 +20,7 @@ import csv
 import itertools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,7 +90,7 @@ def _float(value: str, column: str, row: int, path: str) -> float:
 def load_events(  # noqa: C901  (one check per documented mistake, each naming the row)
     path: str | os.PathLike,
     event_types: Sequence[str] | None = None,
-    enum_values: dict[str, Sequence[str]] | None = None,
+    enum_values: Mapping[str, Sequence[str]] | None = None,
     min_events: int = 2,
 ) -> EventLog:
     """Read and validate an event-log CSV.
@@ -212,7 +212,7 @@ def _fitts(distance: float, width: float = 50.0) -> float:
 
 def _routine(hotspots: np.ndarray, rng: np.random.Generator) -> list[tuple]:
     """A player's routine: 2-4 activities replayed in turn (a rotation, a build order)."""
-    activities = []
+    activities: list[tuple] = []
     for kind in rng.choice(["burst", "combo", "pointer"], size=int(rng.integers(2, 5))):
         if kind == "burst":  # mashing one key at a steady fast rhythm
             activities.append(

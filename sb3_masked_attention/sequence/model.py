@@ -70,6 +70,9 @@ class MultiScaleTimingProcessor(nn.Module):
     :param max_gap: longest time represented (seconds), the slow range's upper end.
     """
 
+    low: torch.Tensor
+    high: torch.Tensor
+
     def __init__(self, input_dim: int, hidden: int = 64, min_gap: float = 0.005, max_gap: float = 10.0) -> None:
         super().__init__()
         check_int("input_dim", input_dim)
@@ -570,4 +573,5 @@ class AdvancedAttentionDecoder(SequenceModel):
         x, crossed = actions, None
         for layer in self.decoder_layers:
             x, crossed, _ = layer(x, memory, self_mask, memory_mask)
+        assert crossed is not None  # n_layers >= 1
         return self.decoder_norm(x), crossed

@@ -158,12 +158,12 @@ def train_sequence_model(
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             bar.update(1)
-        row = {"epoch": epoch + 1, **{f"train_{k}": v / batches for k, v in sums.items()}}
+        row: dict[str, float] = {"epoch": epoch + 1, **{f"train_{k}": v / batches for k, v in sums.items()}}
         row.update({f"val_{k}": v for k, v in validation_losses(model, val_windows).items()})
         history.append(row)
-        for key, value in row.items():
+        for key, number in row.items():
             if key != "epoch":
-                writer.add_scalar(key.replace("_", "/", 1), value, epoch + 1)
+                writer.add_scalar(key.replace("_", "/", 1), number, epoch + 1)
         bar.set_postfix(train=f"{row['train_total']:.3f}", val=f"{row['val_total']:.3f}")
         if row["val_total"] < best:
             best = row["val_total"]
