@@ -20,9 +20,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pandas as pd
-from stable_baselines3.common.evaluation import evaluate_policy
 
 import envs
+from sb3_masked_attention.episodes import play_episodes
 from sb3_masked_attention.io import append_row, atomic_path, read_rows, write_text_atomic
 from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, make_zoo_model
 
@@ -67,9 +67,7 @@ def learn(seed: int, eval_episodes: int) -> None:
             start = time.perf_counter()
             run.model.learn(run.n_timesteps, progress_bar=True)
             seconds = time.perf_counter() - start
-            returns, _ = evaluate_policy(
-                run.model, run.make_eval_env(1), n_eval_episodes=eval_episodes, deterministic=True, return_episode_rewards=True
-            )
+            returns = play_episodes(run.model, run.make_eval_env(1), eval_episodes).returns
         bare = gym.make(env_id, **env_kwargs).unwrapped
         mean = float(np.mean(returns))
         row = dict(
