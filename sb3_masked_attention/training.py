@@ -170,7 +170,11 @@ def add_subparsers(commands: Any) -> None:
     common(cmd)
     cmd.set_defaults(func=_cmd_train)
 
-    demo = commands.add_parser("demo", help="train on a 10-step T-maze (about 30 s on 2 cores) and print the evaluation")
+    demo_config = DemoConfig()
+    demo = commands.add_parser(
+        "demo",
+        help=f"train {demo_config.total_timesteps} steps on a {demo_config.corridor_length}-step T-maze, print the evaluation",
+    )
     common(demo)
     demo.set_defaults(func=_cmd_demo)
 
