@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sb3_contrib import MaskablePPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -49,7 +50,7 @@ def play_episodes(
     n_envs = env.num_envs
     targets = np.array([(n_episodes + i) // n_envs for i in range(n_envs)])  # as evaluate_policy splits them
     counts = np.zeros(n_envs, dtype=int)
-    maskable = hasattr(model.policy, "action_dist") and type(model).__name__ == "MaskablePPO"
+    maskable = isinstance(model, MaskablePPO)
     result = Episodes([], {key: [] for key in info_keys})
     running = np.zeros(n_envs)
     obs: Any = env.reset()

@@ -16,6 +16,8 @@ from typing import Any, cast
 
 import pandas as pd
 import torch
+from sb3_contrib import MaskablePPO, RecurrentPPO
+from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
@@ -28,21 +30,17 @@ from sb3_masked_attention.policies import features_extractors
 from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.wrappers import EPISODE_START_KEY, VALID_KEY, HistoryWrapper
 
-ALGORITHMS = ("ppo", "a2c", "maskable_ppo", "ppo_lstm")
+#: rl-zoo algorithm names and the classes that load their models.
+ALGORITHMS: dict[str, Any] = {"ppo": PPO, "a2c": A2C, "maskable_ppo": MaskablePPO, "ppo_lstm": RecurrentPPO}
 
 
 def load_sb3_model(path: str | os.PathLike, algo: str = "ppo", device: str = "cpu") -> BaseAlgorithm:
     """Load a saved SB3 / sb3-contrib model (``algo`` as rl-zoo names it)."""
-    from sb3_contrib import MaskablePPO, RecurrentPPO
-    from stable_baselines3 import A2C, PPO
-
-    classes = {"ppo": PPO, "a2c": A2C, "maskable_ppo": MaskablePPO, "ppo_lstm": RecurrentPPO}
-    if algo not in classes:
-        raise ValueError(f"algo={algo!r} is unknown: expected one of {list(classes)}")
+    if algo not in ALGORITHMS:
+        raise ValueError(f"algo={algo!r} is unknown: expected one of {list(ALGORITHMS)}")
     if not Path(path).is_file():
         raise ValueError(f"model file {str(path)!r} does not exist")
-    algorithm: Any = classes[algo]  # each class's own load()
-    return algorithm.load(path, device=device)
+    return ALGORITHMS[algo].load(path, device=device)
 
 
 def make_eval_env(
