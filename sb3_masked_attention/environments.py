@@ -35,6 +35,29 @@ def check_env_id(env_id: str) -> None:
         raise ValueError(f"env {env_id!r} is not registered: {error}") from None
 
 
+def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any] | None) -> None:
+    """Raise ValueError if ``env_id`` is not registered or its constructor does not take one of ``env_kwargs``."""
+    import inspect
+
+    from gymnasium.envs.registration import load_env_creator
+
+    check_env_id(env_id)
+    if not env_kwargs:
+        return
+    entry_point = gym.spec(env_id).entry_point
+    creator: Any = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+    try:
+        parameters = inspect.signature(creator).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin): the env itself will check
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(env_kwargs) - set(parameters))
+    if unknown:
+        accepted = [name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        raise ValueError(f"env {env_id!r} does not take the keyword argument(s) {unknown}: it takes {accepted}")
+
+
 def make_history_vec_env(
     env_id: str,
     history_len: int,
@@ -44,7 +67,7 @@ def make_history_vec_env(
     across_episodes: bool = False,
 ) -> VecEnv:
     """``make_vec_env`` with every copy wrapped in :class:`HistoryWrapper`."""
-    register_envs()
+    check_env_kwargs(env_id, env_kwargs)
     return make_vec_env(
         env_id,
         n_envs=n_envs,

@@ -22,7 +22,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         choose the format from it (matplotlib) or append one (SB3 appends ``.zip``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder: expected a file name to write")
+    make_dir(path.parent, "the folder of")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files; give the permissions a plain open() would
@@ -32,6 +34,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def make_dir(path: str | os.PathLike, what: str = "output directory") -> Path:
+    """Create the folder ``path`` (and its parents); raise ValueError if it, or a parent, is an existing file."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise ValueError(f"{what} {str(path)!r} cannot be made: {str(part)!r} is a file, not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _umask() -> int:

@@ -144,10 +144,11 @@ def make_zoo_model(
     :param verbose: rl-zoo / SB3 verbosity.
     :param device: torch device of the model.
     """
-    import rl_zoo3.import_envs  # noqa: F401  (registers CartPoleNoVel-v1 and friends)
     from rl_zoo3.exp_manager import ExperimentManager
 
-    import envs  # noqa: F401  (registers sb3ma/ ids and the policy aliases)
+    from sb3_masked_attention.environments import check_env_kwargs
+
+    check_env_kwargs(env_id, env_kwargs)  # registers the sb3ma/ and rl-zoo ids and the policy aliases
 
     config = Path(conf_file) if conf_file is not None else rl_zoo_config(algo)
     if not config.exists():

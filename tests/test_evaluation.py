@@ -101,13 +101,33 @@ def test_min_max_normalisation_and_file(tmp_path):
             lambda df: df[~((df.method == "b") & (df.env == "CartPoleNoVel-v1"))],
             r"method 'b' has runs on \['sb3ma/TMaze-v0'\] but none on \['CartPoleNoVel-v1'\]",
         ),
-        (lambda df: df.assign(score=df["score"].where(df.index != 3)), "NaN or non-numeric score.*line\\(s\\) 5"),
+        (lambda df: df.assign(score=df["score"].where(df.index != 3)), "'score' has 1 value.*not a finite.*line\\(s\\) 5"),
         (lambda df: df[df.seed < 2], "has 2 run\\(s\\).*at least 3"),
+        # a repeated run is refused, never counted as one more run
+        (lambda df: pd.concat([df, df.iloc[[4]]]), "run method='a', env='sb3ma/TMaze-v0', seed=4 on CSV lines 6, 22"),
+        # a NaN seed would drop the run from the groups silently
+        (lambda df: df.assign(seed=df["seed"].where(df.index != 2)), "'seed' has 1 value.*not an integer.*line\\(s\\) 4"),
+        (lambda df: df.assign(seed=df["seed"] + 0.5), "'seed' has 20 value"),
     ],
 )
 def test_bad_scores_name_the_problem(edit, message):
     with pytest.raises(ValueError, match=message):
         validate_scores(edit(make_scores()))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # a NaN timesteps would sort last and become the run's final score
+        (lambda df: df.assign(timesteps=df["timesteps"].where(df.index != 7)), "'timesteps' has 1 value.*line\\(s\\) 9"),
+        (lambda df: df.assign(timesteps=df["timesteps"].astype(object).where(df.index > 0, "ten")), "'timesteps' has 1"),
+        # the same evaluation point twice with different scores: which one is the run's?
+        (lambda df: pd.concat([df, df.iloc[[5]].assign(score=9.0)]), "seed=2, timesteps=2000 on CSV lines 7, 42"),
+    ],
+)
+def test_bad_learning_curves_name_the_problem(edit, message):
+    with pytest.raises(ValueError, match=message):
+        validate_scores(edit(make_scores(timesteps=[1000, 2000])).reset_index(drop=True))
 
 
 def test_report_files_and_cli(tmp_path):

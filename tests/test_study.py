@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sb3_masked_attention.evaluation.study import load_study, run_study, study_lock
+from sb3_masked_attention.evaluation.study import StudyFailed, load_study, run_study, study_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PPO = {"n_envs": 2, "n_steps": 32, "batch_size": 64, "n_epochs": 1}
@@ -140,36 +140,153 @@ def test_ray_backend_gives_the_local_results(tmp_path):
     pd.testing.assert_frame_equal(local, remote)
 
 
+MARKER = "sb3ma-study-marker"
+
+
+def _method(**hyperparams):
+    return {"algo": "ppo", "conf_file": str(ROOT / "zoo_configs" / "ppo.yml"), "hyperparams": {**TINY_PPO, **hyperparams}}
+
+
+def _env(**entry):
+    return {"sb3ma/TMaze-v0": {"n_timesteps": 64, **entry}}
+
+
+CODE = "dict(features_extractor_kwargs=__import__('os').system('touch " + MARKER + "'))"
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp* write them) of sockets listening on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
+def test_local_ray_listens_on_the_loopback_interface_only():
+    ray = pytest.importorskip("ray")
+    from sb3_masked_attention.evaluation.study import start_local_ray
+
+    loopback = {"0100007F", "0000000000000000FFFF00000100007F"}  # 127.0.0.1 as IPv4 and as IPv4-mapped IPv6
+    start_local_ray(1)
+    try:
+        host, gcs_port = ray.get_runtime_context().gcs_address.rsplit(":", 1)
+        node = ray.nodes()[0]
+        assert host == "127.0.0.1" and node["NodeManagerAddress"] == "127.0.0.1"
+        for port in (int(gcs_port), node["NodeManagerPort"], node["ObjectManagerPort"]):
+            assert _listening_addresses(port) and _listening_addresses(port) <= loopback, port
+    finally:
+        ray.shutdown()
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"envs": None}, "has no 'envs'"),
         ({"seeds": "ten"}, "seeds='ten'"),
         ({"seeds": 0}, "seeds=0"),
+        ({"seeds": [0, 0]}, r"repeat \[0\]: each seed is one run"),
+        ({"seeds": [-1]}, "integers >= 0"),
+        ({"seed": 1}, r"study file study.yml has unknown key\(s\) \['seed'\]"),
+        ({"eval_frequency": 64}, r"unknown key\(s\) \['eval_frequency'\]"),
+        ({"envs": _env(env_kwrgs={"corridor_length": 3})}, r"env 'sb3ma/TMaze-v0' has unknown key\(s\) \['env_kwrgs'\]"),
+        ({"envs": _env(env_kwargs={"corridor_lenght": 3})}, r"does not take the keyword argument\(s\) \['corridor_lenght'\]"),
+        ({"envs": {"NoSuchEnv-v0": {"n_timesteps": 64}}}, "env 'NoSuchEnv-v0' is not registered"),
+        ({"envs": {"os:Evil-v0": {"n_timesteps": 64}}}, "'os:Evil-v0' is not usable as a folder name"),
+        ({"envs": {"../x": {"n_timesteps": 64}}}, "'../x' is not usable as a folder name"),
+        ({"methods": {"../../x": _method()}}, "method '../../x' is not usable as a folder name"),
+        ({"methods": {".hidden": _method()}}, "'.hidden' is not usable"),
+        ({"name": "a/b"}, "name 'a/b' is not usable"),
         ({"methods": {"m": {"algo": "ppo", "policy": "x"}}}, r"unknown key\(s\) \['policy'\]"),
         ({"methods": {"m": {"algo": "ppo", "conf_file": "nope.yml"}}}, "conf_file 'nope.yml' does not exist"),
+        ({"methods": {"m": {"algo": "ppo", "conf_file": "study.yml.py"}}}, "is not a .yml/.yaml file"),
         ({"methods": {"m": {"conf_file": "x"}}}, "has no 'algo'"),
+        ({"methods": {"m": {"algo": "ppo_xl"}}}, "algo 'ppo_xl' is unknown to rl-zoo"),
+        ({"methods": {"m": _method(bogus=1)}}, "hyperparams key 'bogus' is not an argument of ppo"),
+        ({"methods": {"m": _method(n_timesteps=5)}}, "'n_timesteps' belongs in the env entry"),
+        ({"methods": {"m": _method(env_wrapper="os.system")}}, "'env_wrapper' names Python code"),
+        ({"methods": {"m": _method(policy_kwargs=CODE)}}, "policy_kwargs=.* is not read: expected dict"),
+        # rl-zoo would eval these strings: they must never reach it
+        ({"methods": {"m": _method(normalize="__import__('os')")}}, "hyperparams normalize=.* is not read"),
+        ({"methods": {"m": _method(policy_kwargs="dict(pretrained_extractor='trunks/{env}.pt')")}}, "pretrained_extractor"),
         ({"envs": {"CartPoleNoVel-v1": {}}}, "has no 'n_timesteps'"),
     ],
 )
-def test_bad_study_files_name_the_problem(tmp_path, change, message):
+def test_bad_study_files_name_the_problem(tmp_path, monkeypatch, change, message):
+    monkeypatch.chdir(tmp_path)
     path = write_study(tmp_path / "study.yml")
+    (tmp_path / "study.yml.py").write_text(f"import os\nos.system('touch {MARKER}')\n")
     spec = yaml.safe_load(path.read_text())
     spec.update(change)
     spec = {key: value for key, value in spec.items() if value is not None}
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(ValueError, match=message):
         load_study(path)
+    with pytest.raises(ValueError, match=message):  # and the runner refuses it before any run starts
+        run_study(path, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "runs").exists() and not (tmp_path / "out" / "study.yml").exists()
+    assert not (tmp_path / MARKER).exists(), "code from the study file ran"
 
 
-def test_env_placeholder_in_hyperparams(tmp_path):
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "study.yml"
+    path.write_text("name: x\nenvs: {a: 1\nmethods: []\n")
+    with pytest.raises(ValueError, match="study file '.*study.yml' is not valid YAML at line 3"):
+        load_study(path)
+
+
+def test_spec_the_policy_rejects_is_refused_before_any_run(tmp_path):
+    path = write_study(tmp_path / "study.yml", seeds=1, methods=("none",))
+    spec = yaml.safe_load(path.read_text())
+    spec["methods"]["none"]["hyperparams"]["policy_kwargs"] = "dict(head_mask_strateg='none')"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="'none' on env 'sb3ma/TMaze-v0' cannot be built: TypeError: .*head_mask_strateg"):
+        run_study(path, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "runs").exists()
+    spec["methods"]["none"]["hyperparams"]["policy_kwargs"] = "dict(head_mask_strategy='none')"  # fixed: the study starts
+    path.write_text(yaml.safe_dump(spec))
+    assert len(run_study(path, tmp_path / "out", workers=1, progress=False)) == 2
+
+
+def test_a_failed_run_is_reported_and_the_others_kept(tmp_path):
+    path = write_study(tmp_path / "study.yml", seeds=1, methods=("none",))
+    spec = yaml.safe_load(path.read_text())
+    # target_kl="x" passes every check and fails at the first update
+    spec["methods"]["broken"] = {**spec["methods"]["none"], "hyperparams": {**TINY_PPO, "target_kl": "x"}}
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    with pytest.raises(StudyFailed, match="1 run.* failed, first broken/sb3ma-TMaze-v0/seed0: TypeError") as failure:
+        run_study(path, out, workers=2, progress=False)
+    assert list(failure.value.failed) == ["broken/sb3ma-TMaze-v0/seed0"]
+    assert "Traceback" in (out / "runs" / "broken" / "sb3ma-TMaze-v0" / "seed0" / "error.txt").read_text()
+    kept = out / "runs" / "none" / "sb3ma-TMaze-v0" / "seed0" / "result.csv"
+    assert kept.exists() and set(pd.read_csv(out / "scores.csv")["method"]) == {"none"}
+    stamp = kept.stat().st_mtime_ns
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_masked_attention.cli", "study", "run", str(path), "--dir", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "broken/sb3ma-TMaze-v0/seed0" in result.stderr
+    assert kept.stat().st_mtime_ns == stamp, "a finished run was redone"
+
+
+def test_env_placeholder_in_hyperparams(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     spec = yaml.safe_load(write_study(tmp_path / "s.yml").read_text())
     spec["envs"]["CartPoleNoVel-v1"] = {"n_timesteps": 64}
     spec["methods"]["specialized"]["hyperparams"]["policy_kwargs"] = "dict(pretrained_extractor='trunks/{env}.pt')"
     (tmp_path / "s.yml").write_text(yaml.safe_dump(spec))
+    (tmp_path / "trunks").mkdir()
+    for slug in ("sb3ma-TMaze-v0", "CartPoleNoVel-v1"):
+        (tmp_path / "trunks" / f"{slug}.pt").touch()
     runs = {
         (run.method.name, run.env_id): run.method.hyperparams["policy_kwargs"] for run in load_study(tmp_path / "s.yml").runs
     }
-    assert runs[("specialized", "sb3ma/TMaze-v0")] == "dict(pretrained_extractor='trunks/sb3ma-TMaze-v0.pt')"
-    assert runs[("specialized", "CartPoleNoVel-v1")] == "dict(pretrained_extractor='trunks/CartPoleNoVel-v1.pt')"
-    assert runs[("none", "CartPoleNoVel-v1")] == "dict(head_mask_strategy='none')"
+    # dict(...) strings are read as literals here, and the trunk paths made absolute for the workers
+    assert runs[("specialized", "sb3ma/TMaze-v0")] == {"pretrained_extractor": str(tmp_path / "trunks/sb3ma-TMaze-v0.pt")}
+    assert runs[("specialized", "CartPoleNoVel-v1")] == {"pretrained_extractor": str(tmp_path / "trunks/CartPoleNoVel-v1.pt")}
+    assert runs[("none", "CartPoleNoVel-v1")] == {"head_mask_strategy": "none"}

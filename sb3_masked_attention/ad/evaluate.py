@@ -221,12 +221,12 @@ def evaluate_ad(
     ``OUT/summary.csv``; returns the summary: first and last-``last`` episodes' mean return of both, the
     optimal and random returns, the last episodes' fraction of optimal, and the model's seconds per step.
     """
-    from pathlib import Path
 
     from sb3_masked_attention.ad.train import load_ad_model
-    from sb3_masked_attention.io import atomic_path
+    from sb3_masked_attention.io import atomic_path, make_dir
 
     model, meta = load_ad_model(model_path)
+    out = make_dir(out)
     last = check_int("last", last)
     if last > episodes:
         raise ValueError(f"last={last} is more than episodes={episodes}")
@@ -240,8 +240,6 @@ def evaluate_ad(
     optimal = float(np.mean([probe.optimal_return_for(g) for g in goals]))
     random = float(np.mean([probe.random_return_for(g) for g in goals]))
     table = curves_table({label: result.returns, f"source ({meta['source']})": source}, goals)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "in_context.csv") as tmp:
         table.to_csv(tmp, index=False)
     plot_curves(
@@ -286,15 +284,15 @@ def compare_compression(
 
     Writes ``OUT/compression.csv``, ``OUT/compression.md`` and ``OUT/compression.png``.
     """
-    from pathlib import Path
 
     from sb3_masked_attention.ad.compression import parse_compressor
     from sb3_masked_attention.ad.train import load_ad_model
-    from sb3_masked_attention.io import atomic_path, write_text_atomic
+    from sb3_masked_attention.io import atomic_path, make_dir, write_text_atomic
 
     compressors = [parse_compressor(text) for text in settings]
     repeats = check_int("repeats", repeats)
     model, meta = load_ad_model(model_path)
+    out = make_dir(out)
     goals = env_goals(meta["env_id"], split, meta["env_kwargs"])
     variants: list[tuple[str, str, bool, ContextCompressor | None]] = [
         ("none (key/value cache)", "-", True, None),
@@ -332,8 +330,6 @@ def compare_compression(
     table["return_change_pct"] = 100 * (table["mean_return"] / reference["mean_return"] - 1)
     table["speedup_vs_recomputed"] = reference["ms_per_step"] / table["ms_per_step"]
     table["speedup_vs_cached"] = table.iloc[0]["ms_per_step"] / table["ms_per_step"]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "compression.csv") as tmp:
         table.to_csv(tmp, index=False)
     lines = [

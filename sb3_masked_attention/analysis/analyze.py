@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from sb3_masked_attention.analysis.capture import load_capture
-from sb3_masked_attention.io import atomic_path, write_text_atomic
+from sb3_masked_attention.io import atomic_path, make_dir, write_text_atomic
 
 LEVELS = (0.8, 0.9, 0.95)
 
@@ -190,8 +190,7 @@ def analyze_capture(path: str | os.PathLike, out: str | os.PathLike) -> dict[str
 
     capture = load_capture(path)
     stats = attention_statistics(capture)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out)
     fractions = capture["head_fractions"]
     n_layers, n_heads, context = stats["layers"], stats["heads"], stats["context"]
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from sb3_masked_attention.cli_args import Parser, UserError, env_kwargs_option, option, positive_int
 from sb3_masked_attention.evaluation.model_eval import ALGORITHMS, evaluate_model
 from sb3_masked_attention.evaluation.report import write_report
-from sb3_masked_attention.evaluation.study import BACKENDS, run_study
+from sb3_masked_attention.evaluation.study import BACKENDS, StudyFailed, run_study
 
 
 def add_subparsers(commands: Any) -> None:
@@ -68,9 +69,12 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_study_run(args: argparse.Namespace) -> None:
-    scores = run_study(
-        args.study, args.dir, backend=args.backend, workers=args.workers, address=args.address, progress=not args.no_progress
-    )
+    try:
+        progress = not args.no_progress
+        scores = run_study(args.study, args.dir, args.backend, args.workers, args.address, progress=progress)
+    except StudyFailed as error:
+        print(f"sb3ma study run: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     finished = scores.groupby(["method", "env", "seed"]).ngroups if len(scores) else 0
     print(f"{finished} runs finished; scores in {args.dir or 'runs/<name>'}/scores.csv")
 

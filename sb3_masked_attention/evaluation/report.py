@@ -16,8 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sb3_masked_attention.evaluation.scores import final_scores, normalize_scores, score_matrices, validate_scores
-from sb3_masked_attention.io import atomic_path, write_text_atomic
+from sb3_masked_attention.evaluation.scores import (
+    final_scores,
+    normalize_scores,
+    read_csv_file,
+    score_matrices,
+    validate_scores,
+)
+from sb3_masked_attention.io import atomic_path, make_dir, write_text_atomic
 
 #: rliable's aggregate metrics (names in ``rliable.metrics``; rliable is imported when first used: it takes a second).
 AGGREGATES = {
@@ -280,15 +286,19 @@ def write_report(
     if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
         raise ValueError(f"reps={reps!r} is invalid: expected a positive integer")
     scores_path, out = Path(scores_path), Path(out)
-    if not scores_path.is_file():
-        raise ValueError(f"scores file {str(scores_path)!r} does not exist")
-    scores = normalize_scores(validate_scores(pd.read_csv(scores_path)), normalize)
+    try:
+        scores = validate_scores(read_csv_file(scores_path))
+    except ValueError as error:
+        message = str(error)
+        where = f"scores file {str(scores_path)!r}: "
+        raise ValueError(message if message.startswith("scores file") else where + message) from None
+    scores = normalize_scores(scores, normalize)
+    make_dir(out, "output directory")
     matrices, envs = score_matrices(scores)
     summary = aggregate_metrics(matrices, reps, seed)
     improvement = probability_of_improvement(matrices, reps, seed)
     tests = significance(scores)
     curves = sample_efficiency(scores, reps=reps, seed=seed) if "timesteps" in scores.columns else None
-    out.mkdir(parents=True, exist_ok=True)
     tables = {"summary.csv": summary, "probability_of_improvement.csv": improvement, "significance.csv": tests}
     if curves is not None:
         tables["sample_efficiency.csv"] = curves

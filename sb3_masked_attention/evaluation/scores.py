@@ -22,8 +22,49 @@ REQUIRED_COLUMNS = ("method", "env", "seed", "score")
 NORMALIZATIONS = ("none", "min-max")
 
 
+def read_csv_file(path: str | os.PathLike, what: str = "scores file") -> pd.DataFrame:
+    """Read a CSV, raising ValueError naming the file when it is missing, a folder, empty or not CSV."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a folder: expected a CSV file")
+    if not path.is_file():
+        raise ValueError(f"{what} {str(path)!r} does not exist")
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{what} {str(path)!r} is empty: expected a header line and rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        reason = str(error).strip().splitlines()[-1][:120]
+        raise ValueError(f"{what} {str(path)!r} is not a readable CSV ({reason})") from None
+    return table
+
+
+def _lines(index: pd.Index) -> str:
+    """CSV line numbers of the first few rows in ``index`` (+2: the header line, 1-based lines)."""
+    return ", ".join(str(i + 2) for i in index[:5])
+
+
+def _numeric(scores: pd.DataFrame, column: str, integer: bool = False) -> pd.Series:
+    """``column`` as numbers; raise ValueError naming the CSV lines of NaN, infinite or non-numeric values."""
+    values = pd.to_numeric(scores[column], errors="coerce")
+    bad = ~np.isfinite(values.to_numpy(dtype=float))
+    if integer:
+        bad |= ~bad & (values.fillna(0) % 1 != 0).to_numpy()
+    if bad.any():
+        kind = "an integer" if integer else "a finite number"
+        raise ValueError(
+            f"scores column {column!r} has {int(bad.sum())} value(s) that are not {kind} "
+            f"(NaN, infinite or text), first at CSV line(s) {_lines(scores.index[bad])}"
+        )
+    return values.astype(int) if integer else values.astype(float)
+
+
 def validate_scores(scores: pd.DataFrame, min_runs: int = 3) -> pd.DataFrame:
     """Check a scores table and return it with typed columns; raise ValueError naming the problem.
+
+    Every score, seed and timesteps value must be a finite number (seeds integers), and each run
+    (method, env, seed) has one row, or with ``timesteps`` one row per evaluation point: a repeated
+    row is refused, never counted twice or silently dropped.
 
     :param min_runs: fewest runs per (method, env) a bootstrap CI needs.
     """
@@ -34,13 +75,30 @@ def validate_scores(scores: pd.DataFrame, min_runs: int = 3) -> pd.DataFrame:
         )
     if scores.empty:
         raise ValueError("scores are empty: expected at least one row")
-    scores = scores.copy()
+    scores = scores.reset_index(drop=True)
+    blank = scores["method"].isna() | scores["env"].isna()
+    if blank.any():
+        raise ValueError(
+            f"scores have {int(blank.sum())} row(s) without a method or env, "
+            f"first at CSV line(s) {_lines(scores.index[blank])}"
+        )
     scores["method"], scores["env"] = scores["method"].astype(str), scores["env"].astype(str)
-    scores["score"] = pd.to_numeric(scores["score"], errors="coerce")
-    bad = scores.index[~np.isfinite(scores["score"])]
-    if len(bad):
-        rows = ", ".join(str(i + 2) for i in bad[:5])  # +2: header line, 1-based lines
-        raise ValueError(f"scores has {len(bad)} NaN or non-numeric score(s), first at CSV line(s) {rows}")
+    scores["score"] = _numeric(scores, "score")
+    scores["seed"] = _numeric(scores, "seed", integer=True)
+    key = ["method", "env", "seed"]
+    if "timesteps" in scores.columns:
+        scores["timesteps"] = _numeric(scores, "timesteps", integer=True)
+        key.append("timesteps")
+    repeated = scores.duplicated(key, keep=False)
+    if repeated.any():
+        first = scores[repeated].iloc[0]
+        same = scores.index[(scores[key] == first[key]).all(axis=1)]
+        where = ", ".join(f"{name}={first[name].item() if hasattr(first[name], 'item') else first[name]!r}" for name in key)
+        hint = "" if "timesteps" in key else " (for learning curves add a timesteps column)"
+        raise ValueError(
+            f"scores repeat the run {where} on CSV lines {_lines(same)}: each run needs one row{hint}; "
+            f"{int(repeated.sum())} rows are repeated in all"
+        )
     envs = sorted(scores["env"].unique())
     for method, group in scores.groupby("method"):
         missing_envs = sorted(set(envs) - set(group["env"]))
@@ -81,11 +139,8 @@ def normalize_scores(scores: pd.DataFrame, normalization: str | os.PathLike = "n
         return scores.assign(raw_score=scores["score"])
     if normalization == "min-max":
         bounds = {env: return_bounds_for(env) for env in scores["env"].unique()}
-    elif normalization.endswith(".csv") and Path(normalization).is_file():
-        table = pd.read_csv(normalization)
-        if not {"env", "low", "high"} <= set(table.columns):
-            raise ValueError(f"normalisation file {normalization!r} needs the columns env, low, high")
-        bounds = {str(row.env): (float(row.low), float(row.high)) for row in table.itertuples()}
+    elif normalization.endswith(".csv") and Path(normalization).exists():
+        bounds = read_bounds(normalization)
         missing = sorted(set(scores["env"]) - set(bounds))
         if missing:
             raise ValueError(f"normalisation file {normalization!r} has no bounds for {missing}")
@@ -99,6 +154,23 @@ def normalize_scores(scores: pd.DataFrame, normalization: str | os.PathLike = "n
     low = scores["env"].map(lambda env: bounds[env][0])
     high = scores["env"].map(lambda env: bounds[env][1])
     return scores.assign(raw_score=scores["score"], score=(scores["score"] - low) / (high - low))
+
+
+def read_bounds(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
+    """``{env: (low, high)}`` from a CSV ``env,low,high``; raise ValueError naming the file and line of a bad value."""
+    what = f"normalisation file {os.fspath(path)!r}"
+    table = read_csv_file(path, "normalisation file")
+    if not {"env", "low", "high"} <= set(table.columns):
+        raise ValueError(f"{what} needs the columns env, low, high (has {list(table.columns)})")
+    bounds = {}
+    for line, row in zip(range(2, len(table) + 2), table.itertuples()):
+        values = pd.to_numeric(pd.Series([row.low, row.high]), errors="coerce").to_numpy(dtype=float)
+        if not np.isfinite(values).all():
+            raise ValueError(f"{what} line {line}: low={row.low!r}, high={row.high!r}: expected finite numbers")
+        if str(row.env) in bounds:
+            raise ValueError(f"{what} line {line}: env {row.env!r} appears twice")
+        bounds[str(row.env)] = (float(values[0]), float(values[1]))
+    return bounds
 
 
 def score_matrices(scores: pd.DataFrame) -> tuple[dict[str, np.ndarray], list[str]]:

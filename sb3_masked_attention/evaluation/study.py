@@ -1,24 +1,7 @@
 """Resumable studies: every (method, env, seed) training run of a study file, evaluated periodically.
 
-A study file (YAML) names the methods, the envs and the seeds::
-
-    name: heads
-    seeds: 10                      # or a list of seeds
-    eval_freq: 5000                # env steps between evaluations
-    eval_episodes: 20
-    envs:
-      sb3ma/TMaze-v0: {n_timesteps: 60000, env_kwargs: {corridor_length: 40}}
-      CartPoleNoVel-v1: {n_timesteps: 50000}
-    methods:
-      specialized:                 # a zoo_configs entry plus overrides
-        algo: ppo
-        conf_file: zoo_configs/ppo.yml
-        hyperparams: {policy_kwargs: "dict(head_mask_strategy='specialized')"}
-      recurrent_ppo: {algo: ppo_lstm, conf_file: zoo_configs/ppo_lstm.yml}
-
-``conf_file`` is relative to the study file (default: rl-zoo's own file for ``algo``). In ``hyperparams``
-strings, ``{env}`` becomes the env id with ``/`` replaced by ``-`` (e.g. one pretrained trunk per env:
-``policy_kwargs: "dict(pretrained_extractor='trunks/{env}.pt')"``).
+The study file and its checks are in :mod:`~sb3_masked_attention.evaluation.study_spec`; the whole file is
+checked, and each (method, env) model built once, before any run starts.
 
 The study directory holds ``study.yml`` (a copy of the spec; a restart must match it),
 ``runs/<method>/<env>/seed<k>/`` (rl-zoo logs, TensorBoard, and ``result.csv`` once the run has
@@ -26,6 +9,8 @@ finished: its evaluations and its wall time in ``seconds``, to size a study's bu
 ``scores.csv`` (``method,env,seed,timesteps,score``, rebuilt from the finished runs).
 Each finished run's result is written atomically, and ``scores.csv`` too: a study killed at any
 point (kill -9 included) and started again skips finished runs and starts unfinished ones afresh.
+A run that fails leaves ``error.txt`` in its folder; the other runs go on and are kept, and the study
+ends with :class:`StudyFailed` naming the failed runs (rerunning retries them).
 A lock file refuses a second runner on the same directory.
 """
 
@@ -36,8 +21,8 @@ import fcntl
 import os
 import shutil
 import time
+import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,113 +30,28 @@ import pandas as pd
 import yaml
 
 from sb3_masked_attention.episodes import play_episodes
+from sb3_masked_attention.evaluation.study_spec import Method, Run, Study, check_buildable, load_study
 from sb3_masked_attention.io import atomic_path, write_text_atomic
 from sb3_masked_attention.runs import refuse_changes
 from sb3_masked_attention.validation import check_int
+
+__all__ = ["Method", "Run", "Study", "StudyFailed", "load_study", "run_study"]
 
 SCORE_COLUMNS = ["method", "env", "seed", "timesteps", "score"]
 BACKENDS = ("local", "ray")
 
 
-@dataclass(frozen=True)
-class Method:
-    """An rl-zoo algorithm, its hyperparameter file and overrides (as ``-params`` takes them)."""
+class StudyFailed(RuntimeError):
+    """Some runs of a study failed (the finished ones are kept); ``failed`` maps run keys to their errors."""
 
-    name: str
-    algo: str
-    conf_file: str | None = None
-    hyperparams: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Run:
-    method: Method
-    env_id: str
-    seed: int
-    n_timesteps: int
-    env_kwargs: dict[str, Any]
-    eval_freq: int
-    eval_episodes: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.method.name}/{self.env_id.replace('/', '-')}/seed{self.seed}"
-
-
-@dataclass(frozen=True)
-class Study:
-    name: str
-    runs: tuple[Run, ...]
-    spec: dict[str, Any]
-
-
-def _require(spec: dict, key: str, kind: type, where: str) -> Any:
-    if key not in spec:
-        raise ValueError(f"{where} has no {key!r}")
-    if not isinstance(spec[key], kind):
-        raise ValueError(f"{where}: {key}={spec[key]!r} is invalid: expected a {kind.__name__}")
-    return spec[key]
-
-
-def _for_env(method: Method, env_id: str) -> Method:
-    """``method`` with ``{env}`` in its hyperparameter strings replaced by the env's slug."""
-    slug = env_id.replace("/", "-")
-    fill = lambda value: value.replace("{env}", slug) if isinstance(value, str) else value  # noqa: E731
-    return Method(method.name, method.algo, method.conf_file, {key: fill(value) for key, value in method.hyperparams.items()})
-
-
-def load_study(path: str | os.PathLike) -> Study:
-    """Parse and check a study file; raise ValueError naming the bad entry."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"study file {str(path)!r} does not exist")
-    spec = yaml.safe_load(path.read_text())
-    if not isinstance(spec, dict):
-        raise ValueError(f"study file {str(path)!r} is not a YAML mapping")
-    where = f"study file {path.name}"
-    name = str(spec.get("name", path.stem))
-    seeds = spec.get("seeds", 3)
-    seeds = list(range(check_int("seeds", seeds))) if isinstance(seeds, int) else seeds
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"{where}: seeds={spec.get('seeds')!r} is invalid: expected a count or a list of integers")
-    eval_freq = check_int("eval_freq", spec.get("eval_freq", 5000))
-    eval_episodes = check_int("eval_episodes", spec.get("eval_episodes", 10))
-    envs = _require(spec, "envs", dict, where)
-    methods = _require(spec, "methods", dict, where)
-    if not envs or not methods:
-        raise ValueError(f"{where}: expected at least one env and one method")
-    parsed_methods = []
-    for method_name, entry in methods.items():
-        entry = entry or {}
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where}: method {method_name!r} must be a mapping with 'algo'")
-        algo = _require(entry, "algo", str, f"{where}: method {method_name!r}")
-        unknown = set(entry) - {"algo", "conf_file", "hyperparams"}
-        if unknown:
-            raise ValueError(
-                f"{where}: method {method_name!r} has unknown key(s) {sorted(unknown)}: expected algo, conf_file, hyperparams"
-            )
-        conf_file = entry.get("conf_file")
-        if conf_file is not None:
-            conf_path = (path.parent / conf_file).resolve()
-            if not conf_path.is_file():
-                raise ValueError(
-                    f"{where}: method {method_name!r} conf_file {conf_file!r} does not exist (relative to the study file)"
-                )
-            conf_file = str(conf_path)
-        parsed_methods.append(Method(str(method_name), algo, conf_file, dict(entry.get("hyperparams") or {})))
-    runs = []
-    for env_id, entry in envs.items():
-        entry = entry or {}
-        n_timesteps = check_int(
-            f"envs[{env_id!r}].n_timesteps", _require(entry, "n_timesteps", int, f"{where}: env {env_id!r}")
+    def __init__(self, directory: Path, failed: dict[str, str]) -> None:
+        self.failed = failed
+        key, error = next(iter(failed.items()))
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        super().__init__(
+            f"{len(failed)} run(s) of the study in {str(directory)!r} failed, first {key}: {error}{more}; "
+            f"see runs/<run>/error.txt; finished runs are kept and a rerun retries the failed ones"
         )
-        env_kwargs = dict(entry.get("env_kwargs") or {})
-        env_methods = [_for_env(method, str(env_id)) for method in parsed_methods]
-        for seed in seeds:
-            for method in env_methods:
-                runs.append(Run(method, str(env_id), seed, n_timesteps, env_kwargs, eval_freq, eval_episodes))
-    return Study(name, tuple(runs), spec)
 
 
 # ---------------------------------------------------------------- one run (in a worker)
@@ -232,12 +132,12 @@ def study_lock(directory: Path) -> Iterator[None]:
         handle.close()
 
 
-def _check_spec(directory: Path, spec: dict[str, Any]) -> None:
+def _check_spec(directory: Path, spec: dict[str, Any]) -> bool:
+    """Refuse a spec that differs from the one the directory was started with; return whether there was one."""
     saved = directory / "study.yml"
     if saved.exists():
         refuse_changes(yaml.safe_load(saved.read_text()), spec, f"study directory {str(directory)!r}")
-    else:
-        write_text_atomic(saved, yaml.safe_dump(spec, sort_keys=False))
+    return saved.exists()
 
 
 def result_path(directory: Path, run: Run) -> Path:
@@ -272,7 +172,9 @@ def run_study(
 
     :param directory: the study directory (default ``runs/<name>``).
     :param backend: ``"local"`` (a process pool of ``workers``) or ``"ray"`` (``address`` of an existing
-        cluster, or a local Ray when None; one CPU per run).
+        cluster, or a local Ray on 127.0.0.1 when None; one CPU per run).
+    :raises ValueError: the study file has a mistake (nothing has run).
+    :raises StudyFailed: some runs failed; every other run finished and was kept.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is unknown: expected one of {list(BACKENDS)}")
@@ -280,17 +182,36 @@ def run_study(
     study = load_study(study_file)
     directory = Path(directory) if directory is not None else Path("runs") / study.name
     with study_lock(directory):
-        _check_spec(directory, study.spec)
+        started = _check_spec(directory, study.spec)
         todo = [run for run in study.runs if not result_path(directory, run).exists()]
+        if todo:
+            check_buildable(study, todo)
+        if not started:  # recorded once the whole spec has been checked, so a refused spec can be fixed and rerun
+            write_text_atomic(directory / "study.yml", yaml.safe_dump(study.spec, sort_keys=False))
         bar = _progress(len(study.runs), len(study.runs) - len(todo), progress)
+        failed: dict[str, str] = {}
         if todo:
             submit = _run_local if backend == "local" else _run_ray
-            for run, rows in submit(todo, directory, workers, address):
-                _finish(directory, study, run, rows)
+            for run, outcome in submit(todo, directory, workers, address):
+                if isinstance(outcome, BaseException):
+                    failed[run.key] = _record_failure(directory, run, outcome)
+                else:
+                    _finish(directory, study, run, outcome)
                 bar.update(1)
                 bar.set_postfix_str(run.key)
         bar.close()
-        return collect_scores(directory, study)
+        scores = collect_scores(directory, study)
+    if failed:
+        raise StudyFailed(directory, failed)
+    return scores
+
+
+def _record_failure(directory: Path, run: Run, error: BaseException) -> str:
+    """Write the run's ``error.txt`` (the traceback); return the error in one line."""
+    text = "".join(traceback.format_exception(error))
+    write_text_atomic(directory / "runs" / run.key / "error.txt", text)
+    line = (str(error).strip().splitlines() or [""])[0][:200]
+    return f"{type(error).__name__}: {line}"
 
 
 def _progress(total: int, done: int, enabled: bool):
@@ -315,7 +236,33 @@ def _exit_with_driver(driver_pid: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _run_local(todo: list[Run], directory: Path, workers: int, address: str | None) -> Iterator[tuple[Run, list]]:
+def start_local_ray(num_cpus: int) -> None:
+    """Start a local Ray whose servers (gcs, raylet, workers) listen on 127.0.0.1 only, dashboard off.
+
+    Ray binds its servers to the loopback interface when the node's address is 127.0.0.1, which it picks
+    only where it does not expect a cluster (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, macOS's default). The
+    variable is set for the processes Ray starts and Ray's copy of it for this one, then restored.
+    """
+    import ray
+    from ray._private import ray_constants
+
+    variable, previous = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    enabled = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[variable], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = enabled
+        if previous is None:
+            del os.environ[variable]
+        else:
+            os.environ[variable] = previous
+
+
+Outcome = list[dict[str, Any]] | BaseException  # a run's score rows, or the error it failed with
+
+
+def _run_local(todo: list[Run], directory: Path, workers: int, address: str | None) -> Iterator[tuple[Run, Outcome]]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -328,30 +275,32 @@ def _run_local(todo: list[Run], directory: Path, workers: int, address: str | No
     ) as pool:
         futures = {pool.submit(execute_run, run, str(directory / "runs" / run.key)): run for run in todo}
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            error = future.exception()
+            yield futures[future], error if error is not None else future.result()
 
 
-def _run_ray(todo: list[Run], directory: Path, workers: int, address: str | None) -> Iterator[tuple[Run, list]]:
+def _run_ray(todo: list[Run], directory: Path, workers: int, address: str | None) -> Iterator[tuple[Run, Outcome]]:
     try:
         import ray
     except ImportError:
         raise ValueError("backend='ray' needs Ray: pip install 'sb3-masked-attention[ray]'") from None
     started = not ray.is_initialized()
     if started:
-        ray.init(
-            address=address,
-            num_cpus=None if address else workers,
-            include_dashboard=False,
-            log_to_driver=False,
-            ignore_reinit_error=True,
-        )
+        if address:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        else:
+            start_local_ray(workers)
     remote = ray.remote(num_cpus=1)(execute_run)
     pending = {remote.remote(run, str(directory.resolve() / "runs" / run.key)): run for run in todo}
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             run = pending.pop(done[0])
-            yield run, ray.get(done[0])
+            try:
+                outcome: Outcome = ray.get(done[0])
+            except ray.exceptions.RayTaskError as error:
+                outcome = error.as_instanceof_cause() if isinstance(error.cause, BaseException) else error
+            yield run, outcome
     finally:
         if started:
             ray.shutdown()
