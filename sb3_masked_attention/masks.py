@@ -27,6 +27,31 @@ def causal_mask(seq_len: int, device: torch.device | str | None = None) -> torch
     return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
 
 
+def _fractions(fractions: Sequence[float]) -> tuple[float, ...]:
+    """One checked fraction per head, in head order: a set (no order) is refused."""
+    if isinstance(fractions, (set, frozenset, dict)) or not hasattr(fractions, "__len__"):
+        raise ValueError(f"fractions={fractions!r} is invalid: expected an ordered list/tuple, one fraction per head")
+    checked = tuple(check_fraction(f"fraction of head {head}", p) for head, p in enumerate(fractions))
+    if len(checked) == 0:
+        raise ValueError("fractions is empty: expected one fraction per head")
+    return checked
+
+
+def as_valid(valid: torch.Tensor, name: str = "valid") -> torch.Tensor:
+    """Validity flags as a BoolTensor, read the same way everywhere: a bool as is, a number as ``> 0``.
+
+    ``> 0`` is exact for 0/1 flags and survives ``VecNormalize`` (padding maps to <= 0, valid steps to > 0).
+    A NaN or infinite flag is neither: it is refused rather than read as valid by one reader and padding by another.
+
+    :raises ValueError: non-finite flags.
+    """
+    if valid.dtype == torch.bool:
+        return valid
+    if not bool(torch.isfinite(valid).all()):
+        raise ValueError(f"{name} has NaN or infinite entries: expected 0/1 flags (1 = a real step, 0 = padding)")
+    return valid > 0
+
+
 @functools.lru_cache(maxsize=64)
 def _window_sizes(fractions: tuple[float, ...], max_len: int) -> torch.Tensor:
     """``sizes[h, L]`` = keys head ``h`` keeps out of ``L`` valid ones (float64 arithmetic, as in the spec)."""
@@ -53,16 +78,14 @@ def head_window_mask(valid: torch.Tensor, fractions: Sequence[float]) -> torch.T
         0 1 1 1 0        0 0 1 1 0      L=3: n=3 / n=2
         0 1 1 1 1        0 0 0 1 1      L=4: n=4 / n=2
 
-    :param valid: BoolTensor ``(B, T)``, False marks padding.
+    :param valid: ``(B, T)`` flags (see :func:`as_valid`), False / <= 0 marks padding.
     :param fractions: one fraction per head, each in ``[0, 1)``.
     :return: BoolTensor ``(B, H, T, T)``, True = may attend.
     """
     if valid.dim() != 2:
         raise ValueError(f"valid has shape {tuple(valid.shape)}: expected (batch, time)")
-    fractions = tuple(check_fraction("fraction", p) for p in fractions)
-    if len(fractions) == 0:
-        raise ValueError("fractions is empty: expected one fraction per head")
-    valid = valid.bool()
+    fractions = _fractions(fractions)
+    valid = as_valid(valid)
     seq_len = valid.shape[1]
     # Left-padded windows (what HistoryWrapper makes) differ only in their number of valid steps:
     # build one mask per distinct count and gather, instead of one per row.
@@ -100,9 +123,7 @@ def head_window_row(n_keys: int, fractions: Sequence[float], device: torch.devic
     :return: BoolTensor ``(H, n_keys)``.
     """
     check_int("n_keys", n_keys)
-    fractions = tuple(check_fraction("fraction", p) for p in fractions)
-    if len(fractions) == 0:
-        raise ValueError("fractions is empty: expected one fraction per head")
+    fractions = _fractions(fractions)
     keep = torch.tensor([max(1, math.ceil((1.0 - p) * n_keys - 1e-6)) for p in fractions], device=device)
     rank = torch.arange(n_keys - 1, -1, -1, device=device)  # 0 = the newest key
     return rank[None, :] < keep[:, None]
@@ -111,12 +132,12 @@ def head_window_row(n_keys: int, fractions: Sequence[float], device: torch.devic
 def key_padding_mask(valid: torch.Tensor) -> torch.Tensor:
     """Every query may attend to the valid keys only (cross-attention to a padded sequence).
 
-    :param valid: BoolTensor ``(B, T_k)``, False marks padding; each row needs a valid key.
+    :param valid: ``(B, T_k)`` flags (see :func:`as_valid`), False marks padding; each row needs a valid key.
     :return: BoolTensor ``(B, 1, 1, T_k)``, broadcastable to ``(B, H, T_q, T_k)``.
     """
     if valid.dim() != 2:
         raise ValueError(f"valid has shape {tuple(valid.shape)}: expected (batch, keys)")
-    valid = valid.bool()
+    valid = as_valid(valid)
     if not bool(valid.any(dim=1).all()):
         raise ValueError("valid has a row without any valid key: every query would attend to nothing")
     return valid[:, None, None, :]

@@ -30,7 +30,8 @@ HEAD_MASK_STRATEGIES: dict[str, tuple[float, ...]] = {
 def resolve_head_mask_strategy(strategy: HeadMaskStrategy, n_heads: int) -> tuple[float, ...]:
     """Turn a strategy name or a list of fractions into one validated fraction per head.
 
-    :param strategy: a key of :data:`HEAD_MASK_STRATEGIES` or a sequence of ``n_heads`` fractions.
+    :param strategy: a key of :data:`HEAD_MASK_STRATEGIES` or an ordered sequence (list, tuple, array) of
+        ``n_heads`` fractions, head 0 first.
     :param n_heads: number of attention heads.
     :return: a tuple of ``n_heads`` floats, each finite and in ``[0, 1)``.
     :raises ValueError: unknown name, wrong length, or a fraction outside ``[0, 1)``.
@@ -49,6 +50,11 @@ def resolve_head_mask_strategy(strategy: HeadMaskStrategy, n_heads: int) -> tupl
                 f"use n_heads={len(fractions)} or pass a list of {n_heads} fractions in [0, 1)"
             )
         return tuple(fractions)
+    if not isinstance(strategy, (Sequence, np.ndarray)):  # a set or dict would scramble the head order
+        raise ValueError(
+            f"head_mask_strategy={strategy!r} is invalid: expected a strategy name or an ordered list/tuple of "
+            f"{n_heads} fractions (head 0 first), not a {type(strategy).__name__}"
+        )
     try:
         fractions = tuple(float(p) for p in strategy)
     except (TypeError, ValueError):

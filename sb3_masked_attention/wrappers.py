@@ -42,6 +42,11 @@ class HistoryWrapper(gym.Wrapper):
     * ``episode_start`` (only with ``across_episodes=True``): ``(history_len,)`` float32, 1 at the
       first step of each episode in the window.
 
+    Every observation and reward must be finite and every action one of the action space (Box actions: the
+    right size and finite; out-of-bounds values are the env's to clip): a step that breaks this raises
+    ValueError naming the key, the value and the step, before the inner env steps on a bad action, instead of
+    NaN features that fail later in PPO.
+
     With ``across_episodes=False`` the window is cleared at every reset. With
     ``across_episodes=True`` it survives resets (in-context / meta-RL tasks); the first step of
     an episode then carries the previous episode's last action and reward, as in RL^2.
@@ -100,6 +105,7 @@ class HistoryWrapper(gym.Wrapper):
         self._last_action = self._action_pad
         self._last_reward = 0.0
         self._stepped = False
+        self._step_in_episode = 0
 
     def _clear(self) -> None:
         for buffer in self._buffers.values():
@@ -110,10 +116,38 @@ class HistoryWrapper(gym.Wrapper):
     def _encode_obs(self, obs: Any) -> np.ndarray:
         space = self.env.observation_space
         if isinstance(space, spaces.Discrete):
+            if not space.contains(obs):
+                raise ValueError(f"HistoryWrapper: the env returned observation {obs!r} at {self._where()}: not in {space}")
             one_hot = np.zeros(self._obs_shape, dtype=np.float32)
             one_hot[int(obs) - int(space.start)] = 1.0
             return one_hot
-        return np.asarray(obs, dtype=space.dtype).reshape(self._obs_shape)
+        encoded = np.asarray(obs, dtype=space.dtype).reshape(self._obs_shape)
+        finite = np.isfinite(encoded)
+        if not finite.all():
+            index = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise ValueError(
+                f"HistoryWrapper: the env returned observation {OBS_KEY}{list(index)} = {encoded[index]} at {self._where()}: "
+                "expected finite values"
+            )
+        return encoded
+
+    def _where(self) -> str:
+        return f"step {self._step_in_episode} of the episode"
+
+    def _check_action(self, action: Any) -> None:
+        """Refuse an action outside the action space before the inner env acts on it."""
+        space = self.env.action_space
+        if isinstance(space, spaces.Box):
+            flat = np.asarray(action, dtype=np.float64).reshape(-1)
+            if flat.size != self._action_size or not np.isfinite(flat).all():
+                expected = f"expected {self._action_size} finite values"
+                raise ValueError(f"HistoryWrapper.step: action {action!r} is invalid: {expected}")
+            return
+        value = np.asarray(action)
+        if isinstance(space, spaces.Discrete) and value.size == 1:  # SB3 passes a scalar, some callers shape (1,)
+            value = value.reshape(())
+        if not (np.issubdtype(value.dtype, np.integer) or value.dtype == bool) or not space.contains(value):
+            raise ValueError(f"HistoryWrapper.step: action {action!r} is not in the action space {space}")
 
     def _encode_action(self, action: Any) -> np.ndarray:
         space = self.env.action_space
@@ -141,6 +175,7 @@ class HistoryWrapper(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict]:
         obs, info = self.env.reset(seed=seed, options=options)
+        self._step_in_episode = 0
         if self.across_episodes and self._stepped:
             action, reward = self._last_action, self._last_reward
         else:
@@ -149,6 +184,10 @@ class HistoryWrapper(gym.Wrapper):
         return self._push(obs, action, reward, episode_start=True), info
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict]:
+        self._check_action(action)
         obs, reward, terminated, truncated, info = self.env.step(action)
+        self._step_in_episode += 1
+        if not np.isfinite(float(reward)):
+            raise ValueError(f"HistoryWrapper: the env returned reward {reward} at {self._where()}: expected a finite value")
         self._last_action, self._last_reward, self._stepped = self._encode_action(action), float(reward), True
         return self._push(obs, self._last_action, float(reward), episode_start=False), reward, terminated, truncated, info

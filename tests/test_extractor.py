@@ -130,3 +130,43 @@ def test_plugs_into_stock_multi_input_policy():
     assert isinstance(model.policy.features_extractor, HeadMaskedTransformerExtractor)
     assert model.policy.features_extractor.head_fractions[-1] == 0.95
     model.learn(64)
+
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf, 1e30])
+def test_padding_contents_never_reach_the_features(fill):
+    space = history_space(history_len=8)
+    extractor = HeadMaskedTransformerExtractor(space, d_model=16, n_heads=4, head_mask_strategy=[0.0, 0.3, 0.6, 0.9]).eval()
+    batch = random_batch(space, 3, n_valid=5)
+    spoiled = {key: value.clone() for key, value in batch.items()}
+    for key in ("obs", "prev_action", "prev_reward"):
+        spoiled[key][:, :3] = fill  # the three padding steps
+    with torch.no_grad():
+        expected, got = extractor(batch), extractor(spoiled)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("key", ["obs", "prev_action", "prev_reward"])
+def test_non_finite_real_step_is_refused_naming_the_key(key):
+    space = history_space(history_len=8)
+    extractor = HeadMaskedTransformerExtractor(space, d_model=16, n_heads=4, head_mask_strategy=[0.0] * 4)
+    batch = random_batch(space, 2, n_valid=5)
+    batch[key][1, 6] = np.nan
+    with pytest.raises(ValueError, match=f"observation key '{key}' has NaN or infinite entries in real"):
+        extractor(batch)
+
+
+def test_nan_validity_flags_are_refused_by_every_reader():
+    space = history_space(history_len=8)
+    extractor = HeadMaskedTransformerExtractor(space, d_model=16, n_heads=4, head_mask_strategy=[0.0] * 4)
+    batch = random_batch(space, 2, n_valid=5)
+    batch["valid"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="valid has NaN or infinite entries"):
+        extractor(batch)
+    with pytest.raises(ValueError, match="valid has NaN or infinite entries"):
+        head_window_mask(batch["valid"], [0.0, 0.5])
+
+
+def test_normalised_validity_flags_read_as_greater_than_zero_everywhere():
+    valid = torch.tensor([[-1.2, -0.3, 0.4, 1.1], [-0.5, 0.2, 0.7, 0.9]])  # what VecNormalize makes of 0/1 flags
+    torch.testing.assert_close(head_window_mask(valid, [0.0, 0.5]), head_window_mask(valid > 0, [0.0, 0.5]))

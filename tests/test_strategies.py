@@ -1,8 +1,10 @@
 import itertools
 
 import pytest
+import torch
 
 from sb3_masked_attention import HEAD_MASK_STRATEGIES, resolve_head_mask_strategy
+from sb3_masked_attention.masks import head_window_mask
 
 
 def test_named_strategies():
@@ -36,3 +38,12 @@ def test_resolve_name_and_list():
 def test_resolve_errors_name_the_bad_value(strategy, n_heads, match):
     with pytest.raises(ValueError, match=match):
         resolve_head_mask_strategy(strategy, n_heads)
+
+
+@pytest.mark.parametrize("unordered", [{0.0, 0.5}, {0: 0.0, 1: 0.5}, (p for p in (0.0, 0.5))])
+def test_only_ordered_fractions_are_accepted(unordered):
+    with pytest.raises(ValueError, match="ordered"):
+        resolve_head_mask_strategy(unordered, 2)
+    if hasattr(unordered, "__len__"):  # the mask builder takes fractions too (a generator is spent by now)
+        with pytest.raises(ValueError, match="ordered"):
+            head_window_mask(torch.ones(1, 4, dtype=torch.bool), unordered)

@@ -137,3 +137,48 @@ def test_rejects_unsupported_observation_space():
     env.observation_space = spaces.Tuple((spaces.Discrete(2), spaces.Discrete(3)))
     with pytest.raises(ValueError, match="observation space Tuple"):
         HistoryWrapper(env, history_len=4)
+
+
+@pytest.mark.parametrize("action", [-1, 3, 1.0, np.int64(7)])
+def test_invalid_action_is_refused_before_the_inner_env_steps(action):
+    env = HistoryWrapper(ScriptedEnv(), history_len=4)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action .* is not in the action space Discrete\(3\)"):
+        env.step(action)
+    assert env.unwrapped.t == 0, "the inner env stepped on an invalid action"
+    window, *_ = env.step(2)
+    assert window["prev_action"][-1].tolist() == [0.0, 0.0, 1.0]
+
+
+class NonFiniteEnv(ScriptedEnv):
+    """ScriptedEnv whose observation or reward becomes ``value`` at step ``at``."""
+
+    def __init__(self, at: int, value: float, where: str):
+        super().__init__()
+        self.at, self.value, self.where = at, value, where
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self.t == self.at:
+            if self.where == "obs":
+                obs = np.array([self.value], np.float32)
+            else:
+                reward = self.value
+        return obs, reward, terminated, truncated, info
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "message"),
+    [
+        (np.nan, "obs", r"observation obs\[0\] = nan at step 3 of the episode"),
+        (np.inf, "obs", r"observation obs\[0\] = inf at step 3"),
+        (np.nan, "reward", "reward nan at step 3 of the episode"),
+        (-np.inf, "reward", "reward -inf at step 3"),
+    ],
+)
+def test_non_finite_observation_or_reward_is_refused_at_its_step(value, where, message):
+    env = HistoryWrapper(NonFiniteEnv(3, value, where), history_len=4)
+    env.reset(seed=0)
+    env.step(0), env.step(0)
+    with pytest.raises(ValueError, match=message):
+        env.step(0)

@@ -11,7 +11,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from sb3_masked_attention.attention import MaskedMultiHeadAttention, TransformerBlock
-from sb3_masked_attention.masks import head_window_mask
+from sb3_masked_attention.masks import as_valid, head_window_mask
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.wrappers import (
@@ -57,7 +57,8 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
     (:func:`~sb3_masked_attention.masks.head_window_mask`). The features are those of the
     newest position after a final LayerNorm.
 
-    Padding is read from the ``valid`` key as ``valid > 0``: exact for the raw 0/1 flags and
+    Padding is read from the ``valid`` key as ``valid > 0`` (:func:`~sb3_masked_attention.masks.as_valid`):
+    exact for the raw 0/1 flags and
     unchanged by ``VecNormalize`` (a per-position increasing affine map whose running mean
     lies strictly between 0 and 1 for positions that have been both, and is 0 for positions
     never valid), so ``normalize: true`` in rl-zoo cannot corrupt the mask.
@@ -121,7 +122,7 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
 
     def attention_mask(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         """The head masks the layers use for this batch: BoolTensor ``(B, H, T, T)``."""
-        return head_window_mask(observations[VALID_KEY] > 0, self.head_fractions)
+        return head_window_mask(observations[VALID_KEY], self.head_fractions)
 
     def attentions(self) -> list[MaskedMultiHeadAttention]:
         """Each layer's attention module (head ablation and capture hook into them)."""
@@ -136,9 +137,24 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
 
     def tokens(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         """One token per window step ``(B, T, token_size)``: the flattened observation, previous action, previous
-        reward and (if present) episode-start flag, concatenated in :attr:`token_keys` order (see :meth:`token_slices`)."""
-        batch = observations[VALID_KEY].shape[0]
-        return torch.cat([observations[key].reshape(batch, self.history_len, -1).float() for key in self.token_keys], dim=-1)
+        reward and (if present) episode-start flag, concatenated in :attr:`token_keys` order (see :meth:`token_slices`).
+
+        Padding steps become zero tokens (whatever they held: masked keys get zero weight, but 0 x NaN is NaN).
+
+        :raises ValueError: a NaN or infinite entry in a real step, naming the key.
+        """
+        valid = as_valid(observations[VALID_KEY], VALID_KEY)
+        parts = []
+        for key in self.token_keys:
+            part = observations[key].reshape(valid.shape[0], self.history_len, -1).float()
+            part = torch.where(valid[..., None], part, 0.0)
+            if not bool(torch.isfinite(part).all()):
+                raise ValueError(
+                    f"observation key {key!r} has NaN or infinite entries in real (valid) steps: the features would be "
+                    "NaN; check the env (HistoryWrapper refuses them at the step) or the normalisation"
+                )
+            parts.append(part)
+        return torch.cat(parts, dim=-1)
 
     def token_slices(self) -> dict[str, slice]:
         """Where each observation key sits inside a token, e.g. ``{"obs": slice(0, 4), "prev_action": slice(4, 6), ...}``."""
@@ -153,10 +169,11 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The trunk: features of every position ``(B, T, d_model)`` (or the newest, ``(B, 1, d_model)``, with
         ``last_only``) from tokens ``(B, T, token_size)`` and validity ``(B, T)``; pretraining objectives call it."""
-        x = self.embed(tokens)
+        valid = as_valid(valid)
+        x = self.embed(torch.where(valid[..., None], tokens, 0.0))  # padding: zero tokens, never NaN
         if self.pos_embedding is not None:
             x = x + self.pos_embedding
-        mask = head_window_mask(valid > 0, self.head_fractions)  # built once, shared by every layer
+        mask = head_window_mask(valid, self.head_fractions)  # built once, shared by every layer
         weights = []
         for i, block in enumerate(self.blocks):
             x, layer_weights = block(
