@@ -72,7 +72,8 @@ class TerritoryControlEnv(gym.Env):
         None keeps the file's size, 256 for presets).
     :param num_bots: heuristic opponents, 0 to 64.
     :param max_steps: episode length; the episode is truncated after it.
-    :param local_view_size: side of the window around the agent's territory shown in ``local_map``.
+    :param local_view_size: side of the window around the agent's territory shown in ``local_map``, 16 to
+        ``map_size`` (None: ``min(256, map_size)``).
     :param map_seed: None draws a new procedural map every reset; an int fixes the map.
     :param bot_interval: bots reconsider their attacks every this many steps.
     :param win_share: the agent wins on owning this share of the land (or being the last alive).
@@ -105,7 +106,7 @@ class TerritoryControlEnv(gym.Env):
         map_size: int | None = None,
         num_bots: int = 4,
         max_steps: int = 1000,
-        local_view_size: int = 256,
+        local_view_size: int | None = None,
         map_seed: int | None = None,
         bot_interval: int = 4,
         win_share: float = 0.8,
@@ -125,7 +126,15 @@ class TerritoryControlEnv(gym.Env):
         if self.num_bots > 64:
             raise ValueError(f"num_bots={num_bots!r} is invalid: expected 0 to 64")
         self.max_steps = check_int("max_steps", max_steps)
-        self.local_view_size = check_int("local_view_size", local_view_size, minimum=16)
+        if local_view_size is None:
+            self.local_view_size = min(256, self.map_size)
+        else:
+            self.local_view_size = check_int("local_view_size", local_view_size, minimum=16)
+            if self.local_view_size > self.map_size:
+                raise ValueError(
+                    f"local_view_size={local_view_size!r} is larger than the map ({self.map_size} tiles): "
+                    f"expected 16 to {self.map_size}, or leave it unset (min(256, map_size))"
+                )
         self.bot_interval = check_int("bot_interval", bot_interval)
         if not 0.0 < float(win_share) <= 1.0:
             raise ValueError(f"win_share={win_share!r} is invalid: expected a value in (0, 1]")
@@ -169,7 +178,7 @@ class TerritoryControlEnv(gym.Env):
         self._block_area = np.bincount(block[1:-1, 1:-1].ravel(), minlength=self._res**2).astype(np.float64)
         self._block_side = s / self._res
         self._upsample = np.arange(MAP_RESOLUTION) * self._res // MAP_RESOLUTION
-        self._view = min(self.local_view_size, s)
+        self._view = self.local_view_size
         self._block_scale = 255.0 / self._block_area
         self._block_stamp = np.zeros(self._res**2, dtype=bool)
 

@@ -8,6 +8,7 @@ import gymnasium as gym
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_masked_attention.validation import check_keywords
 from sb3_masked_attention.wrappers import HistoryWrapper
 
 #: Return bounds (random policy, optimum) of ids that do not carry them as attributes.
@@ -37,8 +38,6 @@ def check_env_id(env_id: str) -> None:
 
 def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any] | None) -> None:
     """Raise ValueError if ``env_id`` is not registered or its constructor does not take one of ``env_kwargs``."""
-    import inspect
-
     from gymnasium.envs.registration import load_env_creator
 
     check_env_id(env_id)
@@ -46,16 +45,7 @@ def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any] | None) -> None:
         return
     entry_point = gym.spec(env_id).entry_point
     creator: Any = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
-    try:
-        parameters = inspect.signature(creator).parameters
-    except (TypeError, ValueError):  # no signature to read (a builtin): the env itself will check
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    unknown = sorted(set(env_kwargs) - set(parameters))
-    if unknown:
-        accepted = [name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-        raise ValueError(f"env {env_id!r} does not take the keyword argument(s) {unknown}: it takes {accepted}")
+    check_keywords(creator, env_kwargs, f"env {env_id!r}: keyword argument(s)")
 
 
 def make_history_vec_env(

@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 from sb3_masked_attention.callbacks import AtomicCheckpointCallback, AttentionLoggingCallback, EvaluationLogCallback
 from sb3_masked_attention.io import atomic_path
 from sb3_masked_attention.runs import RunDir, newest_files
-from sb3_masked_attention.validation import check_int
+from sb3_masked_attention.validation import check_int, check_keywords
 from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, zoo_entry
 
 TERRITORY_ID = "sb3ma/TerritoryControl-v0"
@@ -44,7 +44,7 @@ class MultiscaleConfig:
     :param map_size: map side in tiles.
     :param num_bots: opponents.
     :param max_steps: episode length.
-    :param local_view_size: side of the local map window.
+    :param local_view_size: side of the local map window, at most ``map_size`` (None: ``min(256, map_size)``).
     :param attention: :class:`MultiScaleExtractorWithAttention` if True, else :class:`MultiScaleExtractor`.
     :param algo: ``"maskable_ppo"`` (invalid targets masked) or ``"ppo"`` (invalid targets are no-ops).
     :param checkpoint_freq: environment steps between checkpoints.
@@ -58,7 +58,7 @@ class MultiscaleConfig:
     map_size: int = 1024
     num_bots: int = 10
     max_steps: int = 1000
-    local_view_size: int = 256
+    local_view_size: int | None = None
     attention: bool = True
     algo: str = "maskable_ppo"
     device: str = "auto"
@@ -106,6 +106,8 @@ def train_multiscale(
     ppo_kwargs = {**{key: entry[key] for key in PPO_KEYS if key in entry}, **(ppo_kwargs or {})}
     for name in ("checkpoint_freq", "eval_freq", "eval_episodes", "attention_log_freq"):
         check_int(name, getattr(config, name))
+    given_here = ("self", "policy", "env", "seed", "device", "verbose", "policy_kwargs", "tensorboard_log")
+    check_keywords(ALGORITHMS[config.algo], ppo_kwargs, "ppo_kwargs", exclude=given_here)
     from envs.territory import TerritoryControlEnv  # by class, so SubprocVecEnv workers import it themselves
 
     env_kwargs = config.env_kwargs()
@@ -194,8 +196,9 @@ def add_subparsers(commands: Any) -> None:
         "train-multiscale", help="train (or resume) PPO with the multi-scale extractors on TerritoryControl"
     )
     option(cmd, MultiscaleConfig, "map_name", "--map", help="plains, islands, continents, or a .png/.npy map file")
-    for name in ("map_size", "max_steps", "local_view_size"):
+    for name in ("map_size", "max_steps"):
         option(cmd, MultiscaleConfig, name, type=positive_int)
+    option(cmd, MultiscaleConfig, "local_view_size", type=positive_int, help="at most --map-size; None: min(256, map size)")
     option(cmd, MultiscaleConfig, "num_bots")
     cmd.add_argument("--total-timesteps", type=positive_int, default=None, help="(default: the zoo entry's n_timesteps)")
     cmd.add_argument("--n-envs", type=positive_int, default=None, help="(default: the zoo entry's)")

@@ -99,6 +99,24 @@ def test_bad_event_files_are_refused_naming_the_row(tmp_path, text, message):
         load_events(path, event_types=["click", "key"] if "scroll" in text else None)
 
 
+@pytest.mark.parametrize(
+    ("x", "y", "message"),
+    [
+        ("1e12", "5", r"row 3: x=1e\+12 is off the screen \[0, 1920\] of 1920x1080"),  # once clamped and scored
+        ("1e39", "5", r"row 3: x=1e\+39 is off the screen"),  # once inf in float32: an empty field
+        ("5", "-1", r"row 3: y=-1 is off the screen \[0, 1080\]"),
+    ],
+)
+def test_off_screen_coordinates_are_refused_naming_the_row(tmp_path, x, y, message):
+    path = tmp_path / "events.csv"
+    path.write_text(f"session,t,event,x,y\ns,0,click,1,2\ns,0.5,click,{x},{y}\n")
+    with pytest.raises(ValueError, match=message):
+        load_events(path, screen=(1920.0, 1080.0))
+    if x == "1e39":
+        with pytest.raises(ValueError, match="do not fit a float32"):
+            load_events(path)
+
+
 def test_unknown_enumerated_values_are_refused(tmp_path):
     path = tmp_path / "events.csv"
     path.write_text("session,t,event,x,y,key\ns,0,key,1,2,q\ns,0.5,key,1,2,z\n")

@@ -244,7 +244,7 @@ def evaluate_event_models(
             raise ValueError(
                 f"model {name!r} was trained with another window configuration or vocabulary than the first model"
             )
-    log = load_events(events, event_types=first.event_types, enum_values=first.enum_values)
+    log = load_events(events, event_types=first.event_types, enum_values=first.enum_values, screen=first.window.screen)
     windows = make_windows(log, first.window)
     predictions = predict_models(models, windows, first.window)
     table = metrics_table(predictions, windows)
@@ -281,7 +281,9 @@ def generate_after(model: SequenceModel, history: str | os.PathLike, greedy: boo
         each session's last event (the CSV format of the input).
     """
     enum_values = model.enum_values or {}
-    log = load_events(history, event_types=model.event_types, enum_values=enum_values, min_events=1)
+    log = load_events(
+        history, event_types=model.event_types, enum_values=enum_values, min_events=1, screen=model.window.screen
+    )
     windows = history_windows(log, model.window)
     out = model.generate(windows.batch(), greedy=greedy, generator=torch.Generator().manual_seed(seed))
     rows = []

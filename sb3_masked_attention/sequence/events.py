@@ -30,6 +30,7 @@ from sb3_masked_attention.io import atomic_path
 from sb3_masked_attention.validation import check_int
 
 REQUIRED_COLUMNS = ("session", "t", "event", "x", "y")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -92,6 +93,7 @@ def load_events(  # noqa: C901  (one check per documented mistake, each naming t
     event_types: Sequence[str] | None = None,
     enum_values: Mapping[str, Sequence[str]] | None = None,
     min_events: int = 2,
+    screen: tuple[float, float] | None = None,
 ) -> EventLog:
     """Read and validate an event-log CSV.
 
@@ -101,8 +103,11 @@ def load_events(  # noqa: C901  (one check per documented mistake, each naming t
     :param enum_values: the allowed values of each enumerated column (a model's vocabulary); its columns
         must all be in the file. ``None`` = the file's extra columns and the values they use, sorted.
     :param min_events: the fewest events a session may have (a window needs history and a target).
+    :param screen: ``(width, height)``: every ``x`` must lie in ``[0, width]`` and ``y`` in ``[0, height]``
+        (a model would otherwise clamp or overflow them and score nonsense). ``None``: any float32 value.
     :return: the :class:`EventLog`.
-    :raises ValueError: missing columns, a value that is not a finite number, a negative or decreasing
+    :raises ValueError: missing columns, a value that is not a finite number, a coordinate off the screen, a
+        negative or decreasing
         time within a session, an empty session id, an event name or enumerated value outside the given
         vocabulary, or a session with fewer than ``min_events`` events; the message names the row.
     """
@@ -138,6 +143,15 @@ def load_events(  # noqa: C901  (one check per documented mistake, each naming t
             if t < 0:
                 raise ValueError(f"{path} row {row_number}: t={t} is negative: times are seconds >= 0")
             x, y = (_float(row[index[c]], c, row_number, path) for c in ("x", "y"))
+            if screen is not None:
+                for column, value, high in zip(("x", "y"), (x, y), screen):
+                    if not 0.0 <= value <= high:
+                        raise ValueError(
+                            f"{path} row {row_number}: {column}={value:g} is off the screen [0, {high:g}] "
+                            f"of {screen[0]:g}x{screen[1]:g} (set by `sb3ma events train --screen WIDTH HEIGHT`)"
+                        )
+            elif max(abs(x), abs(y)) > _FLOAT32_MAX:
+                raise ValueError(f"{path} row {row_number}: x={x:g}, y={y:g} do not fit a float32 (|value| <= 3.4e38)")
             records.setdefault(session, []).append(
                 (t, row[index["event"]].strip(), x, y, tuple(row[index[c]].strip() for c in extra), row_number)
             )

@@ -110,7 +110,7 @@ def train_sequence_model(
         raise ValueError(f"learning_rate={config.learning_rate!r} is invalid: expected a positive number")
     _architecture(arch)  # before reading the data
     window = window or WindowConfig()
-    log = load_events(events)
+    log = load_events(events, screen=window.screen)
     windows = make_windows(log, window)
     is_val = split_sessions(len(log.sessions), config.val_fraction, seed)[windows.arrays["session"]]
     train_windows, val_windows = windows.select(~is_val), windows.select(is_val)
