@@ -28,6 +28,7 @@ from sb3_masked_attention.callbacks import AtomicCheckpointCallback, AttentionLo
 from sb3_masked_attention.io import atomic_path
 from sb3_masked_attention.runs import RunDir, newest_files
 from sb3_masked_attention.validation import check_int, check_keywords
+from sb3_masked_attention.weights import load_weights, saved_timesteps
 from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, zoo_entry
 
 TERRITORY_ID = "sb3ma/TerritoryControl-v0"
@@ -123,14 +124,6 @@ def train_multiscale(
     }
     run = RunDir(output_dir, identity, grow=("total_timesteps",))
     final_path = run.path / "final_model.zip"
-    algorithm = ALGORITHMS[config.algo]
-    if final_path.exists():
-        model = algorithm.load(final_path, device=config.device)
-        if model.num_timesteps >= total_timesteps:
-            if verbose:
-                print(f"{run.path} is finished ({model.num_timesteps} steps): nothing to do")
-            return model
-
     env_cls = SubprocVecEnv if config.subprocess_envs and n_envs > 1 else DummyVecEnv
     env = make_vec_env(
         TerritoryControlEnv,
@@ -142,22 +135,29 @@ def train_multiscale(
         monitor_kwargs={"override_existing": False},
     )
     eval_env = make_vec_env(TerritoryControlEnv, n_envs=1, seed=config.seed + 10_000, env_kwargs=env_kwargs)
+    # The run's own models are read back weights-only into a model rebuilt from its settings: nothing unpickled.
+    model = ALGORITHMS[config.algo](
+        "MultiScaleAttentionPolicy",
+        env,
+        seed=config.seed,
+        device=config.device,
+        verbose=verbose,
+        policy_kwargs={"multiscale_extractor": "attention" if config.attention else "plain"},
+        tensorboard_log=str(run.tensorboard),
+        **ppo_kwargs,
+    )
+    if final_path.exists() and saved_timesteps(final_path) >= total_timesteps:
+        load_weights(model, final_path)
+        env.close()
+        eval_env.close()
+        if verbose:
+            print(f"{run.path} is finished ({model.num_timesteps} steps): nothing to do")
+        return model
     found = newest_files(run.path / "checkpoints", "model", ".zip")
     if found:
-        model = algorithm.load(found[-1], env=env, device=config.device, tensorboard_log=str(run.tensorboard))
+        load_weights(model, found[-1])
         if verbose:
             print(f"resuming {run.path} from {found[-1].name} ({model.num_timesteps} steps done)")
-    else:
-        model = algorithm(
-            "MultiScaleAttentionPolicy",
-            env,
-            seed=config.seed,
-            device=config.device,
-            verbose=verbose,
-            policy_kwargs={"multiscale_extractor": "attention" if config.attention else "plain"},
-            tensorboard_log=str(run.tensorboard),
-            **ppo_kwargs,
-        )
     callbacks = CallbackList(
         [
             AtomicCheckpointCallback(config.checkpoint_freq, run.path / "checkpoints"),

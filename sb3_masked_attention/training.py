@@ -4,22 +4,33 @@ then evaluate it.
 The model is built by rl-zoo's own ``ExperimentManager`` from the env's entry (an env without one gets the
 file's ``default`` entry), so ``sb3ma train --env X`` and ``python -m rl_zoo3.train --algo ppo --env X
 --conf-file zoo_configs/ppo.yml`` train the same thing. Command-line options override single entries.
+
+``--output-dir`` holds ``model.zip`` (SB3's format), ``train_config.json`` (what built the model),
+``vecnormalize.npz`` (and rl-zoo's ``vecnormalize.pkl``) when the entry normalises, rl-zoo's ``zoo/`` folder and
+TensorBoard logs. :func:`load_trained` rebuilds the model from ``train_config.json`` and reads only the weights
+of ``model.zip`` (no unpickling): a run folder from elsewhere cannot run code.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stable_baselines3.common.vec_env import unwrap_vec_normalize
+
 from sb3_masked_attention.environments import check_env_id, return_bounds
 from sb3_masked_attention.episodes import play_episodes
-from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.io import atomic_path, write_text_atomic
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.validation import check_int
+from sb3_masked_attention.weights import load_weights, restore_normalization, save_normalization
 from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, ZooRun, literal_dict, make_zoo_model, zoo_entry
+
+SETTINGS_FILE = "train_config.json"
 
 HISTORY_WRAPPER = "sb3_masked_attention.wrappers.HistoryWrapper"
 
@@ -125,9 +136,93 @@ def train(
     steps = check_int("total_timesteps", total_timesteps if total_timesteps is not None else run.n_timesteps)
     run.model.learn(steps, progress_bar=progress_bar, tb_log_name="run")
     if output_dir is not None:
+        own_conf = Path(conf_file).resolve() == PROJECT_PPO_CONFIG
+        settings = {
+            "env_id": env_id,
+            "env_kwargs": dict(env_kwargs or {}),
+            "seed": seed,
+            "conf_file": "zoo_configs/ppo.yml" if own_conf else str(Path(conf_file).resolve()),
+            "hyperparams": overrides,
+        }
+        write_text_atomic(Path(output_dir) / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
         with atomic_path(Path(output_dir) / "model.zip") as tmp:
             run.model.save(tmp)
-        run.save_normalization(Path(output_dir) / "vecnormalize.pkl")
+        run.save_normalization(Path(output_dir) / "vecnormalize.pkl")  # rl-zoo's (a pickle) ...
+        normalize = unwrap_vec_normalize(run.train_env)
+        if normalize is not None:
+            save_normalization(normalize, Path(output_dir) / "vecnormalize.npz")  # ... and arrays, read without pickle
+    return run
+
+
+def _data_only(key: str, value: Any, where: str) -> Any:
+    """A recorded hyperparameter as data: ``dict(...)`` strings read as literals; only the HistoryWrapper named."""
+    if key in ("policy_kwargs", "normalize") and isinstance(value, str):
+        return literal_dict(value, f"{where}: {key}")
+    if key == "env_wrapper":
+        wrappers = value if isinstance(value, list) else [value]
+        names = [next(iter(w)) if isinstance(w, dict) else w for w in wrappers]
+        if any(name != HISTORY_WRAPPER for name in names):
+            raise ValueError(f"{where}: env_wrapper {names} names code other than {HISTORY_WRAPPER}: not rebuilt from a file")
+    elif key in ("callback", "vec_env_wrapper", "monitor_kwargs", "replay_buffer_class"):
+        raise ValueError(f"{where}: {key} names code: not rebuilt from a file")
+    return value
+
+
+def trained_settings(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``train_config.json`` of an ``sb3ma train --output-dir`` folder (env_id, env_kwargs, seed, conf_file,
+    hyperparams); ValueError naming the folder if it is not one."""
+    run_dir = Path(run_dir)
+    where = f"run folder {str(run_dir)!r}"
+    if not (run_dir / SETTINGS_FILE).is_file() or not (run_dir / "model.zip").is_file():
+        raise ValueError(f"{where} lacks {SETTINGS_FILE} or model.zip: expected the --output-dir of `sb3ma train`")
+    try:
+        settings = json.loads((run_dir / SETTINGS_FILE).read_text())
+        return {
+            "env_id": str(settings["env_id"]),
+            "env_kwargs": dict(settings["env_kwargs"]),
+            "seed": int(settings["seed"]),
+            "conf_file": str(settings["conf_file"]),
+            "hyperparams": dict(settings["hyperparams"]),
+        }
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {SETTINGS_FILE} is not readable ({type(error).__name__}: {error})") from None
+
+
+def load_trained(run_dir: str | os.PathLike, device: str = "cpu") -> ZooRun:
+    """The model of an ``sb3ma train --output-dir`` folder, rebuilt from its ``train_config.json`` with the project's
+    zoo entry and given the weights of ``model.zip`` and the ``vecnormalize.npz`` statistics, without unpickling.
+
+    :raises ValueError: not such a folder, settings that name code, or weights that do not fit.
+    """
+    run_dir = Path(run_dir)
+    where = f"run folder {str(run_dir)!r}"
+    settings = trained_settings(run_dir)
+    env_id, env_kwargs, seed = settings["env_id"], settings["env_kwargs"], settings["seed"]
+    conf_file, hyperparams = settings["conf_file"], settings["hyperparams"]
+    if conf_file != "zoo_configs/ppo.yml":
+        raise ValueError(
+            f"{where} was trained with conf_file {conf_file!r}: an rl-zoo file is code, so only the project's own "
+            "zoo_configs/ppo.yml is rebuilt from; load model.zip with PPO.load if you trust both"
+        )
+    hyperparams = {key: _data_only(key, value, where) for key, value in hyperparams.items()}
+    with tempfile.TemporaryDirectory(prefix="sb3ma-load-") as log_folder:
+        run = make_zoo_model(
+            "ppo",
+            env_id,
+            log_folder,
+            hyperparams=hyperparams,
+            env_kwargs=env_kwargs,
+            seed=seed,
+            device=device,
+            conf_file=PROJECT_PPO_CONFIG,
+        )
+    load_weights(run.model, run_dir / "model.zip")
+    normalize = unwrap_vec_normalize(run.train_env)
+    if normalize is not None:
+        if not (run_dir / "vecnormalize.npz").is_file():
+            raise ValueError(f"{where} normalises observations but has no vecnormalize.npz")
+        restore_normalization(normalize, run_dir / "vecnormalize.npz")
+        normalize.training = False
     return run
 
 
@@ -149,7 +244,9 @@ def add_subparsers(commands: Any) -> None:
     def common(parser: Any) -> None:
         option(parser, train, "seed")
         option(parser, evaluate, "n_episodes", "--eval-episodes", type=positive_int, help="evaluation episodes")
-        parser.add_argument("--output-dir", default=None, help="write model.zip, vecnormalize.pkl, TensorBoard logs here")
+        parser.add_argument(
+            "--output-dir", default=None, help="write model.zip, train_config.json, vecnormalize.npz, TensorBoard logs here"
+        )
         parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     cmd = commands.add_parser(

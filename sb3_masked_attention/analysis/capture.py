@@ -217,7 +217,8 @@ def capture_sb3(
 
     The context is the model's history window; ``positions`` count env steps since the start of the run.
     """
-    from sb3_masked_attention.evaluation.model_eval import load_sb3_model, make_eval_env, transformer_of
+    from sb3_masked_attention.evaluation.model_eval import make_eval_env, transformer_of
+    from sb3_masked_attention.weights import load_sb3_model
     from sb3_masked_attention.wrappers import VALID_KEY
 
     steps, stride = check_int("steps", steps), check_int("stride", stride)

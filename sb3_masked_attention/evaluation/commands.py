@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from sb3_masked_attention.cli_args import Parser, UserError, env_kwargs_option, option, positive_int
-from sb3_masked_attention.evaluation.model_eval import ALGORITHMS, evaluate_model
+from sb3_masked_attention.evaluation.model_eval import evaluate_model
 from sb3_masked_attention.evaluation.report import write_report
 from sb3_masked_attention.evaluation.study import BACKENDS, StudyFailed, run_study
+from sb3_masked_attention.weights import ALGORITHMS
 
 
 def add_subparsers(commands: Any) -> None:
@@ -41,8 +42,10 @@ def add_subparsers(commands: Any) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="evaluate a saved model over seeds; --ablate-heads: return drop per zeroed head"
     )
-    evaluate.add_argument("model", help="saved model (.zip)")
-    evaluate.add_argument("--env", required=True, help="gymnasium id")
+    evaluate.add_argument(
+        "model", help="an sb3ma train --output-dir (weights only: safe) or an SB3 model .zip (unpickled: trusted files only)"
+    )
+    evaluate.add_argument("--env", default=None, help="gymnasium id (default for an sb3ma train folder: its env)")
     env_kwargs_option(evaluate)
     option(evaluate, evaluate_model, "algo", choices=list(ALGORITHMS))
     option(evaluate, evaluate_model, "episodes", type=positive_int, help="episodes per seed")
@@ -96,7 +99,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         episodes=args.episodes,
         seeds=args.seeds,
         algo=args.algo,
-        env_kwargs=dict(args.env_kwargs),
+        env_kwargs=dict(args.env_kwargs) if args.env_kwargs else None,
         vecnormalize=args.vecnormalize,
         ablate_heads=args.ablate_heads,
         out=args.out,

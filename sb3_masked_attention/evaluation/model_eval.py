@@ -16,11 +16,9 @@ from typing import Any, cast
 
 import pandas as pd
 import torch
-from sb3_contrib import MaskablePPO, RecurrentPPO
-from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_masked_attention.environments import register_envs
 from sb3_masked_attention.episodes import play_episodes
@@ -28,19 +26,8 @@ from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExt
 from sb3_masked_attention.io import atomic_path
 from sb3_masked_attention.policies import features_extractors
 from sb3_masked_attention.validation import check_int
+from sb3_masked_attention.weights import load_sb3_model, load_vecnormalize
 from sb3_masked_attention.wrappers import EPISODE_START_KEY, VALID_KEY, HistoryWrapper
-
-#: rl-zoo algorithm names and the classes that load their models.
-ALGORITHMS: dict[str, Any] = {"ppo": PPO, "a2c": A2C, "maskable_ppo": MaskablePPO, "ppo_lstm": RecurrentPPO}
-
-
-def load_sb3_model(path: str | os.PathLike, algo: str = "ppo", device: str = "cpu") -> BaseAlgorithm:
-    """Load a saved SB3 / sb3-contrib model (``algo`` as rl-zoo names it)."""
-    if algo not in ALGORITHMS:
-        raise ValueError(f"algo={algo!r} is unknown: expected one of {list(ALGORITHMS)}")
-    if not Path(path).is_file():
-        raise ValueError(f"model file {str(path)!r} does not exist")
-    return ALGORITHMS[algo].load(path, device=device)
 
 
 def make_eval_env(
@@ -52,7 +39,7 @@ def make_eval_env(
 ) -> VecEnv:
     """One env like the model's: wrapped in :class:`HistoryWrapper` when its observation space is a
     history window (length and ``across_episodes`` read from the space), with frozen VecNormalize
-    statistics when given (an rl-zoo ``vecnormalize.pkl``)."""
+    statistics when given (``vecnormalize.npz`` of ``sb3ma train``, or an rl-zoo ``vecnormalize.pkl``: a pickle)."""
     register_envs()
     space = model.observation_space
     wrapper, wrapper_kwargs = None, None
@@ -65,10 +52,7 @@ def make_eval_env(
     env = make_vec_env(
         env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrapper, wrapper_kwargs=wrapper_kwargs
     )
-    if vecnormalize is not None:
-        env = VecNormalize.load(str(vecnormalize), env)
-        env.training, env.norm_reward = False, False
-    return env
+    return env if vecnormalize is None else load_vecnormalize(env, vecnormalize)
 
 
 def transformer_of(model: BaseAlgorithm) -> HeadMaskedTransformerExtractor:
@@ -99,7 +83,7 @@ def ablate_head(extractor: HeadMaskedTransformerExtractor, head: int, layer: int
 
 def evaluate_model(
     model_path: str | os.PathLike,
-    env_id: str,
+    env_id: str | None = None,
     *,
     episodes: int = 20,
     seeds: Sequence[int] = (0, 1, 2),
@@ -114,11 +98,28 @@ def evaluate_model(
 
     Columns: ``seed, ablated_head, layer, mean_return, drop`` (``ablated_head`` -1 = intact model;
     ``layer`` "all" or the layer index as text).
+
+    :param model_path: an SB3 ``.zip`` (loaded by SB3, which unpickles: only files you trust), or the
+        ``--output-dir`` of ``sb3ma train`` (rebuilt from its settings, weights only; its env, env kwargs and
+        ``vecnormalize.npz`` are the defaults).
+    :param env_id: the env (required for a ``.zip``).
     """
     episodes = check_int("episodes", episodes)
     if not seeds:
         raise ValueError("seeds is empty: expected at least one seed")
-    model = load_sb3_model(model_path, algo)
+    if Path(model_path).is_dir():
+        from sb3_masked_attention.training import load_trained, trained_settings
+
+        settings = trained_settings(model_path)
+        model: BaseAlgorithm = load_trained(model_path).model
+        env_id = env_id or settings["env_id"]
+        env_kwargs = settings["env_kwargs"] if env_kwargs is None else env_kwargs
+        stats = Path(model_path) / "vecnormalize.npz"
+        vecnormalize = stats if vecnormalize is None and stats.is_file() else vecnormalize
+    else:
+        if env_id is None:
+            raise ValueError(f"env_id is needed to evaluate {str(model_path)!r} (a model file, not an sb3ma train folder)")
+        model = load_sb3_model(model_path, algo)
     variants: list[tuple[int, int | None]] = [(-1, None)]
     if ablate_heads:
         extractor = transformer_of(model)

@@ -52,7 +52,7 @@ def collect_windows(
     venv = make_history_vec_env(env_id, history_len=history_len, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
     model: BaseAlgorithm | None = None
     if model_path is not None:
-        from sb3_masked_attention.evaluation.model_eval import load_sb3_model
+        from sb3_masked_attention.weights import load_sb3_model
 
         model = load_sb3_model(model_path)
     venv.action_space.seed(seed)
