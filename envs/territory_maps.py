@@ -64,7 +64,17 @@ def load_map(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     if not os.path.isfile(path):
         raise ValueError(f"map file {path!r} does not exist")
     if path.lower().endswith(".npy"):
-        array = np.load(path, allow_pickle=False)
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError):  # numpy suggests allow_pickle=True: a map never needs it
+            raise ValueError(
+                f"map file {path!r} is not a plain numpy array of numbers: it holds Python objects or is damaged "
+                "(nothing in it ran); expected a 2-D land mask saved with np.save"
+            ) from None
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+            raise ValueError(
+                f"map file {path!r} holds {getattr(array, 'dtype', type(array))} values: expected a numeric 2-D land mask"
+            )
         if array.ndim != 2:
             raise ValueError(f"map file {path!r} holds an array of shape {array.shape}: expected a 2-D land mask")
         land = array != 0
@@ -73,8 +83,11 @@ def load_map(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
             Image,  # pillow comes with matplotlib; imported only for PNG maps
         )
 
-        with Image.open(path) as image:
-            land = np.asarray(image.convert("L")) >= 128
+        try:
+            with Image.open(path) as image:
+                land = np.asarray(image.convert("L")) >= 128
+        except (OSError, ValueError):  # PIL's UnidentifiedImageError is an OSError
+            raise ValueError(f"map file {path!r} is not a readable image: expected a PNG land mask") from None
     if size is None:
         if land.shape[0] != land.shape[1]:
             raise ValueError(f"map file {path!r} is {land.shape[1]}x{land.shape[0]}: give map_size to resample it")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,12 +98,28 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...], what: str, made_by:
     import numpy as np
 
     path = Path(path)
+    expected = f"expected a file written by `{made_by}`"
     if not path.is_file():
         raise ValueError(f"{what} {str(path)!r} does not exist: write one with `{made_by}`")
-    with np.load(path, allow_pickle=False) as data:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+        # numpy's message suggests allow_pickle=True: never pass that advice on.
+        raise ValueError(
+            f"{what} {str(path)!r} is not a plain numpy archive: it is damaged or holds Python objects, which are never "
+            f"loaded from a file (nothing in it ran); {expected}"
+        ) from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{what} {str(path)!r} is a single array, not an .npz archive: {expected}")
+    with data:
         missing = [key for key in keys if key not in data]
         if missing:
-            raise ValueError(f"{what} {str(path)!r} lacks {missing}: expected a file written by `{made_by}`")
-        arrays = {key: data[key] for key in data.files if key != "meta"}
-        meta = json.loads(str(data["meta"])) if "meta" in data.files else None
+            raise ValueError(f"{what} {str(path)!r} lacks {missing}: {expected}")
+        try:
+            arrays = {key: data[key] for key in data.files if key != "meta"}
+            meta = json.loads(str(data["meta"])) if "meta" in data.files else None
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile):  # an object array inside, a damaged member
+            raise ValueError(
+                f"{what} {str(path)!r} has a member that is damaged or holds Python objects (nothing in it ran); {expected}"
+            ) from None
     return arrays, meta

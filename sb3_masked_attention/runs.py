@@ -118,9 +118,17 @@ def load_file(path: str | os.PathLike, kind: str, default_name: str = "model.pt"
         raise ValueError(f"{expected.what} {str(path)!r} does not exist: make one with `{expected.made_by}`")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"{str(path)!r} is not a readable {expected.what} ({reason[:120]})") from None
+    except pickle.UnpicklingError:
+        # torch's own message suggests loading unsafely: never pass that advice on.
+        raise ValueError(
+            f"{str(path)!r} cannot be read as a file of this package ({expected.what} expected): it holds Python objects "
+            f"other than tensors, numbers and text, or is damaged; nothing in it ran. Give the output of `{expected.made_by}`"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as error:
+        state = "empty" if path.stat().st_size == 0 else "cut short or damaged"
+        raise ValueError(
+            f"{str(path)!r} is not a readable {expected.what}: the file is {state} ({type(error).__name__})"
+        ) from None
     found = (
         payload.get("kind", _legacy_kind(payload) if payload.get("format") == 1 else None)
         if isinstance(payload, dict)
