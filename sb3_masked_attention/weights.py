@@ -71,15 +71,27 @@ def load_sb3_model(path: str | os.PathLike, algo: str = "ppo", device: str = "cp
     try:
         model = ALGORITHMS[algo].load(path, device=device)
     except (*_LOAD_ERRORS, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        reason = _reason(error)
-        if "must subclass" in reason or "policy" in reason.lower():
-            reason += "; was it saved by another algorithm? (--algo takes " + ", ".join(ALGORITHMS) + ")"
-        raise ValueError(f"model file {str(path)!r} cannot be loaded as a {algo} model ({reason})") from None
+        found = _loading_algorithm(path, device, exclude=algo)
+        hint = f": it is a {found} model, load it with --algo {found}" if found else ""
+        raise ValueError(f"model file {str(path)!r} cannot be loaded as a {algo} model ({_reason(error)}){hint}") from None
     if not isinstance(model.policy, POLICY_FAMILIES[algo]):
         found = _family_of(model.policy)
         hint = f": load it with --algo {found}" if found else ""
         raise ValueError(f"model file {str(path)!r} holds a {type(model.policy).__name__}, not a {algo} policy{hint}")
     return model
+
+
+def _loading_algorithm(path: str | os.PathLike, device: str, exclude: str) -> str | None:
+    """The first other algorithm whose loader reads ``path`` into a policy of its family (for the hint)."""
+    for algo, algorithm in ALGORITHMS.items():
+        if algo == exclude:
+            continue
+        try:
+            if isinstance(algorithm.load(path, device=device).policy, POLICY_FAMILIES[algo]):
+                return algo
+        except (*_LOAD_ERRORS, pickle.UnpicklingError, zipfile.BadZipFile):
+            continue
+    return None
 
 
 def _zip_member(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
