@@ -41,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, gym.error.Error) as error:
         print(f"sb3ma: error: {error}", file=sys.stderr)
         return 2
+    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
+        # a path the user gave that cannot be written where a file or folder is expected
+        print(f"sb3ma: error: {error.filename!r}: {error.strerror}", file=sys.stderr)
+        return 2
     return 0
 
 

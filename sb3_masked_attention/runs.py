@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sb3_masked_attention.io import atomic_path, write_text_atomic
+from sb3_masked_attention.io import atomic_path, make_dir, write_text_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -173,8 +173,7 @@ class RunDir:
         grow: Iterable[str] = (),
         defaults: dict[str, Any] | None = None,
     ) -> None:
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path = make_dir(path, "run folder")
         recorded = self.path / SETTINGS_FILE
         for name in (SETTINGS_FILE, *LEGACY_SETTINGS_FILES):
             if (self.path / name).exists():

@@ -50,6 +50,37 @@ def zoo_entry(conf_file: str | os.PathLike, env_id: str) -> dict[str, Any]:
     raise ValueError(f"{path} has no entry for {env_id!r} and no 'default' entry")
 
 
+#: Hyperparameter keys rl-zoo reads itself (the rest go to the algorithm's constructor).
+ZOO_KEYS = (
+    "n_timesteps", "n_envs", "policy", "normalize", "frame_stack", "policy_kwargs", "monitor_kwargs", "env_kwargs",
+    "env_wrapper", "vec_env_wrapper", "callback", "replay_buffer_class", "replay_buffer_kwargs",
+)  # fmt: skip
+
+
+def algorithm_arguments(algo: str) -> set[str]:
+    """The hyperparameter names rl-zoo's ``algo`` takes: its constructor's arguments and :data:`ZOO_KEYS`.
+
+    :raises ValueError: ``algo`` unknown to rl-zoo.
+    """
+    import inspect
+
+    from rl_zoo3.utils import ALGOS
+
+    if algo not in ALGOS:
+        raise ValueError(f"algo {algo!r} is unknown to rl-zoo: expected one of {sorted(ALGOS)}")
+    return (set(inspect.signature(ALGOS[algo]).parameters) - {"env"}) | set(ZOO_KEYS)
+
+
+def check_hyperparams(algo: str, hyperparams: dict[str, Any], where: str = "hyperparams") -> None:
+    """Raise ValueError naming a hyperparameter that neither ``algo`` nor rl-zoo takes (before anything is built)."""
+    allowed = algorithm_arguments(algo)
+    unknown = sorted(set(hyperparams) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{where} {unknown} are not arguments of {algo} nor rl-zoo settings: expected some of {sorted(allowed)}"
+        )
+
+
 def literal_dict(text: str | dict[str, Any], what: str = "policy_kwargs") -> dict[str, Any]:
     """Read rl-zoo's ``"dict(key=value, ...)"`` strings without running code: only ``dict(...)`` of literals.
 
@@ -148,6 +179,7 @@ def make_zoo_model(
 
     from sb3_masked_attention.environments import check_env_kwargs
 
+    check_hyperparams(algo, dict(hyperparams or {}))
     check_env_kwargs(env_id, env_kwargs)  # registers the sb3ma/ and rl-zoo ids and the policy aliases
 
     config = Path(conf_file) if conf_file is not None else rl_zoo_config(algo)

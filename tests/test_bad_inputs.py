@@ -56,6 +56,7 @@ def files(tmp_path_factory, saved_model) -> Path:
     (d / "bounds_text.csv").write_text("env,low,high\nsb3ma/TMaze-v0,abc,1\n")
     (d / "a_file").write_text("not a folder")
     (d / "bad.yml").write_text("name: x\nenvs: {a: 1\nmethods: []\n")
+    (d / "events.csv").write_text(EVENTS)
     (d / "events_1e12.csv").write_text(EVENTS.replace("s1,1.0,click,12,22", "s1,1.0,click,1e12,22"))
     (d / "events_1e39.csv").write_text(EVENTS.replace("s1,1.0,click,12,22", "s1,1.0,click,1e39,22"))
     shutil.copy(saved_model, d / "model.zip")
@@ -92,6 +93,8 @@ def files(tmp_path_factory, saved_model) -> Path:
             "['corridor_lenght'] not accepted by TMazeEnv",
         ),
         (["train-multiscale", "--map-size", "64", "--ppo-kwargs", "bogus=1", "--output-dir", "m"], "['bogus'] not accepted"),
+        (["train", "--env", "sb3ma/TMaze-v0", "--hyperparams", "bogus=1"], "hyperparams ['bogus'] are not arguments of ppo"),
+        (["events", "train", "--events", "events.csv", "--out", "a_file"], "run folder 'a_file' cannot be made"),
         (["train-multiscale", "--map-size", "64", "--local-view-size", "4096", "--output-dir", "m"], "larger than the map"),
         (["train-multiscale", "--map", "objects.npy", "--output-dir", "m"], "map file 'objects.npy' is not a plain numpy"),
         (["train-multiscale", "--map", "garbage.png", "--output-dir", "m"], "does not exist"),

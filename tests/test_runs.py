@@ -70,7 +70,7 @@ def test_a_file_that_would_run_code_is_refused_without_running_it(tmp_path):
             return (os.system, (f"touch {marker}",))
 
     torch.save({"kind": "ad_model", "format": 2, "x": Boom()}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="is not a readable AD model"):
+    with pytest.raises(ValueError, match="nothing in it ran"):
         load_file(tmp_path / "evil.pt", "ad_model")
     assert not marker.exists()
 

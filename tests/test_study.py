@@ -193,7 +193,10 @@ def test_local_ray_listens_on_the_loopback_interface_only():
         ({"seed": 1}, r"study file study.yml has unknown key\(s\) \['seed'\]"),
         ({"eval_frequency": 64}, r"unknown key\(s\) \['eval_frequency'\]"),
         ({"envs": _env(env_kwrgs={"corridor_length": 3})}, r"env 'sb3ma/TMaze-v0' has unknown key\(s\) \['env_kwrgs'\]"),
-        ({"envs": _env(env_kwargs={"corridor_lenght": 3})}, r"does not take the keyword argument\(s\) \['corridor_lenght'\]"),
+        (
+            {"envs": _env(env_kwargs={"corridor_lenght": 3})},
+            r"env 'sb3ma/TMaze-v0': keyword argument\(s\) \['corridor_lenght'\] not accepted",
+        ),
         ({"envs": {"NoSuchEnv-v0": {"n_timesteps": 64}}}, "env 'NoSuchEnv-v0' is not registered"),
         ({"envs": {"os:Evil-v0": {"n_timesteps": 64}}}, "'os:Evil-v0' is not usable as a folder name"),
         ({"envs": {"../x": {"n_timesteps": 64}}}, "'../x' is not usable as a folder name"),

@@ -30,7 +30,6 @@ import code such as ``env_wrapper`` — those belong in a conf_file, which is Py
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import tempfile
@@ -134,21 +133,16 @@ def _seeds(value: Any, where: str) -> list[int]:
     return list(value)
 
 
-def _algorithm_arguments(algo: str, where: str) -> set[str]:
-    from rl_zoo3.utils import ALGOS
-
-    if algo not in ALGOS:
-        raise ValueError(f"{where}: algo {algo!r} is unknown to rl-zoo: expected one of {sorted(ALGOS)}")
-    return set(inspect.signature(ALGOS[algo].__init__).parameters) - {"self", "env"}
-
-
 def _hyperparams(value: Any, algo: str, where: str) -> dict[str, Any]:
-    from sb3_masked_attention.zoo import literal_dict
+    from sb3_masked_attention.zoo import ZOO_KEYS, algorithm_arguments, literal_dict
 
     if value is not None and not isinstance(value, dict):
         raise ValueError(f"{where}: hyperparams must be a mapping, not {value!r}")
     hyperparams = value or {}
-    arguments = _algorithm_arguments(algo, where)
+    try:
+        arguments = algorithm_arguments(algo) - set(ZOO_KEYS) - {"policy"}
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
     for key, item in hyperparams.items():
         if key in ZOO_CODE_KEYS:
             raise ValueError(
@@ -210,7 +204,7 @@ def _env(env_id: Any, entry: Any, where: str) -> tuple[str, int, dict[str, Any]]
     from sb3_masked_attention.environments import check_env_id, check_env_kwargs
 
     env_id = _name(env_id, f"{where}: env", _ENV_ID)
-    where = f"{where}: env {env_id!r}"
+    file_where, where = where, f"{where}: env {env_id!r}"
     entry = _mapping(entry, where, ENV_KEYS)
     n_timesteps = check_int(f"{where} n_timesteps", _require(entry, "n_timesteps", int, where))
     env_kwargs = entry.get("env_kwargs") or {}
@@ -219,8 +213,8 @@ def _env(env_id: Any, entry: Any, where: str) -> tuple[str, int, dict[str, Any]]
     try:
         check_env_id(env_id)
         check_env_kwargs(env_id, env_kwargs)
-    except ValueError as error:
-        raise ValueError(f"{where}: {error}") from None
+    except ValueError as error:  # the message names the env
+        raise ValueError(f"{file_where}: {error}") from None
     return env_id, n_timesteps, dict(env_kwargs)
 
 
