@@ -144,17 +144,16 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
         :raises ValueError: a NaN or infinite entry in a real step, naming the key.
         """
         valid = as_valid(observations[VALID_KEY], VALID_KEY)
-        parts = []
-        for key in self.token_keys:
-            part = observations[key].reshape(valid.shape[0], self.history_len, -1).float()
-            part = torch.where(valid[..., None], part, 0.0)
-            if not bool(torch.isfinite(part).all()):
-                raise ValueError(
-                    f"observation key {key!r} has NaN or infinite entries in real (valid) steps: the features would be "
-                    "NaN; check the env (HistoryWrapper refuses them at the step) or the normalisation"
-                )
-            parts.append(part)
-        return torch.cat(parts, dim=-1)
+        batch = valid.shape[0]
+        tokens = torch.cat([observations[key].reshape(batch, self.history_len, -1).float() for key in self.token_keys], dim=-1)
+        tokens = torch.where(valid[..., None], tokens, 0.0)
+        if not bool(torch.isfinite(tokens).all()):  # one check per batch; the key is looked up only on failure
+            bad = next(key for key, part in self.token_slices().items() if not bool(torch.isfinite(tokens[..., part]).all()))
+            raise ValueError(
+                f"observation key {bad!r} has NaN or infinite entries in real (valid) steps: the features would be "
+                "NaN; check the env (HistoryWrapper refuses them at the step) or the normalisation"
+            )
+        return tokens
 
     def token_slices(self) -> dict[str, slice]:
         """Where each observation key sits inside a token, e.g. ``{"obs": slice(0, 4), "prev_action": slice(4, 6), ...}``."""
@@ -185,7 +184,8 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
 
     def _forward(self, observations: dict[str, torch.Tensor], need_weights: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         # Only the newest position is read: the last layer skips the others unless weights are wanted.
+        valid = as_valid(observations[VALID_KEY], VALID_KEY)  # checked once; encode() takes the bool flags as they are
         features, weights = self.encode(
-            self.tokens(observations), observations[VALID_KEY], need_weights, last_only=not need_weights
+            self.tokens({**observations, VALID_KEY: valid}), valid, need_weights, last_only=not need_weights
         )
         return features[:, -1], weights
