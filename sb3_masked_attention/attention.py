@@ -151,8 +151,13 @@ class MaskedMultiHeadAttention(nn.Module):
             if mask is None and q.shape[2] > 1:  # new token i sees the past and new tokens 0..i
                 rows = torch.arange(past, past + q.shape[2], device=x.device)
                 mask = torch.arange(k.shape[2], device=x.device)[None, :] <= rows[:, None]
-        dropout_p = self.dropout if self.training else 0.0
+        return self._attend(q, k, v, mask, need_weights)
 
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The attention itself, on split heads ``(B, H, T, D)``; output projected to ``(B, T_q, d_model)``."""
+        dropout_p = self.dropout if self.training else 0.0
         if need_weights:  # explicit path
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
             if mask is not None:
@@ -162,8 +167,41 @@ class MaskedMultiHeadAttention(nn.Module):
         else:  # fast path
             weights = None
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.d_model)
+        out = out.transpose(1, 2).reshape(q.shape[0], q.shape[2], self.d_model)
         return self.out_proj(out), weights
+
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values ``(B, H, M, D)`` of ``memory`` ``(B, M, d_model)``, before any rotary rotation (which
+        depends on the query they are read from): what :meth:`forward_memory` takes, cached or recomputed."""
+        keys, values = self.kv_proj(memory).chunk(2, dim=-1)
+        return self._split_heads(keys), self._split_heads(values)
+
+    def forward_memory(
+        self,
+        x: torch.Tensor,
+        memory: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
+        """One new token attending to a memory of ``M`` earlier ones and to itself (Transformer-XL style).
+
+        Rotary positions are relative to the query: memory key ``j`` sits at position ``j`` and the query at ``M``,
+        so the same memory read at any step gives the same scores (no absolute position grows with the stream).
+
+        :param x: the new token ``(B, 1, d_model)``.
+        :param memory: :meth:`memory_kv` of the memory, oldest first.
+        :param mask: BoolTensor broadcastable to ``(B, H, 1, M + 1)`` (the last key is the token itself).
+        :return: output ``(B, 1, d_model)``, weights or None, and the token's own unrotated keys and values
+            ``(B, H, 1, D)`` (to append to a cache).
+        """
+        q = self._split_heads(self.q_proj(x))
+        own_k, own_v = self.memory_kv(x)
+        k, v = torch.cat([memory[0], own_k], dim=2), torch.cat([memory[1], own_v], dim=2)
+        if self.rotary is not None:
+            positions = torch.arange(k.shape[2], device=x.device)
+            q, k = self.rotary(q, positions[-1:]), self.rotary(k, positions)
+        out, weights = self._attend(q, k, v, mask, need_weights)
+        return out, weights, (own_k, own_v)
 
 
 class TransformerBlock(nn.Module):
@@ -210,3 +248,20 @@ class TransformerBlock(nn.Module):
         attended, weights = self.attn(normed[:, -x.shape[1] :], context=normed, mask=mask, need_weights=need_weights)
         x = x + attended
         return x + self.mlp(self.ln_mlp(x)), weights
+
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of this block's attention for the block inputs ``memory`` ``(B, M, d_model)``."""
+        return self.attn.memory_kv(self.ln_attn(memory))
+
+    def forward_memory(
+        self,
+        x: torch.Tensor,
+        memory: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
+        """The block for one new token ``(B, 1, d_model)`` over :meth:`memory_kv` of its memory (see
+        :meth:`MaskedMultiHeadAttention.forward_memory`); also returns the token's own keys and values."""
+        attended, weights, own = self.attn.forward_memory(self.ln_attn(x), memory, mask, need_weights)
+        x = x + attended
+        return x + self.mlp(self.ln_mlp(x)), weights, own

@@ -129,6 +129,29 @@ def head_window_row(n_keys: int, fractions: Sequence[float], device: torch.devic
     return rank[None, :] < keep[:, None]
 
 
+def memory_head_mask(n_valid: torch.Tensor, memory_len: int, fractions: Sequence[float]) -> torch.Tensor:
+    """Head masks of a new token reading a memory of ``memory_len`` slots (oldest first) and itself, whose newest
+    ``n_valid`` slots are valid (the rest: before the episode or the stream began).
+
+    Row ``i`` equals the newest query's row of :func:`head_window_mask` for a left-padded window of
+    ``memory_len + 1`` steps of which the newest ``n_valid[i] + 1`` are valid: head ``h`` sees the newest
+    ``max(1, ceil((1 - p_h) * L - 1e-6))`` of the ``L = n_valid + 1`` valid keys, the token itself always.
+
+    :param n_valid: LongTensor ``(B,)`` in ``[0, memory_len]``.
+    :param memory_len: memory slots ``M`` (>= 1).
+    :param fractions: one fraction per head, each in ``[0, 1)``.
+    :return: BoolTensor ``(B, H, 1, memory_len + 1)``.
+    """
+    check_int("memory_len", memory_len)
+    fractions = _fractions(fractions)
+    if n_valid.dim() != 1 or bool((n_valid < 0).any()) or bool((n_valid > memory_len).any()):
+        raise ValueError(f"n_valid must be a (batch,) tensor of counts in [0, {memory_len}], got {n_valid}")
+    keep = _window_sizes(fractions, memory_len + 1).to(n_valid.device)[:, n_valid + 1].T  # (B, H)
+    rank = torch.arange(memory_len, -1, -1, device=n_valid.device)  # 0 = the token itself
+    visible = rank[None, :] <= n_valid[:, None]  # (B, M + 1)
+    return (visible[:, None, :] & (rank[None, None, :] < keep[..., None]))[:, :, None, :]
+
+
 def key_padding_mask(valid: torch.Tensor) -> torch.Tensor:
     """Every query may attend to the valid keys only (cross-attention to a padded sequence).
 

@@ -25,7 +25,7 @@ from sb3_masked_attention.wrappers import (
 POSITIONAL_ENCODINGS = ("learned", "rotary")
 
 
-def _history_layout(observation_space: spaces.Space) -> tuple[int, int]:
+def history_layout(observation_space: spaces.Space) -> tuple[int, int]:
     """Check that ``observation_space`` is a HistoryWrapper window; return ``(history_len, token_size)``."""
     required = (OBS_KEY, ACTION_KEY, REWARD_KEY, VALID_KEY)
     if not isinstance(observation_space, spaces.Dict) or any(key not in observation_space.spaces for key in required):
@@ -84,7 +84,7 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
         positional: str = "learned",
         dropout: float = 0.0,
     ) -> None:
-        history_len, token_size = _history_layout(observation_space)
+        history_len, token_size = history_layout(observation_space)
         for name, value in (("d_model", d_model), ("n_heads", n_heads), ("n_layers", n_layers)):
             check_int(name, value)
         if d_model % n_heads != 0:

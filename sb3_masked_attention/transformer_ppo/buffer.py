@@ -1,0 +1,71 @@
+"""A rollout buffer that stores each observation once and what the transformer memory needs to replay it.
+
+Beside SB3's Dict rollout data it keeps, per step and env, the token's block inputs for every layer
+(``hidden``, ``L x d_model`` floats) and the number of valid memory slots it read (``n_valid``), and, per env,
+the memory as it was when the rollout began (``prefix``, ``L x M x d_model``). Env ``e``'s stream is then
+``[prefix_e ; hidden_e]``, and sample ``t`` read slots ``t .. t + M - 1`` of it, of which the newest
+``n_valid`` were valid: no window is ever stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import numpy as np
+import torch
+from stable_baselines3.common.buffers import DictRolloutBuffer
+from stable_baselines3.common.type_aliases import DictRolloutBufferSamples
+
+#: Extra keys of each sample's observation dict: where its memory lies (read by the policy in training).
+MEMORY_ENV, MEMORY_STEP, MEMORY_VALID = "_memory_env", "_memory_step", "_memory_valid"
+
+
+class TransformerRolloutBuffer(DictRolloutBuffer):
+    """:class:`~stable_baselines3.common.buffers.DictRolloutBuffer` plus the memory replay data.
+
+    Each sample's observation dict also holds :data:`MEMORY_ENV`, :data:`MEMORY_STEP` and :data:`MEMORY_VALID`
+    (its env, its step and the valid memory slots it read), so SB3's ``PPO.train`` passes them to the policy.
+
+    :param memory_shape: ``(n_layers, memory_len, d_model)`` of the policy's memory (set by TransformerPPO).
+    """
+
+    def __init__(self, *args, memory_shape: tuple[int, int, int] = (1, 1, 1), **kwargs) -> None:
+        self.memory_shape = memory_shape
+        super().__init__(*args, **kwargs)
+
+    def reset(self) -> None:
+        super().reset()
+        layers, memory_len, d_model = self.memory_shape
+        self.hidden = torch.zeros(self.buffer_size, layers, self.n_envs, d_model)
+        self.n_valid = np.zeros((self.buffer_size, self.n_envs), dtype=np.int64)
+        self.prefix = torch.zeros(layers, self.n_envs, memory_len, d_model)
+
+    def set_prefix(self, hidden: torch.Tensor) -> None:
+        """The memory's block inputs ``(L, n_envs, M, d_model)`` when the rollout begins."""
+        self.prefix = hidden.detach().cpu().clone()
+
+    def add_memory(self, hidden: torch.Tensor, n_valid: torch.Tensor) -> None:
+        """The step's block inputs ``(L, n_envs, d_model)`` and valid slots read ``(n_envs,)``; call before :meth:`add`."""
+        self.hidden[self.pos] = hidden.detach().cpu()
+        self.n_valid[self.pos] = n_valid.cpu().numpy()
+
+    def streams(self, device: torch.device | str) -> torch.Tensor:
+        """Every env's stream of block inputs ``(L, n_envs, M + buffer_size, d_model)``: prefix, then the rollout."""
+        return torch.cat([self.prefix, self.hidden.permute(1, 2, 0, 3)], dim=2).to(device)
+
+    def get(self, batch_size: int | None = None) -> Generator[DictRolloutBufferSamples, None, None]:  # type: ignore[override]
+        assert self.full, "the rollout is not complete"
+        if not self.generator_ready:
+            steps, envs = np.meshgrid(np.arange(self.buffer_size), np.arange(self.n_envs), indexing="ij")
+            self.step_index, self.env_index = self.swap_and_flatten(steps).ravel(), self.swap_and_flatten(envs).ravel()
+            self.n_valid_flat = self.swap_and_flatten(self.n_valid).ravel()
+        yield from super().get(batch_size)  # flattens the rest the same way (env-major)
+
+    def _get_samples(self, batch_inds: np.ndarray, env=None) -> DictRolloutBufferSamples:  # type: ignore[override]
+        samples = super()._get_samples(batch_inds, env)
+        where = {
+            MEMORY_ENV: torch.as_tensor(self.env_index[batch_inds], device=self.device),
+            MEMORY_STEP: torch.as_tensor(self.step_index[batch_inds], device=self.device),
+            MEMORY_VALID: torch.as_tensor(self.n_valid_flat[batch_inds], device=self.device),
+        }
+        return samples._replace(observations={**samples.observations, **where})

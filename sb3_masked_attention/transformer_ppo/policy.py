@@ -1,0 +1,314 @@
+"""The transformer memory policy: one new token per env per step, a per-layer memory of the last ``memory_len``.
+
+Memory is Transformer-XL style. Each layer keeps, per env, the block inputs of the last ``memory_len`` tokens
+(:class:`MemoryState.hidden`) and, as a cache, their keys and values: a rollout step embeds one token and, per
+layer, projects only that token and reads the cached memory (cost O(memory_len) for the read, nothing else grows).
+Training does not re-encode windows: the rollout buffer keeps each step's block inputs once, and each layer's keys
+and values are projected from them once per minibatch (with the current weights, so gradients reach the
+projections) and gathered per sample. The memory's hidden states themselves are not re-computed (no gradient
+flows back through earlier tokens' layers): the trade-off Transformer-XL and CleanRL's PPO-TrXL make, which
+keeps training cost per sample linear in ``memory_len`` and makes the first epoch reproduce the rollout exactly.
+
+Positions are rotary and relative to the reading token, and each head keeps the oldest-first window of
+:func:`~sb3_masked_attention.masks.head_window_mask` over the valid memory
+(:func:`~sb3_masked_attention.masks.memory_head_mask`).
+Tokens are the observations of :class:`~sb3_masked_attention.wrappers.HistoryWrapper` with ``history_len=1``
+(observation, previous action, previous reward, and the episode-start flag with ``across_episodes=True``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from sb3_masked_attention.attention import TransformerBlock
+from sb3_masked_attention.extractors.transformer import history_layout
+from sb3_masked_attention.masks import memory_head_mask
+from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
+from sb3_masked_attention.transformer_ppo.buffer import MEMORY_ENV, MEMORY_STEP, MEMORY_VALID
+from sb3_masked_attention.validation import check_int
+from sb3_masked_attention.wrappers import ACTION_KEY, EPISODE_START_KEY, OBS_KEY, REWARD_KEY
+
+TOKEN_KEYS = (OBS_KEY, ACTION_KEY, REWARD_KEY, EPISODE_START_KEY)
+MEMORY_KEYS = (MEMORY_ENV, MEMORY_STEP, MEMORY_VALID)
+
+
+@dataclass
+class MemoryState:
+    """Per-env memory of a :class:`TransformerMemory` (``N`` envs, ``L`` layers, ``M`` slots, oldest first).
+
+    :param hidden: ``(L, N, M, d_model)`` block inputs of the last ``M`` tokens.
+    :param keys: ``(L, N, H, M, D)`` their attention keys (unrotated): a cache of ``hidden``.
+    :param values: ``(L, N, H, M, D)`` their attention values.
+    :param n_valid: ``(N,)`` how many of the newest slots hold tokens of this episode (or stream).
+    """
+
+    hidden: torch.Tensor
+    keys: torch.Tensor
+    values: torch.Tensor
+    n_valid: torch.Tensor
+
+    def select(self, index: Any) -> MemoryState:
+        """The memory of the envs ``index`` (a slice, list or tensor of env indices)."""
+        return MemoryState(self.hidden[:, index], self.keys[:, index], self.values[:, index], self.n_valid[index])
+
+
+class TransformerMemory(BaseFeaturesExtractor):
+    """The transformer over a stream of one-step tokens with a memory of ``memory_len`` per layer.
+
+    :param observation_space: the Dict space of ``HistoryWrapper(env, history_len=1)``.
+    :param memory_len: memory slots per layer (tokens before the current one that it can read).
+    :param d_model: width; also the number of features.
+    :param n_heads: attention heads.
+    :param n_layers: transformer blocks.
+    :param ff_dim: MLP width (default ``4 * d_model``).
+    :param head_mask_strategy: a strategy name or one fraction per head.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        memory_len: int = 64,
+        d_model: int = 64,
+        n_heads: int = 8,
+        n_layers: int = 2,
+        ff_dim: int | None = None,
+        head_mask_strategy: HeadMaskStrategy = "none",
+    ) -> None:
+        history_len, token_size = history_layout(observation_space)
+        if history_len != 1:
+            raise ValueError(
+                f"the transformer memory reads one token per step: wrap the env in HistoryWrapper(env, history_len=1), "
+                f"not history_len={history_len}"
+            )
+        self.memory_len = check_int("memory_len", memory_len)
+        for name, value in (("d_model", d_model), ("n_heads", n_heads), ("n_layers", n_layers)):
+            check_int(name, value)
+        if d_model % n_heads != 0 or (d_model // n_heads) % 2 != 0:
+            raise ValueError(f"d_model={d_model} must be n_heads={n_heads} times an even head size (rotary positions)")
+        super().__init__(observation_space, features_dim=d_model)
+        self.head_fractions = resolve_head_mask_strategy(head_mask_strategy, n_heads)
+        self.across_episodes = EPISODE_START_KEY in observation_space.spaces
+        self.token_keys = [key for key in TOKEN_KEYS if key in observation_space.spaces]
+        self.n_layers, self.n_heads, self.d_model = n_layers, n_heads, d_model
+        self.embed = nn.Linear(token_size, d_model)
+        ff_dim = 4 * d_model if ff_dim is None else check_int("ff_dim", ff_dim)
+        self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, ff_dim, rotary=True) for _ in range(n_layers))
+        self.ln_final = nn.LayerNorm(d_model)
+
+    def layers(self) -> list[TransformerBlock]:
+        return [cast(TransformerBlock, block) for block in self.blocks]
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise RuntimeError("TransformerMemory reads a memory: use TransformerPPO / TransformerMemoryPolicy, not a plain PPO")
+
+    def tokens(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One token per env ``(N, token_size)`` from a preprocessed ``HistoryWrapper(history_len=1)`` observation."""
+        batch = observations[OBS_KEY].shape[0]
+        return torch.cat([observations[key].reshape(batch, -1).float() for key in self.token_keys], dim=-1)
+
+    def initial_state(self, n_envs: int, device: torch.device | str = "cpu") -> MemoryState:
+        """An empty memory for ``n_envs`` envs."""
+        L, M, H = self.n_layers, self.memory_len, self.n_heads
+        shape = (L, n_envs, H, M, self.d_model // H)
+        return MemoryState(
+            torch.zeros(L, n_envs, M, self.d_model, device=device),
+            torch.zeros(shape, device=device),
+            torch.zeros(shape, device=device),
+            torch.zeros(n_envs, dtype=torch.long, device=device),
+        )
+
+    def start(self, state: MemoryState, episode_starts: torch.Tensor) -> torch.Tensor:
+        """Valid memory slots of each env for its next token: 0 at an episode start unless ``across_episodes``."""
+        if self.across_episodes:
+            return state.n_valid
+        return torch.where(episode_starts.bool(), torch.zeros_like(state.n_valid), state.n_valid)
+
+    def step(
+        self, tokens: torch.Tensor, state: MemoryState, episode_starts: torch.Tensor
+    ) -> tuple[torch.Tensor, MemoryState, torch.Tensor, torch.Tensor]:
+        """Read one token per env: features ``(N, d_model)``, the memory after it, the token's block inputs
+        ``(L, N, d_model)`` (what the rollout buffer keeps) and the valid memory slots it read ``(N,)``."""
+        n_valid = self.start(state, episode_starts)
+        mask = memory_head_mask(n_valid, self.memory_len, self.head_fractions)
+        x = self.embed(tokens)[:, None]
+        inputs, keys, values = [], [], []
+        for layer, block in enumerate(self.layers()):
+            inputs.append(x[:, 0])
+            x, _, (own_k, own_v) = block.forward_memory(x, (state.keys[layer], state.values[layer]), mask)
+            keys.append(own_k)
+            values.append(own_v)
+        hidden = torch.stack(inputs)  # (L, N, d)
+        new_state = MemoryState(
+            torch.cat([state.hidden[:, :, 1:], hidden[:, :, None]], dim=2),
+            torch.cat([state.keys[:, :, :, 1:], torch.stack(keys)], dim=3),
+            torch.cat([state.values[:, :, :, 1:], torch.stack(values)], dim=3),
+            torch.clamp(n_valid + 1, max=self.memory_len),
+        )
+        return self.ln_final(x[:, 0]), new_state, hidden, n_valid
+
+    def refresh(self, state: MemoryState) -> MemoryState:
+        """``state`` with its keys and values projected again from its block inputs by the current weights: after
+        an update the cache is stale, while training reads the memory through the current projections."""
+        keys, values = zip(*self.memory_kv(state.hidden))
+        return MemoryState(state.hidden, torch.stack(keys), torch.stack(values), state.n_valid)
+
+    def memory_kv(self, hidden: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's keys and values ``(E, H, S, D)`` of stored block inputs ``hidden`` ``(L, E, S, d_model)``."""
+        return [block.memory_kv(hidden[layer]) for layer, block in enumerate(self.layers())]
+
+    def read(
+        self, tokens: torch.Tensor, memory: list[tuple[torch.Tensor, torch.Tensor]], n_valid: torch.Tensor
+    ) -> torch.Tensor:
+        """Features ``(B, d_model)`` of tokens ``(B, token_size)`` reading given memories (each layer's keys and
+        values ``(B, H, M, D)``, oldest first) of which the newest ``n_valid`` slots are valid: the training path.
+        Equals :meth:`step` for the same memory."""
+        mask = memory_head_mask(n_valid, self.memory_len, self.head_fractions)
+        x = self.embed(tokens)[:, None]
+        for block, layer_memory in zip(self.layers(), memory):
+            x, _, _ = block.forward_memory(x, layer_memory, mask)
+        return self.ln_final(x[:, 0])
+
+
+class TransformerMemoryPolicy(ActorCriticPolicy):
+    """Actor-critic whose features come from a :class:`TransformerMemory` (shared by actor and critic).
+
+    ``predict(obs, state, episode_start, deterministic)`` works as RecurrentPPO's: ``state`` is the
+    :class:`MemoryState` it returned last (None at the start).
+
+    :param memory_len: memory slots per layer.
+    :param d_model: transformer width.
+    :param n_heads: heads per layer.
+    :param n_layers: transformer blocks.
+    :param head_mask_strategy: a strategy name or one fraction per head.
+    :param kwargs: ``ActorCriticPolicy`` arguments (``net_arch`` for the heads after the transformer ...).
+    """
+
+    features_extractor: TransformerMemory
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Space,
+        lr_schedule: Any,
+        memory_len: int = 64,
+        d_model: int = 64,
+        n_heads: int = 8,
+        n_layers: int = 2,
+        head_mask_strategy: HeadMaskStrategy = "none",
+        **kwargs: Any,
+    ) -> None:
+        if not kwargs.pop("share_features_extractor", True):
+            raise ValueError("share_features_extractor=False is not supported: actor and critic read one memory")
+        kwargs.setdefault("net_arch", dict(pi=[64], vf=[64]))
+        kwargs["features_extractor_class"] = TransformerMemory
+        kwargs["features_extractor_kwargs"] = dict(
+            memory_len=memory_len, d_model=d_model, n_heads=n_heads, n_layers=n_layers, head_mask_strategy=head_mask_strategy
+        )
+        self.memory_settings = dict(kwargs["features_extractor_kwargs"])
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    @property
+    def memory(self) -> TransformerMemory:
+        return self.features_extractor
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(self.memory_settings)
+        data.pop("features_extractor_class")
+        data.pop("features_extractor_kwargs")
+        return data
+
+    def initial_state(self, n_envs: int) -> MemoryState:
+        return self.memory.initial_state(n_envs, self.device)
+
+    def _tokens(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.memory.tokens(preprocess_obs(obs, self.observation_space, self.normalize_images))  # type: ignore[arg-type]
+
+    def _heads(self, features: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        latent_pi, latent_vf = self.mlp_extractor(features)
+        return self._get_action_dist_from_latent(latent_pi), self.value_net(latent_vf)
+
+    def forward_memory(
+        self, obs: dict[str, torch.Tensor], state: MemoryState, episode_starts: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, MemoryState, torch.Tensor, torch.Tensor]:
+        """One rollout step: actions, values, log-probs, the new memory, the token's block inputs, valid slots read."""
+        features, new_state, hidden, n_valid = self.memory.step(self._tokens(obs), state, episode_starts)
+        distribution, values = self._heads(features)
+        actions = distribution.get_actions(deterministic=deterministic)
+        return actions, values, distribution.log_prob(actions), new_state, hidden, n_valid
+
+    def predict_values_memory(
+        self, obs: dict[str, torch.Tensor], state: MemoryState, episode_starts: torch.Tensor
+    ) -> torch.Tensor:
+        """Values of ``obs`` read with ``state`` (the state is not advanced)."""
+        features = self.memory.step(self._tokens(obs), state, episode_starts)[0]
+        return self._heads(features)[1]
+
+    @contextlib.contextmanager
+    def replay(self, streams: torch.Tensor) -> Iterator[None]:
+        """Within the block, :meth:`evaluate_actions` reads each sample's memory from ``streams``
+        ``(L, n_envs, M + n_steps, d_model)``: the rollout's block inputs (``TransformerRolloutBuffer.streams``)."""
+        self._streams: torch.Tensor | None = streams
+        try:
+            yield
+        finally:
+            self._streams = None
+
+    def evaluate_actions(  # type: ignore[override]
+        self, obs: dict[str, torch.Tensor], actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Values, log-probs and entropy of ``actions`` for buffer samples (their memory position in ``obs``).
+
+        Each layer's keys and values are projected once per call from the whole rollout's streams (current
+        weights, so gradients reach the projections) and gathered per sample: cost linear in ``memory_len``.
+        """
+        streams = getattr(self, "_streams", None)
+        if streams is None or MEMORY_ENV not in obs:
+            raise RuntimeError("evaluate_actions needs TransformerPPO's rollout buffer samples, inside policy.replay(...)")
+        env, step, n_valid = obs[MEMORY_ENV].long(), obs[MEMORY_STEP].long(), obs[MEMORY_VALID].long()
+        slots = step[:, None] + torch.arange(self.memory.memory_len, device=step.device)  # (B, M): stream positions
+        memory = []
+        for keys, values in self.memory.memory_kv(streams):  # (E, H, S, D) each
+            gather = lambda t: t.permute(0, 2, 1, 3)[env[:, None], slots].permute(0, 2, 1, 3)  # noqa: E731  (B, H, M, D)
+            memory.append((gather(keys), gather(values)))
+        tokens = self._tokens({key: value for key, value in obs.items() if key not in MEMORY_KEYS})
+        distribution, values = self._heads(self.memory.read(tokens, memory, n_valid))
+        return values, distribution.log_prob(actions), distribution.entropy()
+
+    def predict(  # type: ignore[override]
+        self,
+        observation: dict[str, np.ndarray],
+        state: MemoryState | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, MemoryState]:
+        """Actions for ``observation`` (one or a batch of envs) and the memory to pass next time."""
+        self.set_training_mode(False)
+        obs_tensor, vectorized = self.obs_to_tensor(observation)
+        n_envs = next(iter(obs_tensor.values())).shape[0] if isinstance(obs_tensor, dict) else obs_tensor.shape[0]
+        state = self.initial_state(n_envs) if state is None else state
+        starts = torch.zeros(n_envs) if episode_start is None else torch.as_tensor(np.asarray(episode_start)).reshape(n_envs)
+        with torch.no_grad():
+            obs = cast(dict[str, torch.Tensor], obs_tensor)
+            actions, _, _, new_state, _, _ = self.forward_memory(obs, state, starts.to(self.device), deterministic)
+        result = actions.cpu().numpy().reshape((-1, *(self.action_space.shape or ())))
+        if isinstance(self.action_space, spaces.Box):
+            result = (
+                self.unscale_action(result)
+                if self.squash_output
+                else np.clip(result, self.action_space.low, self.action_space.high)
+            )
+        if not vectorized:
+            result = result.squeeze(axis=0)
+        return result, new_state

@@ -1,0 +1,140 @@
+"""TransformerPPO: PPO whose policy keeps a transformer memory across steps (sb3-contrib style, like RecurrentPPO).
+
+Rollouts feed one token per env per step and carry a :class:`~.policy.MemoryState` per env; the buffer keeps each
+observation once plus each step's block inputs (:mod:`.buffer`). The update is SB3's ``PPO.train`` unchanged: each
+sample's observation dict also carries where its memory lies in its env's stream, and the policy reads the memory
+from the rollout's streams (:meth:`TransformerMemoryPolicy.replay`), so the first epoch reproduces the rollout's
+log-probs and values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, cast
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_masked_attention.transformer_ppo.buffer import TransformerRolloutBuffer
+from sb3_masked_attention.transformer_ppo.policy import MemoryState, TransformerMemoryPolicy
+
+
+class TransformerPPO(PPO):
+    """PPO with :class:`TransformerMemoryPolicy` (alias ``"TransformerMemoryPolicy"``); the env must be wrapped in
+    ``HistoryWrapper(env, history_len=1)`` (``across_episodes=True`` keeps the memory across episodes).
+
+    Takes PPO's arguments; the memory settings are policy keywords (``policy_kwargs=dict(memory_len=128, ...)``).
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"TransformerMemoryPolicy": TransformerMemoryPolicy}
+    policy: TransformerMemoryPolicy
+    rollout_buffer: TransformerRolloutBuffer
+
+    def __init__(self, policy: str | type[TransformerMemoryPolicy], env: Any, **kwargs: Any) -> None:
+        if kwargs.get("rollout_buffer_class") not in (None, TransformerRolloutBuffer):
+            raise ValueError("TransformerPPO uses its own TransformerRolloutBuffer: do not pass rollout_buffer_class")
+        kwargs["rollout_buffer_class"] = TransformerRolloutBuffer
+        self._memory: MemoryState | None = None
+        super().__init__(policy, env, **kwargs)
+
+    def _setup_model(self) -> None:
+        self.rollout_buffer_kwargs = dict(self.rollout_buffer_kwargs or {})
+        # the policy decides the memory shape: build it first, then the buffer (SB3 builds the buffer first)
+        super()._setup_model()
+        memory = self.policy.memory
+        self.rollout_buffer = TransformerRolloutBuffer(
+            self.n_steps,
+            self.observation_space,
+            self.action_space,
+            device=self.device,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            n_envs=self.n_envs,
+            memory_shape=(memory.n_layers, memory.memory_len, memory.d_model),
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_memory"]
+
+    def _setup_learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> tuple[int, BaseCallback]:
+        reset = kwargs.get("reset_num_timesteps", args[1] if len(args) > 1 else True) or self._last_obs is None
+        result = super()._setup_learn(total_timesteps, *args, **kwargs)
+        if reset or self._memory is None:  # the envs were reset: an empty memory
+            self._memory = self.policy.initial_state(self.n_envs)
+        return result
+
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        rollout_buffer: TransformerRolloutBuffer,  # type: ignore[override]
+        n_rollout_steps: int,
+    ) -> bool:
+        """SB3's rollout loop with a memory per env: one token per env per step."""
+        assert self._last_obs is not None and self._memory is not None, "call learn(), which resets the envs"
+        self.policy.set_training_mode(False)
+        rollout_buffer.reset()
+        with torch.no_grad():
+            self._memory = self.policy.memory.refresh(self._memory)  # the weights changed since the cache was filled
+        rollout_buffer.set_prefix(self._memory.hidden)
+        callback.on_rollout_start()
+        for _ in range(n_rollout_steps):
+            with torch.no_grad():
+                obs = cast(dict[str, torch.Tensor], obs_as_tensor(self._last_obs, self.device))  # type: ignore[arg-type]
+                starts = torch.as_tensor(self._last_episode_starts, dtype=torch.float32, device=self.device)
+                actions_t, values, log_probs, self._memory, hidden, n_valid = self.policy.forward_memory(
+                    obs, self._memory, starts
+                )
+            actions = actions_t.cpu().numpy()
+            clipped = actions
+            if isinstance(self.action_space, spaces.Box):
+                clipped = np.clip(actions, self.action_space.low, self.action_space.high)
+            new_obs, rewards, dones, infos = env.step(clipped)
+            self.num_timesteps += env.num_envs
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            self._update_info_buffer(infos, dones)
+            if isinstance(self.action_space, spaces.Discrete):
+                actions = actions.reshape(-1, 1)
+            for idx, done in enumerate(dones):  # bootstrap truncated episodes from the memory they ended with
+                if done and infos[idx].get("terminal_observation") is not None and infos[idx].get("TimeLimit.truncated"):
+                    terminal = cast(dict[str, torch.Tensor], self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0])
+                    with torch.no_grad():
+                        value = self.policy.predict_values_memory(
+                            terminal,
+                            self._memory.select([idx]),
+                            torch.zeros(1, device=self.device),  # type: ignore[arg-type]
+                        )
+                    rewards[idx] += self.gamma * value.item()
+            rollout_buffer.add_memory(hidden, n_valid)
+            rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs)  # type: ignore[arg-type]
+            self._last_obs, self._last_episode_starts = new_obs, dones  # type: ignore[assignment]
+        with torch.no_grad():
+            starts = torch.as_tensor(dones, dtype=torch.float32, device=self.device)
+            last_obs = cast(dict[str, torch.Tensor], obs_as_tensor(new_obs, self.device))  # type: ignore[arg-type]
+            values = self.policy.predict_values_memory(last_obs, self._memory, starts)
+        rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def train(self) -> None:
+        """SB3's PPO update; each sample reads its memory from this rollout's streams."""
+        with self.policy.replay(self.rollout_buffer.streams(self.device)):
+            super().train()
+
+    def predict(  # type: ignore[override]
+        self,
+        observation: dict[str, np.ndarray],
+        state: MemoryState | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, MemoryState]:
+        """Actions and the memory to pass back next step (None at the start), as RecurrentPPO's ``predict``."""
+        return self.policy.predict(observation, state, episode_start, deterministic)

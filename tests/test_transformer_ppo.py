@@ -1,0 +1,178 @@
+"""TransformerPPO: the memory read equals a causal pass, training replays the rollout exactly, one observation stored
+per step, and predict/save/load/evaluate_policy behave as RecurrentPPO's."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import gymnasium as gym
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_masked_attention import HistoryWrapper
+from sb3_masked_attention.attention import TransformerBlock
+from sb3_masked_attention.environments import register_envs
+from sb3_masked_attention.masks import head_window_mask, memory_head_mask
+from sb3_masked_attention.transformer_ppo import TransformerMemory, TransformerPPO
+
+FRACTIONS = [0.0, 0.3, 0.6, 0.9]
+TINY = dict(memory_len=8, d_model=16, n_heads=4, n_layers=2, head_mask_strategy=FRACTIONS)
+
+
+def token_env(env_id: str, n_envs: int = 3, across_episodes: bool = False, **env_kwargs):
+    register_envs()
+    return make_vec_env(
+        env_id,
+        n_envs=n_envs,
+        seed=0,
+        env_kwargs=env_kwargs,
+        wrapper_class=HistoryWrapper,
+        wrapper_kwargs=dict(history_len=1, across_episodes=across_episodes),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    memory_len=st.integers(1, 12),
+    data=st.data(),
+    fractions=st.lists(st.floats(0.0, 0.99), min_size=1, max_size=6),
+)
+def test_memory_mask_is_the_newest_row_of_the_head_window_mask(memory_len, data, fractions):
+    n_valid = data.draw(st.integers(0, memory_len))
+    valid = torch.zeros(1, memory_len + 1, dtype=torch.bool)
+    valid[0, memory_len - n_valid :] = True
+    expected = head_window_mask(valid, fractions)[0, :, -1]
+    assert torch.equal(memory_head_mask(torch.tensor([n_valid]), memory_len, fractions)[0, :, 0], expected)
+
+
+def test_stepping_one_token_at_a_time_equals_a_causal_pass():
+    """With a memory as long as the sequence, the memory read is exactly causal attention over it."""
+    torch.manual_seed(0)
+    space = token_env("sb3ma/TMaze-v0", n_envs=1, corridor_length=3).observation_space
+    memory = TransformerMemory(space, memory_len=12, d_model=16, n_heads=4, n_layers=2, head_mask_strategy=FRACTIONS).eval()
+    tokens = torch.randn(2, 10, memory.embed.in_features)
+    state = memory.initial_state(2)
+    stepped = []
+    with torch.no_grad():
+        for t in range(10):
+            features, state, _, _ = memory.step(tokens[:, t], state, torch.full((2,), float(t == 0)))
+            stepped.append(features)
+        x = memory.embed(tokens)
+        mask = head_window_mask(torch.ones(2, 10, dtype=torch.bool), FRACTIONS)
+        for block in memory.blocks:
+            assert isinstance(block, TransformerBlock)
+            x, _ = block(x, mask=mask)
+        causal = memory.ln_final(x)
+    torch.testing.assert_close(torch.stack(stepped, dim=1), causal, atol=1e-5, rtol=1e-5)
+
+
+class ReplayCheck(BaseCallback):
+    """At the end of each rollout, recompute every sample's log-prob and value as training will (current
+    weights, memory read from the stored streams) and record the largest difference to the rollout's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.differences: list[tuple[float, float]] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        model, buffer = self.model, copy.deepcopy(self.model.rollout_buffer)  # get() flattens: leave PPO's intact
+        model.policy.set_training_mode(True)
+        with torch.no_grad(), model.policy.replay(buffer.streams(model.device)):
+            data = next(buffer.get(None))
+            actions = data.actions.long().flatten() if isinstance(model.action_space, gym.spaces.Discrete) else data.actions
+            values, log_prob, _ = model.policy.evaluate_actions(data.observations, actions)
+        self.differences.append(
+            ((log_prob - data.old_log_prob).abs().max().item(), (values.flatten() - data.old_values).abs().max().item())
+        )
+
+
+@pytest.mark.parametrize(
+    ("env_id", "env_kwargs", "across_episodes"),
+    [
+        ("sb3ma/TMaze-v0", {"corridor_length": 3}, False),  # discrete; episodes end inside every rollout
+        ("sb3ma/TMaze-v0", {"corridor_length": 3}, True),  # the memory runs across episodes
+        ("Pendulum-v1", {}, False),  # continuous actions
+    ],
+)
+def test_training_reproduces_the_rollout(env_id, env_kwargs, across_episodes):
+    env = token_env(env_id, across_episodes=across_episodes, **env_kwargs)
+    model = TransformerPPO("TransformerMemoryPolicy", env, n_steps=40, batch_size=60, n_epochs=2, seed=0, policy_kwargs=TINY)
+    check = ReplayCheck()
+    model.learn(3 * 120, callback=check)
+    assert len(check.differences) == 3  # the second and third rollouts follow updates: the memory cache is refreshed
+    for log_prob_difference, value_difference in check.differences:
+        assert log_prob_difference < 1e-5 and value_difference < 1e-5, check.differences
+
+
+def test_the_buffer_stores_each_observation_once():
+    env = token_env("sb3ma/TMaze-v0", corridor_length=3)
+    for memory_len in (4, 64):
+        model = TransformerPPO(
+            "TransformerMemoryPolicy", env, n_steps=16, batch_size=48, policy_kwargs={**TINY, "memory_len": memory_len}
+        )
+        model.learn(48)
+        buffer = model.rollout_buffer
+        assert buffer.hidden.shape == (16, 2, 3, 16)  # per step: one block input per layer
+        assert buffer.prefix.shape == (2, 3, memory_len, 16)  # per env: the memory the rollout began with
+        assert buffer.observations["obs"].size == 16 * 3 * env.observation_space["obs"].shape[-1]
+
+
+def test_predict_save_load_and_evaluate_policy(tmp_path):
+    env = token_env("sb3ma/TMaze-v0", n_envs=2, corridor_length=3)
+    model = TransformerPPO("TransformerMemoryPolicy", env, n_steps=32, batch_size=64, seed=0, policy_kwargs=TINY)
+    model.learn(64)
+    model.save(tmp_path / "tx.zip")
+    mean, _ = evaluate_policy(model, env, n_eval_episodes=4, deterministic=True)
+    assert np.isfinite(mean)
+
+    rollout = tmp_path / "rollout.py"
+    rollout.write_text(
+        "import sys, numpy as np\n"
+        "from stable_baselines3.common.env_util import make_vec_env\n"
+        "from sb3_masked_attention import HistoryWrapper\n"
+        "from sb3_masked_attention.environments import register_envs\n"
+        "from sb3_masked_attention.transformer_ppo import TransformerPPO\n"
+        "register_envs()\n"
+        "model = TransformerPPO.load(sys.argv[1])\n"
+        "env = make_vec_env('sb3ma/TMaze-v0', n_envs=2, seed=0, env_kwargs={'corridor_length': 3},\n"
+        "                   wrapper_class=HistoryWrapper, wrapper_kwargs={'history_len': 1})\n"
+        "obs, state, starts, actions = env.reset(), None, np.ones(2), []\n"
+        "for _ in range(12):\n"
+        "    action, state = model.predict(obs, state, starts, deterministic=True)\n"
+        "    obs, _, starts, _ = env.step(action)\n"
+        "    actions.append(action.tolist())\n"
+        "print(actions)\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, str(rollout), str(tmp_path / "tx.zip")], capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    assert all(run.returncode == 0 for run in runs), runs[0].stderr[-2000:]
+    assert runs[0].stdout == runs[1].stdout
+    # ... and they are the actions of the model that was saved
+    obs, state, starts, actions = env.reset(), None, np.ones(2), []
+    fresh = token_env("sb3ma/TMaze-v0", n_envs=2, corridor_length=3)
+    obs = fresh.reset()
+    for _ in range(12):
+        action, state = model.predict(obs, state, starts, deterministic=True)
+        obs, _, starts, _ = fresh.step(action)
+        actions.append(action.tolist())
+    assert runs[0].stdout.strip() == str(actions)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="HistoryWrapper\\(env, history_len=1\\)"):
+        TransformerMemory(HistoryWrapper(gym.make("CartPole-v1"), 4).observation_space)
+    with pytest.raises(ValueError, match="memory_len=0"):
+        TransformerMemory(HistoryWrapper(gym.make("CartPole-v1"), 1).observation_space, memory_len=0)
