@@ -37,8 +37,9 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """:param x: ``(B, H, T, D)``; :param positions: ``(T,)`` integer positions."""
-        angles = positions.to(self.inv_freq.dtype)[:, None] * self.inv_freq[None, :]  # (T, D/2)
+        """:param x: ``(B, H, T, D)``; :param positions: integer positions ``(T,)``, or ``(B, 1, T)`` per batch row."""
+        # float64 angles: cos/sin exact to float32 at any position, so rotating by p then reading at q depends on q - p only
+        angles = positions.to(torch.float64)[..., None] * self.inv_freq.to(torch.float64)  # (..., T, D/2)
         cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
         x1, x2 = x[..., 0::2], x[..., 1::2]
         return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
@@ -182,26 +183,41 @@ class MaskedMultiHeadAttention(nn.Module):
         memory: tuple[torch.Tensor, torch.Tensor],
         mask: torch.Tensor | None = None,
         need_weights: bool = False,
+        positions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
         """One new token attending to a memory of ``M`` earlier ones and to itself (Transformer-XL style).
 
-        Rotary positions are relative to the query: memory key ``j`` sits at position ``j`` and the query at ``M``,
-        so the same memory read at any step gives the same scores (no absolute position grows with the stream).
+        Rotary positions are relative: without ``positions`` memory key ``j`` sits at ``j`` and the query at ``M``
+        (a rollout step); with them the memory keys come rotated at their positions in a stream
+        (:meth:`rotate_keys`) and the token sits at ``positions`` (training: one rotation per stream, not per
+        token). Both give the same scores; no absolute position grows with an endless stream.
 
         :param x: the new token ``(B, 1, d_model)``.
         :param memory: :meth:`memory_kv` of the memory, oldest first.
         :param mask: BoolTensor broadcastable to ``(B, H, 1, M + 1)`` (the last key is the token itself).
+        :param positions: ``(B,)`` the token's stream positions, when the memory keys are rotated.
         :return: output ``(B, 1, d_model)``, weights or None, and the token's own unrotated keys and values
             ``(B, H, 1, D)`` (to append to a cache).
         """
         q = self._split_heads(self.q_proj(x))
         own_k, own_v = self.memory_kv(x)
-        k, v = torch.cat([memory[0], own_k], dim=2), torch.cat([memory[1], own_v], dim=2)
-        if self.rotary is not None:
-            positions = torch.arange(k.shape[2], device=x.device)
-            q, k = self.rotary(q, positions[-1:]), self.rotary(k, positions)
-        out, weights = self._attend(q, k, v, mask, need_weights)
+        if self.rotary is None:
+            k = torch.cat([memory[0], own_k], dim=2)
+        elif positions is None:  # relative frame: memory slots at 0..M-1, the token at M
+            at = torch.arange(memory[0].shape[2] + 1, device=x.device)
+            q, k = self.rotary(q, at[-1:]), self.rotary(torch.cat([memory[0], own_k], dim=2), at)
+        else:  # memory keys already rotated at their stream positions; the token sits at ``positions``
+            at = positions.reshape(-1, 1, 1)
+            q, k = self.rotary(q, at), torch.cat([memory[0], self.rotary(own_k, at)], dim=2)
+        out, weights = self._attend(q, k, torch.cat([memory[1], own_v], dim=2), mask, need_weights)
         return out, weights, (own_k, own_v)
+
+    def rotate_keys(self, keys: torch.Tensor) -> torch.Tensor:
+        """``keys`` ``(B, H, S, D)`` of a stream rotated at positions ``0..S-1`` (identity without rotary): memory keys
+        for :meth:`forward_memory` with ``positions``, rotated once per stream instead of once per reading token."""
+        if self.rotary is None:
+            return keys
+        return self.rotary(keys, torch.arange(keys.shape[2], device=keys.device))
 
 
 class TransformerBlock(nn.Module):
@@ -259,9 +275,10 @@ class TransformerBlock(nn.Module):
         memory: tuple[torch.Tensor, torch.Tensor],
         mask: torch.Tensor | None = None,
         need_weights: bool = False,
+        positions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
         """The block for one new token ``(B, 1, d_model)`` over :meth:`memory_kv` of its memory (see
         :meth:`MaskedMultiHeadAttention.forward_memory`); also returns the token's own keys and values."""
-        attended, weights, own = self.attn.forward_memory(self.ln_attn(x), memory, mask, need_weights)
+        attended, weights, own = self.attn.forward_memory(self.ln_attn(x), memory, mask, need_weights, positions)
         x = x + attended
         return x + self.mlp(self.ln_mlp(x)), weights, own

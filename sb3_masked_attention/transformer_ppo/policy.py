@@ -168,15 +168,20 @@ class TransformerMemory(BaseFeaturesExtractor):
         return [block.memory_kv(hidden[layer]) for layer, block in enumerate(self.layers())]
 
     def read(
-        self, tokens: torch.Tensor, memory: list[tuple[torch.Tensor, torch.Tensor]], n_valid: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        memory: list[tuple[torch.Tensor, torch.Tensor]],
+        n_valid: torch.Tensor,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Features ``(B, d_model)`` of tokens ``(B, token_size)`` reading given memories (each layer's keys and
         values ``(B, H, M, D)``, oldest first) of which the newest ``n_valid`` slots are valid: the training path.
-        Equals :meth:`step` for the same memory."""
+        Equals :meth:`step` for the same memory. With ``positions`` ``(B,)``, the memory keys come rotated at their
+        stream positions and each token sits at its own (see ``MaskedMultiHeadAttention.forward_memory``)."""
         mask = memory_head_mask(n_valid, self.memory_len, self.head_fractions)
         x = self.embed(tokens)[:, None]
         for block, layer_memory in zip(self.layers(), memory):
-            x, _, _ = block.forward_memory(x, layer_memory, mask)
+            x, _, _ = block.forward_memory(x, layer_memory, mask, positions=positions)
         return self.ln_final(x[:, 0])
 
 
@@ -279,11 +284,13 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         env, step, n_valid = obs[MEMORY_ENV].long(), obs[MEMORY_STEP].long(), obs[MEMORY_VALID].long()
         slots = step[:, None] + torch.arange(self.memory.memory_len, device=step.device)  # (B, M): stream positions
         memory = []
-        for keys, values in self.memory.memory_kv(streams):  # (E, H, S, D) each
-            gather = lambda t: t.permute(0, 2, 1, 3)[env[:, None], slots].permute(0, 2, 1, 3)  # noqa: E731  (B, H, M, D)
+        for block, (keys, values) in zip(self.memory.layers(), self.memory.memory_kv(streams)):  # (E, H, S, D)
+            keys = block.attn.rotate_keys(keys)  # once per stream position, not once per reading token
+            gather = lambda t: t.transpose(1, 2)[env[:, None], slots].transpose(1, 2)  # noqa: E731  (B, H, M, D)
             memory.append((gather(keys), gather(values)))
         tokens = self._tokens({key: value for key, value in obs.items() if key not in MEMORY_KEYS})
-        distribution, values = self._heads(self.memory.read(tokens, memory, n_valid))
+        features = self.memory.read(tokens, memory, n_valid, positions=step + self.memory.memory_len)
+        distribution, values = self._heads(features)
         return values, distribution.log_prob(actions), distribution.entropy()
 
     def predict(  # type: ignore[override]
