@@ -212,6 +212,52 @@ class MaskedMultiHeadAttention(nn.Module):
         out, weights = self._attend(q, k, torch.cat([memory[1], own_v], dim=2), mask, need_weights)
         return out, weights, (own_k, own_v)
 
+    def forward_streams(
+        self,
+        x: torch.Tensor,
+        streams: tuple[torch.Tensor, torch.Tensor],
+        stream_of: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> torch.Tensor:
+        """New tokens reading their memories inside whole streams: :meth:`forward_memory` for many tokens of a few
+        streams at once, without copying each token's memory out of its stream (the training path).
+
+        Each token attends to the keys of its own stream that ``mask`` allows, and to itself. Scores are computed
+        stream by stream against all its keys (explicit softmax; the masked ones get exactly zero weight), which
+        costs tokens x stream length and never materialises a (tokens x memory) copy of keys or values.
+
+        :param x: the new tokens ``(B, 1, d_model)``.
+        :param streams: keys (rotated by :meth:`rotate_keys`) and values ``(E, H, S, D)`` of ``E`` streams.
+        :param stream_of: ``(B,)`` the stream of each token.
+        :param mask: BoolTensor ``(B, H, 1, S + 1)``: which stream positions, then itself, each token reads.
+        :param positions: ``(B,)`` each token's position in its stream (for the rotary rotation).
+        :return: output ``(B, 1, d_model)``.
+        """
+        keys, values = streams
+        at = positions.reshape(-1, 1, 1)
+        q = self._split_heads(self.q_proj(x))
+        own_k, own_v = self.memory_kv(x)
+        if self.rotary is not None:
+            q, own_k = self.rotary(q, at), self.rotary(own_k, at)
+        q = q / math.sqrt(self.head_dim)  # scale the B x D queries, not the B x S scores
+        order = torch.argsort(stream_of, stable=True)  # tokens grouped by stream: one matmul per stream
+        counts = torch.bincount(stream_of, minlength=keys.shape[0]).tolist()
+        groups = [(stream, rows) for stream, rows in enumerate(order.split(counts)) if len(rows)]
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order), device=order.device)
+        # per stream one (H, n, D) x (H, D, S) product: GEMMs, not n x H matrix-vector products
+        heads_first = q[:, :, 0].transpose(0, 1)  # (H, B, D)
+        memory_scores = torch.cat(
+            [(heads_first[:, rows] @ keys[stream].transpose(-2, -1)).transpose(0, 1) for stream, rows in groups]
+        )[inverse][:, :, None]  # (B, H, 1, S)
+        scores = torch.cat([memory_scores, (q * own_k).sum(-1, keepdim=True)], dim=-1)
+        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        memory_weights = weights[:, :, 0, :-1].transpose(0, 1)  # (H, B, S)
+        memory_out = torch.cat([(memory_weights[:, rows] @ values[stream]).transpose(0, 1) for stream, rows in groups])
+        out = memory_out[inverse][:, :, None] + weights[..., -1:] * own_v  # (B, H, 1, D)
+        return self.out_proj(out.transpose(1, 2).reshape(x.shape[0], 1, self.d_model))
+
     def rotate_keys(self, keys: torch.Tensor) -> torch.Tensor:
         """``keys`` ``(B, H, S, D)`` of a stream rotated at positions ``0..S-1`` (identity without rotary): memory keys
         for :meth:`forward_memory` with ``positions``, rotated once per stream instead of once per reading token."""
@@ -282,3 +328,15 @@ class TransformerBlock(nn.Module):
         attended, weights, own = self.attn.forward_memory(self.ln_attn(x), memory, mask, need_weights, positions)
         x = x + attended
         return x + self.mlp(self.ln_mlp(x)), weights, own
+
+    def forward_streams(
+        self,
+        x: torch.Tensor,
+        streams: tuple[torch.Tensor, torch.Tensor],
+        stream_of: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> torch.Tensor:
+        """The block for new tokens reading their streams (see :meth:`MaskedMultiHeadAttention.forward_streams`)."""
+        x = x + self.attn.forward_streams(self.ln_attn(x), streams, stream_of, mask, positions)
+        return x + self.mlp(self.ln_mlp(x))

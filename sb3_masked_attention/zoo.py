@@ -50,6 +50,22 @@ def zoo_entry(conf_file: str | os.PathLike, env_id: str) -> dict[str, Any]:
     raise ValueError(f"{path} has no entry for {env_id!r} and no 'default' entry")
 
 
+#: The package's algorithms, under the names rl-zoo's ``--algo`` takes once :func:`register_algorithms` ran.
+ZOO_ALGORITHMS = {"ppo_tx": "sb3_masked_attention.transformer_ppo:TransformerPPO"}
+
+
+def register_algorithms() -> None:
+    """Add the package's algorithms (``ppo_tx``: TransformerPPO) to rl-zoo's ``ALGOS``, which its train and enjoy
+    scripts read their ``--algo`` choices from when they parse."""
+    import importlib
+
+    from rl_zoo3.utils import ALGOS
+
+    for name, target in ZOO_ALGORITHMS.items():
+        module, attribute = target.split(":")
+        ALGOS.setdefault(name, getattr(importlib.import_module(module), attribute))
+
+
 #: Hyperparameter keys rl-zoo reads itself (the rest go to the algorithm's constructor).
 ZOO_KEYS = (
     "n_timesteps", "n_envs", "policy", "normalize", "frame_stack", "policy_kwargs", "monitor_kwargs", "env_kwargs",
@@ -66,6 +82,7 @@ def algorithm_arguments(algo: str) -> set[str]:
 
     from rl_zoo3.utils import ALGOS
 
+    register_algorithms()
     if algo not in ALGOS:
         raise ValueError(f"algo {algo!r} is unknown to rl-zoo: expected one of {sorted(ALGOS)}")
     return (set(inspect.signature(ALGOS[algo]).parameters) - {"env"}) | set(ZOO_KEYS)

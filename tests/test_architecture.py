@@ -10,7 +10,7 @@ LAYERS = {
     "core": {"masks", "strategies", "attention", "wrappers", "validation", "io", "runs", "environments", "episodes"}
     | {"cli_args"},
     "models": {"extractors", "policies", "callbacks", "zoo", "weights", "transformer_ppo"},
-    "features": {"training", "multiscale_training", "evaluation", "analysis", "ad", "pretrain", "sequence"},
+    "features": {"training", "multiscale_training", "evaluation", "analysis", "ad", "pretrain", "sequence", "rl_zoo"},
     "cli": {"cli"},
 }
 RANK = {unit: rank for rank, units in enumerate(LAYERS.values()) for unit in units}

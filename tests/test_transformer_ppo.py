@@ -176,3 +176,34 @@ def test_bad_settings_are_refused():
         TransformerMemory(HistoryWrapper(gym.make("CartPole-v1"), 4).observation_space)
     with pytest.raises(ValueError, match="memory_len=0"):
         TransformerMemory(HistoryWrapper(gym.make("CartPole-v1"), 1).observation_space, memory_len=0)
+
+
+def test_rl_zoo_trains_and_enjoys_ppo_tx_through_sb3ma_zoo(tmp_path):
+    """`sb3ma zoo train|enjoy` run rl-zoo's own scripts with ppo_tx registered, every rl-zoo flag passed through."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "zoo_configs", tmp_path / "zoo_configs")
+    common = ["--algo", "ppo_tx", "--env", "sb3ma/TMaze-v0", "--gym-packages", "envs", "--env-kwargs", "corridor_length:3"]
+    train = [*common, "--conf-file", "zoo_configs/ppo_tx.yml", "-n", "512", "--seed", "1"]
+    for args in (["train", *train], ["enjoy", *common, "-f", "logs/", "--no-render", "-n", "50"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "sb3_masked_attention.cli", "zoo", *args], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "logs" / "ppo_tx" / "sb3ma-TMaze-v0_1" / "sb3ma-TMaze-v0.zip").exists()
+    assert "Mean reward" in result.stdout
+
+
+def test_ppo_tx_yml_has_an_entry_for_every_memory_env():
+    from pathlib import Path
+
+    import yaml
+
+    import envs
+
+    entries = yaml.safe_load((Path(__file__).resolve().parents[1] / "zoo_configs" / "ppo_tx.yml").read_text())
+    token_envs = set(envs.ENV_IDS) - {"sb3ma/TerritoryControl-v0"}  # Dict image observations: no one-step tokens
+    assert token_envs | {"CartPoleNoVel-v1", "PendulumNoVel-v1", "default"} <= set(entries)
+    assert all(entry["policy"] == "TransformerMemoryPolicy" for entry in entries.values())

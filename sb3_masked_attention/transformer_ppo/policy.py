@@ -167,21 +167,26 @@ class TransformerMemory(BaseFeaturesExtractor):
         """Each layer's keys and values ``(E, H, S, D)`` of stored block inputs ``hidden`` ``(L, E, S, d_model)``."""
         return [block.memory_kv(hidden[layer]) for layer, block in enumerate(self.layers())]
 
-    def read(
-        self,
-        tokens: torch.Tensor,
-        memory: list[tuple[torch.Tensor, torch.Tensor]],
-        n_valid: torch.Tensor,
-        positions: torch.Tensor | None = None,
+    def read_streams(
+        self, tokens: torch.Tensor, streams: torch.Tensor, env: torch.Tensor, step: torch.Tensor, n_valid: torch.Tensor
     ) -> torch.Tensor:
-        """Features ``(B, d_model)`` of tokens ``(B, token_size)`` reading given memories (each layer's keys and
-        values ``(B, H, M, D)``, oldest first) of which the newest ``n_valid`` slots are valid: the training path.
-        Equals :meth:`step` for the same memory. With ``positions`` ``(B,)``, the memory keys come rotated at their
-        stream positions and each token sits at its own (see ``MaskedMultiHeadAttention.forward_memory``)."""
-        mask = memory_head_mask(n_valid, self.memory_len, self.head_fractions)
+        """Features ``(B, d_model)`` of rollout tokens reading their memories inside the stored streams: token ``b``
+        is step ``step[b]`` of env ``env[b]``; its memory is stream positions ``step .. step + M - 1`` of which the
+        newest ``n_valid`` are valid. Each layer's keys and values are projected once per stream position and
+        rotated there; the scores cost tokens x stream length (linear in ``memory_len`` per token).
+
+        :param streams: ``(L, E, M + n_steps, d_model)`` block inputs (``TransformerRolloutBuffer.streams``).
+        """
+        window = memory_head_mask(n_valid, self.memory_len, self.head_fractions)  # (B, H, 1, M + 1)
+        length = streams.shape[2]
+        mask = torch.zeros((*window.shape[:3], length + 1), dtype=torch.bool, device=window.device)
+        slots = (step[:, None] + torch.arange(self.memory_len, device=step.device))[:, None, None, :]
+        mask.scatter_(-1, slots.expand(*window.shape[:3], -1), window[..., :-1])
+        mask[..., -1] = window[..., -1]
+        positions = step + self.memory_len
         x = self.embed(tokens)[:, None]
-        for block, layer_memory in zip(self.layers(), memory):
-            x, _, _ = block.forward_memory(x, layer_memory, mask, positions=positions)
+        for block, (keys, values) in zip(self.layers(), self.memory_kv(streams)):
+            x = block.forward_streams(x, (block.attn.rotate_keys(keys), values), env, mask, positions)
         return self.ln_final(x[:, 0])
 
 
@@ -276,20 +281,14 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         """Values, log-probs and entropy of ``actions`` for buffer samples (their memory position in ``obs``).
 
         Each layer's keys and values are projected once per call from the whole rollout's streams (current
-        weights, so gradients reach the projections) and gathered per sample: cost linear in ``memory_len``.
+        weights, so gradients reach the projections) and read in place (``TransformerMemory.read_streams``).
         """
         streams = getattr(self, "_streams", None)
         if streams is None or MEMORY_ENV not in obs:
             raise RuntimeError("evaluate_actions needs TransformerPPO's rollout buffer samples, inside policy.replay(...)")
         env, step, n_valid = obs[MEMORY_ENV].long(), obs[MEMORY_STEP].long(), obs[MEMORY_VALID].long()
-        slots = step[:, None] + torch.arange(self.memory.memory_len, device=step.device)  # (B, M): stream positions
-        memory = []
-        for block, (keys, values) in zip(self.memory.layers(), self.memory.memory_kv(streams)):  # (E, H, S, D)
-            keys = block.attn.rotate_keys(keys)  # once per stream position, not once per reading token
-            gather = lambda t: t.transpose(1, 2)[env[:, None], slots].transpose(1, 2)  # noqa: E731  (B, H, M, D)
-            memory.append((gather(keys), gather(values)))
         tokens = self._tokens({key: value for key, value in obs.items() if key not in MEMORY_KEYS})
-        features = self.memory.read(tokens, memory, n_valid, positions=step + self.memory.memory_len)
+        features = self.memory.read_streams(tokens, streams, env, step, n_valid)
         distribution, values = self._heads(features)
         return values, distribution.log_prob(actions), distribution.entropy()
 

@@ -1,0 +1,140 @@
+"""Long-memory benchmark: TransformerPPO against RecurrentPPO, the window transformer and frame-stacked PPO-MLP.
+
+    python bench/memory.py throughput   # env steps/s over a whole learn() and in rollouts alone, peak RSS
+    python bench/memory.py report       # writes results/benchmarks/memory.md from the CSVs
+
+Throughput: CartPoleNoVel-v1 at rl-zoo's tuned ``ppo_lstm`` settings (8 envs, n_steps 32, batch 256, 20 epochs) for
+every method, one torch thread, each run in its own process (for its peak RSS), one after another. Rows are
+appended atomically to ``results/benchmarks/memory_throughput.csv``; finished runs are skipped (resumable).
+Not yet here (issue 16): the Passive T-Maze range sweep and the sample-efficiency comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "results" / "benchmarks"
+ENV_ID = "CartPoleNoVel-v1"
+STEPS = 4096
+TOKENS = [{"sb3_masked_attention.wrappers.HistoryWrapper": {"history_len": 1}}]
+WINDOW = [{"sb3_masked_attention.wrappers.HistoryWrapper": {"history_len": 16}}]
+NORMALIZE = "dict(norm_obs_keys=['obs', 'prev_reward'])"  # never the one-hot previous action
+#: method -> (rl-zoo algo, overrides of rl-zoo's ppo_lstm CartPoleNoVel entry)
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "recurrent_ppo": ("ppo_lstm", {}),
+    **{
+        f"transformer_ppo_m{m}": (
+            "ppo_tx",
+            dict(
+                policy="TransformerMemoryPolicy",
+                env_wrapper=TOKENS,
+                normalize=NORMALIZE,
+                policy_kwargs=f"dict(memory_len={m})",
+            ),
+        )
+        for m in (16, 128, 1024)
+    },
+    "window_transformer_h16": (
+        "ppo",
+        dict(
+            policy="HeadMaskedTransformerPolicy",
+            env_wrapper=WINDOW,
+            normalize=NORMALIZE,
+            policy_kwargs="dict(head_mask_strategy='specialized')",
+        ),
+    ),
+    "mlp_framestack16": (
+        "ppo",
+        dict(
+            policy="MlpPolicy",
+            frame_stack=16,
+            policy_kwargs="dict(ortho_init=False, activation_fn=nn.ReLU, net_arch=dict(pi=[64], vf=[64]))",
+        ),
+    ),
+}
+
+
+def throughput_run(method: str) -> dict[str, Any]:
+    """One learn() of ``STEPS`` steps in this (fresh) process; rollout time measured around collect_rollouts."""
+    import torch
+
+    from sb3_masked_attention.zoo import make_zoo_model, rl_zoo_config
+
+    torch.set_num_threads(1)
+    algo, overrides = METHODS[method]
+    with tempfile.TemporaryDirectory() as log_folder:
+        model = make_zoo_model(algo, ENV_ID, log_folder, conf_file=rl_zoo_config("ppo_lstm"), hyperparams=overrides).model
+    rollout_seconds = 0.0
+    collect = model.collect_rollouts
+
+    def timed(*args: Any, **kwargs: Any) -> bool:
+        nonlocal rollout_seconds
+        start = time.perf_counter()
+        result = collect(*args, **kwargs)
+        rollout_seconds += time.perf_counter() - start
+        return result
+
+    model.collect_rollouts = timed  # type: ignore[method-assign]
+    start = time.perf_counter()
+    model.learn(STEPS)
+    seconds = time.perf_counter() - start
+    return {
+        "method": method,
+        "steps": model.num_timesteps,
+        "seconds": round(seconds, 2),
+        "steps_per_s": round(model.num_timesteps / seconds, 1),
+        "rollout_steps_per_s": round(model.num_timesteps / rollout_seconds, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "torch": torch.__version__,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+    }
+
+
+def throughput() -> None:
+    from sb3_masked_attention.io import append_row, read_rows
+
+    path = OUT / "memory_throughput.csv"
+    for method in METHODS:
+        done = read_rows(path)
+        if len(done) and method in set(done["method"]):
+            continue
+        with ProcessPoolExecutor(max_workers=1) as pool:  # a fresh process per method: its own peak RSS
+            row = pool.submit(throughput_run, method).result()
+        append_row(path, row)
+        print(row, flush=True)
+
+
+def report() -> None:
+    from sb3_masked_attention.evaluation.report import to_markdown
+    from sb3_masked_attention.io import read_rows, write_text_atomic
+
+    table = read_rows(OUT / "memory_throughput.csv")
+    reference = float(table.set_index("method").loc["recurrent_ppo", "steps_per_s"])
+    table["vs_recurrent_ppo"] = (table["steps_per_s"] / reference).round(2)
+    text = (
+        "# Long-memory benchmark\n\n"
+        f"Command: `python bench/memory.py throughput && python bench/memory.py report`. {ENV_ID} at rl-zoo's tuned "
+        f"`ppo_lstm` settings (8 envs, n_steps 32, batch 256, 20 epochs) for every method, {STEPS} steps each, one torch "
+        "thread, each method in its own process, one after another, one run each (no repeats: expect +-10% noise). "
+        "`rollout_steps_per_s` times `collect_rollouts` alone; `peak_rss_mb` is the process's peak resident memory.\n\n"
+        + to_markdown(table)
+    )
+    write_text_atomic(OUT / "memory.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=["throughput", "report"])
+    {"throughput": throughput, "report": report}[parser.parse_args().part]()
+    sys.exit(0)
