@@ -181,36 +181,38 @@ class MaskedMultiHeadAttention(nn.Module):
         self,
         x: torch.Tensor,
         memory: tuple[torch.Tensor, torch.Tensor],
-        mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None,
+        need_weights: bool,
+        positions: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
-        """One new token attending to a memory of ``M`` earlier ones and to itself (Transformer-XL style).
+        """One new token attending to a memory of ``M`` earlier ones (in any slot order) and to itself
+        (Transformer-XL style, as a rollout step reads its cache).
 
-        Rotary positions are relative: without ``positions`` memory key ``j`` sits at ``j`` and the query at ``M``
-        (a rollout step); with them the memory keys come rotated at their positions in a stream
-        (:meth:`rotate_keys`) and the token sits at ``positions`` (training: one rotation per stream, not per
-        token). Both give the same scores; no absolute position grows with an endless stream.
+        The memory keys come rotated at their positions in the token's stream (:meth:`rotate_keys`) and the token
+        sits at ``positions``, so scores depend on distances only (rotary angles are float64, exact at any position).
 
         :param x: the new token ``(B, 1, d_model)``.
-        :param memory: :meth:`memory_kv` of the memory, oldest first.
+        :param memory: keys (rotated) and values ``(B, H, M, D)``.
         :param mask: BoolTensor broadcastable to ``(B, H, 1, M + 1)`` (the last key is the token itself).
-        :param positions: ``(B,)`` the token's stream positions, when the memory keys are rotated.
-        :return: output ``(B, 1, d_model)``, weights or None, and the token's own unrotated keys and values
-            ``(B, H, 1, D)`` (to append to a cache).
+        :param positions: ``(B,)`` the token's stream positions.
+        :return: output ``(B, 1, d_model)``, weights or None, and the token's own keys (rotated) and values
+            ``(B, H, 1, D)``, to write into a cache.
         """
         q = self._split_heads(self.q_proj(x))
         own_k, own_v = self.memory_kv(x)
-        if self.rotary is None:
-            k = torch.cat([memory[0], own_k], dim=2)
-        elif positions is None:  # relative frame: memory slots at 0..M-1, the token at M
-            at = torch.arange(memory[0].shape[2] + 1, device=x.device)
-            q, k = self.rotary(q, at[-1:]), self.rotary(torch.cat([memory[0], own_k], dim=2), at)
-        else:  # memory keys already rotated at their stream positions; the token sits at ``positions``
+        if self.rotary is not None:
             at = positions.reshape(-1, 1, 1)
-            q, k = self.rotary(q, at), torch.cat([memory[0], self.rotary(own_k, at)], dim=2)
-        out, weights = self._attend(q, k, torch.cat([memory[1], own_v], dim=2), mask, need_weights)
+            q, own_k = self.rotary(q, at), self.rotary(own_k, at)
+        k, v = torch.cat([memory[0], own_k], dim=2), torch.cat([memory[1], own_v], dim=2)
+        out, weights = self._attend(q, k, v, mask, need_weights)
         return out, weights, (own_k, own_v)
+
+    def rotate_keys(self, keys: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``keys`` ``(B, H, S, D)`` rotated at ``positions`` (``(B, 1, S)``; default ``0..S-1``), as
+        :meth:`forward_memory` and :meth:`forward_streams` take memory keys (identity without rotary)."""
+        if self.rotary is None:
+            return keys
+        return self.rotary(keys, torch.arange(keys.shape[2], device=keys.device) if positions is None else positions)
 
     def forward_streams(
         self,
@@ -257,13 +259,6 @@ class MaskedMultiHeadAttention(nn.Module):
         memory_out = torch.cat([(memory_weights[:, rows] @ values[stream]).transpose(0, 1) for stream, rows in groups])
         out = memory_out[inverse][:, :, None] + weights[..., -1:] * own_v  # (B, H, 1, D)
         return self.out_proj(out.transpose(1, 2).reshape(x.shape[0], 1, self.d_model))
-
-    def rotate_keys(self, keys: torch.Tensor) -> torch.Tensor:
-        """``keys`` ``(B, H, S, D)`` of a stream rotated at positions ``0..S-1`` (identity without rotary): memory keys
-        for :meth:`forward_memory` with ``positions``, rotated once per stream instead of once per reading token."""
-        if self.rotary is None:
-            return keys
-        return self.rotary(keys, torch.arange(keys.shape[2], device=keys.device))
 
 
 class TransformerBlock(nn.Module):
@@ -319,9 +314,9 @@ class TransformerBlock(nn.Module):
         self,
         x: torch.Tensor,
         memory: tuple[torch.Tensor, torch.Tensor],
-        mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None,
+        need_weights: bool,
+        positions: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
         """The block for one new token ``(B, 1, d_model)`` over :meth:`memory_kv` of its memory (see
         :meth:`MaskedMultiHeadAttention.forward_memory`); also returns the token's own keys and values."""

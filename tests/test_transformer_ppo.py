@@ -63,7 +63,7 @@ def test_stepping_one_token_at_a_time_equals_a_causal_pass():
     stepped = []
     with torch.no_grad():
         for t in range(10):
-            features, state, _, _ = memory.step(tokens[:, t], state, torch.full((2,), float(t == 0)))
+            features, _, _ = memory.step(tokens[:, t], state, torch.full((2,), float(t == 0)))
             stepped.append(features)
         x = memory.embed(tokens)
         mask = head_window_mask(torch.ones(2, 10, dtype=torch.bool), FRACTIONS)

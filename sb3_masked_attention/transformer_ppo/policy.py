@@ -45,22 +45,39 @@ MEMORY_KEYS = (MEMORY_ENV, MEMORY_STEP, MEMORY_VALID)
 
 @dataclass
 class MemoryState:
-    """Per-env memory of a :class:`TransformerMemory` (``N`` envs, ``L`` layers, ``M`` slots, oldest first).
+    """Per-env memory of a :class:`TransformerMemory` (``N`` envs, ``L`` layers, ``M`` slots), a ring buffer: the
+    newest token is in slot ``head - 1``, the oldest in ``head`` (mod ``M``), so a step writes one slot, moves nothing.
 
     :param hidden: ``(L, N, M, d_model)`` block inputs of the last ``M`` tokens.
-    :param keys: ``(L, N, H, M, D)`` their attention keys (unrotated): a cache of ``hidden``.
+    :param keys: ``(L, N, H, M, D)`` their attention keys, rotated at their positions in the env's stream: a cache.
     :param values: ``(L, N, H, M, D)`` their attention values.
     :param n_valid: ``(N,)`` how many of the newest slots hold tokens of this episode (or stream).
+    :param head: ``(N,)`` the slot the next token goes to.
+    :param position: ``(N,)`` the next token's position in the env's stream.
     """
 
     hidden: torch.Tensor
     keys: torch.Tensor
     values: torch.Tensor
     n_valid: torch.Tensor
+    head: torch.Tensor
+    position: torch.Tensor
 
     def select(self, index: Any) -> MemoryState:
-        """The memory of the envs ``index`` (a slice, list or tensor of env indices)."""
-        return MemoryState(self.hidden[:, index], self.keys[:, index], self.values[:, index], self.n_valid[index])
+        """The memory of the envs ``index`` (a list or tensor of env indices): a copy."""
+        return MemoryState(
+            self.hidden[:, index],
+            self.keys[:, index],
+            self.values[:, index],
+            self.n_valid[index],
+            self.head[index],
+            self.position[index],
+        )
+
+    def oldest_first(self) -> torch.Tensor:
+        """Slot indices ``(N, M)`` in age order, oldest first."""
+        memory_len = self.hidden.shape[2]
+        return (self.head[:, None] + torch.arange(memory_len, device=self.head.device)) % memory_len
 
 
 class TransformerMemory(BaseFeaturesExtractor):
@@ -121,11 +138,14 @@ class TransformerMemory(BaseFeaturesExtractor):
         """An empty memory for ``n_envs`` envs."""
         L, M, H = self.n_layers, self.memory_len, self.n_heads
         shape = (L, n_envs, H, M, self.d_model // H)
+        zeros = torch.zeros(n_envs, dtype=torch.long, device=device)
         return MemoryState(
             torch.zeros(L, n_envs, M, self.d_model, device=device),
             torch.zeros(shape, device=device),
             torch.zeros(shape, device=device),
-            torch.zeros(n_envs, dtype=torch.long, device=device),
+            zeros,
+            zeros.clone(),
+            zeros.clone(),
         )
 
     def start(self, state: MemoryState, episode_starts: torch.Tensor) -> torch.Tensor:
@@ -135,33 +155,46 @@ class TransformerMemory(BaseFeaturesExtractor):
         return torch.where(episode_starts.bool(), torch.zeros_like(state.n_valid), state.n_valid)
 
     def step(
-        self, tokens: torch.Tensor, state: MemoryState, episode_starts: torch.Tensor
-    ) -> tuple[torch.Tensor, MemoryState, torch.Tensor, torch.Tensor]:
-        """Read one token per env: features ``(N, d_model)``, the memory after it, the token's block inputs
-        ``(L, N, d_model)`` (what the rollout buffer keeps) and the valid memory slots it read ``(N,)``."""
+        self, tokens: torch.Tensor, state: MemoryState, episode_starts: torch.Tensor, advance: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Read one token per env: features ``(N, d_model)``, the token's block inputs ``(L, N, d_model)`` (what the
+        rollout buffer keeps) and the valid memory slots it read ``(N,)``. With ``advance`` the token is then
+        written into ``state`` in place (one slot per layer; nothing moves), else ``state`` is left as it was."""
         n_valid = self.start(state, episode_starts)
-        mask = memory_head_mask(n_valid, self.memory_len, self.head_fractions)
+        slots = state.oldest_first()
+        ordered = memory_head_mask(n_valid, self.memory_len, self.head_fractions)  # window order: oldest first
+        mask = torch.empty_like(ordered)
+        mask[..., :-1] = ordered[..., :-1].scatter(-1, slots[:, None, None, :].expand_as(ordered[..., :-1]), ordered[..., :-1])
+        mask[..., -1] = ordered[..., -1]
         x = self.embed(tokens)[:, None]
         inputs, keys, values = [], [], []
         for layer, block in enumerate(self.layers()):
             inputs.append(x[:, 0])
-            x, _, (own_k, own_v) = block.forward_memory(x, (state.keys[layer], state.values[layer]), mask)
-            keys.append(own_k)
-            values.append(own_v)
+            memory = (state.keys[layer], state.values[layer])
+            x, _, (own_k, own_v) = block.forward_memory(x, memory, mask, False, state.position)
+            keys.append(own_k[:, :, 0])
+            values.append(own_v[:, :, 0])
         hidden = torch.stack(inputs)  # (L, N, d)
-        new_state = MemoryState(
-            torch.cat([state.hidden[:, :, 1:], hidden[:, :, None]], dim=2),
-            torch.cat([state.keys[:, :, :, 1:], torch.stack(keys)], dim=3),
-            torch.cat([state.values[:, :, :, 1:], torch.stack(values)], dim=3),
-            torch.clamp(n_valid + 1, max=self.memory_len),
-        )
-        return self.ln_final(x[:, 0]), new_state, hidden, n_valid
+        if advance:
+            envs = torch.arange(len(n_valid), device=n_valid.device)
+            state.hidden[:, envs, state.head] = hidden
+            # (N, M, L, H, D) views put the two indexed dimensions side by side: writes land in place
+            state.keys.permute(1, 3, 0, 2, 4)[envs, state.head] = torch.stack(keys, dim=1)
+            state.values.permute(1, 3, 0, 2, 4)[envs, state.head] = torch.stack(values, dim=1)
+            state.n_valid = torch.clamp(n_valid + 1, max=self.memory_len)
+            state.head = (state.head + 1) % self.memory_len
+            state.position = state.position + 1
+        return self.ln_final(x[:, 0]), hidden, n_valid
 
-    def refresh(self, state: MemoryState) -> MemoryState:
-        """``state`` with its keys and values projected again from its block inputs by the current weights: after
+    def refresh(self, state: MemoryState) -> None:
+        """Project ``state``'s keys and values again from its block inputs with the current weights (in place): after
         an update the cache is stale, while training reads the memory through the current projections."""
-        keys, values = zip(*self.memory_kv(state.hidden))
-        return MemoryState(state.hidden, torch.stack(keys), torch.stack(values), state.n_valid)
+        ages = (state.head[:, None] - 1 - torch.arange(self.memory_len, device=state.head.device)) % self.memory_len + 1
+        positions = (state.position[:, None] - ages)[:, None, :]  # (N, 1, M): each slot's stream position
+        for layer, block in enumerate(self.layers()):
+            keys, values = block.memory_kv(state.hidden[layer])
+            state.keys[layer] = block.attn.rotate_keys(keys, positions)
+            state.values[layer] = values
 
     def memory_kv(self, hidden: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each layer's keys and values ``(E, H, S, D)`` of stored block inputs ``hidden`` ``(L, E, S, d_model)``."""
@@ -252,17 +285,18 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
     def forward_memory(
         self, obs: dict[str, torch.Tensor], state: MemoryState, episode_starts: torch.Tensor, deterministic: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, MemoryState, torch.Tensor, torch.Tensor]:
-        """One rollout step: actions, values, log-probs, the new memory, the token's block inputs, valid slots read."""
-        features, new_state, hidden, n_valid = self.memory.step(self._tokens(obs), state, episode_starts)
+        """One rollout step: actions, values, log-probs, the memory (advanced in place), the token's block inputs and
+        the valid slots it read."""
+        features, hidden, n_valid = self.memory.step(self._tokens(obs), state, episode_starts)
         distribution, values = self._heads(features)
         actions = distribution.get_actions(deterministic=deterministic)
-        return actions, values, distribution.log_prob(actions), new_state, hidden, n_valid
+        return actions, values, distribution.log_prob(actions), state, hidden, n_valid
 
     def predict_values_memory(
         self, obs: dict[str, torch.Tensor], state: MemoryState, episode_starts: torch.Tensor
     ) -> torch.Tensor:
         """Values of ``obs`` read with ``state`` (the state is not advanced)."""
-        features = self.memory.step(self._tokens(obs), state, episode_starts)[0]
+        features = self.memory.step(self._tokens(obs), state, episode_starts, advance=False)[0]
         return self._heads(features)[1]
 
     @contextlib.contextmanager
@@ -299,7 +333,8 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, MemoryState]:
-        """Actions for ``observation`` (one or a batch of envs) and the memory to pass next time."""
+        """Actions for ``observation`` (one or a batch of envs) and the memory to pass next time (``state`` itself,
+        advanced in place; None starts an empty one)."""
         self.set_training_mode(False)
         obs_tensor, vectorized = self.obs_to_tensor(observation)
         n_envs = next(iter(obs_tensor.values())).shape[0] if isinstance(obs_tensor, dict) else obs_tensor.shape[0]

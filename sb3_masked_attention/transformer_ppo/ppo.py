@@ -80,8 +80,9 @@ class TransformerPPO(PPO):
         self.policy.set_training_mode(False)
         rollout_buffer.reset()
         with torch.no_grad():
-            self._memory = self.policy.memory.refresh(self._memory)  # the weights changed since the cache was filled
-        rollout_buffer.set_prefix(self._memory.hidden)
+            self.policy.memory.refresh(self._memory)  # the weights changed since the cache was filled
+        envs = torch.arange(self.n_envs, device=self.device)[:, None]
+        rollout_buffer.set_prefix(self._memory.hidden[:, envs, self._memory.oldest_first()])
         callback.on_rollout_start()
         for _ in range(n_rollout_steps):
             with torch.no_grad():
