@@ -210,6 +210,7 @@ def test_local_ray_listens_on_the_loopback_interface_only():
         ({"methods": {"m": {"algo": "ppo_xl"}}}, "algo 'ppo_xl' is unknown to rl-zoo"),
         ({"methods": {"m": _method(bogus=1)}}, "hyperparams key 'bogus' is not an argument of ppo"),
         ({"methods": {"m": _method(n_timesteps=5)}}, "'n_timesteps' belongs in the env entry"),
+        ({"methods": {"m": _method(seed=3)}}, "'seed' is set by the study runner"),
         ({"methods": {"m": _method(env_wrapper="os.system")}}, "'env_wrapper' names Python code"),
         ({"methods": {"m": _method(policy_kwargs=CODE)}}, "policy_kwargs=.* is not read: expected dict"),
         # rl-zoo would eval these strings: they must never reach it

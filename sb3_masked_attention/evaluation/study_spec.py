@@ -48,6 +48,8 @@ METHOD_KEYS = ("algo", "conf_file", "hyperparams")
 ZOO_DATA_KEYS = ("n_envs", "policy", "normalize", "frame_stack", "policy_kwargs", "monitor_kwargs")
 #: rl-zoo hyperparameters that name Python objects to import (or strings it evaluates): never from a study file.
 ZOO_CODE_KEYS = ("env_wrapper", "vec_env_wrapper", "callback", "replay_buffer_class", "replay_buffer_kwargs")
+#: algorithm arguments the runner sets for every run.
+RUNNER_KEYS = ("seed", "tensorboard_log", "verbose", "device", "_init_setup_model")
 #: hyperparameters whose ``"dict(...)"`` strings rl-zoo would ``eval``: read here as literals.
 DICT_KEYS = ("policy_kwargs", "normalize", "monitor_kwargs")
 #: A folder-name-safe method or study name; env ids may add one ``namespace/``.
@@ -151,6 +153,8 @@ def _hyperparams(value: Any, algo: str, where: str) -> dict[str, Any]:
             )
         if key in ("n_timesteps", "env_kwargs"):
             raise ValueError(f"{where}: hyperparams key {key!r} belongs in the env entry of `envs`")
+        if key in RUNNER_KEYS:
+            raise ValueError(f"{where}: hyperparams key {key!r} is set by the study runner (seeds: the top-level `seeds`)")
         if key not in arguments and key not in ZOO_DATA_KEYS:
             raise ValueError(
                 f"{where}: hyperparams key {key!r} is not an argument of {algo} nor an rl-zoo setting: expected one of "
