@@ -26,31 +26,30 @@ class TransformerRolloutBuffer(DictRolloutBuffer):
     Each sample's observation dict also holds :data:`MEMORY_ENV`, :data:`MEMORY_STEP` and :data:`MEMORY_VALID`
     (its env, its step and the valid memory slots it read), so SB3's ``PPO.train`` passes them to the policy.
 
-    :param memory_shape: ``(n_layers, memory_len, d_model)`` of the policy's memory (set by TransformerPPO).
+    The memory arrays take their shape from the memory given to :meth:`set_prefix` at each rollout's start.
     """
-
-    def __init__(self, *args, memory_shape: tuple[int, int, int] = (1, 1, 1), **kwargs) -> None:
-        self.memory_shape = memory_shape
-        super().__init__(*args, **kwargs)
 
     def reset(self) -> None:
         super().reset()
-        layers, memory_len, d_model = self.memory_shape
-        self.hidden = torch.zeros(self.buffer_size, layers, self.n_envs, d_model)
+        self.hidden: torch.Tensor | None = None
+        self.prefix: torch.Tensor | None = None
         self.n_valid = np.zeros((self.buffer_size, self.n_envs), dtype=np.int64)
-        self.prefix = torch.zeros(layers, self.n_envs, memory_len, d_model)
 
     def set_prefix(self, hidden: torch.Tensor) -> None:
-        """The memory's block inputs ``(L, n_envs, M, d_model)`` when the rollout begins."""
+        """The memory's block inputs ``(L, n_envs, M, d_model)`` when the rollout begins (oldest first)."""
         self.prefix = hidden.detach().cpu().clone()
+        layers, _, _, d_model = self.prefix.shape
+        self.hidden = torch.zeros(self.buffer_size, layers, self.n_envs, d_model)
 
     def add_memory(self, hidden: torch.Tensor, n_valid: torch.Tensor) -> None:
         """The step's block inputs ``(L, n_envs, d_model)`` and valid slots read ``(n_envs,)``; call before :meth:`add`."""
+        assert self.hidden is not None, "set_prefix() starts each rollout"
         self.hidden[self.pos] = hidden.detach().cpu()
         self.n_valid[self.pos] = n_valid.cpu().numpy()
 
     def streams(self, device: torch.device | str) -> torch.Tensor:
         """Every env's stream of block inputs ``(L, n_envs, M + buffer_size, d_model)``: prefix, then the rollout."""
+        assert self.prefix is not None and self.hidden is not None, "set_prefix() starts each rollout"
         return torch.cat([self.prefix, self.hidden.permute(1, 2, 0, 3)], dim=2).to(device)
 
     def get(self, batch_size: int | None = None) -> Generator[DictRolloutBufferSamples, None, None]:  # type: ignore[override]

@@ -42,22 +42,6 @@ class TransformerPPO(PPO):
         self._memory: MemoryState | None = None
         super().__init__(policy, env, **kwargs)
 
-    def _setup_model(self) -> None:
-        self.rollout_buffer_kwargs = dict(self.rollout_buffer_kwargs or {})
-        # the policy decides the memory shape: build it first, then the buffer (SB3 builds the buffer first)
-        super()._setup_model()
-        memory = self.policy.memory
-        self.rollout_buffer = TransformerRolloutBuffer(
-            self.n_steps,
-            self.observation_space,
-            self.action_space,
-            device=self.device,
-            gamma=self.gamma,
-            gae_lambda=self.gae_lambda,
-            n_envs=self.n_envs,
-            memory_shape=(memory.n_layers, memory.memory_len, memory.d_model),
-        )
-
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_memory"]
 
