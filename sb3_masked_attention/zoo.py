@@ -50,20 +50,27 @@ def zoo_entry(conf_file: str | os.PathLike, env_id: str) -> dict[str, Any]:
     raise ValueError(f"{path} has no entry for {env_id!r} and no 'default' entry")
 
 
-#: The package's algorithms, under the names rl-zoo's ``--algo`` takes once :func:`register_algorithms` ran.
-ZOO_ALGORITHMS = {"ppo_tx": "sb3_masked_attention.transformer_ppo:TransformerPPO"}
+#: The package's algorithms, under the names rl-zoo's ``--algo`` takes once :func:`register_algorithms` ran
+#: (``ppo_window`` is stock PPO under a name that selects the window transformer's ``-optimize`` sampler).
+ZOO_ALGORITHMS = {"ppo_tx": "sb3_masked_attention.transformer_ppo:TransformerPPO", "ppo_window": "stable_baselines3:PPO"}
 
 
 def register_algorithms() -> None:
-    """Add the package's algorithms (``ppo_tx``: TransformerPPO) to rl-zoo's ``ALGOS``, which its train and enjoy
-    scripts read their ``--algo`` choices from when they parse."""
+    """Add the package's algorithms (``ppo_tx``: TransformerPPO; ``ppo_window``) to rl-zoo's ``ALGOS``, which its
+    train and enjoy scripts read their ``--algo`` choices from when they parse, and their ``-optimize`` samplers
+    (:mod:`~sb3_masked_attention.samplers`)."""
     import importlib
 
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
     from rl_zoo3.utils import ALGOS
+
+    from sb3_masked_attention.samplers import SAMPLERS
 
     for name, target in ZOO_ALGORITHMS.items():
         module, attribute = target.split(":")
         ALGOS.setdefault(name, getattr(importlib.import_module(module), attribute))
+        HYPERPARAMS_SAMPLER.setdefault(name, SAMPLERS[name][0])
+        HYPERPARAMS_CONVERTER.setdefault(name, SAMPLERS[name][1])
 
 
 #: Hyperparameter keys rl-zoo reads itself (the rest go to the algorithm's constructor).

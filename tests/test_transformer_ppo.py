@@ -97,12 +97,30 @@ class ReplayCheck(BaseCallback):
         )
 
 
+class CountWithTwoDials(gym.Env):
+    """MultiDiscrete actions: set dial 0 to the step number mod 3 and dial 1 to the first observation's sign."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([3, 2])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.sign = 0, int(self.np_random.integers(2))
+        return np.array([2.0 * self.sign - 1.0, 0.0], np.float32), {}
+
+    def step(self, action):
+        reward = float(action[0] == self.t % 3) + float(action[1] == self.sign)
+        self.t += 1
+        return np.array([0.0, self.t / 7], np.float32), reward, self.t == 7, False, {}
+
+
 @pytest.mark.parametrize(
     ("env_id", "env_kwargs", "across_episodes"),
     [
         ("sb3ma/TMaze-v0", {"corridor_length": 3}, False),  # discrete; episodes end inside every rollout
         ("sb3ma/TMaze-v0", {"corridor_length": 3}, True),  # the memory runs across episodes
         ("Pendulum-v1", {}, False),  # continuous actions
+        (CountWithTwoDials, {}, False),  # MultiDiscrete actions (one-hot per dial)
     ],
 )
 def test_training_reproduces_the_rollout(env_id, env_kwargs, across_episodes):
@@ -113,6 +131,29 @@ def test_training_reproduces_the_rollout(env_id, env_kwargs, across_episodes):
     assert len(check.differences) == 3  # the second and third rollouts follow updates: the memory cache is refreshed
     for log_prob_difference, value_difference in check.differences:
         assert log_prob_difference < 1e-5 and value_difference < 1e-5, check.differences
+
+
+def test_vecnormalize_and_subprocvecenv():
+    """Normalising the observation and reward keys works (and the flags are refused); envs in subprocesses."""
+    from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
+
+    from envs.tmaze import TMazeEnv
+
+    wrapper = dict(wrapper_class=HistoryWrapper, wrapper_kwargs=dict(history_len=1))
+    env = make_vec_env(lambda: TMazeEnv(corridor_length=3), n_envs=2, seed=0, vec_env_cls=SubprocVecEnv, **wrapper)
+    try:
+        with pytest.raises(ValueError, match=r"normalises the observation keys \['prev_action', 'valid'\]"):
+            TransformerPPO("TransformerMemoryPolicy", VecNormalize(env), policy_kwargs=TINY)
+        normalized = VecNormalize(env, norm_obs_keys=["obs", "prev_reward"])
+        model = TransformerPPO("TransformerMemoryPolicy", normalized, n_steps=16, batch_size=32, seed=0, policy_kwargs=TINY)
+        check = ReplayCheck()
+        model.learn(64, callback=check)
+        assert len(check.differences) == 2 and max(max(pair) for pair in check.differences) < 1e-5
+        assert normalized.obs_rms["obs"].count > 1  # the statistics moved
+        with pytest.raises(ValueError, match="normalises the observation keys"):
+            model.set_env(VecNormalize(env, norm_obs_keys=["obs", "valid"]))
+    finally:
+        env.close()
 
 
 def test_the_buffer_stores_each_observation_once():

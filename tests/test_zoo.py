@@ -140,3 +140,40 @@ def test_territory_control_trains_through_rl_zoo_with_the_extractor_switch(tmp_p
     )
     model = PPO.load(tmp_path / "ppo" / "sb3ma-TerritoryControl-v0_1" / "sb3ma-TerritoryControl-v0.zip")
     assert type(model.policy.features_extractor) is MultiScaleExtractor
+
+
+def test_optimize_samplers_build_models_and_convert_back():
+    """`-optimize` for ppo_tx / ppo_window: rl-zoo finds the samplers, each sample builds a working model, and a finished
+    trial's raw params convert back to the very same hyperparameters."""
+    import optuna
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_masked_attention import HistoryWrapper
+    from sb3_masked_attention.environments import register_envs
+    from sb3_masked_attention.extractors import HeadMaskedTransformerExtractor
+    from sb3_masked_attention.transformer_ppo import TransformerPPO
+    from sb3_masked_attention.zoo import register_algorithms
+
+    register_envs()
+    register_algorithms()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for algo, history_len in (("ppo_tx", 1), ("ppo_window", 4)):
+        env = make_vec_env("sb3ma/TMaze-v0", 2, env_kwargs={"corridor_length": 3}, wrapper_class=HistoryWrapper,
+                           wrapper_kwargs={"history_len": history_len})  # fmt: skip
+        for _ in range(3):
+            trial = study.ask()
+            params = HYPERPARAMS_SAMPLER[algo](trial, 2, 2, {})
+            assert HYPERPARAMS_CONVERTER[algo](trial.params) == params
+            assert 1e-5 <= params["learning_rate"] <= 1e-3
+            params.update(n_steps=8, batch_size=16)  # tiny run: the sampled sizes are checked above
+            if algo == "ppo_tx":
+                model = TransformerPPO("TransformerMemoryPolicy", env, **params)
+                assert model.policy.memory.memory_len == params["policy_kwargs"]["memory_len"]
+            else:
+                model = PPO("HeadMaskedTransformerPolicy", env, **params)
+                extractor = model.policy.features_extractor
+                assert isinstance(extractor, HeadMaskedTransformerExtractor)
+                assert len(extractor.blocks) == params["policy_kwargs"]["features_extractor_kwargs"]["n_layers"]
+            model.learn(16)
+            study.tell(trial, 0.0)

@@ -18,10 +18,27 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import obs_as_tensor
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
 from sb3_masked_attention.transformer_ppo.buffer import TransformerRolloutBuffer
 from sb3_masked_attention.transformer_ppo.policy import MemoryState, TransformerMemoryPolicy
+
+
+def check_normalization(env: VecEnv | None, action_space: spaces.Space) -> None:
+    """Refuse a ``VecNormalize`` that would normalise the validity flag or a one-hot previous action (Discrete and
+    MultiDiscrete actions): they are flags, and running statistics would turn them into drifting offsets."""
+    protected = {"valid"} | ({"prev_action"} if isinstance(action_space, (spaces.Discrete, spaces.MultiDiscrete)) else set())
+    while isinstance(env, VecEnvWrapper):
+        if isinstance(env, VecNormalize) and env.norm_obs:
+            spaces_ = getattr(env.observation_space, "spaces", {})
+            keys = env.norm_obs_keys if env.norm_obs_keys is not None else list(spaces_)
+            if protected & set(keys):
+                raise ValueError(
+                    f"VecNormalize normalises the observation keys {sorted(protected & set(keys))}: TransformerPPO needs "
+                    "them as they are; normalise only the others, e.g. VecNormalize(env, norm_obs_keys=['obs', "
+                    "'prev_reward']) (rl-zoo: normalize: \"dict(norm_obs_keys=['obs', 'prev_reward'])\")"
+                )
+        env = env.venv
 
 
 class TransformerPPO(PPO):
@@ -41,6 +58,12 @@ class TransformerPPO(PPO):
         kwargs["rollout_buffer_class"] = TransformerRolloutBuffer
         self._memory: MemoryState | None = None
         super().__init__(policy, env, **kwargs)
+        if self.env is not None:  # load() builds without an env, then calls set_env
+            check_normalization(self.env, self.action_space)
+
+    def set_env(self, env: Any, force_reset: bool = True) -> None:
+        super().set_env(env, force_reset)
+        check_normalization(self.env, self.action_space)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_memory"]
