@@ -196,6 +196,7 @@ def tmaze_run(
         "best_success": max(point["success"] for point in curve),
         "first_steps_to_95pct": first,
         "seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # this run's own process
     }
     return row, curve
 
