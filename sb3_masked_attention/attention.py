@@ -221,44 +221,52 @@ class MaskedMultiHeadAttention(nn.Module):
         stream_of: torch.Tensor,
         mask: torch.Tensor,
         positions: torch.Tensor,
+        need_weights: bool = False,
     ) -> torch.Tensor:
         """New tokens reading their memories inside whole streams: :meth:`forward_memory` for many tokens of a few
         streams at once, without copying each token's memory out of its stream (the training path).
 
-        Each token attends to the keys of its own stream that ``mask`` allows, and to itself. Scores are computed
-        stream by stream against all its keys (explicit softmax; the masked ones get exactly zero weight), which
-        costs tokens x stream length and never materialises a (tokens x memory) copy of keys or values.
+        Each token attends to the keys of its own stream that ``mask`` allows, and to itself. The tokens are laid
+        out stream by stream, ``(E, H, n, D)`` with ``n`` the most tokens of one stream, and each stream's queries
+        read its ``S`` keys plus the ``n`` tokens' own keys (each only its own) in one :meth:`_attend` call: cost
+        tokens x stream length, never a (tokens x memory) copy of keys or values.
 
         :param x: the new tokens ``(B, 1, d_model)``.
         :param streams: keys (rotated by :meth:`rotate_keys`) and values ``(E, H, S, D)`` of ``E`` streams.
         :param stream_of: ``(B,)`` the stream of each token.
         :param mask: BoolTensor ``(B, H, 1, S + 1)``: which stream positions, then itself, each token reads.
         :param positions: ``(B,)`` each token's position in its stream (for the rotary rotation).
+        :param need_weights: take the explicit path (the weights themselves are not returned).
         :return: output ``(B, 1, d_model)``.
         """
         keys, values = streams
+        n_streams, n_heads, length, head_dim = keys.shape
         at = positions.reshape(-1, 1, 1)
         q = self._split_heads(self.q_proj(x))
         own_k, own_v = self.memory_kv(x)
         if self.rotary is not None:
             q, own_k = self.rotary(q, at), self.rotary(own_k, at)
-        q = q / math.sqrt(self.head_dim)  # scale the B x D queries, not the B x S scores
-        order = torch.argsort(stream_of, stable=True)  # tokens grouped by stream: one matmul per stream
-        counts = torch.bincount(stream_of, minlength=keys.shape[0]).tolist()
-        groups = [(stream, rows) for stream, rows in enumerate(order.split(counts)) if len(rows)]
-        inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(len(order), device=order.device)
-        # per stream one (H, n, D) x (H, D, S) product: GEMMs, not n x H matrix-vector products
-        heads_first = q[:, :, 0].transpose(0, 1)  # (H, B, D)
-        memory_scores = torch.cat(
-            [(heads_first[:, rows] @ keys[stream].transpose(-2, -1)).transpose(0, 1) for stream, rows in groups]
-        )[inverse][:, :, None]  # (B, H, 1, S)
-        scores = torch.cat([memory_scores, (q * own_k).sum(-1, keepdim=True)], dim=-1)
-        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-        memory_weights = weights[:, :, 0, :-1].transpose(0, 1)  # (H, B, S)
-        memory_out = torch.cat([(memory_weights[:, rows] @ values[stream]).transpose(0, 1) for stream, rows in groups])
-        out = memory_out[inverse][:, :, None] + weights[..., -1:] * own_v  # (B, H, 1, D)
-        return self.out_proj(out.transpose(1, 2).reshape(x.shape[0], 1, self.d_model))
+        # slot of each token among its stream's tokens: its rank in stream order
+        counts = torch.bincount(stream_of, minlength=n_streams)
+        order = torch.argsort(stream_of, stable=True)
+        first = torch.cumsum(counts, 0) - counts
+        rank = torch.empty_like(stream_of)
+        rank[order] = torch.arange(len(order), device=order.device) - first[stream_of[order]]
+        slots = int(counts.max())
+
+        def by_stream(t: torch.Tensor) -> torch.Tensor:  # (B, H, 1, D) -> (E, H, slots, D), zeros in empty slots
+            padded = t.new_zeros(n_streams, slots, n_heads, head_dim)
+            return padded.index_put((stream_of, rank), t[:, :, 0]).transpose(1, 2)
+
+        k = torch.cat([keys, by_stream(own_k)], dim=2)  # (E, H, S + slots, D)
+        v = torch.cat([values, by_stream(own_v)], dim=2)
+        read = torch.zeros(n_streams, slots, n_heads, length + slots, dtype=torch.bool, device=x.device)
+        own = torch.arange(slots, device=x.device)
+        read[:, own, :, length + own] = True  # empty slots read themselves (no all-masked row)
+        read[stream_of, rank, :, :length] = mask[:, :, 0, :-1]
+        read[stream_of, rank, :, length + rank] = mask[:, :, 0, -1]
+        out, _ = self._attend(by_stream(q), k, v, read.transpose(1, 2), need_weights)  # (E, slots, d_model)
+        return out[stream_of, rank][:, None]
 
 
 class TransformerBlock(nn.Module):

@@ -167,3 +167,38 @@ def test_head_window_row_is_the_last_row_of_the_full_mask(n_keys, fractions):
 
     full = head_window_mask(torch.ones(1, n_keys, dtype=torch.bool), fractions)[0, :, -1]
     assert torch.equal(head_window_row(n_keys, fractions), full)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n_streams=st.integers(1, 4),
+    length=st.integers(1, 12),
+    n_tokens=st.integers(1, 10),
+    rotary=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_forward_streams_equals_reading_each_tokens_memory(n_streams, length, n_tokens, rotary, seed):
+    """The training path (tokens grouped by stream, padded, one attention call) equals forward_memory token by token
+    over its own stream's keys, on the fast and the explicit path, for any grouping and any mask."""
+    generator = torch.Generator().manual_seed(seed)
+    attn = MaskedMultiHeadAttention(16, 4, rotary=rotary)
+    hidden = torch.randn(n_streams, length, 16, generator=generator)
+    x = torch.randn(n_tokens, 1, 16, generator=generator)
+    stream_of = torch.randint(0, n_streams, (n_tokens,), generator=generator)
+    positions = torch.randint(0, length + 5, (n_tokens,), generator=generator)
+    mask = torch.rand(n_tokens, 4, 1, length + 1, generator=generator) < 0.5
+    mask[..., -1] = True  # every token reads itself
+    keys, values = attn.memory_kv(hidden)
+    streams = (attn.rotate_keys(keys), values)
+    with torch.no_grad():
+        reference = torch.cat(
+            [
+                attn.forward_memory(
+                    x[b : b + 1], (streams[0][s : s + 1], streams[1][s : s + 1]), mask[b : b + 1], True, positions[b : b + 1]
+                )[0]
+                for b, s in enumerate(stream_of.tolist())
+            ]
+        )
+        for need_weights in (False, True):
+            out = attn.forward_streams(x, streams, stream_of, mask, positions, need_weights=need_weights)
+            torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
