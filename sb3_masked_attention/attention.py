@@ -184,6 +184,7 @@ class MaskedMultiHeadAttention(nn.Module):
         mask: torch.Tensor | None,
         need_weights: bool,
         positions: torch.Tensor,
+        slot: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
         """One new token attending to a memory of ``M`` earlier ones (in any slot order) and to itself
         (Transformer-XL style, as a rollout step reads its cache).
@@ -193,8 +194,11 @@ class MaskedMultiHeadAttention(nn.Module):
 
         :param x: the new token ``(B, 1, d_model)``.
         :param memory: keys (rotated) and values ``(B, H, M, D)``.
-        :param mask: BoolTensor broadcastable to ``(B, H, 1, M + 1)`` (the last key is the token itself).
+        :param mask: BoolTensor broadcastable to ``(B, H, 1, M + 1)`` (the last key is the token itself); with
+            ``slot``, ``(B, H, 1, M)`` over the memory's slots, the token's own at ``slot``.
         :param positions: ``(B,)`` the token's stream positions.
+        :param slot: ``(B,)`` a free memory slot per row: the token's own key and value are written there, in place,
+            and the token reads the memory alone (a rollout's ring buffer: no copy of the memory per step).
         :return: output ``(B, 1, d_model)``, weights or None, and the token's own keys (rotated) and values
             ``(B, H, 1, D)``, to write into a cache.
         """
@@ -203,7 +207,12 @@ class MaskedMultiHeadAttention(nn.Module):
         if self.rotary is not None:
             at = positions.reshape(-1, 1, 1)
             q, own_k = self.rotary(q, at), self.rotary(own_k, at)
-        k, v = torch.cat([memory[0], own_k], dim=2), torch.cat([memory[1], own_v], dim=2)
+        if slot is None:
+            k, v = torch.cat([memory[0], own_k], dim=2), torch.cat([memory[1], own_v], dim=2)
+        else:
+            rows = torch.arange(x.shape[0], device=x.device)
+            memory[0][rows, :, slot], memory[1][rows, :, slot] = own_k[:, :, 0], own_v[:, :, 0]
+            k, v = memory
         out, weights = self._attend(q, k, v, mask, need_weights)
         return out, weights, (own_k, own_v)
 
@@ -325,10 +334,11 @@ class TransformerBlock(nn.Module):
         mask: torch.Tensor | None,
         need_weights: bool,
         positions: torch.Tensor,
+        slot: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
         """The block for one new token ``(B, 1, d_model)`` over :meth:`memory_kv` of its memory (see
         :meth:`MaskedMultiHeadAttention.forward_memory`); also returns the token's own keys and values."""
-        attended, weights, own = self.attn.forward_memory(self.ln_attn(x), memory, mask, need_weights, positions)
+        attended, weights, own = self.attn.forward_memory(self.ln_attn(x), memory, mask, need_weights, positions, slot)
         x = x + attended
         return x + self.mlp(self.ln_mlp(x)), weights, own
 

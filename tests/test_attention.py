@@ -202,3 +202,29 @@ def test_forward_streams_equals_reading_each_tokens_memory(n_streams, length, n_
         for need_weights in (False, True):
             out = attn.forward_streams(x, streams, stream_of, mask, positions, need_weights=need_weights)
             torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rotary", [False, True])
+def test_forward_memory_into_a_free_slot_equals_appending_the_token(rotary):
+    """A rollout's ring buffer: writing the token's own key and value into a free slot and reading the memory in place
+    gives what appending them to the memory gives (with the mask permuted the same way)."""
+    torch.manual_seed(0)
+    attn = MaskedMultiHeadAttention(16, 4, rotary=rotary)
+    batch, memory_len = 3, 6
+    x, positions = torch.randn(batch, 1, 16), torch.tensor([7, 9, 12])
+    keys, values = attn.memory_kv(torch.randn(batch, memory_len, 16))
+    keys = attn.rotate_keys(keys)
+    mask = torch.rand(batch, 4, 1, memory_len + 1) < 0.6
+    mask[..., -1] = True
+    slot = torch.tensor([0, 3, 5])  # ring: the token goes to `slot`, the memory fills the other slots in order
+    ring_k, ring_v = torch.zeros(batch, 4, memory_len + 1, 4), torch.zeros(batch, 4, memory_len + 1, 4)
+    ring_mask = torch.zeros_like(mask)
+    for b in range(batch):
+        others = [i for i in range(memory_len + 1) if i != slot[b]]
+        ring_k[b][:, others], ring_v[b][:, others] = keys[b], values[b]
+        ring_mask[b][..., others], ring_mask[b][..., slot[b]] = mask[b][..., :-1], mask[b][..., -1]
+    with torch.no_grad():
+        appended, _, own = attn.forward_memory(x, (keys, values), mask, False, positions)
+        in_place, _, _ = attn.forward_memory(x, (ring_k, ring_v), ring_mask, True, positions, slot=slot)
+    torch.testing.assert_close(in_place, appended, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(ring_k[torch.arange(batch), :, slot], own[0][:, :, 0])  # the token's key is in its slot

@@ -45,12 +45,14 @@ MEMORY_KEYS = (MEMORY_ENV, MEMORY_STEP, MEMORY_VALID)
 
 @dataclass
 class MemoryState:
-    """Per-env memory of a :class:`TransformerMemory` (``N`` envs, ``L`` layers, ``M`` slots), a ring buffer: the
-    newest token is in slot ``head - 1``, the oldest in ``head`` (mod ``M``), so a step writes one slot, moves nothing.
+    """Per-env memory of a :class:`TransformerMemory` (``N`` envs, ``L`` layers, ``M`` memory slots), a ring buffer
+    of ``M + 1`` slots: the newest token is in slot ``head - 1``, the oldest in ``head + 1`` (mod ``M + 1``), and slot
+    ``head`` is free for the next token, whose own key and value go there before it reads: a step writes one slot and
+    reads the ring in place (no copy of the memory), moves nothing.
 
-    :param hidden: ``(L, N, M, d_model)`` block inputs of the last ``M`` tokens.
-    :param keys: ``(L, N, H, M, D)`` their attention keys, rotated at their positions in the env's stream: a cache.
-    :param values: ``(L, N, H, M, D)`` their attention values.
+    :param hidden: ``(L, N, M + 1, d_model)`` block inputs of the last ``M`` tokens (and the free slot).
+    :param keys: ``(L, N, H, M + 1, D)`` their attention keys, rotated at their positions in the env's stream: a cache.
+    :param values: ``(L, N, H, M + 1, D)`` their attention values.
     :param n_valid: ``(N,)`` how many of the newest slots hold tokens of this episode (or stream).
     :param head: ``(N,)`` the slot the next token goes to.
     :param position: ``(N,)`` the next token's position in the env's stream.
@@ -75,9 +77,9 @@ class MemoryState:
         )
 
     def oldest_first(self) -> torch.Tensor:
-        """Slot indices ``(N, M)`` in age order, oldest first."""
-        memory_len = self.hidden.shape[2]
-        return (self.head[:, None] + torch.arange(memory_len, device=self.head.device)) % memory_len
+        """The memory's slot indices ``(N, M)`` in age order, oldest first (the free slot left out)."""
+        ring = self.hidden.shape[2]
+        return (self.head[:, None] + 1 + torch.arange(ring - 1, device=self.head.device)) % ring
 
 
 class TransformerMemory(BaseFeaturesExtractor):
@@ -136,7 +138,7 @@ class TransformerMemory(BaseFeaturesExtractor):
 
     def initial_state(self, n_envs: int, device: torch.device | str = "cpu") -> MemoryState:
         """An empty memory for ``n_envs`` envs."""
-        L, M, H = self.n_layers, self.memory_len, self.n_heads
+        L, M, H = self.n_layers, self.memory_len + 1, self.n_heads  # M + 1 ring slots: the memory and a free one
         shape = (L, n_envs, H, M, self.d_model // H)
         zeros = torch.zeros(n_envs, dtype=torch.long, device=device)
         return MemoryState(
@@ -159,37 +161,33 @@ class TransformerMemory(BaseFeaturesExtractor):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Read one token per env: features ``(N, d_model)``, the token's block inputs ``(L, N, d_model)`` (what the
         rollout buffer keeps) and the valid memory slots it read ``(N,)``. With ``advance`` the token is then
-        written into ``state`` in place (one slot per layer; nothing moves), else ``state`` is left as it was."""
+        written into ``state`` in place (one slot per layer; nothing moves), else the memory is left as it was (only the
+        free slot, which is no part of it, holds the token's keys and values until the next step overwrites them)."""
         n_valid = self.start(state, episode_starts)
-        slots = state.oldest_first()
-        ordered = memory_head_mask(n_valid, self.memory_len, self.head_fractions)  # window order: oldest first
-        mask = torch.empty_like(ordered)
-        mask[..., :-1] = ordered[..., :-1].scatter(-1, slots[:, None, None, :].expand_as(ordered[..., :-1]), ordered[..., :-1])
-        mask[..., -1] = ordered[..., -1]
+        ordered = memory_head_mask(n_valid, self.memory_len, self.head_fractions)  # window order: oldest first, then self
+        ring_order = torch.cat([state.oldest_first(), state.head[:, None]], dim=1)[:, None, None, :]
+        mask = torch.empty_like(ordered).scatter_(-1, ring_order.expand_as(ordered), ordered)  # the same, in ring slots
         x = self.embed(tokens)[:, None]
-        inputs, keys, values = [], [], []
+        inputs = []
         for layer, block in enumerate(self.layers()):
             inputs.append(x[:, 0])
+            # the token's own key and value land in the free slot (in place): the read is over the ring as it is
             memory = (state.keys[layer], state.values[layer])
-            x, _, (own_k, own_v) = block.forward_memory(x, memory, mask, False, state.position)
-            keys.append(own_k[:, :, 0])
-            values.append(own_v[:, :, 0])
+            x, _, _ = block.forward_memory(x, memory, mask, False, state.position, slot=state.head)
         hidden = torch.stack(inputs)  # (L, N, d)
         if advance:
             envs = torch.arange(len(n_valid), device=n_valid.device)
             state.hidden[:, envs, state.head] = hidden
-            # (N, M, L, H, D) views put the two indexed dimensions side by side: writes land in place
-            state.keys.permute(1, 3, 0, 2, 4)[envs, state.head] = torch.stack(keys, dim=1)
-            state.values.permute(1, 3, 0, 2, 4)[envs, state.head] = torch.stack(values, dim=1)
             state.n_valid = torch.clamp(n_valid + 1, max=self.memory_len)
-            state.head = (state.head + 1) % self.memory_len
+            state.head = (state.head + 1) % (self.memory_len + 1)
             state.position = state.position + 1
         return self.ln_final(x[:, 0]), hidden, n_valid
 
     def refresh(self, state: MemoryState) -> None:
         """Project ``state``'s keys and values again from its block inputs with the current weights (in place): after
         an update the cache is stale, while training reads the memory through the current projections."""
-        ages = (state.head[:, None] - 1 - torch.arange(self.memory_len, device=state.head.device)) % self.memory_len + 1
+        ring = self.memory_len + 1
+        ages = (state.head[:, None] - 1 - torch.arange(ring, device=state.head.device)) % ring + 1
         positions = (state.position[:, None] - ages)[:, None, :]  # (N, 1, M): each slot's stream position
         for layer, block in enumerate(self.layers()):
             keys, values = block.memory_kv(state.hidden[layer])
