@@ -317,7 +317,8 @@ def seeds_summary(curves: pd.DataFrame, by: list[str], threshold: float) -> pd.D
 
 
 def plot_tmaze(curves: pd.DataFrame, path: Path) -> None:
-    """Success against env steps, one panel per corridor length, one line per run."""
+    """Final success against corridor length (one dot per run, the line through the means), then success against env
+    steps, one panel per corridor length, one line per run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -327,8 +328,18 @@ def plot_tmaze(curves: pd.DataFrame, path: Path) -> None:
 
     corridors = sorted(curves["corridor"].unique())
     colors = {method: f"C{i}" for i, method in enumerate(TMAZE_METHODS)}
-    fig, axes = plt.subplots(1, len(corridors), figsize=(4 * len(corridors), 3.2), squeeze=False)
-    for ax, corridor in zip(axes[0], corridors):
+    fig, axes = plt.subplots(1, len(corridors) + 1, figsize=(4 * (len(corridors) + 1), 3.2), squeeze=False)
+    finals = curves.sort_values("timesteps").groupby(["method", "corridor", "seed"], as_index=False).last()
+    for method, runs in finals.groupby("method"):
+        axes[0][0].scatter(runs["corridor"], runs["success"], color=colors[method], alpha=0.6, s=18)
+        means = runs.groupby("corridor")["success"].mean()
+        axes[0][0].plot(means.index, means.values, color=colors[method], label=method)
+    axes[0][0].set_xscale("log")
+    axes[0][0].set_xticks(corridors, [str(c) for c in corridors])
+    axes[0][0].set_title("final success")
+    axes[0][0].set_ylim(-0.02, 1.02)
+    axes[0][0].set_xlabel("corridor length (steps from cue to turn)")
+    for ax, corridor in zip(axes[0][1:], corridors):
         for (method, _), run in curves[curves["corridor"] == corridor].groupby(["method", "seed"]):
             ax.plot(run["timesteps"], run["success"], color=colors[method], alpha=0.8, marker=".")
         ax.set_title(f"corridor {corridor}")
