@@ -1,18 +1,21 @@
 """The one evaluation loop: play episodes with any SB3 / sb3-contrib model on a VecEnv.
 
-Recurrent states are carried (RecurrentPPO), invalid-action masks are used when the model is maskable
-and the env provides them, and each env copy plays its share of the episodes (as SB3's
-``evaluate_policy`` does), so short episodes are not over-represented when ``num_envs > 1``.
+Recurrent states are carried (RecurrentPPO, TransformerPPO), invalid-action masks are used when the model is
+maskable (MaskablePPO, or a ``predict`` that takes ``action_masks``) and the env provides them, and each env copy
+plays its share of the episodes (as SB3's ``evaluate_policy`` does), so short episodes are not over-represented when
+``num_envs > 1``.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.utils import is_masking_supported
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -50,7 +53,9 @@ def play_episodes(
     n_envs = env.num_envs
     targets = np.array([(n_episodes + i) // n_envs for i in range(n_envs)])  # as evaluate_policy splits them
     counts = np.zeros(n_envs, dtype=int)
-    maskable = isinstance(model, MaskablePPO)
+    maskable = isinstance(model, MaskablePPO) or (
+        "action_masks" in inspect.signature(model.predict).parameters and is_masking_supported(env)
+    )
     result = Episodes([], {key: [] for key in info_keys})
     running = np.zeros(n_envs)
     obs: Any = env.reset()

@@ -20,6 +20,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from sb3_masked_attention import HistoryWrapper
 from sb3_masked_attention.attention import TransformerBlock
 from sb3_masked_attention.environments import register_envs
+from sb3_masked_attention.episodes import play_episodes
 from sb3_masked_attention.masks import head_window_mask, memory_head_mask
 from sb3_masked_attention.transformer_ppo import TransformerMemory, TransformerPPO
 
@@ -154,6 +155,51 @@ def test_vecnormalize_and_subprocvecenv():
             model.set_env(VecNormalize(env, norm_obs_keys=["obs", "valid"]))
     finally:
         env.close()
+
+
+class OnlySomeAllowed(gym.Env):
+    """Invalid actions change with time (MaskablePPO's ``action_masks()``); taking one is an error."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, multi: bool = False) -> None:
+        self.action_space = gym.spaces.MultiDiscrete([4, 3]) if multi else gym.spaces.Discrete(4)
+
+    def action_masks(self) -> np.ndarray:
+        first = [self.t % 2 == 0, self.t % 2 == 1, True, False]
+        return np.array(
+            [*first, True, self.t % 3 != 0, False] if isinstance(self.action_space, gym.spaces.MultiDiscrete) else first
+        )
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        picks = np.atleast_1d(action)
+        sizes = np.atleast_1d(getattr(self.action_space, "nvec", 4))
+        allowed = np.split(self.action_masks(), np.cumsum(sizes)[:-1])
+        if not all(mask[pick] for mask, pick in zip(allowed, picks)):
+            raise AssertionError(f"invalid action {action} at step {self.t}")
+        self.t += 1
+        return np.array([self.t / 6], np.float32), float(picks[0] == 2), self.t == 6, False, {}
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_invalid_action_masks_in_rollouts_training_and_predict(multi):
+    env = token_env(lambda: OnlySomeAllowed(multi), n_envs=2)
+    model = TransformerPPO("TransformerMemoryPolicy", env, n_steps=16, batch_size=32, n_epochs=2, seed=0, policy_kwargs=TINY)
+    check = ReplayCheck()
+    model.learn(64, callback=check)  # the env raises on any invalid action
+    assert model.rollout_buffer.action_masks is not None and not model.rollout_buffer.action_masks.all()
+    assert max(max(pair) for pair in check.differences) < 1e-5  # training reads the same masks
+    returns = play_episodes(model, env, 6).returns  # play_episodes passes the env's masks to predict
+    assert len(returns) == 6
+    with pytest.raises(AssertionError, match="invalid action"):  # without masks, invalid actions are drawn
+        TransformerPPO("TransformerMemoryPolicy", env, use_action_masks=False, n_steps=64, seed=0, policy_kwargs=TINY).learn(
+            128
+        )
 
 
 def test_the_buffer_stores_each_observation_once():

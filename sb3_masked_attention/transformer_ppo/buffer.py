@@ -18,6 +18,8 @@ from stable_baselines3.common.type_aliases import DictRolloutBufferSamples
 
 #: Extra keys of each sample's observation dict: where its memory lies (read by the policy in training).
 MEMORY_ENV, MEMORY_STEP, MEMORY_VALID = "_memory_env", "_memory_step", "_memory_valid"
+#: Extra key of each sample's observation dict when the env gave invalid-action masks: the step's mask.
+ACTION_MASK = "_action_mask"
 
 
 class TransformerRolloutBuffer(DictRolloutBuffer):
@@ -34,6 +36,7 @@ class TransformerRolloutBuffer(DictRolloutBuffer):
         self.hidden: torch.Tensor | None = None
         self.prefix: torch.Tensor | None = None
         self.n_valid = np.zeros((self.buffer_size, self.n_envs), dtype=np.int64)
+        self.action_masks: np.ndarray | None = None
 
     def set_prefix(self, hidden: torch.Tensor) -> None:
         """The memory's block inputs ``(L, n_envs, M, d_model)`` when the rollout begins (oldest first)."""
@@ -41,11 +44,16 @@ class TransformerRolloutBuffer(DictRolloutBuffer):
         layers, _, _, d_model = self.prefix.shape
         self.hidden = torch.zeros(self.buffer_size, layers, self.n_envs, d_model)
 
-    def add_memory(self, hidden: torch.Tensor, n_valid: torch.Tensor) -> None:
-        """The step's block inputs ``(L, n_envs, d_model)`` and valid slots read ``(n_envs,)``; call before :meth:`add`."""
+    def add_memory(self, hidden: torch.Tensor, n_valid: torch.Tensor, action_masks: np.ndarray | None = None) -> None:
+        """The step's block inputs ``(L, n_envs, d_model)``, valid slots read ``(n_envs,)`` and, where the env gives
+        them, its invalid-action masks ``(n_envs, mask_size)``; call before :meth:`add`."""
         assert self.hidden is not None, "set_prefix() starts each rollout"
         self.hidden[self.pos] = hidden.detach().cpu()
         self.n_valid[self.pos] = n_valid.cpu().numpy()
+        if action_masks is not None:
+            if self.action_masks is None:
+                self.action_masks = np.ones((self.buffer_size, *action_masks.shape), dtype=bool)
+            self.action_masks[self.pos] = action_masks
 
     def streams(self, device: torch.device | str) -> torch.Tensor:
         """Every env's stream of block inputs ``(L, n_envs, M + buffer_size, d_model)``: prefix, then the rollout."""
@@ -58,6 +66,8 @@ class TransformerRolloutBuffer(DictRolloutBuffer):
             steps, envs = np.meshgrid(np.arange(self.buffer_size), np.arange(self.n_envs), indexing="ij")
             self.step_index, self.env_index = self.swap_and_flatten(steps).ravel(), self.swap_and_flatten(envs).ravel()
             self.n_valid_flat = self.swap_and_flatten(self.n_valid).ravel()
+            if self.action_masks is not None:
+                self.action_masks_flat = self.swap_and_flatten(self.action_masks)
         yield from super().get(batch_size)  # flattens the rest the same way (env-major)
 
     def _get_samples(self, batch_inds: np.ndarray, env=None) -> DictRolloutBufferSamples:  # type: ignore[override]
@@ -67,4 +77,6 @@ class TransformerRolloutBuffer(DictRolloutBuffer):
             MEMORY_STEP: torch.as_tensor(self.step_index[batch_inds], device=self.device),
             MEMORY_VALID: torch.as_tensor(self.n_valid_flat[batch_inds], device=self.device),
         }
+        if self.action_masks is not None:
+            where[ACTION_MASK] = torch.as_tensor(self.action_masks_flat[batch_inds], device=self.device)
         return samples._replace(observations={**samples.observations, **where})

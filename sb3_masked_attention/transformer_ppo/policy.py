@@ -35,12 +35,14 @@ from sb3_masked_attention.attention import TransformerBlock
 from sb3_masked_attention.extractors.transformer import history_layout
 from sb3_masked_attention.masks import memory_head_mask
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
-from sb3_masked_attention.transformer_ppo.buffer import MEMORY_ENV, MEMORY_STEP, MEMORY_VALID
+from sb3_masked_attention.transformer_ppo.buffer import ACTION_MASK, MEMORY_ENV, MEMORY_STEP, MEMORY_VALID
 from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.wrappers import ACTION_KEY, EPISODE_START_KEY, OBS_KEY, REWARD_KEY
 
 TOKEN_KEYS = (OBS_KEY, ACTION_KEY, REWARD_KEY, EPISODE_START_KEY)
-MEMORY_KEYS = (MEMORY_ENV, MEMORY_STEP, MEMORY_VALID)
+MEMORY_KEYS = (MEMORY_ENV, MEMORY_STEP, MEMORY_VALID, ACTION_MASK)
+#: Logit of an invalid action: finite (so entropies stay finite), far below any real logit (probability exactly 0).
+MASKED_LOGIT = -1e8
 
 
 @dataclass
@@ -276,17 +278,30 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
     def _tokens(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.memory.tokens(preprocess_obs(obs, self.observation_space, self.normalize_images))  # type: ignore[arg-type]
 
-    def _heads(self, features: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    def _heads(self, features: torch.Tensor, action_masks: torch.Tensor | None = None) -> tuple[Any, torch.Tensor]:
+        """Action distribution and values; invalid actions (``action_masks`` False) get probability 0."""
         latent_pi, latent_vf = self.mlp_extractor(features)
-        return self._get_action_dist_from_latent(latent_pi), self.value_net(latent_vf)
+        if action_masks is None:
+            return self._get_action_dist_from_latent(latent_pi), self.value_net(latent_vf)
+        if not isinstance(self.action_space, (spaces.Discrete, spaces.MultiDiscrete)):
+            raise ValueError(f"action masks need Discrete or MultiDiscrete actions, not {self.action_space}")
+        logits = self.action_net(latent_pi)
+        masks = action_masks.reshape(logits.shape).bool()
+        logits = torch.where(masks, logits, torch.full_like(logits, MASKED_LOGIT))
+        return self.action_dist.proba_distribution(action_logits=logits), self.value_net(latent_vf)
 
     def forward_memory(
-        self, obs: dict[str, torch.Tensor], state: MemoryState, episode_starts: torch.Tensor, deterministic: bool = False
+        self,
+        obs: dict[str, torch.Tensor],
+        state: MemoryState,
+        episode_starts: torch.Tensor,
+        deterministic: bool = False,
+        action_masks: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, MemoryState, torch.Tensor, torch.Tensor]:
         """One rollout step: actions, values, log-probs, the memory (advanced in place), the token's block inputs and
-        the valid slots it read."""
+        the valid slots it read. ``action_masks`` ``(N, n_logits)``: only actions marked True are drawn."""
         features, hidden, n_valid = self.memory.step(self._tokens(obs), state, episode_starts)
-        distribution, values = self._heads(features)
+        distribution, values = self._heads(features, action_masks)
         actions = distribution.get_actions(deterministic=deterministic)
         return actions, values, distribution.log_prob(actions), state, hidden, n_valid
 
@@ -321,7 +336,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         env, step, n_valid = obs[MEMORY_ENV].long(), obs[MEMORY_STEP].long(), obs[MEMORY_VALID].long()
         tokens = self._tokens({key: value for key, value in obs.items() if key not in MEMORY_KEYS})
         features = self.memory.read_streams(tokens, streams, env, step, n_valid)
-        distribution, values = self._heads(features)
+        distribution, values = self._heads(features, obs.get(ACTION_MASK))
         return values, distribution.log_prob(actions), distribution.entropy()
 
     def predict(  # type: ignore[override]
@@ -330,9 +345,10 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         state: MemoryState | None = None,
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
+        action_masks: np.ndarray | None = None,
     ) -> tuple[np.ndarray, MemoryState]:
         """Actions for ``observation`` (one or a batch of envs) and the memory to pass next time (``state`` itself,
-        advanced in place; None starts an empty one)."""
+        advanced in place; None starts an empty one); ``action_masks`` as MaskablePPO's (True = allowed)."""
         self.set_training_mode(False)
         obs_tensor, vectorized = self.obs_to_tensor(observation)
         n_envs = next(iter(obs_tensor.values())).shape[0] if isinstance(obs_tensor, dict) else obs_tensor.shape[0]
@@ -340,7 +356,9 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         starts = torch.zeros(n_envs) if episode_start is None else torch.as_tensor(np.asarray(episode_start)).reshape(n_envs)
         with torch.no_grad():
             obs = cast(dict[str, torch.Tensor], obs_tensor)
-            actions, _, _, new_state, _, _ = self.forward_memory(obs, state, starts.to(self.device), deterministic)
+            masks = None if action_masks is None else torch.as_tensor(np.asarray(action_masks), device=self.device)
+            masks = None if masks is None else masks.reshape(n_envs, -1)
+            actions, _, _, new_state, _, _ = self.forward_memory(obs, state, starts.to(self.device), deterministic, masks)
         result = actions.cpu().numpy().reshape((-1, *(self.action_space.shape or ())))
         if isinstance(self.action_space, spaces.Box):
             result = (

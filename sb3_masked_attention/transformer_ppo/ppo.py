@@ -14,6 +14,7 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import torch
 from gymnasium import spaces
+from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
@@ -46,17 +47,24 @@ class TransformerPPO(PPO):
     ``HistoryWrapper(env, history_len=1)`` (``across_episodes=True`` keeps the memory across episodes).
 
     Takes PPO's arguments; the memory settings are policy keywords (``policy_kwargs=dict(memory_len=128, ...)``).
+    Where the env has ``action_masks()`` (as MaskablePPO reads them) and the actions are Discrete or MultiDiscrete,
+    rollouts draw valid actions only and the update uses the same masks.
+
+    :param use_action_masks: read the env's invalid-action masks when it has them (False: ignore them).
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"TransformerMemoryPolicy": TransformerMemoryPolicy}
     policy: TransformerMemoryPolicy
     rollout_buffer: TransformerRolloutBuffer
 
-    def __init__(self, policy: str | type[TransformerMemoryPolicy], env: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, policy: str | type[TransformerMemoryPolicy], env: Any, use_action_masks: bool = True, **kwargs: Any
+    ) -> None:
         if kwargs.get("rollout_buffer_class") not in (None, TransformerRolloutBuffer):
             raise ValueError("TransformerPPO uses its own TransformerRolloutBuffer: do not pass rollout_buffer_class")
         kwargs["rollout_buffer_class"] = TransformerRolloutBuffer
         self._memory: MemoryState | None = None
+        self.use_action_masks = bool(use_action_masks)
         super().__init__(policy, env, **kwargs)
         if self.env is not None:  # load() builds without an env, then calls set_env
             check_normalization(self.env, self.action_space)
@@ -90,13 +98,16 @@ class TransformerPPO(PPO):
             self.policy.memory.refresh(self._memory)  # the weights changed since the cache was filled
         envs = torch.arange(self.n_envs, device=self.device)[:, None]
         rollout_buffer.set_prefix(self._memory.hidden[:, envs, self._memory.oldest_first()])
+        masking = self.use_action_masks and is_masking_supported(env)
         callback.on_rollout_start()
         for _ in range(n_rollout_steps):
+            masks = get_action_masks(env) if masking else None
             with torch.no_grad():
                 obs = cast(dict[str, torch.Tensor], obs_as_tensor(self._last_obs, self.device))  # type: ignore[arg-type]
                 starts = torch.as_tensor(self._last_episode_starts, dtype=torch.float32, device=self.device)
+                masks_t = None if masks is None else torch.as_tensor(masks, device=self.device).reshape(env.num_envs, -1)
                 actions_t, values, log_probs, self._memory, hidden, n_valid = self.policy.forward_memory(
-                    obs, self._memory, starts
+                    obs, self._memory, starts, action_masks=masks_t
                 )
             actions = actions_t.cpu().numpy()
             clipped = actions
@@ -120,7 +131,7 @@ class TransformerPPO(PPO):
                             torch.zeros(1, device=self.device),  # type: ignore[arg-type]
                         )
                     rewards[idx] += self.gamma * value.item()
-            rollout_buffer.add_memory(hidden, n_valid)
+            rollout_buffer.add_memory(hidden, n_valid, None if masks is None else masks.reshape(env.num_envs, -1))
             rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs)  # type: ignore[arg-type]
             self._last_obs, self._last_episode_starts = new_obs, dones  # type: ignore[assignment]
         with torch.no_grad():
@@ -143,6 +154,8 @@ class TransformerPPO(PPO):
         state: MemoryState | None = None,
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
+        action_masks: np.ndarray | None = None,
     ) -> tuple[np.ndarray, MemoryState]:
-        """Actions and the memory to pass back next step (None at the start), as RecurrentPPO's ``predict``."""
-        return self.policy.predict(observation, state, episode_start, deterministic)
+        """Actions and the memory to pass back next step (None at the start), as RecurrentPPO's ``predict``;
+        ``action_masks`` as MaskablePPO's."""
+        return self.policy.predict(observation, state, episode_start, deterministic, action_masks)
