@@ -389,6 +389,14 @@ def report() -> None:
             + "\n\nEvery run:\n\n"
             + to_markdown(tmaze_rows)
         )
+    pilot_rows = read_rows(OUT / "memory_tmaze_pilot.csv")
+    if len(pilot_rows):
+        text += (
+            "\n## T-Maze settings pilot\n\n"
+            "Command: `python bench/memory.py pilot`. TransformerPPO, corridor 200, seed 0, the sweep's settings with the "
+            "variant's changes; `success_curve` lists the greedy success at each evaluation (evenly spaced, then the "
+            "final one). One run per variant: a pilot, not a study.\n\n" + to_markdown(pilot_rows)
+        )
     scores_path = ROOT / "results" / "memory" / "study" / "scores.csv"
     if scores_path.exists():
         scores = read_rows(scores_path)
