@@ -374,7 +374,9 @@ def report() -> None:
         curves = read_rows(OUT / "memory_tmaze_curves.csv")
         finished = curves.merge(tmaze_rows[["method", "corridor", "seed"]])  # runs with a summary row only
         plot_tmaze(finished, OUT / "memory_tmaze.png")
-        summary = seeds_summary(finished.rename(columns={"success": "score"}), ["corridor", "method"], 0.95)
+        order = finished["method"].map({method: i for i, method in enumerate(TMAZE_METHODS)})
+        finished = finished.assign(order=order).sort_values(["order", "corridor", "seed", "timesteps"]).drop(columns="order")
+        summary = seeds_summary(finished.rename(columns={"success": "score"}), ["method", "corridor"], 0.95)
         text += (
             "\n## Passive T-Maze range\n\n"
             "Command: `python bench/memory.py tmaze --methods transformer_ppo recurrent_ppo mlp_framestack`. "
