@@ -231,6 +231,7 @@ class MaskedMultiHeadAttention(nn.Module):
         mask: torch.Tensor,
         positions: torch.Tensor,
         need_weights: bool = False,
+        layout: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """New tokens reading their memories inside whole streams: :meth:`forward_memory` for many tokens of a few
         streams at once, without copying each token's memory out of its stream (the training path).
@@ -246,22 +247,18 @@ class MaskedMultiHeadAttention(nn.Module):
         :param mask: BoolTensor ``(B, H, 1, S + 1)``: which stream positions, then itself, each token reads.
         :param positions: ``(B,)`` each token's position in its stream (for the rotary rotation).
         :param need_weights: take the explicit path (the weights themselves are not returned).
+        :param layout: :func:`stream_layout` of ``stream_of`` and ``mask``, when several layers share it.
         :return: output ``(B, 1, d_model)``.
         """
         keys, values = streams
-        n_streams, n_heads, length, head_dim = keys.shape
+        n_streams, n_heads, _, head_dim = keys.shape
         at = positions.reshape(-1, 1, 1)
         q = self._split_heads(self.q_proj(x))
         own_k, own_v = self.memory_kv(x)
         if self.rotary is not None:
             q, own_k = self.rotary(q, at), self.rotary(own_k, at)
-        # slot of each token among its stream's tokens: its rank in stream order
-        counts = torch.bincount(stream_of, minlength=n_streams)
-        order = torch.argsort(stream_of, stable=True)
-        first = torch.cumsum(counts, 0) - counts
-        rank = torch.empty_like(stream_of)
-        rank[order] = torch.arange(len(order), device=order.device) - first[stream_of[order]]
-        slots = int(counts.max())
+        rank, read = stream_layout(stream_of, mask, n_streams) if layout is None else layout
+        slots = read.shape[2]
 
         def by_stream(t: torch.Tensor) -> torch.Tensor:  # (B, H, 1, D) -> (E, H, slots, D), zeros in empty slots
             padded = t.new_zeros(n_streams, slots, n_heads, head_dim)
@@ -269,13 +266,29 @@ class MaskedMultiHeadAttention(nn.Module):
 
         k = torch.cat([keys, by_stream(own_k)], dim=2)  # (E, H, S + slots, D)
         v = torch.cat([values, by_stream(own_v)], dim=2)
-        read = torch.zeros(n_streams, slots, n_heads, length + slots, dtype=torch.bool, device=x.device)
-        own = torch.arange(slots, device=x.device)
-        read[:, own, :, length + own] = True  # empty slots read themselves (no all-masked row)
-        read[stream_of, rank, :, :length] = mask[:, :, 0, :-1]
-        read[stream_of, rank, :, length + rank] = mask[:, :, 0, -1]
-        out, _ = self._attend(by_stream(q), k, v, read.transpose(1, 2), need_weights)  # (E, slots, d_model)
+        out, _ = self._attend(by_stream(q), k, v, read, need_weights)  # (E, slots, d_model)
         return out[stream_of, rank][:, None]
+
+
+def stream_layout(stream_of: torch.Tensor, mask: torch.Tensor, n_streams: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where :meth:`MaskedMultiHeadAttention.forward_streams` puts each token: its slot among its stream's tokens
+    ``(B,)`` and the mask in that layout ``(E, H, slots, S + slots)`` (stream keys, then each slot's own key).
+
+    :param stream_of: ``(B,)`` the stream of each token.
+    :param mask: BoolTensor ``(B, H, 1, S + 1)``: which stream positions, then itself, each token reads.
+    """
+    counts = torch.bincount(stream_of, minlength=n_streams)
+    order = torch.argsort(stream_of, stable=True)
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(stream_of)
+    rank[order] = torch.arange(len(order), device=order.device) - first[stream_of[order]]
+    slots, n_heads, length = int(counts.max()), mask.shape[1], mask.shape[-1] - 1
+    read = torch.zeros(n_streams, slots, n_heads, length + slots, dtype=torch.bool, device=mask.device)
+    own = torch.arange(slots, device=mask.device)
+    read[:, own, :, length + own] = True  # empty slots read themselves (no all-masked row)
+    read[stream_of, rank, :, :length] = mask[:, :, 0, :-1]
+    read[stream_of, rank, :, length + rank] = mask[:, :, 0, -1]
+    return rank, read.transpose(1, 2)
 
 
 class TransformerBlock(nn.Module):
@@ -349,7 +362,8 @@ class TransformerBlock(nn.Module):
         stream_of: torch.Tensor,
         mask: torch.Tensor,
         positions: torch.Tensor,
+        layout: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """The block for new tokens reading their streams (see :meth:`MaskedMultiHeadAttention.forward_streams`)."""
-        x = x + self.attn.forward_streams(self.ln_attn(x), streams, stream_of, mask, positions)
+        x = x + self.attn.forward_streams(self.ln_attn(x), streams, stream_of, mask, positions, layout=layout)
         return x + self.mlp(self.ln_mlp(x))

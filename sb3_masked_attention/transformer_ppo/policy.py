@@ -31,7 +31,7 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from sb3_masked_attention.attention import TransformerBlock
+from sb3_masked_attention.attention import TransformerBlock, stream_layout
 from sb3_masked_attention.extractors.transformer import history_layout
 from sb3_masked_attention.masks import memory_head_mask
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
@@ -217,9 +217,10 @@ class TransformerMemory(BaseFeaturesExtractor):
         mask.scatter_(-1, slots.expand(*window.shape[:3], -1), window[..., :-1])
         mask[..., -1] = window[..., -1]
         positions = step + self.memory_len
+        layout = stream_layout(env, mask, streams.shape[1])  # the same for every layer
         x = self.embed(tokens)[:, None]
         for block, (keys, values) in zip(self.layers(), self.memory_kv(streams)):
-            x = block.forward_streams(x, (block.attn.rotate_keys(keys), values), env, mask, positions)
+            x = block.forward_streams(x, (block.attn.rotate_keys(keys), values), env, mask, positions, layout=layout)
         return self.ln_final(x[:, 0])
 
 
