@@ -3,7 +3,7 @@
     python bench/memory.py throughput   # env steps/s over a whole learn() and in rollouts alone, peak RSS
     python bench/memory.py tmaze [--corridors 50 200 500 1000] [--seeds 0 1 2] [--methods transformer_ppo ...]
                                         # Passive T-Maze range: success rate per corridor length (resumable)
-    python bench/memory.py pilot        # the T-Maze settings pilot (corridor 200: advantage normalisation, entropy)
+    python bench/memory.py pilot [--methods ...]  # T-Maze settings pilots at corridor 200 (per method's variants)
     python bench/memory.py report       # writes results/benchmarks/memory.md from the CSVs
 
 Throughput: CartPoleNoVel-v1 at rl-zoo's tuned ``ppo_lstm`` settings (8 envs, n_steps 32, batch 256, 20 epochs) for
@@ -78,17 +78,37 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 #: T-Maze methods: every one gets the same PPO settings (``TMAZE_PPO``) and budget; what differs is stated here.
-TMAZE_METHODS = ("transformer_ppo", "recurrent_ppo", "mlp_framestack")
+#: ``recurrent_ppo_tuned`` is RecurrentPPO with the best of its own pilot (``TMAZE_TUNED``): as many variants as the
+#: transformer's pilot had, at the same corridor, seed and budget.
+TMAZE_METHODS = ("transformer_ppo", "recurrent_ppo", "recurrent_ppo_tuned", "mlp_framestack")
 #: normalize_advantage=False: only the turn is rewarded, so per-minibatch normalisation rescales the value noise of the
 #: corridor steps (all but one step in corridor + 1) to unit size; see the pilot (``python bench/memory.py pilot``).
 TMAZE_PPO: dict[str, Any] = dict(n_epochs=4, ent_coef=0.01, max_grad_norm=0.5, batch_size=256, normalize_advantage=False)
-#: The pilot that chose it: corridor 200, seed 0; variant -> (settings that replace TMAZE_PPO's, budget, evaluations).
-PILOT_VARIANTS: dict[str, tuple[dict[str, Any], int, int]] = {
-    "advantage normalised (SB3 default), 200k": (dict(normalize_advantage=True), 200_000, 10),
-    "advantage normalised (SB3 default)": (dict(normalize_advantage=True), 120_000, 6),
-    "advantage not normalised": (dict(normalize_advantage=False), 120_000, 6),
-    "advantage normalised, ent_coef 0": (dict(normalize_advantage=True, ent_coef=0.0), 120_000, 6),
+#: rl-zoo's tuned ppo_lstm entry for CartPoleNoVel-v1 (the settings RecurrentPPO runs in the heads study), but a
+#: constant clip range (rl-zoo decays it: a schedule does not pickle into the run's process); activation by name.
+ZOO_LSTM: dict[str, Any] = dict(
+    n_epochs=20, learning_rate=1e-3, ent_coef=0.0, gamma=0.999, gae_lambda=0.98, normalize_advantage=True,
+    policy_kwargs=dict(ortho_init=False, activation_fn="ReLU", lstm_hidden_size=64, enable_critic_lstm=True,
+                       net_arch=dict(pi=[64], vf=[64])),
+)  # fmt: skip
+#: The settings pilots, corridor 200, seed 0: method -> variant -> (settings that replace TMAZE_PPO's, budget,
+#: evaluations). ``learning_rate`` is the start of the linear decay; ``policy_kwargs`` replace the method's.
+PILOT_VARIANTS: dict[str, dict[str, tuple[dict[str, Any], int, int]]] = {
+    "transformer_ppo": {
+        "advantage normalised (SB3 default), 200k": (dict(normalize_advantage=True), 200_000, 10),
+        "advantage normalised (SB3 default)": (dict(normalize_advantage=True), 120_000, 6),
+        "advantage not normalised": (dict(normalize_advantage=False), 120_000, 6),
+        "advantage normalised, ent_coef 0": (dict(normalize_advantage=True, ent_coef=0.0), 120_000, 6),
+    },
+    "recurrent_ppo": {  # the sweep's row has one minibatch of 4 epochs per rollout: ~6x fewer gradient steps
+        "20 epochs": (dict(n_epochs=20), 120_000, 6),
+        "20 epochs, lr 1e-3": (dict(n_epochs=20, learning_rate=1e-3), 120_000, 6),
+        "rl-zoo CartPoleNoVel ppo_lstm settings": (ZOO_LSTM, 120_000, 6),
+        "minibatches of 256 (truncated BPTT)": (dict(batch_size=256), 120_000, 6),
+    },
 }
+#: Chosen from the pilot before the runs (results/benchmarks/memory.md, "T-Maze settings pilots").
+TMAZE_TUNED: dict[str, dict[str, Any]] = {"recurrent_ppo_tuned": {}}
 TMAZE_LR = 3e-4  # decayed linearly to 0 over the budget (rl-zoo's "lin_3e-4")
 TMAZE_ENVS = 8
 TMAZE_EVALS = 10  # evaluations per run, evenly spaced over the budget
@@ -109,6 +129,7 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
     minibatch per epoch, so backpropagation through time runs from the turn back to the cue. PPO-MLP sees the last
     corridor + 1 observations stacked (the cue is the oldest at the turn), n_steps = max(64, episode).
     """
+    import torch
     from sb3_contrib import RecurrentPPO
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
@@ -130,16 +151,24 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
         vec = make_vec_env("sb3ma/TMaze-v0", n, env_seed, env_kwargs=dict(corridor_length=corridor), **wrapped)
         return VecFrameStack(vec, episode) if method == "mlp_framestack" else vec
 
-    def learning_rate(progress_remaining: float) -> float:
-        return TMAZE_LR * progress_remaining
+    settings: dict[str, Any] = dict(TMAZE_PPO, n_steps=max(64, episode), policy_kwargs={})
+    if method.startswith("recurrent_ppo"):
+        settings.update(n_steps=episode, batch_size=episode * TMAZE_ENVS)
+    settings.update(TMAZE_TUNED.get(method, {}), **(overrides or {}))
+    start_lr = settings.pop("learning_rate", TMAZE_LR)
 
-    settings = dict(TMAZE_PPO, **(overrides or {}), learning_rate=learning_rate, seed=seed, n_steps=max(64, episode))
+    def learning_rate(progress_remaining: float) -> float:
+        return start_lr * progress_remaining
+
+    settings.update(learning_rate=learning_rate, seed=seed)
+    if isinstance(settings["policy_kwargs"].get("activation_fn"), str):
+        settings["policy_kwargs"] = dict(settings["policy_kwargs"])
+        settings["policy_kwargs"]["activation_fn"] = getattr(torch.nn, settings["policy_kwargs"]["activation_fn"])
     model: OnPolicyAlgorithm
     if method == "transformer_ppo":
-        model = TransformerPPO("TransformerMemoryPolicy", envs(TMAZE_ENVS, seed), policy_kwargs=dict(memory_len=memory),
-                               **settings)  # fmt: skip
-    elif method == "recurrent_ppo":
-        settings.update(n_steps=episode, batch_size=episode * TMAZE_ENVS)
+        settings["policy_kwargs"] = dict(settings["policy_kwargs"], memory_len=memory)
+        model = TransformerPPO("TransformerMemoryPolicy", envs(TMAZE_ENVS, seed), **settings)
+    elif method.startswith("recurrent_ppo"):
         model = RecurrentPPO("MlpLstmPolicy", envs(TMAZE_ENVS, seed), **settings)
     else:
         model = PPO("MlpPolicy", envs(TMAZE_ENVS, seed), **settings)
@@ -221,21 +250,23 @@ def tmaze(corridors: list[int], seeds: list[int], methods: list[str]) -> None:
                 print(row, flush=True)
 
 
-def pilot() -> None:
-    """The settings pilot: TransformerPPO at corridor 200, seed 0, per variant (resumable)."""
+def pilot(methods: list[str]) -> None:
+    """The settings pilots at corridor 200, seed 0: one run per method and variant (resumable)."""
     from sb3_masked_attention.io import append_row, read_rows
 
     path = OUT / "memory_tmaze_pilot.csv"
-    for variant, (overrides, budget, evals) in PILOT_VARIANTS.items():
-        done = read_rows(path)
-        if len(done) and variant in set(done["variant"]):
-            continue
-        with ProcessPoolExecutor(max_workers=1) as pool:
-            row, curve = pool.submit(tmaze_run, "transformer_ppo", 200, 0, budget, evals, overrides).result()
-        successes = " ".join(f"{point['success']:g}" for point in curve)
-        append_row(path, dict(variant=variant, corridor=200, seed=0, budget=row["budget"], success_curve=successes,
-                              final_success=row["final_success"], seconds=row["seconds"]))  # fmt: skip
-        print(variant, successes, flush=True)
+    for method in methods:
+        for variant, (overrides, budget, evals) in PILOT_VARIANTS.get(method, {}).items():
+            done = read_rows(path)
+            if len(done) and ((done["method"] == method) & (done["variant"] == variant)).any():
+                continue
+            with ProcessPoolExecutor(max_workers=1) as pool:
+                row, curve = pool.submit(tmaze_run, method, 200, 0, budget, evals, overrides).result()
+            successes = " ".join(f"{point['success']:g}" for point in curve)
+            append_row(path, dict(method=method, variant=variant, corridor=200, seed=0, budget=row["budget"],
+                                  success_curve=successes, final_success=row["final_success"],
+                                  seconds=row["seconds"]))  # fmt: skip
+            print(method, variant, successes, flush=True)
 
 
 def throughput_run(method: str) -> dict[str, Any]:
@@ -394,10 +425,12 @@ def report() -> None:
     pilot_rows = read_rows(OUT / "memory_tmaze_pilot.csv")
     if len(pilot_rows):
         text += (
-            "\n## T-Maze settings pilot\n\n"
-            "Command: `python bench/memory.py pilot`. TransformerPPO, corridor 200, seed 0, the sweep's settings with the "
-            "variant's changes; `success_curve` lists the greedy success at each evaluation (evenly spaced, then the "
-            "final one). One run per variant: a pilot, not a study.\n\n" + to_markdown(pilot_rows)
+            "\n## T-Maze settings pilots\n\n"
+            "Command: `python bench/memory.py pilot --methods transformer_ppo recurrent_ppo`. Corridor 200, seed 0, the "
+            "sweep's settings with the variant's changes, four variants per method; `success_curve` lists the greedy "
+            "success at each evaluation (evenly spaced, then the final one). One run per variant: a pilot, not a study. "
+            f"RecurrentPPO's best variant runs the sweep as `recurrent_ppo_tuned`: {TMAZE_TUNED['recurrent_ppo_tuned']}."
+            "\n\n" + to_markdown(pilot_rows)
         )
     scores_path = ROOT / "results" / "memory" / "study" / "scores.csv"
     if scores_path.exists():
@@ -423,6 +456,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.part == "tmaze":
         tmaze(args.corridors, args.seeds, args.methods)
+    elif args.part == "pilot":
+        pilot(args.methods)
     else:
-        {"throughput": throughput, "pilot": pilot, "report": report}[args.part]()
+        {"throughput": throughput, "report": report}[args.part]()
     sys.exit(0)
