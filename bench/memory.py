@@ -3,7 +3,7 @@
     python bench/memory.py throughput   # env steps/s over a whole learn() and in rollouts alone, peak RSS
     python bench/memory.py tmaze [--corridors 50 200 500 1000] [--seeds 0 1 2] [--methods transformer_ppo ...]
                                         # Passive T-Maze range: success rate per corridor length (resumable)
-    python bench/memory.py pilot [--methods ...]  # T-Maze settings pilots at corridor 200 (per method's variants)
+    python bench/memory.py pilot [--methods ...]  # T-Maze settings pilots (each method's variants; resumable)
     python bench/memory.py report       # writes results/benchmarks/memory.md from the CSVs
 
 Throughput: CartPoleNoVel-v1 at rl-zoo's tuned ``ppo_lstm`` settings (8 envs, n_steps 32, batch 256, 20 epochs) for
@@ -87,24 +87,28 @@ TMAZE_PPO: dict[str, Any] = dict(n_epochs=4, ent_coef=0.01, max_grad_norm=0.5, b
 #: rl-zoo's tuned ppo_lstm entry for CartPoleNoVel-v1 (the settings RecurrentPPO runs in the heads study), but a
 #: constant clip range (rl-zoo decays it: a schedule does not pickle into the run's process); activation by name.
 ZOO_LSTM: dict[str, Any] = dict(
-    n_epochs=20, learning_rate=1e-3, ent_coef=0.0, gamma=0.999, gae_lambda=0.98, normalize_advantage=True,
+    n_epochs=20, learning_rate=1e-3, ent_coef=0.0, gamma=0.98, gae_lambda=0.8, normalize_advantage=True,
     policy_kwargs=dict(ortho_init=False, activation_fn="ReLU", lstm_hidden_size=64, enable_critic_lstm=True,
                        net_arch=dict(pi=[64], vf=[64])),
 )  # fmt: skip
-#: The settings pilots, corridor 200, seed 0: method -> variant -> (settings that replace TMAZE_PPO's, budget,
-#: evaluations). ``learning_rate`` is the start of the linear decay; ``policy_kwargs`` replace the method's.
-PILOT_VARIANTS: dict[str, dict[str, tuple[dict[str, Any], int, int]]] = {
+#: The settings pilots: method -> variant -> (settings that replace TMAZE_PPO's, budget, evaluations, corridor, seed).
+#: ``learning_rate`` is where the linear decay starts, ``warmup`` the fraction of the budget over which it first rises
+#: linearly from 0; ``policy_kwargs`` replace the method's.
+PILOT_VARIANTS: dict[str, dict[str, tuple[dict[str, Any], int, int, int, int]]] = {
     "transformer_ppo": {
-        "advantage normalised (SB3 default), 200k": (dict(normalize_advantage=True), 200_000, 10),
-        "advantage normalised (SB3 default)": (dict(normalize_advantage=True), 120_000, 6),
-        "advantage not normalised": (dict(normalize_advantage=False), 120_000, 6),
-        "advantage normalised, ent_coef 0": (dict(normalize_advantage=True, ent_coef=0.0), 120_000, 6),
+        "advantage normalised (SB3 default), 200k": (dict(normalize_advantage=True), 200_000, 10, 200, 0),
+        "advantage normalised (SB3 default)": (dict(normalize_advantage=True), 120_000, 6, 200, 0),
+        "advantage not normalised": (dict(normalize_advantage=False), 120_000, 6, 200, 0),
+        "advantage normalised, ent_coef 0": (dict(normalize_advantage=True, ent_coef=0.0), 120_000, 6, 200, 0),
+        # the sweep's settings dipped after solving on this run (corridor 500, seed 1): do these keep it solved?
+        "target_kl 0.02": (dict(target_kl=0.02), 200_400, 10, 500, 1),
+        "warm-up over 10% of the budget": (dict(warmup=0.1), 200_400, 10, 500, 1),
     },
     "recurrent_ppo": {  # the sweep's row has one minibatch of 4 epochs per rollout: ~6x fewer gradient steps
-        "20 epochs": (dict(n_epochs=20), 120_000, 6),
-        "20 epochs, lr 1e-3": (dict(n_epochs=20, learning_rate=1e-3), 120_000, 6),
-        "rl-zoo CartPoleNoVel ppo_lstm settings": (ZOO_LSTM, 120_000, 6),
-        "minibatches of 256 (truncated BPTT)": (dict(batch_size=256), 120_000, 6),
+        "20 epochs": (dict(n_epochs=20), 120_000, 6, 200, 0),
+        "20 epochs, lr 1e-3": (dict(n_epochs=20, learning_rate=1e-3), 120_000, 6, 200, 0),
+        "rl-zoo CartPoleNoVel ppo_lstm settings": (ZOO_LSTM, 120_000, 6, 200, 0),
+        "minibatches of 256 (truncated BPTT)": (dict(batch_size=256), 120_000, 6, 200, 0),
     },
 }
 #: Chosen from the pilot before the runs (results/benchmarks/memory.md, "T-Maze settings pilots").
@@ -155,10 +159,11 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
     if method.startswith("recurrent_ppo"):
         settings.update(n_steps=episode, batch_size=episode * TMAZE_ENVS)
     settings.update(TMAZE_TUNED.get(method, {}), **(overrides or {}))
-    start_lr = settings.pop("learning_rate", TMAZE_LR)
+    start_lr, warmup = settings.pop("learning_rate", TMAZE_LR), settings.pop("warmup", 0.0)
 
     def learning_rate(progress_remaining: float) -> float:
-        return start_lr * progress_remaining
+        rise = min(1.0, max(1.0 - progress_remaining, 0.01) / warmup) if warmup else 1.0
+        return start_lr * rise * progress_remaining
 
     settings.update(learning_rate=learning_rate, seed=seed)
     if isinstance(settings["policy_kwargs"].get("activation_fn"), str):
@@ -251,19 +256,19 @@ def tmaze(corridors: list[int], seeds: list[int], methods: list[str]) -> None:
 
 
 def pilot(methods: list[str]) -> None:
-    """The settings pilots at corridor 200, seed 0: one run per method and variant (resumable)."""
+    """The settings pilots: one run per method and variant (resumable)."""
     from sb3_masked_attention.io import append_row, read_rows
 
     path = OUT / "memory_tmaze_pilot.csv"
     for method in methods:
-        for variant, (overrides, budget, evals) in PILOT_VARIANTS.get(method, {}).items():
+        for variant, (overrides, budget, evals, corridor, seed) in PILOT_VARIANTS.get(method, {}).items():
             done = read_rows(path)
             if len(done) and ((done["method"] == method) & (done["variant"] == variant)).any():
                 continue
             with ProcessPoolExecutor(max_workers=1) as pool:
-                row, curve = pool.submit(tmaze_run, method, 200, 0, budget, evals, overrides).result()
+                row, curve = pool.submit(tmaze_run, method, corridor, seed, budget, evals, overrides).result()
             successes = " ".join(f"{point['success']:g}" for point in curve)
-            append_row(path, dict(method=method, variant=variant, corridor=200, seed=0, budget=row["budget"],
+            append_row(path, dict(method=method, variant=variant, corridor=corridor, seed=seed, budget=row["budget"],
                                   success_curve=successes, final_success=row["final_success"],
                                   seconds=row["seconds"]))  # fmt: skip
             print(method, variant, successes, flush=True)
@@ -426,8 +431,9 @@ def report() -> None:
     if len(pilot_rows):
         text += (
             "\n## T-Maze settings pilots\n\n"
-            "Command: `python bench/memory.py pilot --methods transformer_ppo recurrent_ppo`. Corridor 200, seed 0, the "
-            "sweep's settings with the variant's changes, four variants per method; `success_curve` lists the greedy "
+            "Command: `python bench/memory.py pilot --methods transformer_ppo recurrent_ppo`. The sweep's settings with "
+            "the variant's changes, four variants per method at corridor 200, seed 0 (and two more for TransformerPPO "
+            "on the sweep run that dipped after solving: corridor 500, seed 1); `success_curve` lists the greedy "
             "success at each evaluation (evenly spaced, then the final one). One run per variant: a pilot, not a study. "
             f"RecurrentPPO's best variant runs the sweep as `recurrent_ppo_tuned`: {TMAZE_TUNED['recurrent_ppo_tuned']}."
             "\n\n" + to_markdown(pilot_rows)
