@@ -10,6 +10,7 @@ from gymnasium.envs.registration import register, registry
 
 import sb3_masked_attention  # noqa: F401  (registers the SB3 policy aliases for rl-zoo)
 from envs.darkroom import DarkKeyToDoorEnv, DarkroomEnv, DarkroomHardEnv, goal_split
+from envs.popgym_tasks import PopgymAutoencodeEasy, PopgymCountRecallEasy, PopgymRepeatFirstEasy
 from envs.repeat_previous import RepeatPreviousEnv
 from envs.territory import TerritoryControlEnv
 from envs.tmaze import TMazeEnv
@@ -18,6 +19,9 @@ __all__ = [
     "DarkKeyToDoorEnv",
     "DarkroomEnv",
     "DarkroomHardEnv",
+    "PopgymAutoencodeEasy",
+    "PopgymCountRecallEasy",
+    "PopgymRepeatFirstEasy",
     "RepeatPreviousEnv",
     "TMazeEnv",
     "TerritoryControlEnv",
@@ -31,6 +35,10 @@ ENV_IDS = {
     "sb3ma/TMaze-v0": "envs.tmaze:TMazeEnv",
     "sb3ma/RepeatPrevious-v0": "envs.repeat_previous:RepeatPreviousEnv",
     "sb3ma/TerritoryControl-v0": "envs.territory:TerritoryControlEnv",
+    # POPGym's diagnostic memory tasks, on POPGym's reward scale (envs/popgym_tasks.py)
+    "sb3ma/popgym-RepeatFirstEasy-v0": "envs.popgym_tasks:PopgymRepeatFirstEasy",
+    "sb3ma/popgym-CountRecallEasy-v0": "envs.popgym_tasks:PopgymCountRecallEasy",
+    "sb3ma/popgym-AutoencodeEasy-v0": "envs.popgym_tasks:PopgymAutoencodeEasy",
 }
 
 for _env_id, _entry_point in ENV_IDS.items():

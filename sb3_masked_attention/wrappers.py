@@ -26,6 +26,16 @@ def _flat_action_size(space: spaces.Space) -> int:
     )
 
 
+def _one_hot(value: Any, space: spaces.Discrete | spaces.MultiDiscrete) -> np.ndarray:
+    """Concatenated one-hots of a Discrete or MultiDiscrete value (``start`` subtracted), float32."""
+    nvec = np.asarray(space.n if isinstance(space, spaces.Discrete) else space.nvec).reshape(-1)
+    flat = np.asarray(value).reshape(-1) - np.asarray(space.start).reshape(-1)
+    offsets = np.concatenate(([0], np.cumsum(nvec)[:-1]))
+    encoded = np.zeros(int(nvec.sum()), dtype=np.float32)
+    encoded[offsets + flat] = 1.0
+    return encoded
+
+
 class HistoryWrapper(gym.Wrapper):
     """Observe the last ``history_len`` steps instead of the current observation.
 
@@ -33,7 +43,9 @@ class HistoryWrapper(gym.Wrapper):
     and the action and reward that led to it, ``a_{t-1}`` and ``r_{t-1}``. The observation is
     a ``spaces.Dict``:
 
-    * ``obs``: ``(history_len, *obs_shape)``; a Discrete observation is one-hot ``(history_len, n)``;
+    * ``obs``: ``(history_len, *obs_shape)`` for Box observations; Discrete ones are one-hot
+      ``(history_len, n)``, MultiDiscrete ones concatenated one-hots ``(history_len, sum(nvec))`` and
+      MultiBinary ones their flattened bits ``(history_len, n_bits)``, all float32;
     * ``prev_action``: ``(history_len, A)`` float32, one-hot for Discrete (concatenated one-hots for
       MultiDiscrete), the raw flattened action for Box and MultiBinary;
     * ``prev_reward``: ``(history_len, 1)`` float32;
@@ -51,7 +63,7 @@ class HistoryWrapper(gym.Wrapper):
     ``across_episodes=True`` it survives resets (in-context / meta-RL tasks); the first step of
     an episode then carries the previous episode's last action and reward, as in RL^2.
 
-    :param env: environment with a Box or Discrete observation space.
+    :param env: environment with a Box, Discrete, MultiDiscrete or MultiBinary observation space.
     :param history_len: number of steps in the window (>= 1).
     :param across_episodes: keep the window across episode resets.
     """
@@ -62,14 +74,17 @@ class HistoryWrapper(gym.Wrapper):
         self.across_episodes = bool(across_episodes)
 
         obs_space = env.observation_space
-        if isinstance(obs_space, spaces.Discrete):
-            self._obs_shape: tuple[int, ...] = (int(obs_space.n),)
-            obs_low, obs_high, obs_dtype = np.zeros(self._obs_shape), np.ones(self._obs_shape), np.dtype(np.float32)
-        elif isinstance(obs_space, spaces.Box):
-            self._obs_shape = obs_space.shape
+        if isinstance(obs_space, spaces.Box):
+            self._obs_shape: tuple[int, ...] = obs_space.shape
             obs_low, obs_high, obs_dtype = obs_space.low, obs_space.high, obs_space.dtype
+        elif isinstance(obs_space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
+            self._obs_shape = (_flat_action_size(obs_space),)  # one-hot (or bit) width: as a previous action's
+            obs_low, obs_high, obs_dtype = np.zeros(self._obs_shape), np.ones(self._obs_shape), np.dtype(np.float32)
         else:
-            raise ValueError(f"HistoryWrapper does not support observation space {obs_space}: expected Box or Discrete")
+            raise ValueError(
+                f"HistoryWrapper does not support observation space {obs_space}: "
+                "expected Box, Discrete, MultiDiscrete or MultiBinary"
+            )
         self._obs_pad = np.clip(np.zeros(self._obs_shape), obs_low, obs_high).astype(obs_dtype)
 
         act_space = env.action_space
@@ -115,12 +130,12 @@ class HistoryWrapper(gym.Wrapper):
 
     def _encode_obs(self, obs: Any) -> np.ndarray:
         space = self.env.observation_space
-        if isinstance(space, spaces.Discrete):
+        if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
             if not space.contains(obs):
                 raise ValueError(f"HistoryWrapper: the env returned observation {obs!r} at {self._where()}: not in {space}")
-            one_hot = np.zeros(self._obs_shape, dtype=np.float32)
-            one_hot[int(obs) - int(space.start)] = 1.0
-            return one_hot
+            if isinstance(space, spaces.MultiBinary):
+                return np.asarray(obs, dtype=np.float32).reshape(-1)
+            return _one_hot(obs, space)
         encoded = np.asarray(obs, dtype=space.dtype).reshape(self._obs_shape)
         finite = np.isfinite(encoded)
         if not finite.all():
@@ -151,16 +166,8 @@ class HistoryWrapper(gym.Wrapper):
 
     def _encode_action(self, action: Any) -> np.ndarray:
         space = self.env.action_space
-        if isinstance(space, spaces.Discrete):
-            encoded = np.zeros(self._action_size, dtype=np.float32)
-            encoded[int(np.asarray(action).item()) - int(space.start)] = 1.0
-            return encoded
-        if isinstance(space, spaces.MultiDiscrete):
-            flat = np.asarray(action).reshape(-1) - space.start.reshape(-1)
-            offsets = np.concatenate(([0], np.cumsum(space.nvec.reshape(-1))[:-1]))
-            encoded = np.zeros(self._action_size, dtype=np.float32)
-            encoded[offsets + flat] = 1.0
-            return encoded
+        if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete)):
+            return _one_hot(action, space)
         return np.asarray(action, dtype=np.float32).reshape(-1)
 
     def _push(self, obs: Any, action: np.ndarray, reward: float, episode_start: bool) -> dict[str, np.ndarray]:

@@ -92,7 +92,15 @@ def algorithm_arguments(algo: str) -> set[str]:
     register_algorithms()
     if algo not in ALGOS:
         raise ValueError(f"algo {algo!r} is unknown to rl-zoo: expected one of {sorted(ALGOS)}")
-    return (set(inspect.signature(ALGOS[algo]).parameters) - {"env"}) | set(ZOO_KEYS)
+    names: set[str] = set()
+    for cls in ALGOS[algo].__mro__:  # a subclass (TransformerPPO) may pass **kwargs on to its parent's constructor
+        if "__init__" not in vars(cls):
+            continue
+        parameters = inspect.signature(vars(cls)["__init__"]).parameters
+        names |= {name for name, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            break
+    return (names - {"self", "env"}) | set(ZOO_KEYS)
 
 
 def check_hyperparams(algo: str, hyperparams: dict[str, Any], where: str = "hyperparams") -> None:

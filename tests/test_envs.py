@@ -6,8 +6,10 @@ from stable_baselines3.common.env_checker import check_env
 import envs
 from envs import DarkKeyToDoorEnv, DarkroomEnv, DarkroomHardEnv, RepeatPreviousEnv, TMazeEnv, goal_split
 
-#: The memory tasks; TerritoryControl (a strategy game with no exact random or optimal return) has its own tests.
-MEMORY_ENV_IDS = sorted(set(envs.ENV_IDS) - {"sb3ma/TerritoryControl-v0"})
+#: The memory tasks; TerritoryControl (a strategy game with no exact random or optimal return) and the POPGym tasks
+#: (POPGym's games, which render to text) have their own tests.
+POPGYM_IDS = sorted(env_id for env_id in envs.ENV_IDS if env_id.startswith("sb3ma/popgym-"))
+MEMORY_ENV_IDS = sorted(set(envs.ENV_IDS) - {"sb3ma/TerritoryControl-v0", *POPGYM_IDS})
 RENDER_SHAPES = {
     "sb3ma/Darkroom-v0": (72, 72, 3),
     "sb3ma/DarkroomHard-v0": (72, 72, 3),
@@ -40,14 +42,14 @@ def test_registered_env_passes_checker_renders_and_documents_returns(env_id):
     assert env.unwrapped.optimal_return > env.unwrapped.random_return
 
 
-@pytest.mark.parametrize("env_id", MEMORY_ENV_IDS)
+@pytest.mark.parametrize("env_id", MEMORY_ENV_IDS + POPGYM_IDS)
 def test_deterministic_under_seed(env_id):
     def trajectory():
         env = gym.make(env_id)
         obs, _ = env.reset(seed=123)
         rng = np.random.default_rng(0)
         out = [obs]
-        for _ in range(25):
+        for _ in range(120):  # past the end of a POPGym episode (51 steps)
             obs, reward, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
             out += [obs, reward]
             if terminated or truncated:
@@ -179,3 +181,41 @@ def test_key_to_door_oracle_and_random_return():
 def test_bad_arguments_name_the_argument(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+# ------------------------------------------------------------------ POPGym
+def popgym_oracle(env, obs, info, t):
+    """The right answer from the game's own state: the first suit, the queried colour's count, the recited card."""
+    game = env.unwrapped
+    if isinstance(game, envs.PopgymRepeatFirstEasy):
+        return int(game.card)
+    if isinstance(game, envs.PopgymCountRecallEasy):
+        return int(game.counts[game.query])
+    return int(game.deck.suits_idx[game.deck["system"][-1]]) if len(game.deck) == 0 and t >= 51 else 0
+
+
+@pytest.mark.parametrize("env_id", POPGYM_IDS)
+def test_popgym_task_passes_checker(env_id):
+    check_env(gym.make(env_id).unwrapped, warn=False)
+
+
+@pytest.mark.parametrize("env_id", POPGYM_IDS)
+def test_popgym_oracle_scores_optimal_and_random_play_the_documented_random_return(env_id):
+    env = gym.make(env_id)
+    game = env.unwrapped
+    np.testing.assert_allclose(rollout(env, popgym_oracle, seed=0, episodes=3), [game.optimal_return] * 3, atol=1e-9)
+    returns = rollout(env, lambda env, obs, info, t: env.unwrapped.np_random.integers(env.action_space.n), 0, 1500)
+    assert abs(returns.mean() - game.random_return) < 4 * returns.std() / np.sqrt(len(returns))
+
+
+def test_popgym_observations_go_through_the_history_wrapper():
+    from sb3_masked_attention import HistoryWrapper
+
+    env = HistoryWrapper(gym.make("sb3ma/popgym-CountRecallEasy-v0"), history_len=3)  # MultiDiscrete([2, 2])
+    window, _ = env.reset(seed=0)
+    assert window["obs"].shape == (3, 4) and window["obs"][-1].sum() == 2
+    env = HistoryWrapper(gym.make("sb3ma/popgym-AutoencodeEasy-v0"), history_len=3)  # MultiDiscrete([2, 4])
+    window, _ = env.reset(seed=0)
+    mode = int(env.unwrapped.mode.value)
+    suit = int(env.unwrapped.deck.suits_idx[env.unwrapped.deck["system"][-1]])
+    assert window["obs"].shape == (3, 6) and window["obs"][-1].tolist() == np.eye(6)[[mode, 2 + suit]].sum(0).tolist()

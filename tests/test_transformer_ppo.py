@@ -122,6 +122,7 @@ class CountWithTwoDials(gym.Env):
         ("sb3ma/TMaze-v0", {"corridor_length": 3}, True),  # the memory runs across episodes
         ("Pendulum-v1", {}, False),  # continuous actions
         (CountWithTwoDials, {}, False),  # MultiDiscrete actions (one-hot per dial)
+        ("sb3ma/popgym-CountRecallEasy-v0", {}, False),  # MultiDiscrete observations (one-hot per part)
     ],
 )
 def test_training_reproduces_the_rollout(env_id, env_kwargs, across_episodes):

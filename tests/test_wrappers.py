@@ -182,3 +182,77 @@ def test_non_finite_observation_or_reward_is_refused_at_its_step(value, where, m
     env.step(0), env.step(0)
     with pytest.raises(ValueError, match=message):
         env.step(0)
+
+
+class SpaceEnv(gym.Env):
+    """Observations drawn from ``space`` (seeded); Discrete(2) actions; episodes of 5 steps."""
+
+    def __init__(self, space: spaces.Space):
+        self.observation_space, self.action_space = space, spaces.Discrete(2)
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.observation_space.seed(seed)
+        self.t = 0
+        self.last = self.observation_space.sample()
+        return self.last, {}
+
+    def step(self, action):
+        self.t += 1
+        self.last = self.observation_space.sample()
+        return self.last, 0.0, self.t >= 5, False, {}
+
+
+def decode_one_hots(encoded: np.ndarray, nvec: np.ndarray) -> np.ndarray:
+    """Slow reference: the index of the 1 in each block of a concatenation of one-hots."""
+    blocks = np.split(encoded, np.cumsum(nvec)[:-1])
+    assert all(block.sum() == 1 for block in blocks)
+    return np.array([int(block.argmax()) for block in blocks])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    nvec=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+    start=st.integers(-3, 3),
+    two_d=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_multidiscrete_observations_are_concatenated_one_hots(nvec, start, two_d, seed):
+    nvec_array = np.array(nvec if not two_d or len(nvec) % 2 else [nvec, nvec[::-1]])
+    space = spaces.MultiDiscrete(nvec_array, start=np.full(nvec_array.shape, start))
+    env = HistoryWrapper(SpaceEnv(space), history_len=3)
+    assert env.observation_space["obs"].shape == (3, int(nvec_array.sum()))
+    window, _ = env.reset(seed=seed)
+    for _ in range(3):
+        assert env.observation_space.contains(window)
+        raw = env.unwrapped.last
+        decoded = decode_one_hots(window["obs"][-1], nvec_array.reshape(-1))
+        assert (decoded + start == np.asarray(raw).reshape(-1)).all()
+        window, *_ = env.step(0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.sampled_from([3, (2, 2), (1, 4)]), seed=st.integers(0, 1000))
+def test_multibinary_observations_are_their_flattened_bits(shape, seed):
+    env = HistoryWrapper(SpaceEnv(spaces.MultiBinary(shape)), history_len=2)
+    n_bits = int(np.prod(shape))
+    assert env.observation_space["obs"].shape == (2, n_bits)
+    window, _ = env.reset(seed=seed)
+    window, *_ = env.step(1)
+    assert env.observation_space.contains(window)
+    assert window["obs"].dtype == np.float32
+    assert window["obs"][-1].tolist() == np.asarray(env.unwrapped.last, np.float32).reshape(-1).tolist()
+
+
+@pytest.mark.parametrize(
+    ("space", "bad"),
+    [(spaces.MultiDiscrete([3, 2]), np.array([3, 0])), (spaces.MultiBinary(3), np.array([0, 2, 1]))],
+)
+def test_observation_outside_a_discrete_space_is_refused(space, bad):
+    env = HistoryWrapper(SpaceEnv(space), history_len=2)
+    env.reset(seed=0)
+    env.unwrapped.observation_space = space
+    env.unwrapped.step = lambda action: (bad, 0.0, False, False, {})
+    with pytest.raises(ValueError, match="not in"):
+        env.step(0)

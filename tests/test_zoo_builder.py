@@ -1,9 +1,14 @@
+from pathlib import Path
+
 import pytest
 from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3 import PPO
+from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
 
 from sb3_masked_attention import HeadMaskedTransformerPolicy
+from sb3_masked_attention.transformer_ppo import TransformerMemoryPolicy
 from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, make_zoo_model, rl_zoo_config
 
 
@@ -55,8 +60,6 @@ def test_pendulum_no_vel_entry_trains_with_gsde(tmp_path):
 
 @pytest.mark.parametrize("env_id", ["sb3ma/TMaze-v0", "sb3ma/RepeatPrevious-v0", "sb3ma/Darkroom-v0", "CartPoleNoVel-v1"])
 def test_baseline_configs_build_and_train(tmp_path, env_id):
-    from pathlib import Path
-
     configs = Path(__file__).resolve().parents[1] / "zoo_configs"
     small = dict(n_envs=2, n_steps=16, batch_size=32, n_epochs=1)
     lstm = make_zoo_model("ppo_lstm", env_id, tmp_path / "lstm", conf_file=configs / "ppo_lstm.yml", hyperparams=small)
@@ -65,3 +68,31 @@ def test_baseline_configs_build_and_train(tmp_path, env_id):
     stack = make_zoo_model("ppo", env_id, tmp_path / "stack", conf_file=configs / "ppo_framestack.yml", hyperparams=small)
     assert isinstance(stack.model.get_env(), VecFrameStack) or isinstance(stack.model.get_env().venv, VecFrameStack)
     stack.model.learn(32)
+
+
+@pytest.mark.parametrize("env_id", ["sb3ma/popgym-CountRecallEasy-v0", "sb3ma/popgym-AutoencodeEasy-v0"])
+@pytest.mark.parametrize(
+    ("algo", "conf", "policy"),
+    [
+        ("ppo", "ppo.yml", HeadMaskedTransformerPolicy),
+        ("ppo", "ppo_framestack.yml", MultiInputActorCriticPolicy),  # the transformer's window, flattened
+        ("ppo_lstm", "ppo_lstm.yml", RecurrentActorCriticPolicy),
+        ("ppo_tx", "ppo_tx.yml", TransformerMemoryPolicy),
+    ],
+)
+def test_popgym_entries_build_and_train(tmp_path, env_id, algo, conf, policy):
+    configs = Path(__file__).resolve().parents[1] / "zoo_configs"
+    small = dict(n_envs=2, n_steps=16, batch_size=32, n_epochs=1)
+    run = make_zoo_model(algo, env_id, tmp_path, conf_file=configs / conf, hyperparams=small)
+    assert isinstance(run.model.policy, policy)
+    run.model.learn(32)
+
+
+def test_hyperparameter_names_include_what_a_subclass_passes_on_to_ppo():
+    from sb3_masked_attention.zoo import algorithm_arguments, check_hyperparams
+
+    names = algorithm_arguments("ppo_tx")  # TransformerPPO(..., use_action_masks, **kwargs) -> PPO's arguments
+    assert {"use_action_masks", "n_epochs", "batch_size", "clip_range", "learning_rate", "policy_kwargs"} <= names
+    assert "kwargs" not in names and "self" not in names
+    with pytest.raises(ValueError, match=r"\['n_epoch'\] are not arguments of ppo_tx"):
+        check_hyperparams("ppo_tx", dict(n_epoch=3))
