@@ -324,34 +324,6 @@ def throughput() -> None:
         print(row, flush=True)
 
 
-def first_reach(curve: pd.DataFrame, threshold: float) -> float | None:
-    """The first ``timesteps`` of a learning curve whose score is >= ``threshold`` (None if never)."""
-    reached = curve.loc[curve["score"] >= threshold, "timesteps"]
-    return float(reached.min()) if len(reached) else None
-
-
-def seeds_summary(curves: pd.DataFrame, by: list[str], threshold: float) -> pd.DataFrame:
-    """Per group: seeds, "first reached threshold" (median over the seeds that reached it, with k/n) and how many seeds
-    end at >= threshold. ``curves`` has the columns ``by``, seed, timesteps and score."""
-    import pandas as pd
-
-    rows = []
-    for key, group in curves.groupby(by, sort=False):
-        per_seed = [
-            (first_reach(run, threshold), run.sort_values("timesteps")["score"].iloc[-1]) for _, run in group.groupby("seed")
-        ]
-        firsts = [first for first, _ in per_seed if first is not None]
-        n = len(per_seed)
-        rows.append({
-            **dict(zip(by, key if isinstance(key, tuple) else (key,))),
-            "seeds": n,
-            f"first_reached_{threshold:g}": f"{np.median(firsts):.0f} ({len(firsts)}/{n})" if firsts else f"never (0/{n})",
-            f"final_at_least_{threshold:g}": f"{sum(final >= threshold for _, final in per_seed)}/{n}",
-            "final_mean": round(float(np.mean([final for _, final in per_seed])), 3),
-        })  # fmt: skip
-    return pd.DataFrame(rows)
-
-
 def plot_tmaze(curves: pd.DataFrame, path: Path) -> None:
     """Final success against corridor length (one dot per run, the line through the means), then success against env
     steps, one panel per corridor length, one line per run."""
@@ -391,6 +363,7 @@ def plot_tmaze(curves: pd.DataFrame, path: Path) -> None:
 
 
 def report() -> None:
+    from sb3_masked_attention.evaluation.inference import seeds_summary
     from sb3_masked_attention.evaluation.report import to_markdown
     from sb3_masked_attention.io import read_rows, write_text_atomic
 
@@ -412,7 +385,7 @@ def report() -> None:
         plot_tmaze(finished, OUT / "memory_tmaze.png")
         order = finished["method"].map({method: i for i, method in enumerate(TMAZE_METHODS)})
         finished = finished.assign(order=order).sort_values(["order", "corridor", "seed", "timesteps"]).drop(columns="order")
-        summary = seeds_summary(finished.rename(columns={"success": "score"}), ["method", "corridor"], 0.95)
+        summary = seeds_summary(finished.rename(columns={"success": "score"}), 0.95, by=("method", "corridor"))
         text += (
             "\n## Passive T-Maze range\n\n"
             "Command: `python bench/memory.py tmaze --methods transformer_ppo recurrent_ppo mlp_framestack`. "
@@ -447,7 +420,7 @@ def report() -> None:
             "endpoints in the study file: rl-zoo's tuned ppo_lstm settings for both, TransformerPPO at lr lin_3e-4), "
             "then `python bench/memory.py report`. Mean return of 10 greedy episodes every 5000 steps; first reached "
             "475: the median over the seeds that reached it (k/n); final: the last evaluation.\n\n"
-            + to_markdown(seeds_summary(scores, ["method"], 475.0))
+            + to_markdown(seeds_summary(scores, 475.0, by=("method",)))
         )
     write_text_atomic(OUT / "memory.md", text)
     print(text)
