@@ -159,12 +159,16 @@ def test_report_files_and_cli(tmp_path):
         "performance_profiles.png",
         "probability_of_improvement.png",
         "sample_efficiency.png",
+        "per_task.csv",
+        "significance_auc.csv",
+        "learning_curves.png",
     ):
         assert (tmp_path / "out" / name).stat().st_size > 0, name
     curves = pd.read_csv(tmp_path / "out" / "sample_efficiency.csv")
     assert set(curves["method"]) == {"none", "specialized", "diversified"} and curves["timesteps"].max() == 3000
     report = (tmp_path / "out" / "report.md").read_text()
     assert "![sample efficiency](sample_efficiency.png)" in report and "| specialized |" in report
+    assert report.index("## Per task") < report.index("## Pooled across tasks")  # tasks first, pooled after
     # Same seed, same numbers.
     again = write_report(path, tmp_path / "again", reps=100)
     pd.testing.assert_frame_equal(again, pd.read_csv(tmp_path / "out" / "summary.csv"), check_dtype=False)
@@ -180,3 +184,23 @@ def test_report_cli_user_errors_exit_2(tmp_path):
             text=True,
         )
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_per_task_table_reads_each_env_on_its_own_and_holm_adjusts_the_tests():
+    from sb3_masked_attention.evaluation.inference import area_under_curve, holm
+    from sb3_masked_attention.evaluation.per_task import per_task_table
+
+    scores = make_scores(methods=("a", "b", "c"), timesteps=[100, 200, 300], seeds=4)
+    table = per_task_table(scores, reps=200).set_index(["env", "method"])
+    final = scores[scores["timesteps"] == 300]
+    for (env, method), row in table.iterrows():
+        runs = final[(final["env"] == env) & (final["method"] == method)]["score"].to_numpy()
+        assert row["runs"] == 4 and row["final_mean"] == pytest.approx(runs.mean())
+        assert row["final_iqm"] == pytest.approx(metrics.aggregate_iqm(runs[:, None]))
+        assert row["iqm_low"] <= row["final_iqm"] <= row["iqm_high"]
+        areas = area_under_curve(scores).query("env == @env and method == @method")["score"]
+        assert row["auc_mean"] == pytest.approx(areas.mean())
+    tests = significance(scores)
+    assert len(tests) == 2 * 3  # envs x pairs: one family
+    np.testing.assert_allclose(tests["welch_t_p_holm"], holm(tests["welch_t_p"].to_numpy()))
+    assert (tests["welch_t_p_holm"] >= tests["welch_t_p"]).all()

@@ -43,9 +43,13 @@ def write_study(path: Path, seeds=2, methods=("specialized", "none"), n_timestep
 def test_local_study_writes_scores_and_skips_finished_runs(tmp_path):
     study = write_study(tmp_path / "study.yml")
     scores = run_study(study, tmp_path / "out", workers=2, progress=False)
-    assert list(scores.columns) == ["method", "env", "seed", "timesteps", "score"]
+    assert list(scores.columns) == ["method", "env", "seed", "timesteps", "score", "wall_seconds", "steps_per_s"]
     assert len(scores) == 2 * 2 * 2  # methods x seeds x (evaluations at 64 and 128)
     assert sorted(scores["timesteps"].unique()) == [64, 128]
+    for _, run in scores.groupby(["method", "seed"]):  # training clock: grows, excludes evaluations, gives steps/s
+        first, last = run.sort_values("timesteps")["wall_seconds"].to_numpy()
+        assert 0 < first < last and run["steps_per_s"].nunique() == 1
+        assert run["steps_per_s"].iloc[0] == pytest.approx(128 / last, rel=0.5)
     assert set(scores["score"]) <= {-1.0, 0.0, 1.0}
     result = tmp_path / "out" / "runs" / "none" / "sb3ma-TMaze-v0" / "seed1" / "result.csv"
     before = result.stat().st_mtime_ns

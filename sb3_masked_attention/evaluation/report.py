@@ -6,16 +6,17 @@ Every interval is a stratified bootstrap confidence interval computed by rliable
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from sb3_masked_attention.evaluation.bootstrap import interval_estimates, seeded_global_rng
+from sb3_masked_attention.evaluation.inference import area_under_curve, holm
+from sb3_masked_attention.evaluation.per_task import per_task_table, plot_learning_curves
 from sb3_masked_attention.evaluation.scores import (
     final_scores,
     normalize_scores,
@@ -23,7 +24,7 @@ from sb3_masked_attention.evaluation.scores import (
     score_matrices,
     validate_scores,
 )
-from sb3_masked_attention.io import atomic_path, make_dir, write_text_atomic
+from sb3_masked_attention.io import atomic_path, make_dir, save_figure, write_text_atomic
 
 #: rliable's aggregate metrics (names in ``rliable.metrics``; rliable is imported when first used: it takes a second).
 AGGREGATES = {
@@ -32,28 +33,6 @@ AGGREGATES = {
     "Median": "aggregate_median",
     "Optimality gap": "aggregate_optimality_gap",
 }
-
-
-@contextlib.contextmanager
-def _seeded_global_rng(seed: int) -> Iterator[None]:
-    """Seed NumPy's global RNG for the block, then restore it: rliable's StratifiedIndependentBootstrap
-    draws its indices from ``np.random`` whatever ``random_state`` says (rliable 1.2)."""
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # arch's notice about RandomState, not ours to act on
-            yield
-    finally:
-        np.random.set_state(state)
-
-
-def _interval_estimates(data: dict, func, reps: int, seed: int):
-    """``rliable.library.get_interval_estimates``, reproducible under ``seed``."""
-    with _seeded_global_rng(seed):
-        from rliable import library as rly
-
-        return rly.get_interval_estimates(data, func, reps=reps, random_state=np.random.RandomState(seed))
 
 
 def aggregate_metrics(matrices: dict[str, np.ndarray], reps: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -67,7 +46,7 @@ def aggregate_metrics(matrices: dict[str, np.ndarray], reps: int = 2000, seed: i
 
         return np.array([getattr(metrics, name)(scores) for name in AGGREGATES.values()])
 
-    points, intervals = _interval_estimates(matrices, all_aggregates, reps, seed)
+    points, intervals = interval_estimates(matrices, all_aggregates, reps, seed)
     rows = []
     for method, matrix in matrices.items():
         row: dict = {"method": method}
@@ -91,7 +70,7 @@ def probability_of_improvement(matrices: dict[str, np.ndarray], reps: int = 2000
     data = {str(i): (matrices[x], matrices[y]) for i, (x, y) in enumerate(pairs)}
     from rliable import metrics
 
-    points, intervals = _interval_estimates(data, metrics.probability_of_improvement, reps, seed)
+    points, intervals = interval_estimates(data, metrics.probability_of_improvement, reps, seed)
     return pd.DataFrame(
         [
             {
@@ -107,7 +86,11 @@ def probability_of_improvement(matrices: dict[str, np.ndarray], reps: int = 2000
 
 
 def significance(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per pair of methods and env: difference of means, Welch t-test and Mann-Whitney U p-values (two-sided)."""
+    """Per pair of methods and env: difference of means, Welch t-test and Mann-Whitney U p-values (two-sided), and
+    the Welch p-values Holm-adjusted over every row of the table (one family: all envs and pairs).
+
+    Runs are reduced to their final scores; pass :func:`~sb3_masked_attention.evaluation.inference.area_under_curve`
+    of the scores to test the learning curves' areas instead."""
     from scipy import stats
 
     final = final_scores(scores)
@@ -133,7 +116,10 @@ def significance(scores: pd.DataFrame) -> pd.DataFrame:
                     "mann_whitney_u_p": mann_whitney,
                 }
             )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["welch_t_p_holm"] = holm(table["welch_t_p"].to_numpy())
+    return table
 
 
 def sample_efficiency(scores: pd.DataFrame, points: int = 20, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -155,18 +141,13 @@ def sample_efficiency(scores: pd.DataFrame, points: int = 20, reps: int = 2000, 
             at_budget[str(t)] = score_matrices(final_scores(reached))[0][method]
         from rliable import metrics
 
-        estimates, intervals = _interval_estimates(at_budget, metrics.aggregate_iqm, reps, seed)
+        estimates, intervals = interval_estimates(at_budget, metrics.aggregate_iqm, reps, seed)
         for t in at_budget:
             low, high = np.ravel(intervals[t])
             rows.append(
                 {"method": method, "timesteps": int(t), "iqm": float(estimates[t]), "low": float(low), "high": float(high)}
             )
     return pd.DataFrame(rows)
-
-
-def _save(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
 
 
 def _plots(out: Path, matrices, summary, improvement, curves, reps: int, seed: int, score_label: str) -> list[str]:
@@ -207,12 +188,12 @@ def _plots(out: Path, matrices, summary, improvement, curves, reps: int, seed: i
         xlabel=score_label,
         xlabel_y_coordinate=max(-1.2 / len(methods), -0.6),
     )
-    _save(fig, out / "aggregate_intervals.png")
+    save_figure(fig, out / "aggregate_intervals.png")
     written.append("aggregate_intervals.png")
 
     all_scores = np.concatenate([m.ravel() for m in matrices.values()])
     tau = np.linspace(all_scores.min(), all_scores.max(), 101)
-    with _seeded_global_rng(seed):
+    with seeded_global_rng(seed):
         from rliable import library as rly
 
         profiles, profile_cis = rly.create_performance_profile(matrices, tau, reps=reps)
@@ -228,7 +209,7 @@ def _plots(out: Path, matrices, summary, improvement, curves, reps: int, seed: i
     )
     ax.legend(handles=handles, loc="lower left", fontsize=8)
     ax.set_title("Performance profiles (95% CI bands)")
-    _save(fig, out / "performance_profiles.png")
+    save_figure(fig, out / "performance_profiles.png")
     written.append("performance_profiles.png")
 
     unordered = improvement[improvement["method_x"] < improvement["method_y"]]
@@ -236,7 +217,7 @@ def _plots(out: Path, matrices, summary, improvement, curves, reps: int, seed: i
     cis = {f"{r.method_x},{r.method_y}": np.array([r.low, r.high]) for r in unordered.itertuples()}
     ax = plot_utils.plot_probability_of_improvement(estimates, cis, figsize=(5, 0.5 + 0.45 * len(estimates)))
     ax.figure.suptitle("Probability of improvement P(X > Y), 95% CIs", y=1.02)
-    _save(ax.figure, out / "probability_of_improvement.png")
+    save_figure(ax.figure, out / "probability_of_improvement.png")
     written.append("probability_of_improvement.png")
 
     if curves is not None:
@@ -258,7 +239,7 @@ def _plots(out: Path, matrices, summary, improvement, curves, reps: int, seed: i
         )
         ax.legend(handles=handles, fontsize=8)
         ax.set_title("Sample efficiency: IQM over runs and envs, 95% CI bands")
-        _save(fig, out / "sample_efficiency.png")
+        save_figure(fig, out / "sample_efficiency.png")
         written.append("sample_efficiency.png")
     plt.close("all")
     return written
@@ -278,8 +259,9 @@ def write_report(
     seed: int = 0,
     normalize: str | os.PathLike = "none",
 ) -> pd.DataFrame:
-    """Read a scores CSV and write ``summary.csv``, ``probability_of_improvement.csv``,
-    ``significance.csv``, [``sample_efficiency.csv``], the PNGs and ``report.md`` into ``out``.
+    """Read a scores CSV and write ``per_task.csv``, ``summary.csv``, ``probability_of_improvement.csv``,
+    ``significance.csv``, [``sample_efficiency.csv``, ``significance_auc.csv``], the PNGs and ``report.md`` into
+    ``out``: per-task tables and learning curves first, then the pooled rliable aggregates.
 
     :return: the summary table.
     """
@@ -298,15 +280,25 @@ def write_report(
     summary = aggregate_metrics(matrices, reps, seed)
     improvement = probability_of_improvement(matrices, reps, seed)
     tests = significance(scores)
-    curves = sample_efficiency(scores, reps=reps, seed=seed) if "timesteps" in scores.columns else None
-    tables = {"summary.csv": summary, "probability_of_improvement.csv": improvement, "significance.csv": tests}
-    if curves is not None:
+    has_curves = "timesteps" in scores.columns
+    curves = sample_efficiency(scores, reps=reps, seed=seed) if has_curves else None
+    tasks = per_task_table(scores, reps, seed)
+    tables = {
+        "per_task.csv": tasks,
+        "summary.csv": summary,
+        "probability_of_improvement.csv": improvement,
+        "significance.csv": tests,
+    }
+    if has_curves:
         tables["sample_efficiency.csv"] = curves
+        tables["significance_auc.csv"] = significance(area_under_curve(scores))
     for name, table in tables.items():
         with atomic_path(out / name) as tmp:
             table.to_csv(tmp, index=False)
     score_label = "Score" if os.fspath(normalize) == "none" else "Normalized score"
     _plots(out, matrices, summary, improvement, curves, reps, seed, score_label)
+    if has_curves:
+        plot_learning_curves(scores, out / "learning_curves.png", score_label)
 
     shown = summary[["method", "runs", "iqm", "iqm_low", "iqm_high", "mean", "median", "optimality_gap", "std_across_seeds"]]
     lines = [
@@ -316,7 +308,30 @@ def write_report(
         f"{os.fspath(normalize)}). "
         f"95% stratified-bootstrap CIs from rliable, {reps} resamples, seed {seed}.",
         "",
-        "## Aggregates",
+        "## Per task",
+        "",
+        "Final score per env and method (IQM with its 95% CI over that env's runs)"
+        + ("; `auc`: the learning curve's mean level (area under it over its span)." if has_curves else ".")
+        + " Read these before the pooled aggregates below, which mix tasks.",
+        "",
+        to_markdown(tasks),
+    ]
+    if has_curves:
+        lines += ["![learning curves per task](learning_curves.png)", ""]
+    lines += [
+        "Two-sided tests per env and pair of methods, final scores; `welch_t_p_holm`: Holm-adjusted over every row.",
+        "",
+        to_markdown(tests),
+        "",
+    ]
+    if has_curves:
+        auc_tests = to_markdown(tables["significance_auc.csv"])
+        lines += ["The same tests on the areas under the learning curves:", "", auc_tests, ""]
+    lines += [
+        "## Pooled across tasks",
+        "",
+        "rliable's aggregates over every run of every env: a pooled IQM trims the runs at the floor and the ceiling, "
+        "so tasks can drop out of it; see the per-task tables above.",
         "",
         to_markdown(shown),
         "![aggregate metrics](aggregate_intervals.png)",
@@ -330,12 +345,8 @@ def write_report(
         to_markdown(improvement),
         "![probability of improvement](probability_of_improvement.png)",
         "",
-        "## Significance per env (two-sided p-values)",
-        "",
-        to_markdown(tests),
-        "",
     ]
     if curves is not None:
-        lines += ["## Sample efficiency", "", "![sample efficiency](sample_efficiency.png)", ""]
+        lines += ["## Sample efficiency (pooled)", "", "![sample efficiency](sample_efficiency.png)", ""]
     write_text_atomic(out / "report.md", "\n".join(lines))
     return summary

@@ -38,6 +38,9 @@ from sb3_masked_attention.validation import check_int
 __all__ = ["Method", "Run", "Study", "StudyFailed", "load_study", "run_study"]
 
 SCORE_COLUMNS = ["method", "env", "seed", "timesteps", "score"]
+#: Timing columns of a run's rows (training wall-clock at each evaluation, training steps/s of the run); runs
+#: finished before they were recorded lack them, and scores.csv then leaves them out.
+TIMING_COLUMNS = ["wall_seconds", "steps_per_s"]
 BACKENDS = ("local", "ray")
 
 
@@ -83,13 +86,17 @@ def execute_run(run: Run, run_dir: str, torch_threads: int = 1) -> list[dict[str
     )
     model, train_env, eval_env = zoo.model, zoo.train_env, zoo.make_eval_env(1, seed=run.seed + 10_000)
     rows: list[dict[str, Any]] = []
+    evaluating = 0.0  # seconds spent in evaluations so far: not training time
 
     def evaluate() -> None:
+        nonlocal evaluating
+        began = time.perf_counter()
         sync_envs_normalization(train_env, eval_env)
         score = play_episodes(model, eval_env, run.eval_episodes).mean
-        rows.append(
-            {"method": run.method.name, "env": run.env_id, "seed": run.seed, "timesteps": model.num_timesteps, "score": score}
-        )
+        training = began - start - evaluating  # wall-clock of training alone when this evaluation began
+        rows.append({"method": run.method.name, "env": run.env_id, "seed": run.seed, "timesteps": model.num_timesteps,
+                     "score": score, "wall_seconds": round(training, 2)})  # fmt: skip
+        evaluating += time.perf_counter() - began
 
     class Periodic(BaseCallback):
         def __init__(self) -> None:
@@ -109,7 +116,8 @@ def execute_run(run: Run, run_dir: str, torch_threads: int = 1) -> list[dict[str
     eval_env.close()
     train_env.close()
     seconds = time.perf_counter() - start  # training and evaluations: what a study budget is made of
-    return [{**row, "seconds": round(seconds, 2)} for row in rows]
+    steps_per_s = round(model.num_timesteps / max(seconds - evaluating, 1e-9), 1)  # training alone
+    return [{**row, "seconds": round(seconds, 2), "steps_per_s": steps_per_s} for row in rows]
 
 
 # ---------------------------------------------------------------- the study (driver)
@@ -148,7 +156,8 @@ def collect_scores(directory: Path, study: Study) -> pd.DataFrame:
     """The finished runs' rows, in study order; written atomically to ``scores.csv``."""
     frames = [pd.read_csv(result_path(directory, run)) for run in study.runs if result_path(directory, run).exists()]
     scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS)
-    scores = scores[SCORE_COLUMNS]
+    timed = [column for column in TIMING_COLUMNS if frames and all(column in frame.columns for frame in frames)]
+    scores = scores[SCORE_COLUMNS + timed]
     with atomic_path(directory / "scores.csv") as tmp:
         scores.to_csv(tmp, index=False)
     return scores
@@ -156,7 +165,7 @@ def collect_scores(directory: Path, study: Study) -> pd.DataFrame:
 
 def _finish(directory: Path, study: Study, run: Run, rows: list[dict[str, Any]]) -> None:
     with atomic_path(result_path(directory, run)) as tmp:
-        pd.DataFrame(rows, columns=[*SCORE_COLUMNS, "seconds"]).to_csv(tmp, index=False)
+        pd.DataFrame(rows, columns=[*SCORE_COLUMNS, "wall_seconds", "seconds", "steps_per_s"]).to_csv(tmp, index=False)
     collect_scores(directory, study)
 
 
