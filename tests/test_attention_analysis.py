@@ -234,3 +234,19 @@ def test_attention_commands_report_user_errors(args, message):
     result = run_cli(*args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
+
+
+def test_recent_share_is_also_reported_over_full_context_steps_only():
+    # a growing context of 1..40 tokens, attention uniform over what is there: early steps are all "recent"
+    weights, valid = np.zeros((40, 40)), np.zeros((40, 40), bool)
+    for step in range(40):
+        weights[step, 39 - step :] = 1.0 / (step + 1)
+        valid[step, 39 - step :] = True
+    capture = {**synthetic_capture(weights), "valid": valid}
+    stats = attention_statistics(capture, recent=4)
+    full = np.arange(40) + 1 >= 30  # contexts at >= 3/4 of the longest (40)
+    expected = np.minimum(4, np.arange(40) + 1) / (np.arange(40) + 1)
+    assert stats["full_context_steps"] == int(full.sum())
+    assert stats["recent_share_full_context"] == pytest.approx(expected[full].mean(), rel=1e-3)
+    assert stats["recent_share"].mean() == pytest.approx(expected.mean(), rel=1e-3)
+    assert stats["recent_share_full_context"] < stats["recent_share"].mean()

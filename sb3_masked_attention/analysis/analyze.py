@@ -72,6 +72,9 @@ def attention_statistics(capture: dict[str, Any], recent: int | None = None) -> 
         "max_weight": lq.max(-1).mean(0),  # (L, H)
         "lookback": (by_distance(lq) * np.arange(context)).sum(-1).mean(0),  # (L, H) mean distance
     }
+    stats["full_context_steps"] = int(full_context.sum())
+    # early steps whose whole context fits in the recent window count as "all recent": report both
+    stats["recent_share_full_context"] = float(stats["recent_share"][full_context].mean())
     stats["cumulative_by_distance"] = np.cumsum(by_distance(mean[full_context]), axis=-1).mean(0)
     for level in LEVELS:
         needed = positions_needed(mean, level)  # of the attention averaged over layers and heads
@@ -132,7 +135,8 @@ def recommendations_text(stats: dict[str, Any], capture: dict[str, Any]) -> str:
     meta, context = capture["meta"], stats["context"]
     lines = [
         f"Attention capture: {meta.get('kind')} model {meta.get('model')} on {meta.get('env_id')}",
-        f"{stats['steps']} steps recorded, {stats['layers']} layers x {stats['heads']} heads, context up to {context} tokens",
+        f"{stats['steps']} steps recorded, {stats['layers']} layers x {stats['heads']} heads, context up to {context} tokens "
+        f"(the longest reached: {int(stats['context_length'].max())}; {stats['full_context_steps']} steps at >= 3/4 of it)",
         f"head fractions (hidden oldest share): {np.round(capture['head_fractions'], 3).tolist()}",
         "",
         "Statistics (newest query, attention averaged over layers and heads; medians over steps whose context "
@@ -145,7 +149,8 @@ def recommendations_text(stats: dict[str, Any], capture: dict[str, Any]) -> str:
             f"or in the top {stats[f'top_k_{p}_median']:.0f} tokens at any distance"
         )
     lines += [
-        f"  recent share (newest {stats['recent']} tokens): mean {stats['recent_share'].mean():.3f}",
+        f"  recent share (newest {stats['recent']} tokens): mean {stats['recent_share_full_context']:.3f} over the steps "
+        f"with (nearly) full context; {stats['recent_share'].mean():.3f} over all steps (early ones fit in the window)",
         f"  mean entropy per head: {np.round(stats['entropy'].mean(0), 2).tolist()} nats (uniform over "
         f"{context}: {np.log(context):.2f})",
         f"  mean look-back distance per layer: {np.round(stats['lookback'].mean(1), 1).tolist()} tokens",
