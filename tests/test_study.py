@@ -298,3 +298,25 @@ def test_env_placeholder_in_hyperparams(tmp_path, monkeypatch):
     assert runs[("specialized", "sb3ma/TMaze-v0")] == {"pretrained_extractor": str(tmp_path / "trunks/sb3ma-TMaze-v0.pt")}
     assert runs[("specialized", "CartPoleNoVel-v1")] == {"pretrained_extractor": str(tmp_path / "trunks/CartPoleNoVel-v1.pt")}
     assert runs[("none", "CartPoleNoVel-v1")] == {"head_mask_strategy": "none"}
+
+
+def test_one_env_id_as_two_named_tasks(tmp_path):
+    """The same env with different env_kwargs: each entry is a task with its own name, folder and scores."""
+    path = write_study(tmp_path / "study.yml", seeds=1, methods=("none",), n_timesteps=64)
+    spec = yaml.safe_load(path.read_text())
+    spec["envs"] = {
+        f"TMaze-c{c}": {"env_id": "sb3ma/TMaze-v0", "n_timesteps": 64, "env_kwargs": {"corridor_length": c}} for c in (2, 5)
+    }
+    path.write_text(yaml.safe_dump(spec))
+    study = load_study(path)
+    assert [(run.task_name, run.env_id, run.env_kwargs) for run in study.runs] == [
+        ("TMaze-c2", "sb3ma/TMaze-v0", {"corridor_length": 2}),
+        ("TMaze-c5", "sb3ma/TMaze-v0", {"corridor_length": 5}),
+    ]
+    scores = run_study(path, tmp_path / "out", workers=1, progress=False)
+    assert sorted(scores["env"].unique()) == ["TMaze-c2", "TMaze-c5"]
+    assert (tmp_path / "out" / "runs" / "none" / "TMaze-c5" / "seed0" / "result.csv").exists()
+    spec["envs"]["TMaze-c5"]["env_id"] = "sb3ma/NoSuchEnv-v0"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="NoSuchEnv"):
+        load_study(path)

@@ -94,7 +94,7 @@ def execute_run(run: Run, run_dir: str, torch_threads: int = 1) -> list[dict[str
         sync_envs_normalization(train_env, eval_env)
         score = play_episodes(model, eval_env, run.eval_episodes).mean
         training = began - start - evaluating  # wall-clock of training alone when this evaluation began
-        rows.append({"method": run.method.name, "env": run.env_id, "seed": run.seed, "timesteps": model.num_timesteps,
+        rows.append({"method": run.method.name, "env": run.task_name, "seed": run.seed, "timesteps": model.num_timesteps,
                      "score": score, "wall_seconds": round(training, 2)})  # fmt: skip
         evaluating += time.perf_counter() - began
 

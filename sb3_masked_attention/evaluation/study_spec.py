@@ -9,6 +9,10 @@ A study file (YAML) names the methods, the envs and the seeds::
     envs:
       sb3ma/TMaze-v0: {n_timesteps: 60000, env_kwargs: {corridor_length: 40}}
       CartPoleNoVel-v1: {n_timesteps: 50000}
+      RepeatPrevious-k28:          # a task name, when one env id appears with different env_kwargs
+        env_id: sb3ma/RepeatPrevious-v0
+        n_timesteps: 100000
+        env_kwargs: {k: 28, episode_length: 48}
     methods:
       specialized:                 # a zoo_configs entry plus overrides
         algo: ppo
@@ -16,8 +20,9 @@ A study file (YAML) names the methods, the envs and the seeds::
         hyperparams: {policy_kwargs: "dict(head_mask_strategy='specialized')"}
       recurrent_ppo: {algo: ppo_lstm, conf_file: zoo_configs/ppo_lstm.yml}
 
-``conf_file`` is relative to the study file (default: rl-zoo's own file for ``algo``). In ``hyperparams``
-strings, ``{env}`` becomes the env id with ``/`` replaced by ``-`` (e.g. one pretrained trunk per env:
+An env entry's key is the task's name (the ``env`` column of the scores and its folder); it is the env id
+itself unless ``env_id`` names one. ``conf_file`` is relative to the study file (default: rl-zoo's own file for
+``algo``). In ``hyperparams`` strings, ``{env}`` becomes the env id with ``/`` replaced by ``-`` (e.g. one pretrained trunk per env:
 ``policy_kwargs: "dict(pretrained_extractor='trunks/{env}.pt')"``, relative to the current directory).
 
 What is checked, each mistake named with its key and the file: unknown keys at every level; seeds distinct
@@ -42,7 +47,7 @@ import yaml
 from sb3_masked_attention.validation import check_int
 
 TOP_KEYS = ("name", "seeds", "eval_freq", "eval_episodes", "envs", "methods")
-ENV_KEYS = ("n_timesteps", "env_kwargs")
+ENV_KEYS = ("env_id", "n_timesteps", "env_kwargs")
 METHOD_KEYS = ("algo", "conf_file", "hyperparams")
 #: rl-zoo hyperparameters that are not algorithm arguments but data rl-zoo reads.
 ZOO_DATA_KEYS = ("n_envs", "policy", "normalize", "frame_stack", "policy_kwargs", "monitor_kwargs")
@@ -76,10 +81,15 @@ class Run:
     env_kwargs: dict[str, Any]
     eval_freq: int
     eval_episodes: int
+    task: str = ""  # the env entry's name (the scores' ``env``); the env id when empty
+
+    @property
+    def task_name(self) -> str:
+        return self.task or self.env_id
 
     @property
     def key(self) -> str:
-        return f"{self.method.name}/{env_slug(self.env_id)}/seed{self.seed}"
+        return f"{self.method.name}/{env_slug(self.task_name)}/seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -204,12 +214,14 @@ def _method(name: Any, entry: Any, study_dir: Path, where: str) -> Method:
     return Method(name, algo, conf_file, _hyperparams(entry.get("hyperparams"), algo, where))
 
 
-def _env(env_id: Any, entry: Any, where: str) -> tuple[str, int, dict[str, Any]]:
+def _env(task: Any, entry: Any, where: str) -> tuple[str, str, int, dict[str, Any]]:
+    """(task name, env id, budget, env_kwargs) of one env entry."""
     from sb3_masked_attention.environments import check_env_id, check_env_kwargs
 
-    env_id = _name(env_id, f"{where}: env", _ENV_ID)
-    file_where, where = where, f"{where}: env {env_id!r}"
+    task = _name(task, f"{where}: env", _ENV_ID)
+    file_where, where = where, f"{where}: env {task!r}"
     entry = _mapping(entry, where, ENV_KEYS)
+    env_id = _name(entry.get("env_id", task), f"{where} env_id", _ENV_ID)
     n_timesteps = check_int(f"{where} n_timesteps", _require(entry, "n_timesteps", int, where))
     env_kwargs = entry.get("env_kwargs") or {}
     if not isinstance(env_kwargs, dict):
@@ -219,7 +231,7 @@ def _env(env_id: Any, entry: Any, where: str) -> tuple[str, int, dict[str, Any]]
         check_env_kwargs(env_id, env_kwargs)
     except ValueError as error:  # the message names the env
         raise ValueError(f"{file_where}: {error}") from None
-    return env_id, n_timesteps, dict(env_kwargs)
+    return task, env_id, n_timesteps, dict(env_kwargs)
 
 
 def read_spec(path: Path) -> dict[str, Any]:
@@ -255,16 +267,17 @@ def load_study(path: str | os.PathLike) -> Study:
     if not envs or not methods:
         raise ValueError(f"{where}: expected at least one env and one method")
     parsed_methods = [_method(name, entry, path.parent, where) for name, entry in methods.items()]
-    parsed_envs = [_env(env_id, entry, where) for env_id, entry in envs.items()]
-    slugs = [env_slug(env_id) for env_id, _, _ in parsed_envs]
+    parsed_envs = [_env(task, entry, where) for task, entry in envs.items()]
+    slugs = [env_slug(task) for task, _, _, _ in parsed_envs]
     if len(set(slugs)) < len(slugs):
-        raise ValueError(f"{where}: env ids {[e for e, _, _ in parsed_envs]} share a folder name: rename one")
+        raise ValueError(f"{where}: env names {[t for t, _, _, _ in parsed_envs]} share a folder name: rename one")
     runs = []
-    for env_id, n_timesteps, env_kwargs in parsed_envs:
+    for task, env_id, n_timesteps, env_kwargs in parsed_envs:
         env_methods = [_for_env(method, env_id, f"{where}: method {method.name!r}") for method in parsed_methods]
+        label = "" if task == env_id else task
         for seed in seeds:
             for method in env_methods:
-                runs.append(Run(method, env_id, seed, n_timesteps, env_kwargs, eval_freq, eval_episodes))
+                runs.append(Run(method, env_id, seed, n_timesteps, env_kwargs, eval_freq, eval_episodes, label))
     return Study(name, tuple(runs), spec, where)
 
 
@@ -278,9 +291,9 @@ def check_buildable(study: Study, runs: tuple[Run, ...] | list[Run] | None = Non
 
     seen = set()
     for run in study.runs if runs is None else runs:
-        if (run.method.name, run.env_id) in seen:
+        if (run.method.name, run.task_name) in seen:
             continue
-        seen.add((run.method.name, run.env_id))
+        seen.add((run.method.name, run.task_name))
         with tempfile.TemporaryDirectory(prefix="sb3ma-check-") as scratch:
             try:
                 zoo = make_zoo_model(
@@ -295,7 +308,7 @@ def check_buildable(study: Study, runs: tuple[Run, ...] | list[Run] | None = Non
             except Exception as error:  # any failure here is one the runs would meet
                 reason = (str(error).strip().splitlines() or [""])[0][:200]
                 raise ValueError(
-                    f"{study.where}: method {run.method.name!r} on env {run.env_id!r} cannot be built: "
+                    f"{study.where}: method {run.method.name!r} on env {run.task_name!r} cannot be built: "
                     f"{type(error).__name__}: {reason}"
                 ) from None
             zoo.train_env.close()
