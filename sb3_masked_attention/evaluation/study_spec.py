@@ -23,7 +23,8 @@ A study file (YAML) names the methods, the envs and the seeds::
 An env entry's key is the task's name (the ``env`` column of the scores and its folder); it is the env id
 itself unless ``env_id`` names one. ``conf_file`` is relative to the study file (default: rl-zoo's own file for
 ``algo``). In ``hyperparams`` strings, ``{env}`` becomes the env id with ``/`` replaced by ``-`` (e.g. one
-pretrained trunk per env: ``policy_kwargs: "dict(pretrained_extractor='trunks/{env}.pt')"``, relative to the current directory).
+pretrained trunk per env: ``policy_kwargs: "dict(pretrained_extractor='trunks/{env}.pt')"``, relative to the current
+directory).
 
 What is checked, each mistake named with its key and the file: unknown keys at every level; seeds distinct
 non-negative integers; method, env and study names usable as folder names; env ids registered and their
