@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
+from scipy import stats
 
 from sb3_masked_attention.evaluation.inference import area_under_curve, holm, interaction_test, seeds_summary
 
@@ -121,3 +122,23 @@ def test_interaction_test_refuses_empty_cells_and_mismatched_lengths():
         interaction_test(y[:7], a[:7], b[:7])
     with pytest.raises(ValueError, match="differ in length"):
         interaction_test(y, a[:-1], b)
+
+
+def test_one_way_test_statistic_matches_the_between_group_sum_of_squares_and_detects_a_shift():
+    from sb3_masked_attention.evaluation.inference import one_way_test
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(["none", "specialized", "diversified", "monotonic"], 8)
+    y = rng.normal(0, 1, 32)
+    means = pd.Series(y).groupby(groups).mean()
+    reference = sum(8 * (means[g] - y.mean()) ** 2 for g in means.index)  # slow reference
+    result = one_way_test(y, groups, reps=4000)
+    assert result["statistic"] == pytest.approx(reference) and result["range"] == pytest.approx(means.max() - means.min())
+    f_test = stats.f_oneway(*[y[groups == g] for g in means.index]).pvalue  # normal data: close to the F-test's
+    assert result["p_value"] == pytest.approx(f_test, abs=0.005)
+    shifted = y + 3.0 * (groups == "monotonic")
+    assert one_way_test(shifted, groups, reps=500)["p_value"] < 0.01
+    p_values = [one_way_test(rng.normal(0, 1, 32), groups, reps=199, seed=s)["p_value"] for s in range(200)]
+    assert 0.04 <= np.mean(np.array(p_values) <= 0.1) <= 0.17  # calibrated under the null
+    with pytest.raises(ValueError, match="every group needs >= 2"):
+        one_way_test([1.0, 2.0, 3.0], ["a", "a", "b"])

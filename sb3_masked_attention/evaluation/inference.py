@@ -154,3 +154,35 @@ def interaction_test(
         (a0, a1), (b0, b1) = np.unique(a), np.unique(b)
         dod = float((means[a0, b0] - means[a1, b0]) - (means[a0, b1] - means[a1, b1]))
     return {"statistic": observed, "p_value": (exceed + 1) / (reps + 1), "difference_of_differences": dod}
+
+
+def one_way_test(values: np.ndarray | list[float], groups: np.ndarray | list, reps: int = 10_000, seed: int = 0) -> dict:
+    """Permutation test that the groups (e.g. head-mask strategies on one task) share one mean.
+
+    Statistic: the between-group sum of squares (the F statistic's numerator; with the total fixed under
+    permutation, the two order permutations alike). Labels are permuted ``reps`` times.
+
+    :return: ``statistic``, ``p_value`` (with the +1 correction) and ``range`` (largest minus smallest group mean).
+    """
+    y = np.asarray(values, dtype=float)
+    labels = pd.factorize(np.asarray(groups))[0]
+    if len(y) != len(labels):
+        raise ValueError(f"values and groups differ in length: {len(y)}, {len(labels)}")
+    if not np.isfinite(y).all():
+        raise ValueError("values contain NaN or infinity")
+    if reps < 1:
+        raise ValueError(f"reps={reps!r} must be >= 1")
+    counts = np.bincount(labels)
+    if len(counts) < 2 or counts.min() < 2:
+        raise ValueError(f"every group needs >= 2 values (and there must be >= 2 groups), got counts {counts.tolist()}")
+
+    def between(assignment: np.ndarray) -> np.ndarray:  # (reps, n) labels -> (reps,) between-group sums of squares
+        sums = np.stack([np.bincount(row, weights=y, minlength=len(counts)) for row in np.atleast_2d(assignment)])
+        return np.sum(sums**2 / counts, axis=1) - y.sum() ** 2 / len(y)
+
+    observed = float(between(labels)[0])
+    rng = np.random.default_rng(seed)
+    permuted = rng.permuted(np.tile(labels, (reps, 1)), axis=1)
+    exceed = int(np.sum(between(permuted) >= observed * (1 - 1e-9) - 1e-12))
+    means = np.bincount(labels, weights=y) / counts
+    return {"statistic": observed, "p_value": (exceed + 1) / (reps + 1), "range": float(means.max() - means.min())}
