@@ -129,3 +129,23 @@ def test_save_load_in_fresh_process_gives_same_actions(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip().split("\n")[-1] == ",".join(map(str, expected))
+
+
+def test_transformer_policies_use_sb3s_adam_settings_with_foreach_unless_told_otherwise():
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_masked_attention import HistoryWrapper
+    from sb3_masked_attention.transformer_ppo import TransformerPPO
+
+    env = make_vec_env(lambda: HistoryWrapper(gym.make("CartPole-v1"), history_len=1), n_envs=1)
+    window = PPO("HeadMaskedTransformerPolicy", env, n_steps=32, batch_size=32)
+    memory = TransformerPPO("TransformerMemoryPolicy", env, n_steps=32, batch_size=32, policy_kwargs=dict(memory_len=4))
+    for model in (window, memory):
+        defaults = model.policy.optimizer.defaults
+        assert isinstance(model.policy.optimizer, torch.optim.Adam) and defaults["foreach"] is True
+        assert defaults["eps"] == 1e-5  # SB3's own default for Adam is kept
+    told = PPO("HeadMaskedTransformerPolicy", env, n_steps=32, policy_kwargs=dict(optimizer_kwargs=dict(eps=1e-7)))
+    assert told.policy.optimizer.defaults["eps"] == 1e-7 and not told.policy.optimizer.defaults["foreach"]

@@ -34,6 +34,7 @@ from torch import nn
 from sb3_masked_attention.attention import TransformerBlock, stream_layout
 from sb3_masked_attention.extractors.transformer import history_layout
 from sb3_masked_attention.masks import memory_head_mask
+from sb3_masked_attention.policies import with_fast_adam
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.transformer_ppo.buffer import ACTION_MASK, MEMORY_ENV, MEMORY_STEP, MEMORY_VALID
 from sb3_masked_attention.validation import check_int
@@ -255,6 +256,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         if not kwargs.pop("share_features_extractor", True):
             raise ValueError("share_features_extractor=False is not supported: actor and critic read one memory")
         kwargs.setdefault("net_arch", dict(pi=[64], vf=[64]))
+        with_fast_adam(kwargs)
         kwargs["features_extractor_class"] = TransformerMemory
         kwargs["features_extractor_kwargs"] = dict(
             memory_len=memory_len, d_model=d_model, n_heads=n_heads, n_layers=n_layers, head_mask_strategy=head_mask_strategy
