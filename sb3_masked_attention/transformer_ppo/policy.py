@@ -218,7 +218,7 @@ class TransformerMemory(BaseFeaturesExtractor):
         mask.scatter_(-1, slots.expand(*window.shape[:3], -1), window[..., :-1])
         mask[..., -1] = window[..., -1]
         positions = step + self.memory_len
-        layout = stream_layout(env, mask, streams.shape[1])  # the same for every layer
+        layout = stream_layout(env, mask, streams.shape[1], streams.dtype)  # the same for every layer
         x = self.embed(tokens)[:, None]
         for block, (keys, values) in zip(self.layers(), self.memory_kv(streams)):
             x = block.forward_streams(x, (block.attn.rotate_keys(keys), values), env, mask, positions, layout=layout)
