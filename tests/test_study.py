@@ -141,7 +141,8 @@ def test_ray_backend_gives_the_local_results(tmp_path):
     study = write_study(tmp_path / "study.yml", seeds=1)
     local = run_study(study, tmp_path / "local", workers=2, progress=False)
     remote = run_study(study, tmp_path / "ray", backend="ray", workers=2, progress=False)
-    pd.testing.assert_frame_equal(local, remote)
+    timing = ["wall_seconds", "steps_per_s"]  # clocks differ between any two runs; scores must not
+    pd.testing.assert_frame_equal(local.drop(columns=timing), remote.drop(columns=timing))
 
 
 MARKER = "sb3ma-study-marker"
