@@ -25,9 +25,11 @@ def per_task_table(scores: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.
 
     final = final_scores(scores)
     areas = area_under_curve(scores).set_index(["method", "env", "seed"])["score"] if "timesteps" in scores else None
+    order = {method: i for i, method in enumerate(dict.fromkeys(scores["method"]))}  # the scores' own method order
     rows = []
     for env, group in final.groupby("env", sort=True):
-        runs = {method: g["score"].to_numpy(float)[:, None] for method, g in group.groupby("method", sort=False)}
+        by_method = sorted(group.groupby("method"), key=lambda item: order[item[0]])
+        runs = {method: g["score"].to_numpy(float)[:, None] for method, g in by_method}
         estimates, intervals = interval_estimates(runs, metrics.aggregate_iqm, reps, seed)
         for method, values in runs.items():
             low, high = np.ravel(intervals[method])
