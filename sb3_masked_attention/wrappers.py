@@ -14,7 +14,8 @@ from sb3_masked_attention.validation import check_int
 OBS_KEY, ACTION_KEY, REWARD_KEY, VALID_KEY, EPISODE_START_KEY = "obs", "prev_action", "prev_reward", "valid", "episode_start"
 
 
-def _flat_action_size(space: spaces.Space) -> int:
+def _encoded_size(space: spaces.Space) -> int:
+    """Width of an action (or a discrete observation) once encoded: one-hots for Discrete/MultiDiscrete, flat values."""
     if isinstance(space, spaces.Discrete):
         return int(space.n)
     if isinstance(space, spaces.MultiDiscrete):
@@ -78,7 +79,7 @@ class HistoryWrapper(gym.Wrapper):
             self._obs_shape: tuple[int, ...] = obs_space.shape
             obs_low, obs_high, obs_dtype = obs_space.low, obs_space.high, obs_space.dtype
         elif isinstance(obs_space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
-            self._obs_shape = (_flat_action_size(obs_space),)  # one-hot (or bit) width: as a previous action's
+            self._obs_shape = (_encoded_size(obs_space),)
             obs_low, obs_high, obs_dtype = np.zeros(self._obs_shape), np.ones(self._obs_shape), np.dtype(np.float32)
         else:
             raise ValueError(
@@ -88,7 +89,7 @@ class HistoryWrapper(gym.Wrapper):
         self._obs_pad = np.clip(np.zeros(self._obs_shape), obs_low, obs_high).astype(obs_dtype)
 
         act_space = env.action_space
-        self._action_size = _flat_action_size(act_space)
+        self._action_size = _encoded_size(act_space)
         if isinstance(act_space, spaces.Box):
             act_low, act_high = act_space.low.reshape(-1), act_space.high.reshape(-1)
         else:

@@ -95,6 +95,13 @@ def holm(p_values: np.ndarray | list[float]) -> np.ndarray:
     return adjusted
 
 
+def _check_test_inputs(y: np.ndarray, reps: int) -> None:
+    if not np.isfinite(y).all():
+        raise ValueError("values contain NaN or infinity")
+    if reps < 1:
+        raise ValueError(f"reps={reps!r} must be >= 1")
+
+
 def _projections(levels_a: np.ndarray, levels_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Projections onto the additive model (intercept + both main effects) and onto the cell means: the interaction
     is what the second explains beyond the first."""
@@ -130,10 +137,7 @@ def interaction_test(
     a, b = np.asarray(factor_a), np.asarray(factor_b)
     if not (len(y) == len(a) == len(b)):
         raise ValueError(f"values, factor_a and factor_b differ in length: {len(y)}, {len(a)}, {len(b)}")
-    if not np.isfinite(y).all():
-        raise ValueError("values contain NaN or infinity")
-    if reps < 1:
-        raise ValueError(f"reps={reps!r} must be >= 1")
+    _check_test_inputs(y, reps)
     counts = pd.crosstab(a, b)
     if counts.shape[0] < 2 or counts.shape[1] < 2 or int(counts.to_numpy().min()) < 2:
         raise ValueError(f"every cell of factor_a x factor_b needs >= 2 runs (and each factor >= 2 levels), got\n{counts}")
@@ -168,10 +172,7 @@ def one_way_test(values: np.ndarray | list[float], groups: np.ndarray | list, re
     labels = pd.factorize(np.asarray(groups))[0]
     if len(y) != len(labels):
         raise ValueError(f"values and groups differ in length: {len(y)}, {len(labels)}")
-    if not np.isfinite(y).all():
-        raise ValueError("values contain NaN or infinity")
-    if reps < 1:
-        raise ValueError(f"reps={reps!r} must be >= 1")
+    _check_test_inputs(y, reps)
     counts = np.bincount(labels)
     if len(counts) < 2 or counts.min() < 2:
         raise ValueError(f"every group needs >= 2 values (and there must be >= 2 groups), got counts {counts.tolist()}")
