@@ -2,7 +2,7 @@
 
     python bench/multiscale.py extractors   # fwd+bwd per batch of 128, with and without attention
     python bench/multiscale.py learn        # 2 extractors x 3 seeds on a 256x256 map, 4 bots (resumable)
-    python bench/multiscale.py baselines    # reference policies (scripted, random valid, wait) on the same settings
+    python bench/multiscale.py baselines    # the skill ladder: reference policies vs each preset's bots (50 games)
     python bench/multiscale.py final-eval   # final models on 20 held-out maps, deterministic and sampled actions
     python bench/multiscale.py attention    # results/multiscale/attention_maps.png from a trained model
     python bench/multiscale.py plot         # learning curves + final territory share -> results/multiscale/
@@ -158,47 +158,84 @@ def learn(workers: int) -> None:
             print(f"{extractor} seed {seed}: exit {code}")
 
 
-def baselines(episodes: int = 20) -> None:
-    """Final territory share and return of reference policies on the learning runs' env settings
-    (random map per episode, eval seeds as in train-multiscale): scripted (expand into neutral land,
-    else attack a neighbour, half the troops), random valid actions, and always waiting."""
+def _reference_rows(job: tuple[str, str, int]) -> list[dict]:
+    """``episodes`` games of one reference policy in the agent's seat at one preset (map drawn per game)."""
     from envs.territory import TerritoryControlEnv
+    from envs.territory_policies import reference_policy
 
-    sys.path.insert(0, str(ROOT / "bench"))
-    from territory import scripted
-
+    preset, policy_name, episodes = job
     rows = []
-    for policy in ("scripted", "random", "wait"):
-        rng = np.random.default_rng(0)
-        for episode in range(episodes):
-            env = TerritoryControlEnv(map_name="plains", map_size=256, num_bots=4, max_steps=500)
-            env.reset(seed=10_000 + episode)
-            total, done = 0.0, False
-            while not done:
-                mask = env.action_masks()
-                if policy == "scripted":
-                    action = scripted(mask, env.num_bots)
-                elif policy == "random":
-                    action = (int(rng.choice(np.flatnonzero(mask[: env.num_bots + 2]))), int(rng.integers(5)))
-                else:
-                    action = (0, 0)
-                _, reward, terminated, truncated, info = env.step(action)
-                total += reward
-                done = terminated or truncated
-            rows.append(
-                {
-                    "policy": policy,
-                    "episode": episode,
-                    "return": total,
-                    "territory_share": info["territory_share"],
-                    "rank": info["rank"],
-                    "is_success": info["is_success"],
-                }
-            )
-    table = pd.DataFrame(rows)
-    with atomic_path(RESULTS / "reference_policies.csv") as tmp:
+    for episode in range(episodes):
+        env = TerritoryControlEnv(preset=preset)
+        env.reset(seed=10_000 + episode)
+        policy = reference_policy(policy_name, seed=episode)
+        total, steps, done, start = 0.0, 0, False, time.perf_counter()
+        while not done:
+            _, reward, terminated, truncated, info = env.step(policy(env))
+            total, steps, done = total + reward, steps + 1, terminated or truncated
+        rows.append(
+            {
+                "preset": preset,
+                "bot_level": env.bot_level,
+                "num_bots": env.num_bots,
+                "policy": policy_name,
+                "episode": episode,
+                "return": total,
+                "territory_share": info["territory_share"],
+                "rank": info["rank"],
+                "is_success": bool(info["is_success"]),
+                "steps": steps,
+                "steps_per_s": steps / (time.perf_counter() - start),
+            }
+        )
+    return rows
+
+
+def baselines(presets: list[str], episodes: int, workers: int) -> None:
+    """The skill ladder: every reference policy (``envs.territory_policies.REFERENCE_POLICIES``: wait, random, the
+    scripted levels) in the agent's seat against the preset's bots, ``episodes`` games each -> reference_policies.csv
+    (rows of other presets kept; a preset is redone whole)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from envs.territory_policies import REFERENCE_POLICIES
+
+    path = RESULTS / "reference_policies.csv"
+    kept = read_rows(path)
+    if len(kept) and "preset" in kept:
+        kept = kept[~kept["preset"].isin(presets)]
+    else:
+        kept = pd.DataFrame()  # the old file (one unnamed setting, older rules) is replaced
+    jobs = [(preset, name, episodes) for preset in presets for name in REFERENCE_POLICIES]
+    with ProcessPoolExecutor(workers) as pool:
+        rows = [row for result in pool.map(_reference_rows, jobs) for row in result]
+    table = pd.concat([kept, pd.DataFrame(rows)], ignore_index=True)
+    with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
-    print(table.groupby("policy")[["return", "territory_share", "rank", "is_success"]].mean())
+    print(ladder_table(table))
+
+
+def ladder_table(table: pd.DataFrame) -> str:
+    """Markdown: per preset and policy, games, win rate, final territory share, rank, return."""
+    order = {name: i for i, name in enumerate(table["policy"].unique())}
+    summary = (
+        table.groupby(["preset", "bot_level", "num_bots", "policy"], sort=False)
+        .agg(
+            games=("episode", "size"),
+            win_rate=("is_success", "mean"),
+            share=("territory_share", "mean"),
+            rank=("rank", "mean"),
+            ret=("return", "mean"),
+        )
+        .reset_index()
+    )
+    summary = summary.sort_values(["preset", "policy"], key=lambda c: c.map(order) if c.name == "policy" else c)
+    lines = ["| preset | bots | agent's seat | games | win rate | territory share | rank | return |", "|---" * 8 + "|"]
+    for row in summary.itertuples():
+        lines.append(
+            f"| {row.preset} | {row.num_bots} {row.bot_level} | {row.policy} | {row.games} | {row.win_rate:.2f} | "
+            f"{row.share:.3f} | {row.rank:.2f} | {row.ret:.3f} |"
+        )
+    return "\n".join(lines)
 
 
 def _final_eval_one(job: tuple[str, int, int]) -> list[dict]:
@@ -496,7 +533,10 @@ def main() -> None:
     extractors.add_argument("--threads", type=int, default=1)
     learn_parser = commands.add_parser("learn")
     learn_parser.add_argument("--workers", type=int, default=2)
-    commands.add_parser("baselines")
+    baselines_parser = commands.add_parser("baselines")
+    baselines_parser.add_argument("--presets", nargs="+", default=["small", "medium", "full"])
+    baselines_parser.add_argument("--episodes", type=int, default=50)
+    baselines_parser.add_argument("--workers", type=int, default=2)
     commands.add_parser("attention")
     final_parser = commands.add_parser("final-eval")
     final_parser.add_argument("--episodes", type=int, default=20)
@@ -513,7 +553,7 @@ def main() -> None:
     elif args.command == "attention":
         attention_picture()
     elif args.command == "baselines":
-        baselines()
+        baselines(args.presets, args.episodes, args.workers)
     elif args.command == "plot":
         plot()
     else:

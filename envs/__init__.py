@@ -16,6 +16,7 @@ from envs.territory import TerritoryControlEnv
 from envs.tmaze import TMazeEnv
 
 __all__ = [
+    "TERRITORY_IDS",
     "DarkKeyToDoorEnv",
     "DarkroomEnv",
     "DarkroomHardEnv",
@@ -34,13 +35,20 @@ ENV_IDS = {
     "sb3ma/DarkKeyToDoor-v0": "envs.darkroom:DarkKeyToDoorEnv",
     "sb3ma/TMaze-v0": "envs.tmaze:TMazeEnv",
     "sb3ma/RepeatPrevious-v0": "envs.repeat_previous:RepeatPreviousEnv",
-    "sb3ma/TerritoryControl-v0": "envs.territory:TerritoryControlEnv",
+    "sb3ma/TerritoryControl-v0": "envs.territory:TerritoryControlEnv",  # the medium preset
+    "sb3ma/TerritoryControl-small-v0": "envs.territory:TerritoryControlEnv",
+    "sb3ma/TerritoryControl-medium-v0": "envs.territory:TerritoryControlEnv",
+    "sb3ma/TerritoryControl-full-v0": "envs.territory:TerritoryControlEnv",
     # POPGym's diagnostic memory tasks, on POPGym's reward scale (envs/popgym_tasks.py)
     "sb3ma/popgym-RepeatFirstEasy-v0": "envs.popgym_tasks:PopgymRepeatFirstEasy",
     "sb3ma/popgym-CountRecallEasy-v0": "envs.popgym_tasks:PopgymCountRecallEasy",
     "sb3ma/popgym-AutoencodeEasy-v0": "envs.popgym_tasks:PopgymAutoencodeEasy",
 }
 
+#: TerritoryControl's ids: the default (medium) and one per preset (envs.territory.PRESETS).
+TERRITORY_IDS = tuple(env_id for env_id in ENV_IDS if env_id.startswith("sb3ma/TerritoryControl"))
+
 for _env_id, _entry_point in ENV_IDS.items():
     if _env_id not in registry:
-        register(id=_env_id, entry_point=_entry_point)
+        _preset = _env_id.split("-")[1] if _env_id in TERRITORY_IDS[1:] else None  # ...-{preset}-v0
+        register(id=_env_id, entry_point=_entry_point, kwargs={"preset": _preset} if _preset else {})

@@ -9,14 +9,22 @@ owns nothing is eliminated.
 
 Rules, per step (all constants are class attributes):
 
-* troops ``T`` of a player with ``N`` tiles grow by ``(GROWTH_BASE + GROWTH_PER_TILE * N) * (1 - T / cap)``,
+* troops ``T`` of a player with ``N`` tiles (at home and under way) grow by ``GROWTH_BASE + GROWTH_RATE * T * (1 - T / cap)``,
   ``cap = CAP_BASE + CAP_PER_TILE * N`` (so they decay towards the cap after losing land);
 * an attack on neutral land takes ``min(frontier, troops / NEUTRAL_COST)`` random frontier tiles;
   on player ``q`` with density ``d = T_q / N_q`` it takes ``min(ceil(PLAYER_SPEED * frontier),
   troops / (1 + DEFENCE * d))`` tiles and the defender loses ``d`` troops per tile lost;
 * an attack with no frontier left or too few troops for one tile ends; what is left returns home;
-* bots act every ``bot_interval`` steps (staggered): expand into neutral land while they border
-  it, otherwise attack their weakest neighbour when it has fewer troops than they do.
+  troops under way in attacks count against the cap;
+* bots act every ``bot_interval`` steps (staggered) by the scripted strategy of their ``bot_level``
+  (``envs.territory_policies``): expand into neutral land above a troop reserve, attack the weakest
+  bordering player when stronger by a margin;
+* the game ends when the agent is eliminated, when it owns ``win_share`` of the land or is the last
+  player standing (a win), or after ``max_steps`` steps, when the player with the most land wins.
+
+Presets (``preset=``, and the registered ids ``sb3ma/TerritoryControl-{small,medium,full}-v0``) set the
+map, the bots, the episode length and the observation resolution: :data:`PRESETS`. Every other argument
+overrides its preset's value.
 
 Speed: the game keeps the list of border tiles, per-block tile counts and the agent's centroid
 up to date from the tiles that change; a step never rescans the map. Only the observation
@@ -40,6 +48,7 @@ from envs.territory_maps import (
     load_map,
     seeded_map,
 )
+from envs.territory_policies import strategy_row
 from sb3_masked_attention.validation import check_int, check_render_mode
 
 WATER, NEUTRAL, AGENT = -1, 0, 1
@@ -58,7 +67,33 @@ GLOBAL_FEATURES = (
 )
 #: Fractions of the agent's troops an attack may send (second action component).
 TROOP_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
-MAP_RESOLUTION, TACTICAL_SIZE = 128, 64
+#: Preset -> settings. ``map_resolution``/``tactical_size``: side of the map observations/the tactical one.
+PRESETS: dict[str, dict[str, Any]] = {
+    "small": {
+        "map_size": 64,
+        "num_bots": 2,
+        "bot_level": "easy",
+        "max_steps": 200,
+        "map_resolution": 64,
+        "tactical_size": 32,
+    },
+    "medium": {
+        "map_size": 256,
+        "num_bots": 4,
+        "bot_level": "medium",
+        "max_steps": 500,
+        "map_resolution": 128,
+        "tactical_size": 64,
+    },
+    "full": {
+        "map_size": 1024,
+        "num_bots": 10,
+        "bot_level": "medium",
+        "max_steps": 1000,
+        "map_resolution": 128,
+        "tactical_size": 64,
+    },
+}
 
 _PALETTE_SEED = 7
 
@@ -66,28 +101,37 @@ _PALETTE_SEED = 7
 class TerritoryControlEnv(gym.Env):
     """Territory-control game; the agent is player 1, bots are players 2..``num_bots + 1``.
 
+    Arguments left ``None`` take the value of ``preset``.
+
+    :param preset: ``"small"``, ``"medium"`` or ``"full"`` (:data:`PRESETS`).
     :param map_name: ``"plains"``, ``"islands"``, ``"continents"``, or the path of a ``.png``
         (grey >= 128 is land) or ``.npy`` (non-zero is land) map file.
     :param map_size: side of the square map in tiles, 64 to 2048 (a map file is resampled to it;
-        None keeps the file's size, 256 for presets).
-    :param num_bots: heuristic opponents, 0 to 64.
-    :param max_steps: episode length; the episode is truncated after it.
+        None: the file's size, or the preset's for a procedural map).
+    :param num_bots: scripted opponents, 0 to 64.
+    :param bot_level: the bots' strategy, ``"passive"``, ``"easy"``, ``"medium"`` or ``"hard"``
+        (:data:`envs.territory_policies.LEVELS`).
+    :param max_steps: game length: after it the game ends and the player with the most land wins.
+    :param map_resolution: side of ``global_map`` and ``local_map``, 16 to 256.
+    :param tactical_size: side (tiles and cells) of ``tactical_map``, 8 to ``map_size``.
     :param local_view_size: side of the window around the agent's territory shown in ``local_map``, 16 to
         ``map_size`` (None: ``min(256, map_size)``).
     :param map_seed: None draws a new procedural map every reset; an int fixes the map.
     :param bot_interval: bots reconsider their attacks every this many steps.
-    :param win_share: the agent wins on owning this share of the land (or being the last alive).
+    :param win_share: the agent wins on owning this share of the land; against bots also by being the last player
+        standing or having the most land after ``max_steps`` (ties included).
 
     Action ``MultiDiscrete([num_bots + 2, 5])``: target (0 wait, 1 neutral land, ``k >= 2`` player
     ``k``) and the index into :data:`TROOP_FRACTIONS`. An invalid target (not bordering, dead) is
     a no-op with ``info["invalid_action"] = True``; :meth:`action_masks` marks valid ones for
-    MaskablePPO. Observation: ``global_map`` (6, 128, 128) uint8, the whole map; ``local_map``
-    (6, 128, 128) uint8, the ``local_view_size`` window centred on the agent's territory;
-    ``tactical_map`` (6, 64, 64) uint8, full resolution on the most contested border; channels
+    MaskablePPO. Observation (``R = map_resolution``, ``K = tactical_size``): ``global_map`` (6, R, R)
+    uint8, the whole map; ``local_map`` (6, R, R) uint8, the ``local_view_size`` window centred on the agent's
+    territory; ``tactical_map`` (6, K, K) uint8, full resolution on the most contested border; channels
     :data:`CHANNELS` as fractions of each cell scaled to 0-255; ``global`` (8,) float32
     :data:`GLOBAL_FEATURES`. Reward: change in the agent's territory share each step, plus
-    ``+1`` on winning and ``-1`` on elimination. ``info``: ``territory_share``, ``rank``,
-    ``players_alive``, ``invalid_action``, and ``is_success`` at the end of an episode.
+    ``+1`` on winning and ``-1`` on elimination (a game lost on land at the end scores 0). ``info``:
+    ``territory_share``, ``rank``, ``players_alive``, ``invalid_action``, and ``is_success`` (won) at the end
+    of an episode. :meth:`scripted_action` plays a bot level from the agent's seat.
     """
 
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -95,7 +139,7 @@ class TerritoryControlEnv(gym.Env):
     START_RADIUS = 2
     START_TROOPS = 100.0
     CAP_BASE, CAP_PER_TILE = 100.0, 10.0
-    GROWTH_BASE, GROWTH_PER_TILE = 2.0, 0.1
+    GROWTH_BASE, GROWTH_RATE = 1.0, 0.05
     NEUTRAL_COST, DEFENCE, PLAYER_SPEED = 1.0, 1.5, 0.5
     DENSITY_SCALE = 10.0  # troops per tile shown as a full enemy_density channel
     MIN_ATTACK = 1.0
@@ -104,15 +148,23 @@ class TerritoryControlEnv(gym.Env):
         self,
         map_name: str = "plains",
         map_size: int | None = None,
-        num_bots: int = 4,
-        max_steps: int = 1000,
+        num_bots: int | None = None,
+        max_steps: int | None = None,
         local_view_size: int | None = None,
         map_seed: int | None = None,
         bot_interval: int = 4,
         win_share: float = 0.8,
         render_mode: str | None = None,
+        preset: str = "medium",
+        bot_level: str | None = None,
+        map_resolution: int | None = None,
+        tactical_size: int | None = None,
     ) -> None:
         self.render_mode = check_render_mode(render_mode)
+        if preset not in PRESETS:
+            raise ValueError(f"preset={preset!r} is unknown: expected one of {list(PRESETS)}")
+        self.preset = preset
+        settings = PRESETS[preset]
         if is_map_file(map_name):
             self._file_land: np.ndarray | None = load_map(map_name, None if map_size is None else self._check_size(map_size))
             map_size = self._file_land.shape[0]
@@ -121,11 +173,26 @@ class TerritoryControlEnv(gym.Env):
         else:
             raise ValueError(f"map_name={map_name!r} is unknown: expected one of {sorted(MAP_PRESETS)} or a .png/.npy file")
         self.map_name = str(map_name)
-        self.map_size = self._check_size(256 if map_size is None else map_size)
-        self.num_bots = check_int("num_bots", num_bots, minimum=0)
+        self.map_size = self._check_size(settings["map_size"] if map_size is None else map_size)
+        self.num_bots = check_int("num_bots", settings["num_bots"] if num_bots is None else num_bots, minimum=0)
         if self.num_bots > 64:
             raise ValueError(f"num_bots={num_bots!r} is invalid: expected 0 to 64")
-        self.max_steps = check_int("max_steps", max_steps)
+        self.bot_level = settings["bot_level"] if bot_level is None else bot_level
+        self._bot_strategy = strategy_row(self.bot_level)
+        self.max_steps = check_int("max_steps", settings["max_steps"] if max_steps is None else max_steps)
+        self.map_resolution = check_int(
+            "map_resolution", settings["map_resolution"] if map_resolution is None else map_resolution, minimum=16
+        )
+        if self.map_resolution > 256:
+            raise ValueError(f"map_resolution={map_resolution!r} is invalid: expected 16 to 256")
+        self.tactical_size = check_int(
+            "tactical_size", settings["tactical_size"] if tactical_size is None else tactical_size, minimum=8
+        )
+        if self.tactical_size > self.map_size:
+            raise ValueError(
+                f"tactical_size={tactical_size!r} is larger than the map ({self.map_size} tiles): "
+                f"expected 8 to {self.map_size}"
+            )
         if local_view_size is None:
             self.local_view_size = min(256, self.map_size)
         else:
@@ -144,12 +211,13 @@ class TerritoryControlEnv(gym.Env):
         self.map_seed = map_seed
 
         self.n_players = self.num_bots + 1
-        map_space = spaces.Box(0, 255, (len(CHANNELS), MAP_RESOLUTION, MAP_RESOLUTION), np.uint8)
+        side, tactical = self.map_resolution, self.tactical_size
+        map_space = spaces.Box(0, 255, (len(CHANNELS), side, side), np.uint8)
         self.observation_space = spaces.Dict(
             {
                 "global_map": map_space,
                 "local_map": map_space,
-                "tactical_map": spaces.Box(0, 255, (len(CHANNELS), TACTICAL_SIZE, TACTICAL_SIZE), np.uint8),
+                "tactical_map": spaces.Box(0, 255, (len(CHANNELS), tactical, tactical), np.uint8),
                 "global": spaces.Box(0.0, 1.0, (len(GLOBAL_FEATURES),), np.float32),
             }
         )
@@ -170,14 +238,14 @@ class TerritoryControlEnv(gym.Env):
         s = self.map_size
         self._wp = s + 2  # padded width: a ring of water spares every bounds check
         self._offsets = np.array([-1, 1, -self._wp, self._wp], dtype=np.int64)
-        self._res = min(s, MAP_RESOLUTION)  # per-block counts kept at this resolution
+        self._res = min(s, self.map_resolution)  # per-block counts kept at this resolution
         coord = np.arange(s) * self._res // s
         block = np.full((s + 2, s + 2), -1, dtype=np.int64)
         block[1:-1, 1:-1] = coord[:, None] * self._res + coord[None, :]
         self._block = block.ravel()
         self._block_area = np.bincount(block[1:-1, 1:-1].ravel(), minlength=self._res**2).astype(np.float64)
         self._block_side = s / self._res
-        self._upsample = np.arange(MAP_RESOLUTION) * self._res // MAP_RESOLUTION
+        self._upsample = np.arange(self.map_resolution) * self._res // self.map_resolution
         self._view = self.local_view_size
         self._block_scale = 255.0 / self._block_area
         self._block_stamp = np.zeros(self._res**2, dtype=bool)
@@ -234,6 +302,7 @@ class TerritoryControlEnv(gym.Env):
         self._agent_border_blocks = np.zeros(self._res**2, dtype=np.int64)
         self._agent_sum = np.zeros(2, dtype=np.float64)  # sum of the agent's (row, col), padded coordinates
         self._troops = np.zeros(p1, dtype=np.float64)
+        self._strategies = np.tile(self._bot_strategy, (p1, 1))  # rows 0 (neutral) and 1 (agent) unused
         self._alive = np.zeros(p1, dtype=bool)
         self._pool = np.zeros((p1, p1), dtype=np.float64)  # [attacker, target] troops under way
         self._adjacent = np.zeros((p1, p1), dtype=bool)
@@ -388,13 +457,13 @@ class TerritoryControlEnv(gym.Env):
             kernels.bots_act(
                 self._steps,
                 self.bot_interval,
+                self._strategies,
                 self._alive,
                 self._adjacent,
                 self._troops,
                 self._capacity(),
                 self._pool,
                 self.MIN_ATTACK,
-                self._seed(),
             )
         self._advance_attacks()
         kernels.grow_and_eliminate(
@@ -405,7 +474,7 @@ class TerritoryControlEnv(gym.Env):
             self.CAP_BASE,
             self.CAP_PER_TILE,
             self.GROWTH_BASE,
-            self.GROWTH_PER_TILE,
+            self.GROWTH_RATE,
         )
         self._refresh_contacts()
         self._steps += 1
@@ -415,14 +484,29 @@ class TerritoryControlEnv(gym.Env):
         self._prev_share = share
         others_alive = int(self._alive[AGENT + 1 :].sum())
         lost = not self._alive[AGENT]
-        won = not lost and (share >= self.win_share or (self.num_bots > 0 and others_alive == 0))
-        terminated = lost or won
+        over = self._steps >= self.max_steps  # the game's end, not a time limit: the most land wins
+        won = not lost and (
+            share >= self.win_share or (self.num_bots > 0 and (others_alive == 0 or (over and self._rank() == 1)))
+        )
+        terminated = lost or won or over
         reward += 1.0 if won else (-1.0 if lost else 0.0)
-        truncated = not terminated and self._steps >= self.max_steps
         info = self._info(invalid)
-        if terminated or truncated:
+        if terminated:
             info["is_success"] = won
-        return self._observation(), float(reward), terminated, truncated, info
+        return self._observation(), float(reward), terminated, False, info
+
+    def scripted_action(self, level: str) -> np.ndarray:
+        """The action the scripted strategy ``level`` (:data:`envs.territory_policies.LEVELS`) takes in the agent's
+        seat now: its expansion if it orders one, else its attack, else wait; the troop fraction is the level's."""
+        strategy = strategy_row(level)
+        expand, target = kernels.scripted_orders(
+            AGENT, strategy, self._alive, self._adjacent, self._troops, self._capacity(), self._pool, self.MIN_ATTACK
+        )
+        if expand:
+            return np.array([1, TROOP_FRACTIONS.index(strategy[kernels.EXPAND_FRACTION])], dtype=np.int64)
+        if target >= 0:
+            return np.array([target, TROOP_FRACTIONS.index(strategy[kernels.ATTACK_FRACTION])], dtype=np.int64)
+        return np.zeros(2, dtype=np.int64)
 
     def action_masks(self) -> np.ndarray:
         """Valid actions for MaskablePPO: the target mask, then all troop fractions."""
@@ -463,7 +547,7 @@ class TerritoryControlEnv(gym.Env):
         kernels.density_pixels(self._block_counts, self._block_scale, density, self._global_pixels)
         side = self._res
         maps = self._global_pixels.reshape(len(CHANNELS), side, side)
-        if side != MAP_RESOLUTION:
+        if side != self.map_resolution:
             return maps[:, self._upsample][:, :, self._upsample]
         return maps.copy()
 
@@ -491,8 +575,8 @@ class TerritoryControlEnv(gym.Env):
         if self._view == self.map_size:
             local_map = global_map.copy()  # the window is the whole map
         else:
-            local_map = self._window_map(self._centre, self._view, MAP_RESOLUTION, density)
-        tactical_map = self._window_map(self._contested_centre(), TACTICAL_SIZE, TACTICAL_SIZE, density)
+            local_map = self._window_map(self._centre, self._view, self.map_resolution, density)
+        tactical_map = self._window_map(self._contested_centre(), self.tactical_size, self.tactical_size, density)
         return {
             "global_map": global_map,
             "local_map": local_map,

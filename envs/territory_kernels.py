@@ -222,29 +222,57 @@ def advance_attacks(  # noqa: C901  (a numba kernel: one flat loop over attack p
     return out_tiles, out_owner, taken_total
 
 
+#: Columns of a strategy row (see ``envs.territory_policies.LEVELS``).
+EXPAND_RESERVE, EXPAND_FRACTION, ATTACK_RATIO, ATTACK_RESERVE, ATTACK_FRACTION, ATTACK_WHILE_EXPANDING = range(6)
+
+
 @njit(cache=True)
-def bots_act(step, interval, alive, adjacent, troops, capacity, pool, min_attack, seed):
-    """Bots due this step expand into neutral land while they border it, otherwise attack their
-    weakest neighbour if it has fewer troops and they are at half their cap or more."""
-    state = np.uint64(seed)
-    p1 = alive.shape[0]
-    for bot in range(AGENT + 1, p1):
+def scripted_orders(player, strategy, alive, adjacent, troops, capacity, pool, min_attack):
+    """The orders of the scripted ``strategy`` (a row of six numbers) for ``player`` now.
+
+    Expand: into neutral land it borders, when no expansion is under way and its troops are at least
+    ``EXPAND_RESERVE`` of its cap, sending ``EXPAND_FRACTION``. Attack: the bordering player with the
+    fewest troops, when its own troops are at least ``ATTACK_RATIO`` times that player's and
+    ``ATTACK_RESERVE`` of its cap, no attack on it is under way, and (unless ``ATTACK_WHILE_EXPANDING``)
+    it borders no neutral land; sending ``ATTACK_FRACTION``. Returns (expand?, attack target or -1);
+    the caller sends the expansion first.
+    """
+    t, cap = troops[player], capacity[player]
+    expand = (
+        strategy[EXPAND_FRACTION] > 0.0
+        and adjacent[player, NEUTRAL]
+        and pool[player, NEUTRAL] < min_attack
+        and t >= strategy[EXPAND_RESERVE] * cap
+        and t * strategy[EXPAND_FRACTION] >= min_attack
+    )
+    target = -1
+    may_attack = strategy[ATTACK_FRACTION] > 0.0 and t >= strategy[ATTACK_RESERVE] * cap
+    if may_attack and (strategy[ATTACK_WHILE_EXPANDING] > 0.0 or not adjacent[player, NEUTRAL]):
+        for q in range(AGENT, alive.shape[0]):
+            if q == player or not (alive[q] and adjacent[player, q]) or pool[player, q] >= min_attack:
+                continue
+            if t >= strategy[ATTACK_RATIO] * troops[q] and (target < 0 or troops[q] < troops[target]):
+                target = q
+    return expand, target
+
+
+@njit(cache=True)
+def bots_act(step, interval, strategies, alive, adjacent, troops, capacity, pool, min_attack):
+    """Bots due this step (every ``interval`` steps, staggered) send the orders of their strategy
+    (``strategies[player]``): the expansion first, then the attack, each a fraction of the troops at home."""
+    for bot in range(AGENT + 1, alive.shape[0]):
         if not alive[bot] or (step + bot) % interval:
             continue
-        state, r = _splitmix64(state)
-        fraction = 0.3 + 0.2 * np.float64(r % np.uint64(3))  # 0.3, 0.5 or 0.7
-        target = -1
-        if adjacent[bot, NEUTRAL]:
-            if pool[bot, NEUTRAL] < min_attack:
-                target = NEUTRAL
-        elif troops[bot] >= 0.5 * capacity[bot]:
-            for q in range(AGENT, p1):
-                weaker = adjacent[bot, q] and alive[q] and troops[q] < troops[bot]
-                if weaker and (target < 0 or troops[q] < troops[target]):
-                    target = q
-        if target >= 0 and troops[bot] * fraction >= min_attack:
-            pool[bot, target] += troops[bot] * fraction
-            troops[bot] -= troops[bot] * fraction
+        strategy = strategies[bot]
+        expand, target = scripted_orders(bot, strategy, alive, adjacent, troops, capacity, pool, min_attack)
+        if expand:
+            sent = troops[bot] * strategy[EXPAND_FRACTION]
+            pool[bot, NEUTRAL] += sent
+            troops[bot] -= sent
+        if target >= 0 and troops[bot] * strategy[ATTACK_FRACTION] >= min_attack:
+            sent = troops[bot] * strategy[ATTACK_FRACTION]
+            pool[bot, target] += sent
+            troops[bot] -= sent
 
 
 @njit(cache=True)
@@ -306,9 +334,10 @@ def scan_contacts(border_buf, border_len, owner, is_border, in_list, offsets, ad
 
 
 @njit(cache=True)
-def grow_and_eliminate(troops, tile_count, alive, pool, cap_base, cap_per_tile, growth_base, growth_per_tile):
-    """Troops grow towards the cap (and decay above it); players without land are eliminated,
-    their attacks cancelled and attacks on them sent home. Returns True if anyone was eliminated."""
+def grow_and_eliminate(troops, tile_count, alive, pool, cap_base, cap_per_tile, growth_base, growth_rate):
+    """Troops (at home and under way) grow logistically towards the cap, fastest at half of it, and decay above
+    it; players without land are eliminated, their attacks cancelled and attacks on them sent home. Returns True if
+    anyone was eliminated."""
     p1 = troops.shape[0]
     eliminated = False
     for p in range(AGENT, p1):
@@ -318,8 +347,12 @@ def grow_and_eliminate(troops, tile_count, alive, pool, cap_base, cap_per_tile, 
             alive[p] = False
             eliminated = True
             continue
+        # Troops under way count against the cap: parking them in an attack does not speed up growth.
+        total = troops[p]
+        for q in range(p1):
+            total += pool[p, q]
         cap = cap_base + cap_per_tile * tile_count[p]
-        growth = (growth_base + growth_per_tile * tile_count[p]) * (1.0 - troops[p] / cap)
+        growth = growth_base + growth_rate * total * (1.0 - total / cap)
         troops[p] = max(troops[p] + growth, 0.0)
     if eliminated:
         for p in range(AGENT, p1):

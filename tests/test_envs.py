@@ -9,7 +9,7 @@ from envs import DarkKeyToDoorEnv, DarkroomEnv, DarkroomHardEnv, RepeatPreviousE
 #: The memory tasks; TerritoryControl (a strategy game with no exact random or optimal return) and the POPGym tasks
 #: (POPGym's games, which render to text) have their own tests.
 POPGYM_IDS = sorted(env_id for env_id in envs.ENV_IDS if env_id.startswith("sb3ma/popgym-"))
-MEMORY_ENV_IDS = sorted(set(envs.ENV_IDS) - {"sb3ma/TerritoryControl-v0", *POPGYM_IDS})
+MEMORY_ENV_IDS = sorted(set(envs.ENV_IDS) - {*envs.TERRITORY_IDS, *POPGYM_IDS})
 RENDER_SHAPES = {
     "sb3ma/Darkroom-v0": (72, 72, 3),
     "sb3ma/DarkroomHard-v0": (72, 72, 3),
