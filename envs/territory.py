@@ -67,15 +67,17 @@ GLOBAL_FEATURES = (
 )
 #: Fractions of the agent's troops an attack may send (second action component).
 TROOP_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
-#: Preset -> settings. ``map_resolution``/``tactical_size``: side of the map observations/the tactical one.
+#: Preset -> settings. ``map_resolution``/``tactical_size``: side of the map observations/the tactical one. The small
+#: preset's observations are coarse (two tiles per cell) so that training runs at hundreds of steps/s on a CPU.
 PRESETS: dict[str, dict[str, Any]] = {
     "small": {
         "map_size": 64,
         "num_bots": 2,
         "bot_level": "easy",
         "max_steps": 200,
-        "map_resolution": 64,
-        "tactical_size": 32,
+        "local_view_size": 32,
+        "map_resolution": 32,
+        "tactical_size": 16,
     },
     "medium": {
         "map_size": 256,
@@ -109,13 +111,13 @@ class TerritoryControlEnv(gym.Env):
     :param map_size: side of the square map in tiles, 64 to 2048 (a map file is resampled to it;
         None: the file's size, or the preset's for a procedural map).
     :param num_bots: scripted opponents, 0 to 64.
-    :param bot_level: the bots' strategy, ``"passive"``, ``"easy"``, ``"medium"`` or ``"hard"``
+    :param bot_level: the bots' strategy, ``"passive"``, ``"expander"``, ``"easy"``, ``"medium"`` or ``"hard"``
         (:data:`envs.territory_policies.LEVELS`).
     :param max_steps: game length: after it the game ends and the player with the most land wins.
     :param map_resolution: side of ``global_map`` and ``local_map``, 16 to 256.
     :param tactical_size: side (tiles and cells) of ``tactical_map``, 8 to ``map_size``.
     :param local_view_size: side of the window around the agent's territory shown in ``local_map``, 16 to
-        ``map_size`` (None: ``min(256, map_size)``).
+        ``map_size`` (None: the preset's, else ``min(256, map_size)``).
     :param map_seed: None draws a new procedural map every reset; an int fixes the map.
     :param bot_interval: bots reconsider their attacks every this many steps.
     :param win_share: the agent wins on owning this share of the land; against bots also by being the last player
@@ -193,6 +195,7 @@ class TerritoryControlEnv(gym.Env):
                 f"tactical_size={tactical_size!r} is larger than the map ({self.map_size} tiles): "
                 f"expected 8 to {self.map_size}"
             )
+        local_view_size = settings.get("local_view_size") if local_view_size is None else local_view_size
         if local_view_size is None:
             self.local_view_size = min(256, self.map_size)
         else:

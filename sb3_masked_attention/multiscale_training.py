@@ -1,8 +1,9 @@
 """Train PPO / MaskablePPO with the multi-scale extractors on TerritoryControl, top to bottom, resumably.
 
 The PPO settings (``n_envs``, ``n_timesteps``, ``n_steps``, ``batch_size``, ``n_epochs``, ``learning_rate``,
-``ent_coef``) are the ``sb3ma/TerritoryControl-v0`` entry of ``zoo_configs/ppo.yml``, so this command and
-``rl_zoo3.train`` train the same thing; the map and run settings are :class:`MultiscaleConfig`.
+``ent_coef``) and the extractor's size (``policy_kwargs``) are the preset's entry in ``zoo_configs/ppo.yml``
+(``sb3ma/TerritoryControl-{preset}-v0``), so this command and ``rl_zoo3.train`` train the same thing; the game
+and run settings are :class:`MultiscaleConfig`.
 
 A run directory holds ``train_config.json`` (the settings; a resumed run must match them),
 ``checkpoints/`` (atomic, the newest two kept), ``evaluations.csv`` (one row per evaluation,
@@ -29,9 +30,10 @@ from sb3_masked_attention.io import atomic_path
 from sb3_masked_attention.runs import RunDir, newest_files
 from sb3_masked_attention.validation import check_int, check_keywords
 from sb3_masked_attention.weights import load_weights, saved_timesteps
-from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, zoo_entry
+from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, literal_dict, zoo_entry
 
 TERRITORY_ID = "sb3ma/TerritoryControl-v0"
+PRESETS = ("small", "medium", "full")
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO}
 #: The entries of the zoo_configs entry that are PPO keyword arguments (the rest is rl-zoo's business).
 PPO_KEYS = ("n_steps", "batch_size", "n_epochs", "learning_rate", "ent_coef", "gamma", "gae_lambda", "clip_range")
@@ -39,12 +41,14 @@ PPO_KEYS = ("n_steps", "batch_size", "n_epochs", "learning_rate", "ent_coef", "g
 
 @dataclass(frozen=True)
 class MultiscaleConfig:
-    """``sb3ma train-multiscale``: the map and the run (PPO settings come from the zoo entry).
+    """``sb3ma train-multiscale``: the game and the run (PPO settings come from the preset's zoo entry).
 
+    :param preset: ``small``, ``medium`` or ``full`` (``envs.territory.PRESETS``); the fields left None take its values.
     :param map_name: ``plains``, ``islands``, ``continents`` or a ``.png``/``.npy`` map file.
     :param map_size: map side in tiles.
     :param num_bots: opponents.
-    :param max_steps: episode length.
+    :param bot_level: the bots' scripted level (``envs.territory_policies.LEVELS``).
+    :param max_steps: game length.
     :param local_view_size: side of the local map window, at most ``map_size`` (None: ``min(256, map_size)``).
     :param attention: :class:`MultiScaleExtractorWithAttention` if True, else :class:`MultiScaleExtractor`.
     :param algo: ``"maskable_ppo"`` (invalid targets masked) or ``"ppo"`` (invalid targets are no-ops).
@@ -55,10 +59,12 @@ class MultiscaleConfig:
     :param subprocess_envs: SubprocVecEnv (else DummyVecEnv).
     """
 
+    preset: str = "full"
     map_name: str = "plains"
-    map_size: int = 1024
-    num_bots: int = 10
-    max_steps: int = 1000
+    map_size: int | None = None
+    num_bots: int | None = None
+    bot_level: str | None = None
+    max_steps: int | None = None
     local_view_size: int | None = None
     attention: bool = True
     algo: str = "maskable_ppo"
@@ -71,13 +77,20 @@ class MultiscaleConfig:
     subprocess_envs: bool = True
 
     def env_kwargs(self) -> dict[str, Any]:
-        return {
-            "map_name": self.map_name,
+        """The environment's arguments: the preset and the settings that override it."""
+        given = {
             "map_size": self.map_size,
             "num_bots": self.num_bots,
+            "bot_level": self.bot_level,
             "max_steps": self.max_steps,
             "local_view_size": self.local_view_size,
         }
+        return {"preset": self.preset, "map_name": self.map_name, **{k: v for k, v in given.items() if v is not None}}
+
+    def zoo_id(self) -> str:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset={self.preset!r} is unknown: expected one of {list(PRESETS)}")
+        return f"sb3ma/TerritoryControl-{self.preset}-v0"
 
 
 def train_multiscale(
@@ -101,7 +114,7 @@ def train_multiscale(
     config = replace(config or MultiscaleConfig(), **overrides)
     if config.algo not in ALGORITHMS:
         raise ValueError(f"algo={config.algo!r} is unknown: expected one of {sorted(ALGORITHMS)}")
-    entry = zoo_entry(PROJECT_PPO_CONFIG, TERRITORY_ID)
+    entry = zoo_entry(PROJECT_PPO_CONFIG, config.zoo_id())
     total_timesteps = check_int("total_timesteps", int(total_timesteps or entry["n_timesteps"]))
     n_envs = check_int("n_envs", int(n_envs or entry["n_envs"]))
     ppo_kwargs = {**{key: entry[key] for key in PPO_KEYS if key in entry}, **(ppo_kwargs or {})}
@@ -142,7 +155,10 @@ def train_multiscale(
         seed=config.seed,
         device=config.device,
         verbose=verbose,
-        policy_kwargs={"multiscale_extractor": "attention" if config.attention else "plain"},
+        policy_kwargs={
+            **literal_dict(entry.get("policy_kwargs", {})),
+            "multiscale_extractor": "attention" if config.attention else "plain",
+        },
         tensorboard_log=str(run.tensorboard),
         **ppo_kwargs,
     )
@@ -195,11 +211,19 @@ def add_subparsers(commands: Any) -> None:
     cmd = commands.add_parser(
         "train-multiscale", help="train (or resume) PPO with the multi-scale extractors on TerritoryControl"
     )
+    option(cmd, MultiscaleConfig, "preset", choices=list(PRESETS), help="game settings and the zoo entry's PPO settings")
     option(cmd, MultiscaleConfig, "map_name", "--map", help="plains, islands, continents, or a .png/.npy map file")
     for name in ("map_size", "max_steps"):
-        option(cmd, MultiscaleConfig, name, type=positive_int)
-    option(cmd, MultiscaleConfig, "local_view_size", type=positive_int, help="at most --map-size; None: min(256, map size)")
-    option(cmd, MultiscaleConfig, "num_bots")
+        option(cmd, MultiscaleConfig, name, type=positive_int, help="None: the preset's")
+    option(cmd, MultiscaleConfig, "bot_level", type=str, help="passive, expander, easy, medium or hard; None: the preset's")
+    option(
+        cmd,
+        MultiscaleConfig,
+        "local_view_size",
+        type=positive_int,
+        help="at most --map-size; None: the preset's, else min(256, map size)",
+    )
+    option(cmd, MultiscaleConfig, "num_bots", type=int, help="None: the preset's")
     cmd.add_argument("--total-timesteps", type=positive_int, default=None, help="(default: the zoo entry's n_timesteps)")
     cmd.add_argument("--n-envs", type=positive_int, default=None, help="(default: the zoo entry's)")
     cmd.add_argument("--no-attention", dest="attention", action="store_false", help="MultiScaleExtractor instead")

@@ -162,3 +162,16 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path, args, message):
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_small_preset_takes_its_zoo_entry_and_game(tmp_path):
+    tiny = {**TINY, "map_size": None, "num_bots": None}
+    model = train_multiscale(tmp_path, total_timesteps=32, preset="small", **tiny)
+    extractor = model.policy.features_extractor
+    assert extractor.features_dim == 256  # the small entry's narrower extractor
+    assert extractor.branches["global_map"].convs[0].out_channels == 16
+    game = model.get_env().envs[0].unwrapped
+    assert (game.preset, game.map_size, game.num_bots, game.bot_level, game.max_steps) == ("small", 64, 2, "easy", 30)
+    assert model.observation_space["global_map"].shape == (6, 32, 32)
+    with pytest.raises(ValueError, match="preset='tiny'"):
+        train_multiscale(tmp_path / "x", total_timesteps=32, preset="tiny", **tiny)
