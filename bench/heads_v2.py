@@ -61,17 +61,29 @@ def pilot() -> str:
     method = best.loc[best["family"] == "none", "method"].iloc[0]
     final = scores[scores["method"] == method].groupby("timesteps")["score"].mean()
     inside = final[(final >= 0.7) & (final <= 0.9)]
-    budget = f"{int(inside.index[0])} steps" if len(inside) else "none in 70-90% of optimal within the pilot budget"
     lines += ["## Main budget", "", f"`none` at its setting ({method}), mean normalised score per evaluation:", ""]
-    lines += [to_markdown(final.reset_index()), "", f"First evaluation at 70-90% of optimal: **{budget}**.", ""]
+    lines += [to_markdown(final.reset_index()), ""]
+    if len(inside):
+        budget = int(inside.index[0])
+        lines += [f"First evaluation at 70-90% of optimal: **{budget} steps**.", ""]
+    else:  # the fallback recorded in README.md's deviations (the rule found no evaluation in the window)
+        budget = int(final[final >= 0.7].index[0])
+        lines += [
+            f"No evaluation at 70-90% of optimal; the first at 70% or more (the recorded fallback): **{budget} steps** "
+            f"({final[budget]:.3f}).",
+            "",
+        ]
 
-    sd = float(best["auc_std"].max())
+    # The seed check at the main budget: each chosen setting's AUC over its pilot curve up to the budget.
+    chosen = scores[scores["method"].isin(best["method"]) & (scores["timesteps"] <= budget)]
+    sd = float(area_under_curve(chosen).groupby("method")["score"].std().max())
     detectable = Z_POWER * sd * np.sqrt(2 / 20)
     lines += [
         "## Seeds",
         "",
-        f"Largest AUC standard deviation among the chosen settings: {sd:.3f}; 20 seeds per arm detect a difference of "
-        f"**{detectable:.3f}** in AUC at 80% power (two-sided 0.05, normal approximation).",
+        f"Largest AUC standard deviation among the chosen settings, their pilot curves cut at {budget} steps: {sd:.3f}; "
+        f"20 seeds per arm detect a difference of **{detectable:.3f}** in AUC at 80% power (two-sided 0.05, normal "
+        "approximation).",
     ]
     text = "\n".join(lines) + "\n"
     write_text_atomic(OUT / "pilot.md", text)
@@ -96,12 +108,18 @@ def differences_to_none(areas: pd.DataFrame, reps: int = 10_000, seed: int = 0) 
 
 
 def primary_tests(reps: int = 10_000) -> str:
-    """The three pre-registered tests on results/heads_v2/main/scores.csv, Holm-corrected as one family."""
+    """The three pre-registered tests on the main runs' scores, Holm-corrected as one family."""
     from sb3_masked_attention.evaluation.inference import area_under_curve, holm, interaction_test, one_way_test
     from sb3_masked_attention.evaluation.report import to_markdown
     from sb3_masked_attention.io import write_text_atomic
 
-    areas = area_under_curve(normalized(OUT / "main" / "scores.csv"))
+    # the main runs: RepeatPrevious (main.yml -> main/) and POPGym (popgym.yml -> main_popgym/, budget after the probes)
+    parts = [
+        normalized(OUT / folder / "scores.csv") for folder in ("main", "main_popgym") if (OUT / folder / "scores.csv").exists()
+    ]
+    if not parts:
+        raise SystemExit("no main scores yet: run `sb3ma study run studies/heads_v2/main.yml --dir results/heads_v2/main`")
+    areas = area_under_curve(pd.concat(parts, ignore_index=True))
     areas = areas[areas["method"].isin(STRATEGIES)]
     repeat = areas[areas["env"].isin(["RepeatPrevious-k4", "RepeatPrevious-k28"])]
     results = [("strategy x lag, RepeatPrevious", interaction_test(repeat["score"], repeat["method"], repeat["env"], reps))]

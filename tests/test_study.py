@@ -321,3 +321,16 @@ def test_one_env_id_as_two_named_tasks(tmp_path):
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(ValueError, match="NoSuchEnv"):
         load_study(path)
+
+
+def test_a_method_may_have_its_own_seeds(tmp_path):
+    path = write_study(tmp_path / "study.yml", seeds=3, methods=("specialized", "none"), n_timesteps=64)
+    spec = yaml.safe_load(path.read_text())
+    spec["methods"]["none"]["seeds"] = [1, 5]
+    path.write_text(yaml.safe_dump(spec))
+    runs = [(run.method.name, run.seed) for run in load_study(path).runs]
+    assert runs == [("specialized", 0), ("none", 1), ("specialized", 1), ("specialized", 2), ("none", 5)]  # keys sorted
+    spec["methods"]["none"]["seeds"] = [2, 2]
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match=r"method 'none': seeds=\[2, 2\] repeat \[2\]"):
+        load_study(path)

@@ -18,13 +18,13 @@ A study file (YAML) names the methods, the envs and the seeds::
         algo: ppo
         conf_file: zoo_configs/ppo.yml
         hyperparams: {policy_kwargs: "dict(head_mask_strategy='specialized')"}
-      recurrent_ppo: {algo: ppo_lstm, conf_file: zoo_configs/ppo_lstm.yml}
+      recurrent_ppo: {algo: ppo_lstm, conf_file: zoo_configs/ppo_lstm.yml, seeds: 5}   # its own seeds
 
 An env entry's key is the task's name (the ``env`` column of the scores and its folder); it is the env id
-itself unless ``env_id`` names one. ``conf_file`` is relative to the study file (default: rl-zoo's own file for
-``algo``). In ``hyperparams`` strings, ``{env}`` becomes the env id with ``/`` replaced by ``-`` (e.g. one
-pretrained trunk per env: ``policy_kwargs: "dict(pretrained_extractor='trunks/{env}.pt')"``, relative to the current
-directory).
+itself unless ``env_id`` names one. A method's ``seeds`` replaces the study's for that method. ``conf_file`` is
+relative to the study file (default: rl-zoo's own file for ``algo``). In ``hyperparams`` strings, ``{env}``
+becomes the env id with ``/`` replaced by ``-`` (e.g. one pretrained trunk per env:
+``policy_kwargs: "dict(pretrained_extractor='trunks/{env}.pt')"``, relative to the current directory).
 
 What is checked, each mistake named with its key and the file: unknown keys at every level; seeds distinct
 non-negative integers; method, env and study names usable as folder names; env ids registered and their
@@ -49,7 +49,7 @@ from sb3_masked_attention.validation import check_int
 
 TOP_KEYS = ("name", "seeds", "eval_freq", "eval_episodes", "envs", "methods")
 ENV_KEYS = ("env_id", "n_timesteps", "env_kwargs")
-METHOD_KEYS = ("algo", "conf_file", "hyperparams")
+METHOD_KEYS = ("algo", "conf_file", "hyperparams", "seeds")
 #: rl-zoo hyperparameters that are not algorithm arguments but data rl-zoo reads.
 ZOO_DATA_KEYS = ("n_envs", "policy", "normalize", "frame_stack", "policy_kwargs", "monitor_kwargs")
 #: rl-zoo hyperparameters that name Python objects to import (or strings it evaluates): never from a study file.
@@ -268,6 +268,10 @@ def load_study(path: str | os.PathLike) -> Study:
     if not envs or not methods:
         raise ValueError(f"{where}: expected at least one env and one method")
     parsed_methods = [_method(name, entry, path.parent, where) for name, entry in methods.items()]
+    method_seeds = {
+        method.name: _seeds(entry["seeds"], f"{where}: method {method.name!r}") if "seeds" in entry else seeds
+        for method, entry in zip(parsed_methods, methods.values())
+    }
     parsed_envs = [_env(task, entry, where) for task, entry in envs.items()]
     slugs = [env_slug(task) for task, _, _, _ in parsed_envs]
     if len(set(slugs)) < len(slugs):
@@ -276,9 +280,10 @@ def load_study(path: str | os.PathLike) -> Study:
     for task, env_id, n_timesteps, env_kwargs in parsed_envs:
         env_methods = [_for_env(method, env_id, f"{where}: method {method.name!r}") for method in parsed_methods]
         label = "" if task == env_id else task
-        for seed in seeds:
+        for seed in sorted(set().union(*method_seeds.values())):  # seed-major: every method's first seeds first
             for method in env_methods:
-                runs.append(Run(method, env_id, seed, n_timesteps, env_kwargs, eval_freq, eval_episodes, label))
+                if seed in method_seeds[method.name]:
+                    runs.append(Run(method, env_id, seed, n_timesteps, env_kwargs, eval_freq, eval_episodes, label))
     return Study(name, tuple(runs), spec, where)
 
 
