@@ -305,7 +305,6 @@ class TerritoryControlEnv(gym.Env):
         self._agent_border_blocks = np.zeros(self._res**2, dtype=np.int64)
         self._agent_sum = np.zeros(2, dtype=np.float64)  # sum of the agent's (row, col), padded coordinates
         self._troops = np.zeros(p1, dtype=np.float64)
-        self._strategies = np.tile(self._bot_strategy, (p1, 1))  # rows 0 (neutral) and 1 (agent) unused
         self._alive = np.zeros(p1, dtype=bool)
         self._pool = np.zeros((p1, p1), dtype=np.float64)  # [attacker, target] troops under way
         self._adjacent = np.zeros((p1, p1), dtype=bool)
@@ -460,7 +459,7 @@ class TerritoryControlEnv(gym.Env):
             kernels.bots_act(
                 self._steps,
                 self.bot_interval,
-                self._strategies,
+                self._bot_strategy,
                 self._alive,
                 self._adjacent,
                 self._troops,

@@ -257,13 +257,12 @@ def scripted_orders(player, strategy, alive, adjacent, troops, capacity, pool, m
 
 
 @njit(cache=True)
-def bots_act(step, interval, strategies, alive, adjacent, troops, capacity, pool, min_attack):
-    """Bots due this step (every ``interval`` steps, staggered) send the orders of their strategy
-    (``strategies[player]``): the expansion first, then the attack, each a fraction of the troops at home."""
+def bots_act(step, interval, strategy, alive, adjacent, troops, capacity, pool, min_attack):
+    """Bots due this step (every ``interval`` steps, staggered) send the orders of ``strategy`` (every bot plays
+    the same level): the expansion first, then the attack, each a fraction of the troops at home."""
     for bot in range(AGENT + 1, alive.shape[0]):
         if not alive[bot] or (step + bot) % interval:
             continue
-        strategy = strategies[bot]
         expand, target = scripted_orders(bot, strategy, alive, adjacent, troops, capacity, pool, min_attack)
         if expand:
             sent = troops[bot] * strategy[EXPAND_FRACTION]
