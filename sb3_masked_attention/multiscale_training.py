@@ -10,6 +10,12 @@ A run directory holds ``train_config.json`` (the settings; a resumed run must ma
 appended), ``best_model.zip``, ``final_model.zip``, ``monitor/`` (episode CSVs) and
 ``tensorboard/`` (losses, ``eval/*``, and ``attention/*`` from :class:`AttentionLoggingCallback`).
 Running the same command again after a kill resumes from the newest checkpoint.
+
+Curriculum: ``init_from`` (``--init-from MODEL``) starts a new run from a model trained on another preset. The
+extractors do not depend on the map size, so the network is the source model's (its ``policy_kwargs`` replace the
+zoo entry's) and every weight is copied, except the action head's target rows when the number of bots differs:
+"wait", "neutral land" and the troop fractions keep their rows and bot ``k`` takes the source's bot ``k mod n``
+(bots are interchangeable seats). The optimizer and the step count start afresh.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
@@ -29,10 +36,9 @@ from sb3_masked_attention.callbacks import AtomicCheckpointCallback, AttentionLo
 from sb3_masked_attention.io import atomic_path
 from sb3_masked_attention.runs import RunDir, newest_files
 from sb3_masked_attention.validation import check_int, check_keywords
-from sb3_masked_attention.weights import load_weights, saved_timesteps
+from sb3_masked_attention.weights import load_matching_weights, load_weights, saved_policy_kwargs, saved_timesteps
 from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, literal_dict, zoo_entry
 
-TERRITORY_ID = "sb3ma/TerritoryControl-v0"
 PRESETS = ("small", "medium", "full")
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO}
 #: The entries of the zoo_configs entry that are PPO keyword arguments (the rest is rl-zoo's business).
@@ -57,6 +63,7 @@ class MultiscaleConfig:
     :param eval_episodes: episodes per evaluation.
     :param attention_log_freq: environment steps between TensorBoard attention logs.
     :param subprocess_envs: SubprocVecEnv (else DummyVecEnv).
+    :param init_from: a model ``.zip`` of this command (any preset) to start a new run from (see the module doc).
     """
 
     preset: str = "full"
@@ -75,6 +82,7 @@ class MultiscaleConfig:
     eval_episodes: int = 5
     attention_log_freq: int = 10_000
     subprocess_envs: bool = True
+    init_from: str | None = None
 
     def env_kwargs(self) -> dict[str, Any]:
         """The environment's arguments: the preset and the settings that override it."""
@@ -102,6 +110,7 @@ def train_multiscale(
     ppo_kwargs: dict[str, Any] | None = None,
     progress_bar: bool = True,
     verbose: int = 1,
+    callback: BaseCallback | None = None,
     **overrides: Any,
 ) -> BaseAlgorithm:
     """Train (or resume) ``config.algo`` with ``MultiScaleAttentionPolicy`` on TerritoryControl and return the model.
@@ -110,6 +119,7 @@ def train_multiscale(
     :param total_timesteps: environment steps (default: the zoo entry's ``n_timesteps``); may grow on resume.
     :param n_envs: parallel environments (default: the zoo entry's).
     :param ppo_kwargs: PPO arguments over the zoo entry's (``n_steps``, ``batch_size``, ``learning_rate`` ...).
+    :param callback: an SB3 callback run with the command's own (checkpoints, evaluations, attention logs).
     """
     config = replace(config or MultiscaleConfig(), **overrides)
     if config.algo not in ALGORITHMS:
@@ -126,6 +136,16 @@ def train_multiscale(
 
     env_kwargs = config.env_kwargs()
     TerritoryControlEnv(**env_kwargs)  # a bad map or size fails here, before anything is written
+    policy_kwargs = literal_dict(entry.get("policy_kwargs", {}))
+    extractor = "attention" if config.attention else "plain"
+    if config.init_from is not None:
+        policy_kwargs = saved_policy_kwargs(config.init_from)  # the source's network; fails on a bad file
+        if policy_kwargs.get("multiscale_extractor", extractor) != extractor:
+            raise ValueError(
+                f"init_from={config.init_from!r} holds the {policy_kwargs['multiscale_extractor']!r} extractor, this run "
+                f"trains {extractor!r}: expected the same extractor (--no-attention selects 'plain')"
+            )
+    policy_kwargs["multiscale_extractor"] = extractor
     identity = {
         "algo": config.algo,
         "attention": config.attention,
@@ -134,8 +154,9 @@ def train_multiscale(
         "seed": config.seed,
         "ppo_kwargs": ppo_kwargs,
         "total_timesteps": total_timesteps,
+        "init_from": config.init_from,
     }
-    run = RunDir(output_dir, identity, grow=("total_timesteps",))
+    run = RunDir(output_dir, identity, grow=("total_timesteps",), defaults={"init_from": None})
     final_path = run.path / "final_model.zip"
     env_cls = SubprocVecEnv if config.subprocess_envs and n_envs > 1 else DummyVecEnv
     env = make_vec_env(
@@ -155,10 +176,7 @@ def train_multiscale(
         seed=config.seed,
         device=config.device,
         verbose=verbose,
-        policy_kwargs={
-            **literal_dict(entry.get("policy_kwargs", {})),
-            "multiscale_extractor": "attention" if config.attention else "plain",
-        },
+        policy_kwargs=policy_kwargs,
         tensorboard_log=str(run.tensorboard),
         **ppo_kwargs,
     )
@@ -174,6 +192,13 @@ def train_multiscale(
         load_weights(model, found[-1])
         if verbose:
             print(f"resuming {run.path} from {found[-1].name} ({model.num_timesteps} steps done)")
+    elif config.init_from is not None:
+        report = load_matching_weights(model, config.init_from, adapt=action_rows_adapter(env.action_space))
+        if verbose:
+            print(
+                f"starting from {config.init_from}: {len(report['copied'])} tensors copied, "
+                f"{len(report['adapted'])} adapted ({', '.join(report['adapted']) or 'none'}), {len(report['fresh'])} fresh"
+            )
     callbacks = CallbackList(
         [
             AtomicCheckpointCallback(config.checkpoint_freq, run.path / "checkpoints"),
@@ -187,6 +212,7 @@ def train_multiscale(
                 verbose=verbose,
             ),
             AttentionLoggingCallback(log_freq=config.attention_log_freq),
+            *([callback] if callback is not None else []),
         ]
     )
     remaining = total_timesteps - model.num_timesteps
@@ -201,6 +227,28 @@ def train_multiscale(
         env.close()
         eval_env.close()
     return model
+
+
+def action_rows_adapter(action_space: Any) -> Any:
+    """For :func:`load_matching_weights`: the action head of a model with another number of bots, row by row.
+
+    TerritoryControl's action is ``MultiDiscrete([num_bots + 2, n_fractions])``, so the action head has one row per
+    target (wait, neutral, bot 1..n) then one per troop fraction. Wait, neutral and the fractions keep their rows;
+    bot ``k`` takes the source's bot ``k mod n_source``.
+    """
+    n_targets, n_fractions = (int(n) for n in action_space.nvec)
+
+    def adapt(name: str, saved: torch.Tensor, current: torch.Tensor) -> torch.Tensor | None:
+        if not name.startswith("action_net.") or saved.shape[1:] != current.shape[1:]:
+            return None
+        source_targets = saved.shape[0] - n_fractions
+        if source_targets < 3 or current.shape[0] != n_targets + n_fractions:
+            return None
+        rows = [0, 1, *(2 + k % (source_targets - 2) for k in range(n_targets - 2))]
+        rows += [source_targets + j for j in range(n_fractions)]
+        return saved[rows].clone()
+
+    return adapt
 
 
 # ---------------------------------------------------------------- command line
@@ -248,6 +296,13 @@ def add_subparsers(commands: Any) -> None:
         "--no-subprocess", dest="subprocess_envs", action="store_false", help="DummyVecEnv instead of SubprocVecEnv"
     )
     cmd.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    option(
+        cmd,
+        MultiscaleConfig,
+        "init_from",
+        type=str,
+        help="curriculum: start from this model of `sb3ma train-multiscale` (e.g. a small preset's final_model.zip)",
+    )
     cmd.set_defaults(func=_cmd_train_multiscale)
 
 
@@ -259,7 +314,7 @@ def _cmd_train_multiscale(args: Any) -> None:
     fields = set(asdict(MultiscaleConfig()))
     config = MultiscaleConfig(**{key: value for key, value in vars(args).items() if key in fields})
     extractor = "MultiScaleExtractorWithAttention" if config.attention else "MultiScaleExtractor"
-    print(f"Training {config.algo} + {extractor} on {TERRITORY_ID} ({config.env_kwargs()}) into {args.output_dir}")
+    print(f"Training {config.algo} + {extractor} on {config.zoo_id()} ({config.env_kwargs()}) into {args.output_dir}")
     model = train_multiscale(
         args.output_dir,
         config,

@@ -18,6 +18,7 @@ import json
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,18 +121,15 @@ def load_weights(model: BaseAlgorithm, path: str | os.PathLike) -> BaseAlgorithm
     :raises ValueError: not a readable SB3 zip, or weights that do not fit ``model``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"model file {str(path)!r} does not exist")
+    data, policy = _read_policy_file(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            data = json.loads(_zip_member(archive, "data", path))
-            policy = torch.load(io.BytesIO(_zip_member(archive, "policy.pth", path)), map_location="cpu", weights_only=True)
             optimizer = (
                 torch.load(io.BytesIO(archive.read("policy.optimizer.pth")), map_location="cpu", weights_only=True)
                 if "policy.optimizer.pth" in archive.namelist()
                 else None
             )
-    except (zipfile.BadZipFile, pickle.UnpicklingError, json.JSONDecodeError, EOFError, RuntimeError, OSError) as error:
+    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, RuntimeError, OSError) as error:
         raise ValueError(
             f"model file {str(path)!r} is not a readable SB3 model ({type(error).__name__}); nothing in it was run"
         ) from None
@@ -146,6 +144,72 @@ def load_weights(model: BaseAlgorithm, path: str | os.PathLike) -> BaseAlgorithm
     model.num_timesteps = int(data.get("num_timesteps", 0))
     model._n_updates = int(data.get("_n_updates", 0))  # type: ignore[attr-defined]
     return model
+
+
+def _read_policy_file(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The plain JSON ``data`` and the ``policy.pth`` state dict of an SB3 zip (weights only, nothing unpickled)."""
+    if not path.is_file():
+        raise ValueError(f"model file {str(path)!r} does not exist")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(_zip_member(archive, "data", path))
+            policy = torch.load(io.BytesIO(_zip_member(archive, "policy.pth", path)), map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, pickle.UnpicklingError, json.JSONDecodeError, EOFError, RuntimeError, OSError) as error:
+        raise ValueError(
+            f"model file {str(path)!r} is not a readable SB3 model ({type(error).__name__}); nothing in it was run"
+        ) from None
+    return data, policy
+
+
+def saved_policy_kwargs(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``policy_kwargs`` an SB3 ``.zip`` was built with, from the plain JSON of ``data`` (nothing unpickled).
+
+    :raises ValueError: not a readable SB3 zip, or ``policy_kwargs`` stored only as a pickle (classes, functions).
+    """
+    data, _ = _read_policy_file(Path(path))
+    kwargs = data.get("policy_kwargs", {})
+    if not isinstance(kwargs, dict) or ":serialized:" in kwargs:
+        raise ValueError(
+            f"model file {str(path)!r} stores its policy_kwargs as a pickle: expected plain JSON (names, numbers, lists)"
+        )
+    return kwargs
+
+
+Adapter = Callable[[str, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
+
+
+def load_matching_weights(model: BaseAlgorithm, path: str | os.PathLike, adapt: Adapter | None = None) -> dict[str, list[str]]:
+    """Start ``model``'s policy from the weights of another SB3 ``.zip`` whose shapes may partly differ
+    (a curriculum: the same network on a larger game). Weights only (nothing unpickled); the optimizer and the
+    step counters stay fresh.
+
+    Every parameter of ``model`` whose name and shape match the file's is copied. For a parameter whose shape
+    differs, ``adapt(name, saved, current)`` may return a tensor of the current shape built from the saved one;
+    otherwise the parameter keeps its fresh initialisation.
+
+    :return: ``{"copied": [...], "adapted": [...], "fresh": [...]}`` (parameter names).
+    :raises ValueError: not a readable SB3 zip, or no parameter in common.
+    """
+    path = Path(path)
+    _, saved = _read_policy_file(path)
+    state = model.policy.state_dict()
+    report: dict[str, list[str]] = {"copied": [], "adapted": [], "fresh": []}
+    for name, current in state.items():
+        tensor = saved.get(name)
+        if tensor is not None and tensor.shape == current.shape:
+            state[name] = tensor
+            report["copied"].append(name)
+            continue
+        adapted = adapt(name, tensor, current) if (adapt is not None and tensor is not None) else None
+        if adapted is not None and adapted.shape == current.shape:
+            state[name] = adapted
+            report["adapted"].append(name)
+        else:
+            report["fresh"].append(name)
+    if not report["copied"]:
+        raise ValueError(f"model file {str(path)!r} shares no parameter with this model: expected the same policy network")
+    model.policy.load_state_dict(state)
+    return report
 
 
 def save_normalization(normalize: VecNormalize, path: str | os.PathLike) -> None:

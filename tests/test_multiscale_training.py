@@ -175,3 +175,43 @@ def test_small_preset_takes_its_zoo_entry_and_game(tmp_path):
     assert model.observation_space["global_map"].shape == (6, 32, 32)
     with pytest.raises(ValueError, match="preset='tiny'"):
         train_multiscale(tmp_path / "x", total_timesteps=32, preset="tiny", **tiny)
+
+
+def test_curriculum_starts_a_larger_game_from_a_smaller_one(tmp_path):
+    tiny = {**TINY, "map_size": None, "num_bots": None}
+    source = train_multiscale(tmp_path / "small", total_timesteps=32, preset="small", **tiny).policy.state_dict()  # 2 bots
+    frozen = {**tiny, "local_view_size": 64, "ppo_kwargs": {**TINY["ppo_kwargs"], "learning_rate": 0.0}}  # weights stay put
+    model = train_multiscale(
+        tmp_path / "medium", total_timesteps=32, preset="medium", init_from=str(tmp_path / "small/final_model.zip"), **frozen
+    )
+    assert model.get_env().envs[0].unwrapped.num_bots == 4 and model.num_timesteps == 32  # a fresh step count
+    # The source's network (its narrow extractor, not the medium entry's 512 features), every weight copied ...
+    assert model.policy.features_extractor.features_dim == 256
+    started = model.policy.state_dict()
+    assert set(started) == set(source)
+    for name, tensor in source.items():
+        if not name.startswith("action_net."):
+            torch.testing.assert_close(started[name], tensor, msg=name)
+    # ... and the action head's rows mapped: wait, neutral, bots 1-4 <- source bots 1, 2, 1, 2, then the 5 fractions.
+    rows = [0, 1, 2, 3, 2, 3, 4, 5, 6, 7, 8]
+    torch.testing.assert_close(started["action_net.weight"], source["action_net.weight"][rows])
+    torch.testing.assert_close(started["action_net.bias"], source["action_net.bias"][rows])
+
+
+def test_curriculum_refuses_another_extractor_and_bad_files(tmp_path):
+    tiny = {**TINY, "map_size": None, "num_bots": None}
+    train_multiscale(tmp_path / "small", total_timesteps=32, preset="small", **tiny)
+    with pytest.raises(ValueError, match="holds the 'attention' extractor"):
+        train_multiscale(
+            tmp_path / "x",
+            total_timesteps=32,
+            preset="small",
+            attention=False,
+            init_from=str(tmp_path / "small/final_model.zip"),
+            **tiny,
+        )
+    with pytest.raises(ValueError, match="does not exist"):
+        train_multiscale(tmp_path / "y", total_timesteps=32, preset="small", init_from=str(tmp_path / "none.zip"), **tiny)
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable SB3 model"):
+        train_multiscale(tmp_path / "z", total_timesteps=32, preset="small", init_from=str(tmp_path / "bad.zip"), **tiny)
