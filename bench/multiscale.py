@@ -16,6 +16,7 @@ from its checkpoints, so the command can be killed and started again.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -125,6 +127,147 @@ def bench_extractors(repeats: int, threads: int) -> None:
             },
         )
         print(f"{name:48s} {count_parameters(extractor):>9,d} params  {1000 * median:7.1f} ms  x{median / base:.3f}")
+
+
+# ------------------------------------------------------------------ training throughput
+THROUGHPUT_CSV = BENCH / "multiscale_training.csv"
+PROFILE_CSV = BENCH / "multiscale_training_profile.csv"
+WIDE = {"features_extractor_kwargs": {"cnn_channels": (32, 64, 64), "branch_dim": 256, "features_dim": 512}}
+#: The levers, each measured against the preset's zoo entry as ``sb3ma train-multiscale`` runs it by default
+#: (DummyVecEnv, one torch thread): more environments per step (the same 1024-step rollouts), larger minibatches,
+#: SubprocVecEnv, two torch threads, finer observations, the medium entry's wider extractor, and both of the last two
+#: (the small preset before it had its own observation size and extractor).
+VARIANTS: dict[str, dict] = {
+    "entry": {},
+    "16 envs x 64 steps": {"n_envs": 16, "ppo_kwargs": {"n_steps": 64}},
+    "batch 256": {"ppo_kwargs": {"batch_size": 256}},
+    "SubprocVecEnv": {"subprocess_envs": True},
+    "2 torch threads": {"threads": 2},
+    "64x64 observations": {"map_resolution": 64, "local_view_size": 64},
+    "wide extractor": {"policy_kwargs": WIDE},
+    "64x64 + wide": {"map_resolution": 64, "local_view_size": 64, "policy_kwargs": WIDE},
+}
+
+
+class PhaseTimer(BaseCallback):
+    """Wall-clock of a whole ``learn`` and of its rollouts (env steps + policy forward); the rest is the update."""
+
+    def _on_training_start(self) -> None:
+        self.start, self.rollout = time.perf_counter(), 0.0
+
+    def _on_rollout_start(self) -> None:
+        self._rollout_start = time.perf_counter()
+
+    def _on_rollout_end(self) -> None:
+        self.rollout += time.perf_counter() - self._rollout_start
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        self.total = time.perf_counter() - self.start
+
+
+def _train_for(preset: str, extractor: str, steps: int, out: Path, variant: dict, callback=None):
+    from sb3_masked_attention.multiscale_training import MultiscaleConfig, train_multiscale
+
+    torch.set_num_threads(variant.get("threads", 1))
+    config = MultiscaleConfig(
+        preset=preset,
+        attention=extractor == "attention",
+        map_resolution=variant.get("map_resolution"),
+        local_view_size=variant.get("local_view_size"),
+        subprocess_envs=variant.get("subprocess_envs", False),
+        checkpoint_freq=10**9,
+        eval_freq=0,  # MaskablePPO's learn alone: no evaluation episodes, no attention logs
+        attention_log_freq=0,
+    )
+    return train_multiscale(
+        out,
+        config,
+        total_timesteps=steps,
+        n_envs=variant.get("n_envs"),
+        ppo_kwargs=variant.get("ppo_kwargs"),
+        policy_kwargs=variant.get("policy_kwargs"),
+        progress_bar=False,
+        verbose=0,
+        callback=callback,
+    )
+
+
+def throughput(presets: list[str], variants: list[str], steps: int, repeats: int) -> None:
+    """Env steps/s over a whole MaskablePPO ``learn`` of ``steps`` steps, per preset, extractor and lever
+    (interleaved repeats, median) -> multiscale_training.csv."""
+    import tempfile
+
+    load = os.getloadavg()[0]
+    for preset in presets:
+        with tempfile.TemporaryDirectory() as tmp:
+            _train_for(preset, "plain", 1024, Path(tmp) / "warm", {})  # numba kernels loaded, first-call costs paid
+            for extractor in EXTRACTORS:
+                for name in variants:
+                    times, rollouts = [], []
+                    for repeat in range(repeats):
+                        timer = PhaseTimer()
+                        _train_for(preset, extractor, steps, Path(tmp) / f"{extractor}{name}{repeat}", VARIANTS[name], timer)
+                        times.append(timer.total)
+                        rollouts.append(timer.rollout)
+                    seconds, rollout = float(np.median(times)), float(np.median(rollouts))
+                    row = {
+                        "preset": preset,
+                        "extractor": extractor,
+                        "variant": name,
+                        "steps": steps,
+                        "repeats": repeats,
+                        "seconds": round(seconds, 2),
+                        "steps_per_s": round(steps / seconds, 1),
+                        "rollout_share": round(rollout / seconds, 3),
+                        "load_before": round(load, 2),
+                        "machine": machine(),
+                    }
+                    append_row(THROUGHPUT_CSV, row)
+                    print(
+                        f"{preset:6s} {extractor:9s} {name:20s} {row['steps_per_s']:7.1f} steps/s "
+                        f"(rollout {100 * row['rollout_share']:.0f}% of the time)"
+                    )
+
+
+#: Where a ``learn`` spends its time: (label, file fragment, function) of the profiled calls, cumulative time.
+PROFILE_PARTS = (
+    ("rollout: all", "ppo_mask", "collect_rollouts"),
+    ("rollout: env step (VecEnv.step_wait)", "dummy_vec_env", "step_wait"),
+    ("rollout: policy forward", "maskable/policies", "forward"),
+    ("update: all", "ppo_mask", "train"),
+    ("update: forward (evaluate_actions)", "maskable/policies", "evaluate_actions"),
+    ("update: backward", "torch/_tensor", "backward"),
+    ("update: Adam step", "torch/optim/adam", "step"),
+    ("extractor forward (rollout + update)", "extractors/multiscale", "forward_with_attention"),
+)
+
+
+def profile(preset: str, extractor: str, steps: int) -> None:
+    """cProfile one ``learn`` at the preset's entry; the cumulative time of each of PROFILE_PARTS -> CSV."""
+    import cProfile
+    import pstats
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _train_for(preset, "plain", 1024, Path(tmp) / "warm", {})
+        profiler = cProfile.Profile()
+        start = time.perf_counter()
+        profiler.enable()
+        _train_for(preset, extractor, steps, Path(tmp) / "run", {})
+        profiler.disable()
+        total = time.perf_counter() - start
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    for label, fragment, function in PROFILE_PARTS:
+        seconds = sum(
+            entry[3] for (path, _, name), entry in stats.items() if name == function and fragment in path.replace("\\", "/")
+        )
+        row = {"preset": preset, "extractor": extractor, "part": label, "seconds": round(seconds, 2)}
+        row |= {"share": round(seconds / total, 3), "steps": steps, "machine": machine()}
+        append_row(PROFILE_CSV, row)
+        print(f"{label:42s} {seconds:7.2f} s  {100 * seconds / total:5.1f}%")
 
 
 # ------------------------------------------------------------------ learning runs
@@ -543,8 +686,21 @@ def main() -> None:
     final_parser.add_argument("--workers", type=int, default=2)
     commands.add_parser("plot")
     commands.add_parser("report")
+    throughput_parser = commands.add_parser("throughput")
+    throughput_parser.add_argument("--presets", nargs="+", default=["small", "medium"])
+    throughput_parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    throughput_parser.add_argument("--steps", type=int, default=8192)
+    throughput_parser.add_argument("--repeats", type=int, default=2)
+    profile_parser = commands.add_parser("profile")
+    profile_parser.add_argument("--preset", default="small")
+    profile_parser.add_argument("--extractor", default="attention", choices=list(EXTRACTORS))
+    profile_parser.add_argument("--steps", type=int, default=8192)
     args = parser.parse_args()
-    if args.command == "extractors":
+    if args.command == "throughput":
+        throughput(args.presets, args.variants, args.steps, args.repeats)
+    elif args.command == "profile":
+        profile(args.preset, args.extractor, args.steps)
+    elif args.command == "extractors":
         bench_extractors(args.repeats, args.threads)
     elif args.command == "learn":
         learn(args.workers)

@@ -523,6 +523,14 @@ class TerritoryControlEnv(gym.Env):
     def _share(self) -> float:
         return float(self._tiles[AGENT]) / self._land_tiles
 
+    def land_shares(self) -> np.ndarray:
+        """Share of the land each player owns, ``(num_bots + 1,)``: the agent first, then the bots in seat order."""
+        return self._tiles[AGENT:] / self._land_tiles
+
+    def player_colours(self) -> np.ndarray:
+        """The RGB colour :meth:`render` gives each player, ``(num_bots + 1, 3)`` uint8, in :meth:`land_shares` order."""
+        return self._palette[AGENT + 1 :].copy()
+
     def _rank(self) -> int:
         return 1 + int((self._tiles[AGENT + 1 :] > self._tiles[AGENT]).sum())
 

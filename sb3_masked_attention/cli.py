@@ -17,7 +17,7 @@ from sb3_masked_attention.cli_args import Parser, UserError
 
 def build_parser() -> Parser:
     """The ``sb3ma`` parser, its subcommands in the order the README lists them."""
-    from sb3_masked_attention import multiscale_training, rl_zoo, training
+    from sb3_masked_attention import multiscale_play, multiscale_training, rl_zoo, training
     from sb3_masked_attention.ad import commands as ad
     from sb3_masked_attention.analysis import commands as analysis
     from sb3_masked_attention.evaluation import commands as evaluation
@@ -26,7 +26,7 @@ def build_parser() -> Parser:
 
     parser = Parser(prog="sb3ma", description="Head-masked attention for Stable-Baselines3.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for feature in (training, analysis, evaluation, multiscale_training, ad, pretrain, sequence, rl_zoo):
+    for feature in (training, analysis, evaluation, multiscale_training, multiscale_play, ad, pretrain, sequence, rl_zoo):
         feature.add_subparsers(commands)
     return parser
 

@@ -36,14 +36,22 @@ def strategy(text: str) -> HeadMaskStrategy:
         raise argparse.ArgumentTypeError(f"invalid fractions {text!r}: expected numbers separated by commas") from None
 
 
-def positive_int(text: str) -> int:
+def _int_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected an integer >= 1")
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected an integer >= {minimum}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
 
 
 def key_value(text: str) -> tuple[str, Any]:

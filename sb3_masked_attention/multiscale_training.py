@@ -20,8 +20,10 @@ zoo entry's) and every weight is copied, except the action head's target rows wh
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -56,12 +58,13 @@ class MultiscaleConfig:
     :param bot_level: the bots' scripted level (``envs.territory_policies.LEVELS``).
     :param max_steps: game length.
     :param local_view_size: side of the local map window, at most ``map_size`` (None: ``min(256, map_size)``).
+    :param map_resolution: side of the global and local map observations, 16 to 256 (None: the preset's).
     :param attention: :class:`MultiScaleExtractorWithAttention` if True, else :class:`MultiScaleExtractor`.
     :param algo: ``"maskable_ppo"`` (invalid targets masked) or ``"ppo"`` (invalid targets are no-ops).
     :param checkpoint_freq: environment steps between checkpoints.
-    :param eval_freq: environment steps between evaluations.
+    :param eval_freq: environment steps between evaluations (0: none; a throughput measurement, say).
     :param eval_episodes: episodes per evaluation.
-    :param attention_log_freq: environment steps between TensorBoard attention logs.
+    :param attention_log_freq: environment steps between TensorBoard attention logs (0: none).
     :param subprocess_envs: SubprocVecEnv (else DummyVecEnv).
     :param init_from: a model ``.zip`` of this command (any preset) to start a new run from (see the module doc).
     """
@@ -73,6 +76,7 @@ class MultiscaleConfig:
     bot_level: str | None = None
     max_steps: int | None = None
     local_view_size: int | None = None
+    map_resolution: int | None = None
     attention: bool = True
     algo: str = "maskable_ppo"
     device: str = "auto"
@@ -92,6 +96,7 @@ class MultiscaleConfig:
             "bot_level": self.bot_level,
             "max_steps": self.max_steps,
             "local_view_size": self.local_view_size,
+            "map_resolution": self.map_resolution,
         }
         return {"preset": self.preset, "map_name": self.map_name, **{k: v for k, v in given.items() if v is not None}}
 
@@ -108,6 +113,7 @@ def train_multiscale(
     total_timesteps: int | None = None,
     n_envs: int | None = None,
     ppo_kwargs: dict[str, Any] | None = None,
+    policy_kwargs: dict[str, Any] | None = None,
     progress_bar: bool = True,
     verbose: int = 1,
     callback: BaseCallback | None = None,
@@ -119,6 +125,7 @@ def train_multiscale(
     :param total_timesteps: environment steps (default: the zoo entry's ``n_timesteps``); may grow on resume.
     :param n_envs: parallel environments (default: the zoo entry's).
     :param ppo_kwargs: PPO arguments over the zoo entry's (``n_steps``, ``batch_size``, ``learning_rate`` ...).
+    :param policy_kwargs: policy arguments over the zoo entry's (e.g. ``features_extractor_kwargs``).
     :param callback: an SB3 callback run with the command's own (checkpoints, evaluations, attention logs).
     """
     config = replace(config or MultiscaleConfig(), **overrides)
@@ -128,18 +135,21 @@ def train_multiscale(
     total_timesteps = check_int("total_timesteps", int(total_timesteps or entry["n_timesteps"]))
     n_envs = check_int("n_envs", int(n_envs or entry["n_envs"]))
     ppo_kwargs = {**{key: entry[key] for key in PPO_KEYS if key in entry}, **(ppo_kwargs or {})}
-    for name in ("checkpoint_freq", "eval_freq", "eval_episodes", "attention_log_freq"):
+    for name in ("checkpoint_freq", "eval_episodes"):
         check_int(name, getattr(config, name))
+    for name in ("eval_freq", "attention_log_freq"):
+        check_int(name, getattr(config, name), minimum=0)
     given_here = ("self", "policy", "env", "seed", "device", "verbose", "policy_kwargs", "tensorboard_log")
     check_keywords(ALGORITHMS[config.algo], ppo_kwargs, "ppo_kwargs", exclude=given_here)
     from envs.territory import TerritoryControlEnv  # by class, so SubprocVecEnv workers import it themselves
 
     env_kwargs = config.env_kwargs()
     TerritoryControlEnv(**env_kwargs)  # a bad map or size fails here, before anything is written
-    policy_kwargs = literal_dict(entry.get("policy_kwargs", {}))
+    given_policy_kwargs = dict(policy_kwargs or {})
+    policy_kwargs = {**literal_dict(entry.get("policy_kwargs", {})), **given_policy_kwargs}
     extractor = "attention" if config.attention else "plain"
     if config.init_from is not None:
-        policy_kwargs = saved_policy_kwargs(config.init_from)  # the source's network; fails on a bad file
+        policy_kwargs = {**saved_policy_kwargs(config.init_from), **given_policy_kwargs}  # the source's network
         if policy_kwargs.get("multiscale_extractor", extractor) != extractor:
             raise ValueError(
                 f"init_from={config.init_from!r} holds the {policy_kwargs['multiscale_extractor']!r} extractor, this run "
@@ -153,6 +163,7 @@ def train_multiscale(
         "n_envs": n_envs,
         "seed": config.seed,
         "ppo_kwargs": ppo_kwargs,
+        "policy_kwargs": json.loads(json.dumps(policy_kwargs, default=repr)),  # classes recorded by name
         "total_timesteps": total_timesteps,
         "init_from": config.init_from,
     }
@@ -199,27 +210,16 @@ def train_multiscale(
                 f"starting from {config.init_from}: {len(report['copied'])} tensors copied, "
                 f"{len(report['adapted'])} adapted ({', '.join(report['adapted']) or 'none'}), {len(report['fresh'])} fresh"
             )
-    callbacks = CallbackList(
-        [
-            AtomicCheckpointCallback(config.checkpoint_freq, run.path / "checkpoints"),
-            EvaluationLogCallback(
-                eval_env,
-                run.path / "evaluations.csv",
-                eval_freq=config.eval_freq,
-                n_eval_episodes=config.eval_episodes,
-                best_model_path=run.path / "best_model.zip",
-                info_keys=("territory_share", "rank", "is_success"),
-                verbose=verbose,
-            ),
-            AttentionLoggingCallback(log_freq=config.attention_log_freq),
-            *([callback] if callback is not None else []),
-        ]
-    )
+    callbacks = _callbacks(config, run.path, eval_env, callback, verbose)
     remaining = total_timesteps - model.num_timesteps
     try:
         if remaining > 0:
             model.learn(
-                remaining, callback=callbacks, tb_log_name="run", reset_num_timesteps=not found, progress_bar=progress_bar
+                remaining,
+                callback=CallbackList(callbacks),
+                tb_log_name="run",
+                reset_num_timesteps=not found,
+                progress_bar=progress_bar,
             )
         with atomic_path(final_path, suffix=".zip") as tmp:
             model.save(tmp)
@@ -227,6 +227,30 @@ def train_multiscale(
         env.close()
         eval_env.close()
     return model
+
+
+def _callbacks(
+    config: MultiscaleConfig, path: Path, eval_env: Any, extra: BaseCallback | None, verbose: int
+) -> list[BaseCallback]:
+    """Checkpoints, then evaluations and attention logs unless their frequency is 0, then the caller's callback."""
+    callbacks: list[BaseCallback] = [AtomicCheckpointCallback(config.checkpoint_freq, path / "checkpoints")]
+    if config.eval_freq:
+        callbacks.append(
+            EvaluationLogCallback(
+                eval_env,
+                path / "evaluations.csv",
+                eval_freq=config.eval_freq,
+                n_eval_episodes=config.eval_episodes,
+                best_model_path=path / "best_model.zip",
+                info_keys=("territory_share", "rank", "is_success"),
+                verbose=verbose,
+            )
+        )
+    if config.attention_log_freq:
+        callbacks.append(AttentionLoggingCallback(log_freq=config.attention_log_freq))
+    if extra is not None:
+        callbacks.append(extra)
+    return callbacks
 
 
 def action_rows_adapter(action_space: Any) -> Any:
@@ -254,14 +278,14 @@ def action_rows_adapter(action_space: Any) -> Any:
 # ---------------------------------------------------------------- command line
 def add_subparsers(commands: Any) -> None:
     """``sb3ma train-multiscale``."""
-    from sb3_masked_attention.cli_args import key_value, option, positive_int
+    from sb3_masked_attention.cli_args import key_value, non_negative_int, option, positive_int
 
     cmd = commands.add_parser(
         "train-multiscale", help="train (or resume) PPO with the multi-scale extractors on TerritoryControl"
     )
     option(cmd, MultiscaleConfig, "preset", choices=list(PRESETS), help="game settings and the zoo entry's PPO settings")
     option(cmd, MultiscaleConfig, "map_name", "--map", help="plains, islands, continents, or a .png/.npy map file")
-    for name in ("map_size", "max_steps"):
+    for name in ("map_size", "max_steps", "map_resolution"):
         option(cmd, MultiscaleConfig, name, type=positive_int, help="None: the preset's")
     option(cmd, MultiscaleConfig, "bot_level", type=str, help="passive, expander, easy, medium or hard; None: the preset's")
     option(
@@ -279,8 +303,10 @@ def add_subparsers(commands: Any) -> None:
     cmd.add_argument("--output-dir", required=True, help="run directory (resumed if it holds checkpoints)")
     option(cmd, MultiscaleConfig, "device")
     option(cmd, MultiscaleConfig, "seed")
-    for name in ("checkpoint_freq", "eval_freq", "eval_episodes", "attention_log_freq"):
+    for name in ("checkpoint_freq", "eval_episodes"):
         option(cmd, MultiscaleConfig, name, type=positive_int)
+    for name in ("eval_freq", "attention_log_freq"):
+        option(cmd, MultiscaleConfig, name, type=non_negative_int, help="0: none")
     cmd.add_argument(
         "--ppo-kwargs",
         type=key_value,

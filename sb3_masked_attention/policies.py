@@ -135,6 +135,7 @@ _register(MaskablePPO, "HeadMaskedTransformerPolicy", MaskableHeadMaskedTransfor
 
 
 def _with_multiscale_defaults(kwargs: dict[str, Any], multiscale_extractor: str) -> dict[str, Any]:
+    with_fast_adam(kwargs)
     kwargs.setdefault("features_extractor_class", multiscale_extractor_class(multiscale_extractor))
     kwargs.setdefault("net_arch", dict(pi=[256], vf=[256]))
     return kwargs

@@ -1,0 +1,151 @@
+"""Play TerritoryControl with a model of ``sb3ma train-multiscale``: load it safely, play games, record one as a GIF.
+
+``sb3ma play-multiscale MODEL --preset small --out game.gif`` plays one game of the model against the preset's
+bots and writes an animated GIF of the whole map (one frame every ``--every`` steps, a caption with the step and
+every player's share of the land). Models are read weights-only (:func:`load_multiscale_model`): nothing in the file
+runs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from sb3_contrib import MaskablePPO
+
+from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.validation import check_int
+from sb3_masked_attention.weights import load_weights, saved_policy_kwargs
+
+CAPTION_HEIGHT = 22
+
+
+def load_multiscale_model(path: str | os.PathLike, env: Any) -> MaskablePPO:
+    """A MaskablePPO model of ``sb3ma train-multiscale`` rebuilt from the plain settings in its ``.zip`` (the
+    network's ``policy_kwargs``) for ``env``, with its weights (weights only: nothing unpickled).
+
+    :param env: a TerritoryControl env (or VecEnv) with the spaces the model was trained on: the same
+        observation resolution and number of bots.
+    :raises ValueError: not such a model, or one trained on other spaces (naming what differs).
+    """
+    kwargs = saved_policy_kwargs(path)
+    model = MaskablePPO("MultiScaleAttentionPolicy", env, policy_kwargs=kwargs, device="cpu", n_steps=8, batch_size=8)
+    try:
+        load_weights(model, path)
+    except ValueError as error:
+        raise ValueError(
+            f"{error}: the env must have the spaces the model was trained on "
+            f"(here observations {model.observation_space}, actions {model.action_space})"
+        ) from None
+    return model
+
+
+def play_game(
+    model: MaskablePPO, env: Any, seed: int, deterministic: bool = True, frame_every: int | None = None
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """One game of ``model`` in the agent's seat (valid actions only).
+
+    :param env: a TerritoryControl env (not vectorised); ``render_mode="rgb_array"`` if frames are wanted.
+    :param seed: the game's seed (map, spawns, bots).
+    :param deterministic: greedy actions (else sampled, as in training).
+    :param frame_every: keep a captioned frame every this many steps, and the last (None: no frames).
+    :return: the final ``info`` with ``return`` and ``steps`` added, and the frames.
+    """
+    if frame_every is not None:
+        check_int("frame_every", frame_every)
+    obs, _ = env.reset(seed=seed)
+    frames: list[np.ndarray] = []
+    total, steps, done, info = 0.0, 0, False, {}
+    while not done:
+        if frame_every is not None and steps % frame_every == 0:
+            frames.append(captioned_frame(env, steps))
+        action, _ = model.predict(obs, deterministic=deterministic, action_masks=env.action_masks())
+        obs, reward, terminated, truncated, info = env.step(action)
+        total, steps, done = total + float(reward), steps + 1, terminated or truncated
+    if frame_every is not None:
+        frames.append(captioned_frame(env, steps))
+    return {**info, "return": total, "steps": steps}, frames
+
+
+def captioned_frame(env: Any, step: int, scale: int | None = None) -> np.ndarray:
+    """``env.render()`` enlarged to about 256 pixels (whole pixels per tile), under a caption: the step and each
+    player's land share in its colour (the agent first)."""
+    from PIL import Image, ImageDraw
+
+    picture = env.render()
+    if picture is None:
+        raise ValueError("the env renders nothing: expected render_mode='rgb_array'")
+    scale = scale or max(1, 256 // picture.shape[0])
+    image = Image.fromarray(np.kron(picture, np.ones((scale, scale, 1), dtype=np.uint8)))
+    canvas = Image.new("RGB", (image.width, image.height + CAPTION_HEIGHT), (255, 255, 255))
+    canvas.paste(image, (0, CAPTION_HEIGHT))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((3, 5), f"step {step}", fill=(0, 0, 0))
+    x = 62
+    for index, (share, colour) in enumerate(zip(env.land_shares(), env.player_colours())):
+        draw.rectangle((x, 6, x + 9, 15), fill=tuple(int(c) for c in colour), outline=(0, 0, 0))
+        label = f"{'you' if index == 0 else f'bot{index}'} {100 * share:.0f}%"
+        draw.text((x + 12, 5), label, fill=(0, 0, 0))
+        x += 14 + 6 * len(label)
+    return np.asarray(canvas)
+
+
+def save_gif(frames: list[np.ndarray], path: str | os.PathLike, fps: float = 8.0, hold_last: int = 12) -> None:
+    """Write ``frames`` as a looping animated GIF (atomically); the last frame shows ``hold_last`` times longer."""
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("frames is empty: expected at least one frame")
+    if not fps > 0:
+        raise ValueError(f"fps={fps!r} is invalid: expected a positive number")
+    images = [Image.fromarray(frame) for frame in frames]
+    durations = [int(1000 / fps)] * len(images)
+    durations[-1] *= hold_last
+    with atomic_path(path, suffix=".gif") as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
+
+
+# ---------------------------------------------------------------- command line
+def add_subparsers(commands: Any) -> None:
+    """``sb3ma play-multiscale``."""
+    from sb3_masked_attention.cli_args import positive_int
+    from sb3_masked_attention.multiscale_training import PRESETS
+
+    cmd = commands.add_parser(
+        "play-multiscale", help="play TerritoryControl with a train-multiscale model; record the game as a GIF"
+    )
+    cmd.add_argument("model", help="a model .zip of `sb3ma train-multiscale` (final_model.zip, best_model.zip)")
+    cmd.add_argument("--preset", choices=list(PRESETS), default="small", help="the game (default: small)")
+    cmd.add_argument("--bot-level", default=None, help="passive, expander, easy, medium or hard (default: the preset's)")
+    cmd.add_argument("--seed", type=int, default=0, help="the game's seed (default: 0)")
+    cmd.add_argument("--games", type=positive_int, default=1, help="games to play, seeds seed, seed+1, ... (default: 1)")
+    cmd.add_argument("--sampled", action="store_true", help="sample actions (default: greedy)")
+    cmd.add_argument("--out", default=None, help="animated GIF of the first game (default: none)")
+    cmd.add_argument("--every", type=positive_int, default=4, help="a frame every this many steps (default: 4)")
+    cmd.add_argument("--fps", type=float, default=8.0, help="GIF frames per second (default: 8)")
+    cmd.set_defaults(func=_cmd_play)
+
+
+def _cmd_play(args: Any) -> None:
+    from envs.territory import TerritoryControlEnv
+
+    kwargs = {"preset": args.preset, **({"bot_level": args.bot_level} if args.bot_level else {})}
+    env = TerritoryControlEnv(render_mode="rgb_array", **kwargs)
+    model = load_multiscale_model(args.model, env)
+    wins = 0
+    for game in range(args.games):
+        record = args.out is not None and game == 0
+        info, frames = play_game(
+            model, env, seed=args.seed + game, deterministic=not args.sampled, frame_every=args.every if record else None
+        )
+        wins += bool(info["is_success"])
+        print(
+            f"game {game} (seed {args.seed + game}): {'won' if info['is_success'] else 'lost'} after {info['steps']} steps, "
+            f"land share {info['territory_share']:.3f}, rank {info['rank']} of {env.num_bots + 1}, return {info['return']:.3f}"
+        )
+        if record:
+            save_gif(frames, args.out, fps=args.fps)
+            print(f"wrote {args.out} ({len(frames)} frames)")
+    if args.games > 1:
+        print(f"won {wins} of {args.games} games ({'sampled' if args.sampled else 'greedy'} actions)")
