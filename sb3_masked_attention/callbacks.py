@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,10 @@ class EvaluationLogCallback(BaseCallback):
     maskable and the env provides them.
 
     :param eval_env: a VecEnv with one environment.
-    :param log_path: CSV with columns ``timesteps, mean_return, std_return`` and ``mean_<key>`` for
-        every ``info_keys`` entry found in the final ``info`` of the episodes.
+    :param log_path: CSV with columns ``timesteps, training_seconds, mean_return, std_return`` and ``mean_<key>``
+        for every ``info_keys`` entry found in the final ``info`` of the episodes. ``training_seconds`` is the
+        wall-clock of training so far, evaluations excluded, summed over resumes (the time between a run's last
+        evaluation and a kill is not counted).
     :param best_model_path: where the model with the best mean return is saved (None: not saved).
     """
 
@@ -152,6 +155,9 @@ class EvaluationLogCallback(BaseCallback):
         self.best_return = float(done["mean_return"].max()) if len(done) else -np.inf
         last = int(done["timesteps"].max()) if len(done) else -1
         self._next_eval = max(self.num_timesteps, last) + self.eval_freq if last >= 0 else self.num_timesteps
+        recorded = done["training_seconds"].dropna().tolist() if "training_seconds" in done else []
+        self._clock_base = float(recorded[-1]) if recorded else 0.0
+        self._clock_start, self._evaluating = time.perf_counter(), 0.0
 
     def evaluate(self) -> dict[str, Any]:
         """Play ``n_eval_episodes`` episodes; mean and std of returns and the means of the final info values."""
@@ -164,15 +170,16 @@ class EvaluationLogCallback(BaseCallback):
         if self.num_timesteps < self._next_eval:
             return True
         self._next_eval = self.num_timesteps + self.eval_freq
-        row = self.evaluate()
+        started = time.perf_counter()
+        seconds = self._clock_base + started - self._clock_start - self._evaluating
+        row = {"timesteps": self.num_timesteps, "training_seconds": round(seconds, 2), **self.evaluate()}
+        self._evaluating += time.perf_counter() - started
         append_row(self.log_path, row)
-        for key, value in row.items():
-            if key != "timesteps":
-                self.logger.record(f"eval/{key}", value)
+        scores = {key: value for key, value in row.items() if key not in ("timesteps", "training_seconds")}
+        for key, value in scores.items():
+            self.logger.record(f"eval/{key}", value)
         if self.verbose:
-            print(
-                f"eval at {self.num_timesteps} steps: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "timesteps")
-            )
+            print(f"eval at {self.num_timesteps} steps: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
         if self.best_model_path is not None and row["mean_return"] > self.best_return:
             self.best_return = row["mean_return"]
             with atomic_path(self.best_model_path, suffix=".zip") as tmp:

@@ -54,6 +54,8 @@ def test_run_directory_and_resume(tmp_path):
     after = pd.read_csv(tmp_path / "evaluations.csv")
     pd.testing.assert_frame_equal(after.iloc[: len(first)], first)  # nothing lost, nothing redone
     assert after["timesteps"].is_monotonic_increasing and after["timesteps"].max() > 64
+    # Training wall-clock goes on from the last record instead of restarting at 0.
+    assert first["training_seconds"].iloc[0] < 1.0 and after["training_seconds"].is_monotonic_increasing
     assert len(newest_files(tmp_path / "checkpoints", "model", ".zip")) == 2  # only the newest two are kept
 
     # Finished: a second call does nothing.
