@@ -1,16 +1,22 @@
-"""Multi-scale extractors: cost of attention, and the learning runs on TerritoryControl.
+"""Multi-scale extractors on TerritoryControl: their cost, training throughput, and the learning runs per preset.
 
-    python bench/multiscale.py extractors   # fwd+bwd per batch of 128, with and without attention
-    python bench/multiscale.py learn        # 2 extractors x 3 seeds on a 256x256 map, 4 bots (resumable)
-    python bench/multiscale.py baselines    # the skill ladder: reference policies vs each preset's bots (50 games)
-    python bench/multiscale.py final-eval   # final models on 20 held-out maps, deterministic and sampled actions
-    python bench/multiscale.py attention    # results/multiscale/attention_maps.png from a trained model
-    python bench/multiscale.py plot         # learning curves + final territory share -> results/multiscale/
-    python bench/multiscale.py report       # results/benchmarks/multiscale.md
+    python bench/multiscale.py extractors               # fwd+bwd per batch of 128, with and without attention
+    python bench/multiscale.py throughput               # env steps/s over whole MaskablePPO learns, per preset and lever
+    python bench/multiscale.py profile                  # where one learn's time goes (cProfile)
+    python bench/multiscale.py baselines                # the skill ladder: reference policies vs each preset's bots
+    python bench/multiscale.py learn --preset small     # 2 extractors x 5 seeds at the zoo entry (resumable)
+    python bench/multiscale.py learn --preset medium --init-from small   # curriculum runs
+    python bench/multiscale.py final-eval --preset small   # final models on 50 held-out games, greedy and sampled
+    python bench/multiscale.py plot --preset small      # learning curves vs steps and wall-clock
+    python bench/multiscale.py rliable --preset small   # IQM/CI/probability of improvement of win rate and share
+    python bench/multiscale.py attention --preset small # attention of a trained model at a front line
+    python bench/multiscale.py game --preset small      # a held-out game of the trained model as a GIF
+    python bench/multiscale.py report                   # results/benchmarks/multiscale*.md
 
-``learn`` runs ``sb3ma train-multiscale`` once per (extractor, seed), two at a time with one torch
-thread each (two torch processes with two threads each on two cores thrash). Each run resumes
-from its checkpoints, so the command can be killed and started again.
+``learn`` runs ``sb3ma train-multiscale`` once per (extractor, seed), two at a time with one torch thread each
+(two torch processes with two threads each on two cores thrash). Each run resumes from its checkpoints, so the
+command can be killed and started again. Run folders (results/multiscale/runs/) stay out of git; ``plot``,
+``final-eval`` and ``rliable`` keep what they read in results/multiscale/{preset}/.
 """
 
 from __future__ import annotations
@@ -37,41 +43,12 @@ from sb3_masked_attention.io import append_row, atomic_path, read_rows, write_te
 RESULTS = ROOT / "results" / "multiscale"
 BENCH = ROOT / "results" / "benchmarks"
 EXTRACTOR_CSV = BENCH / "multiscale_extractors.csv"
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)
 EXTRACTORS = {"attention": [], "plain": ["--no-attention"]}
-#: The learning run: a 256x256 plains map, 4 bots, 500-step episodes, MaskablePPO.
-LEARN_ARGS = [
-    "--map",
-    "plains",
-    "--map-size",
-    "256",
-    "--num-bots",
-    "4",
-    "--max-steps",
-    "500",
-    "--total-timesteps",
-    "60000",
-    "--n-envs",
-    "8",
-    "--n-steps",
-    "128",
-    "--batch-size",
-    "128",
-    "--checkpoint-freq",
-    "10000",
-    "--eval-freq",
-    "10000",
-    "--eval-episodes",
-    "5",
-    "--attention-log-freq",
-    "10000",
-    "--torch-threads",
-    "1",
-    "--no-subprocess",
-    "--no-progress",
-    "--ppo-kwargs",
-    "n_epochs=2",
-]
+#: Per preset: evaluation every N steps on E greedy games during training (the budget is the zoo entry's).
+EVALUATION = {"small": (15_000, 10), "medium": (25_000, 10), "full": (50_000, 5)}
+#: Held-out games of the final-eval: seeds 20000 + i (training games and evaluations use other seeds).
+HELD_OUT_SEED = 20_000
 
 
 def machine() -> str:
@@ -270,37 +247,7 @@ def profile(preset: str, extractor: str, steps: int) -> None:
         print(f"{label:42s} {seconds:7.2f} s  {100 * seconds / total:5.1f}%")
 
 
-# ------------------------------------------------------------------ learning runs
-def run_dir(extractor: str, seed: int) -> Path:
-    return RESULTS / "runs" / f"{extractor}_seed{seed}"
-
-
-def learn_one(extractor: str, seed: int) -> int:
-    out = run_dir(extractor, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "sb3_masked_attention.cli",
-        "train-multiscale",
-        *LEARN_ARGS,
-        *EXTRACTORS[extractor],
-        "--seed",
-        str(seed),
-        "--output-dir",
-        str(out),
-    ]
-    with open(out / "train.log", "a") as log:
-        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
-
-
-def learn(workers: int) -> None:
-    jobs = [(extractor, seed) for seed in SEEDS for extractor in EXTRACTORS]
-    with ThreadPoolExecutor(workers) as pool:
-        for (extractor, seed), code in zip(jobs, pool.map(lambda job: learn_one(*job), jobs)):
-            print(f"{extractor} seed {seed}: exit {code}")
-
-
+# ------------------------------------------------------------------ the skill ladder
 def _reference_rows(job: tuple[str, str, int]) -> list[dict]:
     """``episodes`` games of one reference policy in the agent's seat at one preset (map drawn per game)."""
     from envs.territory import TerritoryControlEnv
@@ -381,269 +328,235 @@ def ladder_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _final_eval_one(job: tuple[str, int, int]) -> list[dict]:
-    """20 held-out episodes of one run's final model, deterministic and sampled actions."""
-    extractor, seed, episodes = job
-    from sb3_contrib import MaskablePPO
+# ------------------------------------------------------------------ learning runs
+def method_name(extractor: str, init_from: str | None) -> str:
+    return extractor if init_from is None else f"{extractor} from {init_from}"
 
+
+def run_dir(preset: str, extractor: str, seed: int, init_from: str | None = None) -> Path:
+    suffix = "" if init_from is None else f"_from_{init_from}"
+    return RESULTS / "runs" / preset / f"{extractor}_seed{seed}{suffix}"
+
+
+def learn_one(job: tuple[str, str, int, str | None]) -> int:
+    """One ``sb3ma train-multiscale`` run (resumed if it has checkpoints); its log goes to ``train.log``."""
+    preset, extractor, seed, init_from = job
+    out = run_dir(preset, extractor, seed, init_from)
+    out.mkdir(parents=True, exist_ok=True)
+    eval_freq, eval_games = EVALUATION[preset]
+    command = [sys.executable, "-m", "sb3_masked_attention.cli", "train-multiscale", "--preset", preset]
+    command += [*EXTRACTORS[extractor], "--seed", str(seed), "--output-dir", str(out)]
+    command += ["--eval-freq", str(eval_freq), "--eval-episodes", str(eval_games), "--checkpoint-freq", "20000"]
+    command += ["--attention-log-freq", "50000", "--torch-threads", "1", "--no-subprocess", "--no-progress"]
+    if init_from is not None:
+        command += ["--init-from", str(run_dir(init_from, extractor, seed) / "final_model.zip")]
+    with open(out / "train.log", "a") as log:
+        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+
+
+def learn(preset: str, seeds: list[int], extractors: list[str], workers: int, init_from: str | None) -> None:
+    """Every (extractor, seed) at the preset's zoo entry, ``workers`` at a time with one torch thread each."""
+    jobs = [(preset, extractor, seed, init_from) for seed in seeds for extractor in extractors]
+    with ThreadPoolExecutor(workers) as pool:
+        for job, code in zip(jobs, pool.map(learn_one, jobs)):
+            print(f"{preset} {method_name(job[1], init_from)} seed {job[2]}: exit {code}")
+
+
+def finished_runs(preset: str) -> list[tuple[str, str, int, Path]]:
+    """(method, extractor, seed, run folder) of every run of the preset with a final model."""
+    found = []
+    for folder in sorted((RESULTS / "runs" / preset).glob("*_seed*")):
+        extractor, _, rest = folder.name.partition("_seed")
+        seed, _, source = rest.partition("_from_")
+        if (folder / "final_model.zip").exists() and extractor in EXTRACTORS:
+            found.append((method_name(extractor, source or None), extractor, int(seed), folder))
+    return found
+
+
+def _final_eval_one(job: tuple[str, str, int, str, int]) -> list[dict]:
+    """``games`` held-out games of one run's final model, greedy and sampled."""
     from envs.territory import TerritoryControlEnv
+    from sb3_masked_attention.multiscale_play import load_multiscale_model, play_game
 
     torch.set_num_threads(1)
-    model = MaskablePPO.load(run_dir(extractor, seed) / "final_model.zip", device="cpu")
+    preset, method, seed, folder, games = job
+    env = TerritoryControlEnv(preset=preset)
+    model = load_multiscale_model(Path(folder) / "final_model.zip", env)
     rows = []
     for deterministic in (True, False):
-        for episode in range(episodes):
-            env = TerritoryControlEnv(map_name="plains", map_size=256, num_bots=4, max_steps=500)
-            obs, _ = env.reset(seed=20_000 + episode)
-            total, done = 0.0, False
-            while not done:
-                action, _ = model.predict(obs, deterministic=deterministic, action_masks=env.action_masks())
-                obs, reward, terminated, truncated, info = env.step(action)
-                total += reward
-                done = terminated or truncated
+        for game in range(games):
+            info, _ = play_game(model, env, seed=HELD_OUT_SEED + game, deterministic=deterministic)
             rows.append(
                 {
-                    "extractor": extractor,
+                    "preset": preset,
+                    "method": method,
                     "seed": seed,
-                    "deterministic": deterministic,
-                    "episode": episode,
-                    "return": total,
+                    "actions": "greedy" if deterministic else "sampled",
+                    "game": game,
+                    "won": bool(info["is_success"]),
                     "territory_share": info["territory_share"],
                     "rank": info["rank"],
-                    "is_success": info["is_success"],
+                    "return": info["return"],
+                    "steps": info["steps"],
                 }
             )
     return rows
 
 
-def final_eval(episodes: int, workers: int) -> None:
-    """Every finished run's final model on 20 held-out maps, deterministic and sampled -> final_eval.csv."""
+def final_eval(preset: str, games: int, workers: int) -> None:
+    """Every finished run's final model on ``games`` held-out games, greedy and sampled -> {preset}/final_eval.csv
+    (runs already there are kept, not replayed)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    jobs = [(e, s, episodes) for e in EXTRACTORS for s in SEEDS if (run_dir(e, s) / "final_model.zip").exists()]
+    path = RESULTS / preset / "final_eval.csv"
+    done = read_rows(path)
+    have = set(zip(done["method"], done["seed"])) if len(done) else set()
+    jobs = [(preset, m, s, str(f), games) for m, _, s, f in finished_runs(preset) if (m, s) not in have]
     with ProcessPoolExecutor(workers) as pool:
         rows = [row for result in pool.map(_final_eval_one, jobs) for row in result]
-    table = pd.DataFrame(rows)
-    with atomic_path(RESULTS / "final_eval.csv") as tmp:
+    table = pd.concat([done, pd.DataFrame(rows)], ignore_index=True) if len(done) else pd.DataFrame(rows)
+    with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
-    print(table.groupby(["extractor", "deterministic"])[["return", "territory_share", "rank", "is_success"]].mean())
+    print(final_table(table))
 
 
-def attention_picture(seed: int = 0) -> None:
-    """What the trained attention extractor (seed ``seed``) looks at on one held-out observation."""
-    from sb3_contrib import MaskablePPO
+def final_table(table: pd.DataFrame) -> str:
+    """Markdown: per method and actions, each run's win rate and share, then their mean and spread over seeds."""
+    per_run = table.groupby(["method", "actions", "seed"]).agg(win=("won", "mean"), share=("territory_share", "mean"))
+    lines = [
+        "| method | actions | seeds | win rate per seed | win rate: mean ± sd over seeds | land share: mean ± sd |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (method, actions), runs in per_run.groupby(level=[0, 1]):
+        wins = " ".join(f"{w:.2f}" for w in runs["win"])
+        lines.append(
+            f"| {method} | {actions} | {len(runs)} | {wins} | {runs['win'].mean():.2f} ± {runs['win'].std():.2f} | "
+            f"{runs['share'].mean():.3f} ± {runs['share'].std():.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def front_line_picture(preset: str, seed: int = 0) -> None:
+    """What a trained attention extractor looks at where its land meets a bot's: the first step of a held-out game
+    (after step 20) at which the agent borders a bot and is attacking it or under attack -> {preset}/attention_front.png."""
     from stable_baselines3.common.preprocessing import preprocess_obs
 
-    from envs.territory import TerritoryControlEnv
+    from envs.territory import GLOBAL_FEATURES, TerritoryControlEnv
     from sb3_masked_attention.analysis.multiscale_plot import plot_multiscale_attention
+    from sb3_masked_attention.multiscale_play import load_multiscale_model
 
-    model = MaskablePPO.load(run_dir("attention", seed) / "final_model.zip", device="cpu")
-    env = TerritoryControlEnv(map_name="plains", map_size=256, num_bots=4, max_steps=500)
-    obs, _ = env.reset(seed=20_000)
-    for _ in range(120):  # into the game: fronts between players exist
-        action, _ = model.predict(obs, action_masks=env.action_masks())
-        obs, *_ = env.step(action)
+    path = run_dir(preset, "attention", seed) / "final_model.zip"
+    env = TerritoryControlEnv(preset=preset)
+    model = load_multiscale_model(path, env)
+    attacking, attacked = GLOBAL_FEATURES.index("troops_attacking"), GLOBAL_FEATURES.index("under_attack")
+    obs, _ = env.reset(seed=HELD_OUT_SEED)
+    for step in range(env.max_steps):
+        borders_bot = env.action_masks()[2 : env.num_bots + 2].any()
+        if step > 20 and borders_bot and (obs["global"][attacking] > 0 or obs["global"][attacked] > 0):
+            break
+        action, _ = model.predict(obs, deterministic=True, action_masks=env.action_masks())
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            raise SystemExit(f"no front line in game {HELD_OUT_SEED}: the game ended at step {step + 1}")
     obs_tensor, _ = model.policy.obs_to_tensor(obs)
     with torch.no_grad():
-        _, maps = model.policy.features_extractor.forward_with_attention(preprocess_obs(obs_tensor, env.observation_space))
-    plot_multiscale_attention(
-        obs,
-        maps,
-        RESULTS / "attention_maps.png",
-        title=f"MultiScaleExtractorWithAttention, seed {seed} (60k steps):\nstep 120 of a held-out game",
-    )
-    print(f"wrote {RESULTS / 'attention_maps.png'}")
+        processed = preprocess_obs(obs_tensor, model.observation_space)  # uint8 maps to [0, 1], as the policy does
+        _, maps = model.policy.features_extractor.forward_with_attention(processed)
+    out = RESULTS / preset / "attention_front.png"
+    title = f"{preset} preset, attention extractor seed {seed}:\nstep {step} of held-out game {HELD_OUT_SEED}, at a front"
+    plot_multiscale_attention(obs, maps, out, title=title)
+    print(f"wrote {out}")
 
 
-def load_evaluations() -> pd.DataFrame:
-    frames = []
-    for extractor in EXTRACTORS:
-        for seed in SEEDS:
-            table = read_rows(run_dir(extractor, seed) / "evaluations.csv")
-            if len(table):
-                frames.append(table.assign(extractor=extractor, seed=seed))
+def record_game(preset: str, seed: int = 0, game: int = 0) -> None:
+    """A held-out game of the attention model (seed ``seed``) as an animated GIF -> {preset}/game.gif."""
+    from envs.territory import TerritoryControlEnv
+    from sb3_masked_attention.multiscale_play import load_multiscale_model, play_game, save_gif
+
+    env = TerritoryControlEnv(preset=preset, render_mode="rgb_array")
+    model = load_multiscale_model(run_dir(preset, "attention", seed) / "final_model.zip", env)
+    info, frames = play_game(model, env, seed=HELD_OUT_SEED + game, frame_every=max(1, env.max_steps // 50))
+    save_gif(frames, RESULTS / preset / "game.gif")
+    outcome = "won" if info["is_success"] else "lost"
+    print(f"wrote {RESULTS / preset / 'game.gif'}: {outcome}, share {info['territory_share']:.3f}")
+
+
+def load_evaluations(preset: str) -> pd.DataFrame:
+    frames = [
+        read_rows(folder / "evaluations.csv").assign(method=method, seed=seed)
+        for method, _, seed, folder in finished_runs(preset)
+    ]
+    frames = [frame for frame in frames if len(frame)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def load_training_returns(n_envs: int = 8) -> pd.DataFrame:
-    """Episode returns from the runs' Monitor files, at the approximate global step they ended
-    (the envs step in lockstep, so an env's cumulative episode length times ``n_envs``)."""
-    frames = []
-    for extractor in EXTRACTORS:
-        for seed in SEEDS:
-            for path in sorted((run_dir(extractor, seed) / "monitor").glob("*.monitor.csv")):
-                rows = [line.split(",") for line in path.read_text().splitlines() if line and line[0] not in "#r"]
-                if rows:
-                    episodes = pd.DataFrame(rows, columns=["r", "l", "t"]).astype(float)
-                    frames.append(
-                        pd.DataFrame(
-                            {
-                                "extractor": extractor,
-                                "seed": seed,
-                                "timesteps": episodes["l"].cumsum() * n_envs,
-                                "return": episodes["r"],
-                            }
-                        )
-                    )
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def plot() -> None:
+def plot(preset: str) -> None:
+    """Learning curves (greedy win rate and land share in the training evaluations) against steps and against
+    training wall-clock, every seed thin and the mean thick -> {preset}/learning_curves.png and evaluations.csv."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = load_evaluations()
+    table = load_evaluations(preset)
     if table.empty:
-        raise SystemExit("no evaluations yet: run `python bench/multiscale.py learn` first")
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
-    colours = {"attention": "tab:red", "plain": "tab:blue"}
-    labels = {"attention": "MultiScaleExtractorWithAttention", "plain": "MultiScaleExtractor"}
-    for ax, column, ylabel in (
-        (axes[0], "mean_territory_share", "final territory share (eval)"),
-        (axes[1], "mean_return", "episode return (eval)"),
-    ):
-        for extractor, group in table.groupby("extractor"):
-            for _, run in group.groupby("seed"):
-                ax.plot(run["timesteps"], run[column], color=colours[extractor], alpha=0.3, linewidth=1)
-            mean = group.groupby("timesteps")[column].mean()
-            ax.plot(
-                mean.index, mean.values, color=colours[extractor], linewidth=2.5, label=f"{labels[extractor]} (mean of seeds)"
-            )
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-    reference = read_rows(RESULTS / "reference_policies_previous_rules.csv")  # the runs plotted predate the rule change
-    if len(reference):
-        random_policy = reference[reference["policy"] == "random"]
-        for ax, column in ((axes[0], "territory_share"), (axes[1], "return"), (axes[2], "return")):
-            ax.axhline(
-                random_policy[column].mean(),
-                color="grey",
-                linestyle="--",
-                linewidth=1.2,
-                label="random valid actions (reference)",
-            )
-    training = load_training_returns()
-    bins = np.linspace(0, training["timesteps"].max(), 13)
-    for extractor, group in training.groupby("extractor"):
-        per_seed = []
-        for _, run in group.groupby("seed"):
-            binned = run.groupby(pd.cut(run["timesteps"], bins), observed=False)["return"].mean()
-            per_seed.append(binned.values)
-            axes[2].plot(bins[1:], binned.values, color=colours[extractor], alpha=0.3, linewidth=1)
-        axes[2].plot(bins[1:], np.nanmean(per_seed, axis=0), color=colours[extractor], linewidth=2.5)
-    axes[2].set_xlabel("environment steps")
-    axes[2].set_ylabel("training episode return (mean per bin)")
-    axes[2].grid(alpha=0.3)
-    axes[0].legend(loc="best", fontsize=8)
+        raise SystemExit(f"no finished runs at the {preset} preset: run `python bench/multiscale.py learn --preset {preset}`")
+    ladder = read_rows(RESULTS / "reference_policies.csv")
+    ladder = ladder[ladder["preset"] == preset] if len(ladder) else ladder
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    colours = dict(zip(sorted(table["method"].unique()), ["tab:red", "tab:orange", "tab:blue", "tab:cyan"]))
+    for row, (column, label) in enumerate((("mean_is_success", "win rate"), ("mean_territory_share", "land share"))):
+        for col, (x, xlabel) in enumerate(
+            (("timesteps", "environment steps"), ("training_seconds", "training wall-clock (s)"))
+        ):
+            ax = axes[row, col]
+            for method, group in table.groupby("method"):
+                runs = list(group.groupby("seed"))
+                for _, run in runs:
+                    ax.plot(run[x], run[column], color=colours[method], alpha=0.25, linewidth=1)
+                mean = group.groupby("timesteps")[[x, column]].mean()
+                ax.plot(mean[x], mean[column], color=colours[method], linewidth=2.5, label=f"{method} ({len(runs)} seeds)")
+            if len(ladder):
+                metric = "is_success" if column == "mean_is_success" else "territory_share"
+                for policy, style in (("random", ":"), ("hard", "--")):
+                    value = ladder.loc[ladder["policy"] == policy, metric].mean()
+                    ax.axhline(value, color="grey", linestyle=style, linewidth=1.2, label=f"scripted {policy} (50 games)")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"{label} (greedy, training evaluations)")
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8, loc="best")
+    eval_freq, games = EVALUATION[preset]
     fig.suptitle(
-        "MaskablePPO on TerritoryControl 256x256 plains, 4 bots, random map per episode: "
-        "thin lines = seeds (3 each), thick = mean; eval = 5 deterministic episodes"
+        f"MaskablePPO on TerritoryControl-{preset}: evaluation every {eval_freq:,} steps on {games} greedy games; "
+        "thin = seeds, thick = mean"
     )
     fig.tight_layout()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(RESULTS / "learning_curves.png", dpi=110)
-    final = table.sort_values("timesteps").groupby(["extractor", "seed"]).tail(1)
-    final = final[["extractor", "seed", "timesteps", "mean_territory_share", "mean_return", "mean_rank", "mean_is_success"]]
-    with atomic_path(RESULTS / "final.csv") as tmp:
-        final.to_csv(tmp, index=False)
-    # The run directories (checkpoints, TensorBoard) stay out of git; their evaluations are kept here.
-    with atomic_path(RESULTS / "evaluations.csv") as tmp:
+    (RESULTS / preset).mkdir(parents=True, exist_ok=True)
+    with atomic_path(RESULTS / preset / "learning_curves.png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    with atomic_path(RESULTS / preset / "evaluations.csv") as tmp:  # the run folders stay out of git
         table.to_csv(tmp, index=False)
-    _write_readme(final, training)
+    print(f"wrote {RESULTS / preset / 'learning_curves.png'}")
 
 
-def _write_readme(final: pd.DataFrame, training: pd.DataFrame) -> None:
-    """results/multiscale/README.md: settings, command, final numbers, reference policies."""
-    per = final.groupby("extractor")[["mean_territory_share", "mean_return", "mean_rank", "mean_is_success"]].agg(
-        ["mean", "std"]
-    )
-    last = training[training["timesteps"] > 0.8 * training["timesteps"].max()]
-    late = last.groupby("extractor")["return"].agg(["mean", "std", "count"])
-    lines = [
-        "# Multi-scale extractors on TerritoryControl: learning runs",
-        "",
-        "Made by `python bench/multiscale.py learn` (then `plot`): for each extractor and seed 0, 1, 2,",
-        "",
-        "```",
-        "sb3ma train-multiscale " + " ".join(LEARN_ARGS) + " [--no-attention] --seed S --output-dir runs/...",
-        "```",
-        "",
-        "MaskablePPO + `MultiScaleAttentionPolicy` (`multiscale_extractor` attention or plain), 8 DummyVecEnv copies, "
-        "rollouts of 128 steps, batch 128, 2 epochs, lr 2.5e-4, ent 0.01; a new random 256x256 plains map every "
-        "episode, 4 bots, 500-step episodes; one torch thread per run, two runs at a time on a 2-core CPU. "
-        "Evaluation every 10k steps: 5 deterministic episodes on held-out seeds.",
-        "",
-        "![learning curves](learning_curves.png)",
-        "",
-        "What the attention extractor of seed 0 looks at (`python bench/multiscale.py attention`):",
-        "",
-        "![attention maps](attention_maps.png)",
-        "",
-        "## Final evaluation (last evaluation of each run; mean and std over 3 seeds)",
-        "",
-        "| extractor | territory share | return | rank (of 5) | win rate |",
-        "|---|---|---|---|---|",
-    ]
-    for extractor, row in per.iterrows():
-        lines.append(
-            f"| {extractor} | {row[('mean_territory_share', 'mean')]:.3f} ± {row[('mean_territory_share', 'std')]:.3f} | "
-            f"{row[('mean_return', 'mean')]:.3f} ± {row[('mean_return', 'std')]:.3f} | "
-            f"{row[('mean_rank', 'mean')]:.2f} | {row[('mean_is_success', 'mean')]:.2f} |"
-        )
-    lines += [
-        "",
-        "Training episodes (stochastic policy) in the last 20% of the budget:",
-        "",
-        "| extractor | mean return | std | episodes |",
-        "|---|---|---|---|",
-    ]
-    for extractor, row in late.iterrows():
-        lines.append(f"| {extractor} | {row['mean']:.3f} | {row['std']:.3f} | {int(row['count'])} |")
-    held_out = read_rows(RESULTS / "final_eval.csv")
-    if len(held_out):
-        per_run = held_out.groupby(["extractor", "deterministic", "seed"])[
-            ["territory_share", "return", "rank", "is_success"]
-        ].mean()
-        summary = per_run.groupby(["extractor", "deterministic"]).agg(["mean", "std"])
-        lines += [
-            "",
-            "Final models on 20 held-out maps (`python bench/multiscale.py final-eval`; per run, then mean and "
-            "std over seeds):",
-            "",
-            "| extractor | actions | territory share | return | rank | win rate |",
-            "|---|---|---|---|---|---|",
-        ]
-        for (extractor, deterministic), row in summary.iterrows():
-            lines.append(
-                f"| {extractor} | {'deterministic' if deterministic else 'sampled'} | "
-                f"{row[('territory_share', 'mean')]:.3f} ± {row[('territory_share', 'std')]:.3f} | "
-                f"{row[('return', 'mean')]:.3f} ± {row[('return', 'std')]:.3f} | {row[('rank', 'mean')]:.2f} | "
-                f"{row[('is_success', 'mean')]:.2f} |"
-            )
-    reference = read_rows(RESULTS / "reference_policies_previous_rules.csv")  # the runs plotted predate the rule change
-    if len(reference):
-        lines += [
-            "",
-            "Reference policies on the same settings (`python bench/multiscale.py baselines`, 20 episodes):",
-            "",
-            "| policy | territory share | return | rank | win rate |",
-            "|---|---|---|---|---|",
-        ]
-        for policy, row in reference.groupby("policy")[["territory_share", "return", "rank", "is_success"]].mean().iterrows():
-            lines.append(
-                f"| {policy} | {row['territory_share']:.3f} | {row['return']:.3f} | {row['rank']:.2f} | "
-                f"{row['is_success']:.2f} |"
-            )
-    lines += [
-        "",
-        "Files: `evaluations.csv` (every evaluation of every run), `final.csv`, `final_eval.csv`, `reference_policies.csv`.",
-        "",
-    ]
-    write_text_atomic(RESULTS / "README.md", "\n".join(lines))
-    print(final.to_string(index=False))
+def rliable_report(preset: str) -> None:
+    """rliable reports (IQM with CIs, probability of improvement, profiles) of the greedy held-out win rate and land
+    share, one per metric (per-seed scores from final_eval.csv) -> {preset}/report_{metric}/."""
+    from sb3_masked_attention.evaluation.report import write_report
+
+    table = read_rows(RESULTS / preset / "final_eval.csv")
+    if not len(table):
+        raise SystemExit(f"no final evaluation at the {preset} preset: run `python bench/multiscale.py final-eval` first")
+    greedy = table[table["actions"] == "greedy"]
+    for metric, column in (("win_rate", "won"), ("land_share", "territory_share")):
+        scores = greedy.groupby(["method", "seed"])[column].mean().reset_index(name="score")
+        scores.insert(1, "env", f"TerritoryControl-{preset} ({metric.replace('_', ' ')}, greedy)")
+        path = RESULTS / preset / f"scores_{metric}.csv"
+        with atomic_path(path) as tmp:
+            scores.to_csv(tmp, index=False)
+        write_report(path, RESULTS / preset / f"report_{metric}")
+        print(f"wrote {RESULTS / preset / f'report_{metric}'}")
 
 
 def report() -> None:
@@ -674,18 +587,6 @@ def main() -> None:
     extractors = commands.add_parser("extractors")
     extractors.add_argument("--repeats", type=int, default=21)
     extractors.add_argument("--threads", type=int, default=1)
-    learn_parser = commands.add_parser("learn")
-    learn_parser.add_argument("--workers", type=int, default=2)
-    baselines_parser = commands.add_parser("baselines")
-    baselines_parser.add_argument("--presets", nargs="+", default=["small", "medium", "full"])
-    baselines_parser.add_argument("--episodes", type=int, default=50)
-    baselines_parser.add_argument("--workers", type=int, default=2)
-    commands.add_parser("attention")
-    final_parser = commands.add_parser("final-eval")
-    final_parser.add_argument("--episodes", type=int, default=20)
-    final_parser.add_argument("--workers", type=int, default=2)
-    commands.add_parser("plot")
-    commands.add_parser("report")
     throughput_parser = commands.add_parser("throughput")
     throughput_parser.add_argument("--presets", nargs="+", default=["small", "medium"])
     throughput_parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -695,6 +596,22 @@ def main() -> None:
     profile_parser.add_argument("--preset", default="small")
     profile_parser.add_argument("--extractor", default="attention", choices=list(EXTRACTORS))
     profile_parser.add_argument("--steps", type=int, default=8192)
+    baselines_parser = commands.add_parser("baselines")
+    baselines_parser.add_argument("--presets", nargs="+", default=["small", "medium", "full"])
+    baselines_parser.add_argument("--episodes", type=int, default=50)
+    baselines_parser.add_argument("--workers", type=int, default=2)
+    for name in ("learn", "final-eval", "plot", "attention", "game", "rliable"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--preset", default="small", choices=list(EVALUATION))
+        if name == "learn":
+            sub.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+            sub.add_argument("--extractors", nargs="+", default=list(EXTRACTORS), choices=list(EXTRACTORS))
+            sub.add_argument("--init-from", default=None, choices=list(EVALUATION), help="curriculum: the preset's runs")
+        if name in ("learn", "final-eval"):
+            sub.add_argument("--workers", type=int, default=2)
+        if name == "final-eval":
+            sub.add_argument("--games", type=int, default=50)
+    commands.add_parser("report")
     args = parser.parse_args()
     if args.command == "throughput":
         throughput(args.presets, args.variants, args.steps, args.repeats)
@@ -702,16 +619,20 @@ def main() -> None:
         profile(args.preset, args.extractor, args.steps)
     elif args.command == "extractors":
         bench_extractors(args.repeats, args.threads)
-    elif args.command == "learn":
-        learn(args.workers)
-    elif args.command == "final-eval":
-        final_eval(args.episodes, args.workers)
-    elif args.command == "attention":
-        attention_picture()
     elif args.command == "baselines":
         baselines(args.presets, args.episodes, args.workers)
+    elif args.command == "learn":
+        learn(args.preset, args.seeds, args.extractors, args.workers, args.init_from)
+    elif args.command == "final-eval":
+        final_eval(args.preset, args.games, args.workers)
     elif args.command == "plot":
-        plot()
+        plot(args.preset)
+    elif args.command == "attention":
+        front_line_picture(args.preset)
+    elif args.command == "game":
+        record_game(args.preset)
+    elif args.command == "rliable":
+        rliable_report(args.preset)
     else:
         report()
 
