@@ -177,13 +177,12 @@ def throughput(presets: list[str], variants: list[str], steps: int, repeats: int
     (interleaved repeats, median) -> multiscale_training.csv."""
     import tempfile
 
-    load = os.getloadavg()[0]
     for preset in presets:
         with tempfile.TemporaryDirectory() as tmp:
             _train_for(preset, "plain", 1024, Path(tmp) / "warm", {})  # numba kernels loaded, first-call costs paid
             for extractor in EXTRACTORS:
                 for name in variants:
-                    times, rollouts = [], []
+                    times, rollouts, load = [], [], os.getloadavg()[0]
                     for repeat in range(repeats):
                         timer = PhaseTimer()
                         _train_for(preset, extractor, steps, Path(tmp) / f"{extractor}{name}{repeat}", VARIANTS[name], timer)
@@ -579,6 +578,40 @@ def report() -> None:
             )
     write_text_atomic(BENCH / "multiscale.md", "\n".join(lines) + "\n")
     print(f"wrote {BENCH / 'multiscale.md'}")
+    throughput_report()
+
+
+def throughput_report() -> None:
+    """results/benchmarks/multiscale_training.md from the throughput and profile CSVs (every row)."""
+    table, profiled = read_rows(THROUGHPUT_CSV), read_rows(PROFILE_CSV)
+    lines = [
+        "# Training throughput on TerritoryControl (MaskablePPO + the multi-scale extractors)",
+        "",
+        "Command: `python bench/multiscale.py throughput` (env steps per second over one whole MaskablePPO `learn` of "
+        "`steps` steps at the preset's zoo entry, without evaluations; the numba kernels warmed up first; median of "
+        "`repeats` interleaved learns; `rollout` = share of the time spent collecting rollouts, env steps and policy "
+        "forward; the rest is the PPO update) and `python bench/multiscale.py profile` (cProfile of one learn, "
+        "cumulative seconds). `load before` is the 1-minute load average just before the row's learns: this command "
+        "alone keeps it near 1 on the 2-core machine; 2 or more means other jobs shared the cores. Target: >= 500 env steps/s at "
+        "the small preset with the attention extractor.",
+        "",
+    ]
+    if len(table):
+        lines += [
+            "| preset | extractor | lever | steps/s | rollout share | steps x repeats | load before | machine |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in table.itertuples():
+            lines.append(
+                f"| {row.preset} | {row.extractor} | {row.variant} | {row.steps_per_s:.0f} | {row.rollout_share:.2f} | "
+                f"{row.steps} x {row.repeats} | {row.load_before:.2f} | {row.machine} |"
+            )
+    if len(profiled):
+        lines += ["", "Where the time goes:", "", "| preset | extractor | part | seconds | share |", "|---|---|---|---|---|"]
+        for row in profiled.itertuples():
+            lines.append(f"| {row.preset} | {row.extractor} | {row.part} | {row.seconds:.2f} | {row.share:.3f} |")
+    write_text_atomic(BENCH / "multiscale_training.md", "\n".join(lines) + "\n")
+    print(f"wrote {BENCH / 'multiscale_training.md'}")
 
 
 def main() -> None:
