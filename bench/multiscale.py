@@ -592,8 +592,8 @@ def throughput_report() -> None:
         "`repeats` interleaved learns; `rollout` = share of the time spent collecting rollouts, env steps and policy "
         "forward; the rest is the PPO update) and `python bench/multiscale.py profile` (cProfile of one learn, "
         "cumulative seconds). `load before` is the 1-minute load average just before the row's learns: this command "
-        "alone keeps it near 1 on the 2-core machine; 2 or more means other jobs shared the cores. Target: >= 500 env steps/s at "
-        "the small preset with the attention extractor.",
+        "alone keeps it near 1 on the 2-core machine; 2 or more means other jobs shared the cores. Target: >= 500 env "
+        "steps/s at the small preset with the attention extractor.",
         "",
     ]
     if len(table):
