@@ -110,6 +110,7 @@ def bench_extractors(repeats: int, threads: int) -> None:
 THROUGHPUT_CSV = BENCH / "multiscale_training.csv"
 PROFILE_CSV = BENCH / "multiscale_training_profile.csv"
 WIDE = {"features_extractor_kwargs": {"cnn_channels": (32, 64, 64), "branch_dim": 256, "features_dim": 512}}
+NARROW = {"features_extractor_kwargs": {"cnn_channels": (16, 32, 32), "branch_dim": 128, "features_dim": 256}}
 #: The levers, each measured against the preset's zoo entry as ``sb3ma train-multiscale`` runs it by default
 #: (DummyVecEnv, one torch thread): more environments per step (the same 1024-step rollouts), larger minibatches,
 #: SubprocVecEnv, two torch threads, finer observations, the medium entry's wider extractor, and both of the last two
@@ -117,12 +118,16 @@ WIDE = {"features_extractor_kwargs": {"cnn_channels": (32, 64, 64), "branch_dim"
 VARIANTS: dict[str, dict] = {
     "entry": {},
     "16 envs x 64 steps": {"n_envs": 16, "ppo_kwargs": {"n_steps": 64}},
+    "32 envs x 32 steps": {"n_envs": 32, "ppo_kwargs": {"n_steps": 32}},
     "batch 256": {"ppo_kwargs": {"batch_size": 256}},
     "SubprocVecEnv": {"subprocess_envs": True},
     "2 torch threads": {"threads": 2},
     "64x64 observations": {"map_resolution": 64, "local_view_size": 64},
     "wide extractor": {"policy_kwargs": WIDE},
     "64x64 + wide": {"map_resolution": 64, "local_view_size": 64, "policy_kwargs": WIDE},
+    "16 envs x 64 steps, 2 threads": {"n_envs": 16, "ppo_kwargs": {"n_steps": 64}, "threads": 2},
+    "narrow extractor": {"policy_kwargs": NARROW},
+    "64x64 + narrow": {"map_resolution": 64, "local_view_size": 64, "tactical_size": 32, "policy_kwargs": NARROW},
 }
 
 
@@ -154,6 +159,7 @@ def _train_for(preset: str, extractor: str, steps: int, out: Path, variant: dict
         attention=extractor == "attention",
         map_resolution=variant.get("map_resolution"),
         local_view_size=variant.get("local_view_size"),
+        tactical_size=variant.get("tactical_size"),
         subprocess_envs=variant.get("subprocess_envs", False),
         checkpoint_freq=10**9,
         eval_freq=0,  # MaskablePPO's learn alone: no evaluation episodes, no attention logs
@@ -592,8 +598,13 @@ def throughput_report() -> None:
         "`repeats` interleaved learns; `rollout` = share of the time spent collecting rollouts, env steps and policy "
         "forward; the rest is the PPO update) and `python bench/multiscale.py profile` (cProfile of one learn, "
         "cumulative seconds). `load before` is the 1-minute load average just before the row's learns: this command "
-        "alone keeps it near 1 on the 2-core machine; 2 or more means other jobs shared the cores. Target: >= 500 env "
-        "steps/s at the small preset with the attention extractor.",
+        "alone keeps it near 1 on the 2-core machine, and its own 2-thread rows lift it to about 2 for a minute or two; "
+        "other jobs sharing the cores show as more. Target: >= 500 env steps/s at the small preset with the attention "
+        "extractor.",
+        "",
+        "Rows named *entry before* / *entry now* are the zoo entries before and after the change these measurements "
+        "led to (small: 32 envs x 32 steps instead of 8 x 128; medium: 64x64 maps, 32x32 tactical map and the narrow "
+        "extractor instead of 128x128 maps and the wide one); the profile is of the small entry before the change.",
         "",
     ]
     if len(table):

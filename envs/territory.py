@@ -68,7 +68,8 @@ GLOBAL_FEATURES = (
 #: Fractions of the agent's troops an attack may send (second action component).
 TROOP_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
 #: Preset -> settings. ``map_resolution``/``tactical_size``: side of the map observations/the tactical one. The small
-#: preset's observations are coarse (two tiles per cell) so that training runs at hundreds of steps/s on a CPU.
+#: and medium presets' observations are small (64x64 at most) so that training runs at hundreds of steps/s on a CPU:
+#: at medium, 128x128 maps made MaskablePPO 7.7x slower (``results/benchmarks/multiscale_training.md``).
 PRESETS: dict[str, dict[str, Any]] = {
     "small": {
         "map_size": 64,
@@ -84,8 +85,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_bots": 4,
         "bot_level": "medium",
         "max_steps": 500,
-        "map_resolution": 128,
-        "tactical_size": 64,
+        "local_view_size": 64,
+        "map_resolution": 64,
+        "tactical_size": 32,
     },
     "full": {
         "map_size": 1024,

@@ -59,6 +59,7 @@ class MultiscaleConfig:
     :param max_steps: game length.
     :param local_view_size: side of the local map window, at most ``map_size`` (None: ``min(256, map_size)``).
     :param map_resolution: side of the global and local map observations, 16 to 256 (None: the preset's).
+    :param tactical_size: side of the tactical map observation, 8 to ``map_size`` (None: the preset's).
     :param attention: :class:`MultiScaleExtractorWithAttention` if True, else :class:`MultiScaleExtractor`.
     :param algo: ``"maskable_ppo"`` (invalid targets masked) or ``"ppo"`` (invalid targets are no-ops).
     :param checkpoint_freq: environment steps between checkpoints.
@@ -77,6 +78,7 @@ class MultiscaleConfig:
     max_steps: int | None = None
     local_view_size: int | None = None
     map_resolution: int | None = None
+    tactical_size: int | None = None
     attention: bool = True
     algo: str = "maskable_ppo"
     device: str = "auto"
@@ -97,6 +99,7 @@ class MultiscaleConfig:
             "max_steps": self.max_steps,
             "local_view_size": self.local_view_size,
             "map_resolution": self.map_resolution,
+            "tactical_size": self.tactical_size,
         }
         return {"preset": self.preset, "map_name": self.map_name, **{k: v for k, v in given.items() if v is not None}}
 
@@ -285,7 +288,7 @@ def add_subparsers(commands: Any) -> None:
     )
     option(cmd, MultiscaleConfig, "preset", choices=list(PRESETS), help="game settings and the zoo entry's PPO settings")
     option(cmd, MultiscaleConfig, "map_name", "--map", help="plains, islands, continents, or a .png/.npy map file")
-    for name in ("map_size", "max_steps", "map_resolution"):
+    for name in ("map_size", "max_steps", "map_resolution", "tactical_size"):
         option(cmd, MultiscaleConfig, name, type=positive_int, help="None: the preset's")
     option(cmd, MultiscaleConfig, "bot_level", type=str, help="passive, expander, easy, medium or hard; None: the preset's")
     option(

@@ -88,7 +88,7 @@ def test_attention_logging_for_the_multiscale_extractor():
 
     model = MaskablePPO(
         "MultiScaleAttentionPolicy",
-        TerritoryControlEnv(map_size=64, num_bots=1),
+        TerritoryControlEnv(map_size=64, num_bots=1, map_resolution=128, tactical_size=64),
         n_steps=16,
         batch_size=16,
         n_epochs=1,
@@ -177,6 +177,19 @@ def test_small_preset_takes_its_zoo_entry_and_game(tmp_path):
     assert model.observation_space["global_map"].shape == (6, 32, 32)
     with pytest.raises(ValueError, match="preset='tiny'"):
         train_multiscale(tmp_path / "x", total_timesteps=32, preset="tiny", **tiny)
+
+
+def test_observation_size_and_network_overrides(tmp_path):
+    tiny = {**TINY, "map_size": None, "num_bots": None}
+    narrower = {"features_extractor_kwargs": {"cnn_channels": (8, 8, 8), "branch_dim": 32, "features_dim": 64}}
+    model = train_multiscale(
+        tmp_path, total_timesteps=32, preset="small", map_resolution=16, tactical_size=8, policy_kwargs=narrower, **tiny
+    )
+    assert model.observation_space["global_map"].shape == (6, 16, 16)
+    assert model.observation_space["tactical_map"].shape == (6, 8, 8)
+    assert model.policy.features_extractor.features_dim == 64
+    with pytest.raises(ValueError, match="policy_kwargs"):  # a changed network is refused on resume, by name
+        train_multiscale(tmp_path, total_timesteps=64, preset="small", map_resolution=16, tactical_size=8, **tiny)
 
 
 def test_curriculum_starts_a_larger_game_from_a_smaller_one(tmp_path):

@@ -128,7 +128,15 @@ def assert_matches_reference(env: TerritoryControlEnv, obs: dict[str, np.ndarray
     [(64, None, "plains"), (200, 160, "continents"), (256, 256, "plains"), (256, 96, "islands"), (300, 256, "plains")],
 )
 def test_incremental_state_matches_recomputation(map_size, local_view_size, map_name):
-    env = TerritoryControlEnv(map_name=map_name, map_size=map_size, num_bots=3, local_view_size=local_view_size, map_seed=1)
+    env = TerritoryControlEnv(
+        map_name=map_name,
+        map_size=map_size,
+        num_bots=3,
+        local_view_size=local_view_size or min(256, map_size),
+        map_seed=1,
+        map_resolution=128,  # the reference below draws 128x128 maps and a 64x64 tactical map
+        tactical_size=64,
+    )
     obs, _ = env.reset(seed=3)
     assert_matches_reference(env, obs)
     rng = np.random.default_rng(0)
@@ -145,11 +153,11 @@ def test_passes_sb3_check_env():
 
 
 def test_registered_and_spaces():
-    env = gym.make("sb3ma/TerritoryControl-v0", map_size=128, num_bots=3)
+    env = gym.make("sb3ma/TerritoryControl-v0", map_size=128, num_bots=3)  # the medium preset's observations
     obs, info = env.reset(seed=0)
-    assert obs["global_map"].shape == (6, 128, 128) and obs["global_map"].dtype == np.uint8
-    assert obs["local_map"].shape == (6, 128, 128)
-    assert obs["tactical_map"].shape == (6, 64, 64)
+    assert obs["global_map"].shape == (6, 64, 64) and obs["global_map"].dtype == np.uint8
+    assert obs["local_map"].shape == (6, 64, 64)
+    assert obs["tactical_map"].shape == (6, 32, 32)
     assert obs["global"].shape == (8,) and obs["global"].dtype == np.float32
     assert env.action_space.nvec.tolist() == [5, len(TROOP_FRACTIONS)]
     assert set(info) >= {"territory_share", "rank", "players_alive", "invalid_action"}
