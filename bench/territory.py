@@ -4,9 +4,9 @@
     python bench/territory.py picture   # results/envs/territory_control.png: the map and the three observation maps
     python bench/territory.py report    # results/benchmarks/territory.md
 
-The agent is scripted (expand into neutral land while possible, else attack a neighbour, half the
-troops each time) or picks uniformly among valid actions; resets (fixed map seed) are counted in
-the time. The first episode of each configuration compiles/warms the numba kernels and is not timed.
+The agent plays the ``hard`` scripted level or picks uniformly among valid actions
+(``envs.territory_policies.reference_policy``); resets (fixed map seed) are counted in the time.
+The first episode of each configuration compiles/warms the numba kernels and is not timed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from envs.territory import TerritoryControlEnv  # noqa: E402
+from envs.territory_policies import reference_policy  # noqa: E402
 from sb3_masked_attention.io import append_row, atomic_path, read_rows, write_text_atomic  # noqa: E402
 
 SPEED_CSV = ROOT / "results" / "benchmarks" / "territory_speed.csv"
@@ -30,23 +31,15 @@ SPEED_CSV = ROOT / "results" / "benchmarks" / "territory_speed.csv"
 CONFIGS = [(256, 4, 3000), (1024, 10, 500), (64, 2, None), (512, 8, None), (2048, 64, None)]
 
 
-def scripted(mask: np.ndarray, num_bots: int) -> tuple[int, int]:
-    targets = mask[: num_bots + 2]
-    if targets[1]:
-        return 1, 2
-    neighbours = np.flatnonzero(targets[2:])
-    return (2 + int(neighbours[0]), 2) if len(neighbours) else (0, 0)
-
-
 def measure(map_size: int, num_bots: int, policy: str, steps: int, seed: int = 0) -> dict:
-    env = TerritoryControlEnv(map_size=map_size, num_bots=num_bots, map_seed=seed, max_steps=1000)
-    rng = np.random.default_rng(seed)
+    # 128x128 maps and a 64x64 tactical map (the full preset's observations) at every size, as the targets were set.
+    env = TerritoryControlEnv(
+        map_size=map_size, num_bots=num_bots, map_seed=seed, max_steps=1000, map_resolution=128, tactical_size=64
+    )
+    choose = reference_policy(policy, seed=seed)
 
-    def act() -> tuple[int, int]:
-        mask = env.action_masks()
-        if policy == "scripted":
-            return scripted(mask, num_bots)
-        return int(rng.choice(np.flatnonzero(mask[: num_bots + 2]))), int(rng.integers(5))
+    def act() -> np.ndarray:
+        return choose(env)
 
     env.reset(seed=seed)
     for _ in range(200):  # warm-up: numba kernels compiled or loaded from cache
@@ -72,7 +65,7 @@ def measure(map_size: int, num_bots: int, policy: str, steps: int, seed: int = 0
 
 def speed(steps: int) -> None:
     for map_size, num_bots, _ in CONFIGS:
-        for policy in ("scripted", "random"):
+        for policy in ("hard", "random"):
             row = measure(map_size, num_bots, policy, steps if map_size <= 1024 else steps // 4)
             append_row(SPEED_CSV, row)
             print(row)
@@ -84,10 +77,19 @@ def picture() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    env = TerritoryControlEnv(map_size=512, num_bots=8, map_seed=3, local_view_size=256, render_mode="rgb_array")
+    env = TerritoryControlEnv(
+        map_size=512,
+        num_bots=8,
+        map_seed=3,
+        local_view_size=256,
+        map_resolution=128,
+        tactical_size=64,
+        render_mode="rgb_array",
+    )
+    play = reference_policy("hard")
     obs, _ = env.reset(seed=3)
     for _ in range(220):
-        obs, _, terminated, truncated, info = env.step(scripted(env.action_masks(), env.num_bots))
+        obs, _, terminated, truncated, info = env.step(play(env))
         if terminated or truncated:
             break
 
@@ -139,8 +141,10 @@ def report() -> None:
         f"torch {torch.__version__} (not used here). Command: `python bench/territory.py speed`.",
         "",
         "Steps per second of `env.step` including the observation (all three maps and the vector), "
-        "action masks and resets (fixed map seed, 1000-step cap). Scripted = expand into neutral land, else "
-        "attack a neighbour; random = uniform over valid actions (the agent is eliminated early, so more resets).",
+        "action masks and resets (fixed map seed, 1000-step cap), the bots playing the `medium` level; observations "
+        "of 128x128 maps and a 64x64 tactical map at every size. The agent plays the `hard` scripted level or "
+        "uniformly random valid actions (`envs.territory_policies.reference_policy`; the random agent is eliminated "
+        "early, so more resets). The previous rules' figures are in `territory_speed_previous_rules.csv`.",
         "",
         "| map | bots | policy | steps/s | ms/step | target | met |",
         "|---|---|---|---|---|---|---|",
