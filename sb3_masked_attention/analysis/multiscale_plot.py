@@ -14,7 +14,7 @@ def plot_multiscale_attention(
     observation: dict[str, np.ndarray], maps: dict[str, torch.Tensor], path: str | os.PathLike, title: str | None = None
 ) -> None:
     """One row per map: the map's first channels as an RGB picture, then each spatial attention map of
-    its branch; a last panel with the scale weights and the cross-attention weights per scale.
+    its branch drawn over the map; a last panel with the scale weights and the cross-attention weights per scale.
 
     :param observation: one observation (channel-first maps, no batch axis), as the env returns it.
     :param maps: :meth:`MultiScaleExtractorWithAttention.forward_with_attention` maps for a batch
@@ -33,10 +33,16 @@ def plot_multiscale_attention(
     for row, key in enumerate(keys):
         picture = np.asarray(observation[key], dtype=np.float32)[:3] / 255.0
         axes[row, 0].imshow(np.moveaxis(np.pad(picture, ((0, 3 - len(picture)), (0, 0), (0, 0))), 0, -1))
-        axes[row, 0].set_title(f"{key}: channels 0-2 as RGB", fontsize=9)
+        axes[row, 0].set_title(f"{key}\nchannels 0-2 as RGB", fontsize=8)
+        # The gates drawn over the map in grey (the same extent), so a gate can be read against the land under it.
+        # Channels 0-2 in grey levels of their own (TerritoryControl: own bright, neutral mid, enemy dark).
+        channels = np.asarray(observation[key], dtype=np.float32)[:3] / 255.0
+        grey = np.tensordot(np.array([1.0, 0.3, 0.65])[: len(channels)], channels, axes=1)
         for col, name in enumerate(spatial[key], start=1):
-            image = axes[row, col].imshow(maps[name][0].detach().cpu().numpy(), cmap="magma", vmin=0.0, vmax=1.0)
-            axes[row, col].set_title(f"{name} (sigmoid gate)", fontsize=9)
+            axes[row, col].imshow(grey, cmap="gray", vmin=0.0, vmax=1.0, extent=(0, 1, 1, 0))
+            gate = maps[name][0].detach().cpu().numpy()
+            image = axes[row, col].imshow(gate, cmap="magma", vmin=0.0, vmax=1.0, alpha=0.7, extent=(0, 1, 1, 0))
+            axes[row, col].set_title(f"{name}\nsigmoid gate over the map", fontsize=8)
             fig.colorbar(image, ax=axes[row, col], fraction=0.046)
         for col in range(cols):
             axes[row, col].set_xticks([])
