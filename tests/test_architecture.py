@@ -10,7 +10,17 @@ LAYERS = {
     "core": {"masks", "strategies", "attention", "wrappers", "validation", "io", "runs", "environments", "episodes"}
     | {"cli_args"},
     "models": {"extractors", "policies", "callbacks", "zoo", "samplers", "weights", "transformer_ppo"},
-    "features": {"training", "multiscale_training", "evaluation", "analysis", "ad", "pretrain", "sequence", "rl_zoo"},
+    "features": {
+        "training",
+        "multiscale_training",
+        "multiscale_play",
+        "evaluation",
+        "analysis",
+        "ad",
+        "pretrain",
+        "sequence",
+        "rl_zoo",
+    },
     "cli": {"cli"},
 }
 RANK = {unit: rank for rank, units in enumerate(LAYERS.values()) for unit in units}
