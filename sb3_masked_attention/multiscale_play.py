@@ -18,7 +18,8 @@ from sb3_masked_attention.io import atomic_path
 from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.weights import load_weights, saved_policy_kwargs
 
-CAPTION_HEIGHT = 22
+CAPTION_HEIGHT = 22  # one caption line; each further line adds LINE_HEIGHT
+LINE_HEIGHT = 14
 
 
 def load_multiscale_model(path: str | os.PathLike, env: Any) -> MaskablePPO:
@@ -70,7 +71,7 @@ def play_game(
 
 def captioned_frame(env: Any, step: int, scale: int | None = None) -> np.ndarray:
     """``env.render()`` enlarged to about 256 pixels (whole pixels per tile), under a caption: the step and each
-    player's land share in its colour (the agent first)."""
+    player's land share in its colour (the agent first), on as many lines as the width needs."""
     from PIL import Image, ImageDraw
 
     picture = env.render()
@@ -78,16 +79,28 @@ def captioned_frame(env: Any, step: int, scale: int | None = None) -> np.ndarray
         raise ValueError("the env renders nothing: expected render_mode='rgb_array'")
     scale = scale or max(1, 256 // picture.shape[0])
     image = Image.fromarray(np.kron(picture, np.ones((scale, scale, 1), dtype=np.uint8)))
-    canvas = Image.new("RGB", (image.width, image.height + CAPTION_HEIGHT), (255, 255, 255))
-    canvas.paste(image, (0, CAPTION_HEIGHT))
+    shares, colours = env.land_shares(), env.player_colours()
+    entries = [(f"step {step}", f"step {env.max_steps}", None)] + [
+        (f"{name} {100 * share:.0f}%", f"{name} 100%", tuple(int(c) for c in colour))
+        for name, share, colour in zip(["you"] + [f"bot{k}" for k in range(1, len(shares))], shares, colours)
+    ]
+    # Slots sized for the widest label each can hold, so every frame of a game has the same caption height.
+    places, x, line = [], 3, 0
+    for label, widest, colour in entries:
+        width = 6 * len(widest) + (12 if colour else 0) + 4  # the default bitmap font is about 6 pixels a character
+        if x + width > image.width and x > 3:
+            x, line = 3, line + 1
+        places.append((x, 5 + LINE_HEIGHT * line, label, colour))
+        x += width
+    caption = CAPTION_HEIGHT + LINE_HEIGHT * line
+    canvas = Image.new("RGB", (image.width, image.height + caption), (255, 255, 255))
+    canvas.paste(image, (0, caption))
     draw = ImageDraw.Draw(canvas)
-    draw.text((3, 5), f"step {step}", fill=(0, 0, 0))
-    x = 62
-    for index, (share, colour) in enumerate(zip(env.land_shares(), env.player_colours())):
-        draw.rectangle((x, 6, x + 9, 15), fill=tuple(int(c) for c in colour), outline=(0, 0, 0))
-        label = f"{'you' if index == 0 else f'bot{index}'} {100 * share:.0f}%"
-        draw.text((x + 12, 5), label, fill=(0, 0, 0))
-        x += 14 + 6 * len(label)
+    for x, y, label, colour in places:
+        if colour is not None:
+            draw.rectangle((x, y + 1, x + 9, y + 10), fill=colour, outline=(0, 0, 0))
+            x += 12
+        draw.text((x, y), label, fill=(0, 0, 0))
     return np.asarray(canvas)
 
 

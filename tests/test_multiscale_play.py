@@ -13,6 +13,7 @@ from PIL import Image
 from envs.territory import TerritoryControlEnv
 from sb3_masked_attention.multiscale_play import (
     CAPTION_HEIGHT,
+    LINE_HEIGHT,
     captioned_frame,
     load_multiscale_model,
     play_game,
@@ -70,9 +71,11 @@ def test_a_game_ends_and_its_frames_are_captioned(small_model, tmp_path):
     assert shares[0] == pytest.approx(info["territory_share"]) and 0 < shares.sum() <= 1
     assert info["rank"] == 1 + int((shares[1:] > shares[0]).sum())
     assert len(frames) == 5 + 1  # steps 0, 7, 14, 21, 28, then the end
-    assert frames[0].shape == (4 * 64 + CAPTION_HEIGHT, 4 * 64, 3)  # 64 tiles at 4 pixels each, under the caption
+    # 64 tiles at 4 pixels each under a caption of whole lines, the same height in every frame (a GIF needs one size).
+    assert {frame.shape for frame in frames} == {frames[0].shape} and frames[0].shape[1:] == (4 * 64, 3)
+    assert (frames[0].shape[0] - 4 * 64 - CAPTION_HEIGHT) % LINE_HEIGHT == 0
     # The picture under the caption is the env's render, enlarged: every tile a 4x4 block.
-    np.testing.assert_array_equal(frames[-1][CAPTION_HEIGHT::4, ::4], env.render())
+    np.testing.assert_array_equal(frames[-1][-4 * 64 :: 4, ::4], env.render())
     again, no_frames = play_game(model, env, seed=5)
     assert no_frames == [] and again["return"] == pytest.approx(info["return"])  # greedy and seeded: the same game
     save_gif(frames, tmp_path / "game.gif", fps=5)
