@@ -11,6 +11,7 @@
     python bench/multiscale.py rliable --preset small   # IQM/CI/probability of improvement of win rate and share
     python bench/multiscale.py attention --preset small # attention of a trained model at a front line
     python bench/multiscale.py game --preset small      # a held-out game of the trained model as a GIF
+    python bench/multiscale.py tests                    # the pre-registered tests (results/multiscale/README.md)
     python bench/multiscale.py report                   # results/benchmarks/multiscale*.md
 
 ``learn`` runs ``sb3ma train-multiscale`` once per (extractor, seed), two at a time with one torch thread each
@@ -564,6 +565,42 @@ def rliable_report(preset: str) -> None:
         print(f"wrote {RESULTS / preset / f'report_{metric}'}")
 
 
+def primary_tests() -> str:
+    """The pre-registered tests (results/multiscale/README.md): per preset (small, medium from scratch) the greedy
+    held-out win rate of attention vs plain, Welch's t-test Holm-corrected over the two presets, and P(attention >
+    plain) with its CI -> primary_tests.md. Runs only when every pre-registered run has its final evaluation."""
+    from sb3_masked_attention.evaluation.report import probability_of_improvement, significance, to_markdown
+    from sb3_masked_attention.evaluation.scores import score_matrices
+
+    frames = []
+    for preset in ("small", "medium"):
+        table = read_rows(RESULTS / preset / "final_eval.csv")
+        table = table[(table["actions"] == "greedy") & table["method"].isin(list(EXTRACTORS))] if len(table) else table
+        runs = table.groupby(["method", "seed"])["won"].mean().reset_index(name="score") if len(table) else pd.DataFrame()
+        have = set(zip(runs["method"], runs["seed"])) if len(runs) else set()
+        missing = [f"{preset} {e} seed {s}" for e in EXTRACTORS for s in SEEDS if (e, s) not in have]
+        if missing:
+            raise SystemExit("the primary tests wait for every final evaluation; missing: " + ", ".join(missing))
+        frames.append(runs.assign(env=preset))
+    scores = pd.concat(frames, ignore_index=True)[["method", "env", "seed", "score"]]
+    tests = significance(scores)
+    improvement = []
+    for preset, group in scores.groupby("env"):
+        matrices, _ = score_matrices(group)
+        pairs = probability_of_improvement(matrices)
+        improvement.append(pairs[pairs["method_x"] == "attention"].assign(preset=preset))
+    text = (
+        "# TerritoryControl: primary tests (pre-registered in README.md)\n\n"
+        "Greedy win rate over 50 held-out games, one number per run; Welch's t-test, Holm over the two presets.\n\n"
+        + to_markdown(tests)
+        + "\n\nP(attention > plain), rliable, 95% CI:\n\n"
+        + to_markdown(pd.concat(improvement, ignore_index=True))
+        + "\n"
+    )
+    write_text_atomic(RESULTS / "primary_tests.md", text)
+    return text
+
+
 def report() -> None:
     lines = [
         "# Multi-scale extractors: parameters and CPU cost",
@@ -656,29 +693,23 @@ def main() -> None:
         if name == "final-eval":
             sub.add_argument("--games", type=int, default=50)
     commands.add_parser("report")
+    commands.add_parser("tests")
     args = parser.parse_args()
-    if args.command == "throughput":
-        throughput(args.presets, args.variants, args.steps, args.repeats)
-    elif args.command == "profile":
-        profile(args.preset, args.extractor, args.steps)
-    elif args.command == "extractors":
-        bench_extractors(args.repeats, args.threads)
-    elif args.command == "baselines":
-        baselines(args.presets, args.episodes, args.workers)
-    elif args.command == "learn":
-        learn(args.preset, args.seeds, args.extractors, args.workers, args.init_from)
-    elif args.command == "final-eval":
-        final_eval(args.preset, args.games, args.workers)
-    elif args.command == "plot":
-        plot(args.preset)
-    elif args.command == "attention":
-        front_line_picture(args.preset)
-    elif args.command == "game":
-        record_game(args.preset)
-    elif args.command == "rliable":
-        rliable_report(args.preset)
-    else:
-        report()
+    actions = {
+        "throughput": lambda: throughput(args.presets, args.variants, args.steps, args.repeats),
+        "profile": lambda: profile(args.preset, args.extractor, args.steps),
+        "extractors": lambda: bench_extractors(args.repeats, args.threads),
+        "baselines": lambda: baselines(args.presets, args.episodes, args.workers),
+        "learn": lambda: learn(args.preset, args.seeds, args.extractors, args.workers, args.init_from),
+        "final-eval": lambda: final_eval(args.preset, args.games, args.workers),
+        "plot": lambda: plot(args.preset),
+        "attention": lambda: front_line_picture(args.preset),
+        "game": lambda: record_game(args.preset),
+        "rliable": lambda: rliable_report(args.preset),
+        "tests": lambda: print(primary_tests()),
+        "report": report,
+    }
+    actions[args.command]()
 
 
 if __name__ == "__main__":
