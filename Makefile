@@ -17,7 +17,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 TORCH_INSTALL := $(BIN)/python -m pip install "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
-.PHONY: install install-dev demo test lint format bench masks ad attention pretraining-trunks sequence clean
+.PHONY: install install-dev demo test lint format bench masks ad attention pretraining-trunks sequence territory clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,21 @@ sequence: install
 	$(BIN)/sb3ma events train --events results/sequence/train.csv --out results/sequence/seed1/gru --arch gru --epochs 12 --seed 1
 	$(BIN)/sb3ma events eval --model results/sequence/seed1/attention --compare results/sequence/seed1/gru \
 		--events results/sequence/test.csv --out results/sequence/seed1
+
+# TerritoryControl learning runs (results/multiscale/README.md): small, medium, medium from small; hours on 2 cores.
+# Every step resumes or skips what is done, so the target can be killed and run again.
+territory: install
+	$(BIN)/python bench/multiscale.py learn --preset small
+	$(BIN)/python bench/multiscale.py learn --preset medium
+	$(BIN)/python bench/multiscale.py learn --preset medium --init-from small
+	for preset in small medium; do \
+		$(BIN)/python bench/multiscale.py final-eval --preset $$preset && \
+		$(BIN)/python bench/multiscale.py plot --preset $$preset && \
+		$(BIN)/python bench/multiscale.py rliable --preset $$preset && \
+		$(BIN)/python bench/multiscale.py attention --preset $$preset && \
+		$(BIN)/python bench/multiscale.py game --preset $$preset || exit 1; \
+	done
+	$(BIN)/python bench/multiscale.py tests
 
 clean:
 	rm -rf .install.stamp build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
