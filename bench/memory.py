@@ -307,18 +307,21 @@ def throughput_run(method: str) -> dict[str, Any]:
     }
 
 
-def throughput() -> None:
+def throughput(rounds: int = 2) -> None:
+    """``rounds`` rounds of every method, one after another (a round's ratios compare runs made minutes apart)."""
     from sb3_masked_attention.io import append_row, read_rows
 
     path = OUT / "memory_throughput.csv"
-    for method in METHODS:
-        done = read_rows(path)
-        if len(done) and method in set(done["method"]):
-            continue
-        with ProcessPoolExecutor(max_workers=1) as pool:  # a fresh process per method: its own peak RSS
-            row = pool.submit(throughput_run, method).result()
-        append_row(path, row)
-        print(row, flush=True)
+    for round_ in range(rounds):
+        for method in METHODS:
+            done = read_rows(path)
+            rounds_done = done["round"].tolist() if "round" in done else [0] * len(done)
+            if (method, round_) in set(zip(done["method"], rounds_done) if len(done) else ()):
+                continue
+            with ProcessPoolExecutor(max_workers=1) as pool:  # a fresh process per method: its own peak RSS
+                row = {"round": round_, **pool.submit(throughput_run, method).result()}
+            append_row(path, row)
+            print(row, flush=True)
 
 
 def plot_tmaze(curves: pd.DataFrame, path: Path) -> None:
@@ -366,14 +369,21 @@ def report() -> None:
 
     tmaze_rows = read_rows(OUT / "memory_tmaze.csv")
     table = read_rows(OUT / "memory_throughput.csv")
-    reference = float(table.set_index("method").loc["recurrent_ppo", "steps_per_s"])
-    table["vs_recurrent_ppo"] = (table["steps_per_s"] / reference).round(2)
+    if "round" not in table:
+        table.insert(0, "round", 0)
+    reference = table[table["method"] == "recurrent_ppo"].set_index("round")["steps_per_s"]
+    table["vs_recurrent_ppo"] = (table["steps_per_s"] / table["round"].map(reference)).round(2)
+    medians = table.groupby("method", sort=False)[["steps_per_s", "rollout_steps_per_s", "vs_recurrent_ppo"]].median()
     text = (
         "# Long-memory benchmark\n\n"
         f"Command: `python bench/memory.py throughput && python bench/memory.py report`. {ENV_ID} at rl-zoo's tuned "
         f"`ppo_lstm` settings (8 envs, n_steps 32, batch 256, 20 epochs) for every method, {STEPS} steps each, one torch "
-        "thread, each method in its own process, one after another, one run each (no repeats: expect +-10% noise). "
-        "`rollout_steps_per_s` times `collect_rollouts` alone; `peak_rss_mb` is the process's peak resident memory.\n\n"
+        "thread, each method in its own process, one after another, in rounds (each method once per round; "
+        "`vs_recurrent_ppo` divides by RecurrentPPO's run of the same round). `rollout_steps_per_s` times "
+        "`collect_rollouts` alone; `peak_rss_mb` is the process's peak resident memory.\n\n"
+        f"Median over {table['round'].nunique()} round(s):\n\n"
+        + to_markdown(medians.reset_index())
+        + "\n\nEvery run:\n\n"
         + to_markdown(table)
     )
     if len(tmaze_rows):
@@ -427,6 +437,7 @@ def report() -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["throughput", "tmaze", "pilot", "report"])
+    parser.add_argument("--rounds", type=int, default=2, help="throughput: rounds of every method (default: 2)")
     parser.add_argument("--corridors", type=int, nargs="+", default=[50, 200, 500, 1000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(TMAZE_METHODS), choices=TMAZE_METHODS)
@@ -436,5 +447,5 @@ if __name__ == "__main__":
     elif args.part == "pilot":
         pilot(args.methods)
     else:
-        {"throughput": throughput, "report": report}[args.part]()
+        {"throughput": lambda: throughput(args.rounds), "report": report}[args.part]()
     sys.exit(0)
