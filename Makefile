@@ -95,6 +95,7 @@ sequence: install
 # TerritoryControl learning runs (results/multiscale/README.md): small, medium, medium from small; hours on 2 cores.
 # Every step resumes or skips what is done, so the target can be killed and run again.
 territory: install
+	$(BIN)/python bench/multiscale.py pilot
 	$(BIN)/python bench/multiscale.py learn --preset small
 	$(BIN)/python bench/multiscale.py learn --preset medium
 	$(BIN)/python bench/multiscale.py learn --preset medium --init-from small

@@ -4,7 +4,8 @@
     python bench/multiscale.py throughput               # env steps/s over whole MaskablePPO learns, per preset and lever
     python bench/multiscale.py profile                  # where one learn's time goes (cProfile)
     python bench/multiscale.py baselines                # the skill ladder: reference policies vs each preset's bots
-    python bench/multiscale.py learn --preset small     # 2 extractors x 5 seeds at the zoo entry (resumable)
+    python bench/multiscale.py pilot                    # the settings grid for both extractors (before any learn)
+    python bench/multiscale.py learn --preset small     # 2 extractors x 5 seeds, each at its pilot setting (resumable)
     python bench/multiscale.py learn --preset medium --init-from small   # curriculum runs
     python bench/multiscale.py final-eval --preset small   # final models on 50 held-out games, greedy and sampled
     python bench/multiscale.py plot --preset small      # learning curves vs steps and wall-clock
@@ -23,6 +24,7 @@ command can be killed and started again. Run folders (results/multiscale/runs/) 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -334,7 +336,7 @@ def ladder_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------ learning runs
+# ------------------------------------------------------------------ run folders
 def method_name(extractor: str, init_from: str | None) -> str:
     return extractor if init_from is None else f"{extractor} from {init_from}"
 
@@ -344,24 +346,101 @@ def run_dir(preset: str, extractor: str, seed: int, init_from: str | None = None
     return RESULTS / "runs" / preset / f"{extractor}_seed{seed}{suffix}"
 
 
-def learn_one(job: tuple[str, str, int, str | None]) -> int:
-    """One ``sb3ma train-multiscale`` run (resumed if it has checkpoints); its log goes to ``train.log``."""
-    preset, extractor, seed, init_from = job
-    out = run_dir(preset, extractor, seed, init_from)
+def _train(out: Path, args: list[str]) -> int:
+    """``sb3ma train-multiscale ARGS --output-dir OUT`` on one torch thread (resumed if it has checkpoints), its log in
+    ``OUT/train.log``."""
     out.mkdir(parents=True, exist_ok=True)
-    eval_freq, eval_games = EVALUATION[preset]
-    command = [sys.executable, "-m", "sb3_masked_attention.cli", "train-multiscale", "--preset", preset]
-    command += [*EXTRACTORS[extractor], "--seed", str(seed), "--output-dir", str(out)]
-    command += ["--eval-freq", str(eval_freq), "--eval-episodes", str(eval_games), "--checkpoint-freq", "20000"]
+    command = [sys.executable, "-m", "sb3_masked_attention.cli", "train-multiscale", *args, "--output-dir", str(out)]
     command += ["--attention-log-freq", "50000", "--torch-threads", "1", "--no-subprocess", "--no-progress"]
-    if init_from is not None:
-        command += ["--init-from", str(run_dir(init_from, extractor, seed) / "final_model.zip")]
     with open(out / "train.log", "a") as log:
         return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
 
 
+def _ppo_args(settings: dict) -> list[str]:
+    return ["--ppo-kwargs", *(f"{key}={value}" for key, value in settings.items())] if settings else []
+
+
+# ------------------------------------------------------------------ the settings pilot (before the learning runs)
+#: The same grid for both extractors, 2 seeds each, 60k steps at the small preset; each extractor keeps the setting
+#: with the highest mean area under its greedy land-share curve (ties: the zoo entry's values first).
+PILOT_GRID = {"learning_rate": (2.5e-4, 1e-3), "gamma": (0.99, 0.995)}
+PILOT_SEEDS = (100, 101)
+PILOT_STEPS, PILOT_EVAL_FREQ = 60_000, 10_000
+SETTINGS_FILE = RESULTS / "settings.json"
+
+
+def pilot_settings() -> list[dict]:
+    import itertools
+
+    return [dict(zip(PILOT_GRID, values)) for values in itertools.product(*PILOT_GRID.values())]
+
+
+def pilot_dir(extractor: str, settings: dict, seed: int) -> Path:
+    name = "_".join(f"{key}{value:g}" for key, value in settings.items())
+    return RESULTS / "runs" / "small" / "pilot" / f"{extractor}_{name}_seed{seed}"
+
+
+def pilot(workers: int) -> None:
+    """Every grid setting x extractor x pilot seed at the small preset, then the choice -> pilot.csv, settings.json."""
+    from sb3_masked_attention.evaluation.inference import area_under_curve
+
+    jobs = [(e, settings, seed) for seed in PILOT_SEEDS for settings in pilot_settings() for e in EXTRACTORS]
+
+    def run(job: tuple[str, dict, int]) -> int:
+        extractor, settings, seed = job
+        args = ["--preset", "small", *EXTRACTORS[extractor], "--seed", str(seed), "--total-timesteps", str(PILOT_STEPS)]
+        args += ["--eval-freq", str(PILOT_EVAL_FREQ), "--eval-episodes", "10", "--checkpoint-freq", "20000"]
+        return _train(pilot_dir(extractor, settings, seed), args + _ppo_args(settings))
+
+    with ThreadPoolExecutor(workers) as pool:
+        codes = list(pool.map(run, jobs))
+    if any(codes):
+        raise SystemExit(f"{sum(1 for code in codes if code)} pilot runs failed: see their train.log")
+    curves = []
+    for extractor, settings, seed in jobs:
+        table = read_rows(pilot_dir(extractor, settings, seed) / "evaluations.csv")
+        name = " ".join(f"{key}={value:g}" for key, value in settings.items())
+        curves.append(
+            table.assign(method=f"{extractor} | {name}", env="small", seed=seed, score=table["mean_territory_share"])
+        )
+    areas = area_under_curve(pd.concat(curves, ignore_index=True)[["method", "env", "seed", "timesteps", "score"]])
+    summary = areas.groupby("method", sort=False)["score"].agg(["mean", "std", "size"]).reset_index()
+    summary[["extractor", "setting"]] = summary["method"].str.split(" \\| ", expand=True)
+    with atomic_path(RESULTS / "small" / "pilot.csv") as tmp:
+        summary.drop(columns="method").to_csv(tmp, index=False)
+    choice = {}
+    for extractor in EXTRACTORS:
+        rows = summary[summary["extractor"] == extractor].reset_index(drop=True)  # grid order: the entry's values first
+        best = rows.loc[rows["mean"].idxmax(), "setting"]
+        choice[extractor] = {key: float(value) for key, value in (item.split("=") for item in best.split())}
+    write_text_atomic(SETTINGS_FILE, json.dumps(choice, indent=2) + "\n")
+    print(summary.to_string(index=False))
+    print(f"chosen: {choice} -> {SETTINGS_FILE}")
+
+
+def chosen_settings(extractor: str) -> dict:
+    """The pilot's setting for ``extractor`` (the learning runs refuse to start without it)."""
+    if not SETTINGS_FILE.exists():
+        raise SystemExit(f"no {SETTINGS_FILE}: run `python bench/multiscale.py pilot` first (pre-registered order)")
+    return json.loads(SETTINGS_FILE.read_text())[extractor]
+
+
+# ------------------------------------------------------------------ learning runs
+def learn_one(job: tuple[str, str, int, str | None]) -> int:
+    """One learning run at the preset's zoo entry with the pilot's setting for its extractor."""
+    preset, extractor, seed, init_from = job
+    eval_freq, eval_games = EVALUATION[preset]
+    args = ["--preset", preset, *EXTRACTORS[extractor], "--seed", str(seed), "--checkpoint-freq", "20000"]
+    args += ["--eval-freq", str(eval_freq), "--eval-episodes", str(eval_games), *_ppo_args(chosen_settings(extractor))]
+    if init_from is not None:
+        args += ["--init-from", str(run_dir(init_from, extractor, seed) / "final_model.zip")]
+    return _train(run_dir(preset, extractor, seed, init_from), args)
+
+
 def learn(preset: str, seeds: list[int], extractors: list[str], workers: int, init_from: str | None) -> None:
-    """Every (extractor, seed) at the preset's zoo entry, ``workers`` at a time with one torch thread each."""
+    """Every (extractor, seed) of the preset, ``workers`` at a time with one torch thread each."""
+    for extractor in extractors:
+        chosen_settings(extractor)  # refuse before anything starts
     jobs = [(preset, extractor, seed, init_from) for seed in seeds for extractor in extractors]
     with ThreadPoolExecutor(workers) as pool:
         for job, code in zip(jobs, pool.map(learn_one, jobs)):
@@ -694,6 +773,8 @@ def main() -> None:
             sub.add_argument("--games", type=int, default=50)
     commands.add_parser("report")
     commands.add_parser("tests")
+    pilot_parser = commands.add_parser("pilot")
+    pilot_parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     actions = {
         "throughput": lambda: throughput(args.presets, args.variants, args.steps, args.repeats),
@@ -707,6 +788,7 @@ def main() -> None:
         "game": lambda: record_game(args.preset),
         "rliable": lambda: rliable_report(args.preset),
         "tests": lambda: print(primary_tests()),
+        "pilot": lambda: pilot(args.workers),
         "report": report,
     }
     actions[args.command]()
