@@ -381,7 +381,8 @@ def pilot_dir(extractor: str, settings: dict, seed: int) -> Path:
 
 
 def pilot(workers: int) -> None:
-    """Every grid setting x extractor x pilot seed at the small preset, then the choice -> pilot.csv, settings.json."""
+    """Every grid setting x extractor x pilot seed at the small preset (finished runs are not redone), then the choice
+    -> small/pilot.csv (per setting), small/pilot_evaluations.csv (every curve), settings.json."""
     from sb3_masked_attention.evaluation.inference import area_under_curve
 
     jobs = [(e, settings, seed) for seed in PILOT_SEEDS for settings in pilot_settings() for e in EXTRACTORS]
@@ -403,7 +404,10 @@ def pilot(workers: int) -> None:
         curves.append(
             table.assign(method=f"{extractor} | {name}", env="small", seed=seed, score=table["mean_territory_share"])
         )
-    areas = area_under_curve(pd.concat(curves, ignore_index=True)[["method", "env", "seed", "timesteps", "score"]])
+    curves_table = pd.concat(curves, ignore_index=True)
+    with atomic_path(RESULTS / "small" / "pilot_evaluations.csv") as tmp:  # every curve (run folders stay out of git)
+        curves_table.to_csv(tmp, index=False)
+    areas = area_under_curve(curves_table[["method", "env", "seed", "timesteps", "score"]])
     summary = areas.groupby("method", sort=False)["score"].agg(["mean", "std", "size"]).reset_index()
     summary[["extractor", "setting"]] = summary["method"].str.split(" \\| ", expand=True)
     with atomic_path(RESULTS / "small" / "pilot.csv") as tmp:
