@@ -121,7 +121,10 @@ class TerritoryControlEnv(gym.Env):
     :param local_view_size: side of the window around the agent's territory shown in ``local_map``, 16 to
         ``map_size`` (None: the preset's, else ``min(256, map_size)``).
     :param map_seed: None draws a new procedural map every reset; an int fixes the map.
-    :param bot_interval: bots reconsider their attacks every this many steps.
+    :param bot_interval: bots reconsider their attacks every this many steps (game ticks).
+    :param action_interval: game ticks per ``step``: the agent's order applies on the first, it waits on the others
+        (the observation is made once, at the end); 4 gives the agent the bots' cadence. ``max_steps`` counts ticks.
+        None: the preset's (1 unless it says otherwise).
     :param win_share: the agent wins on owning this share of the land; against bots also by being the last player
         standing or having the most land after ``max_steps`` (ties included).
 
@@ -157,6 +160,7 @@ class TerritoryControlEnv(gym.Env):
         local_view_size: int | None = None,
         map_seed: int | None = None,
         bot_interval: int = 4,
+        action_interval: int | None = None,
         win_share: float = 0.8,
         render_mode: str | None = None,
         preset: str = "medium",
@@ -208,6 +212,9 @@ class TerritoryControlEnv(gym.Env):
                     f"expected 16 to {self.map_size}, or leave it unset (min(256, map_size))"
                 )
         self.bot_interval = check_int("bot_interval", bot_interval)
+        self.action_interval = check_int(
+            "action_interval", settings.get("action_interval", 1) if action_interval is None else action_interval
+        )
         if not 0.0 < float(win_share) <= 1.0:
             raise ValueError(f"win_share={win_share!r} is invalid: expected a value in (0, 1]")
         self.win_share = float(win_share)
@@ -445,18 +452,44 @@ class TerritoryControlEnv(gym.Env):
 
     # ------------------------------------------------------------------ step
     def step(self, action):
+        invalid = self._order(action)
+        start_share = self._prev_share
+        for _ in range(self.action_interval):  # the order on the first tick; the agent waits on the others
+            self._tick()
+            share = self._share()
+            lost = not self._alive[AGENT]
+            over = self._steps >= self.max_steps  # the game's end, not a time limit: the most land wins
+            others_alive = int(self._alive[AGENT + 1 :].sum())
+            won = not lost and (
+                share >= self.win_share or (self.num_bots > 0 and (others_alive == 0 or (over and self._rank() == 1)))
+            )
+            terminated = lost or won or over
+            if terminated:
+                break
+        self._prev_share = share
+        reward = share - start_share + (1.0 if won else (-1.0 if lost else 0.0))
+        info = self._info(invalid)
+        if terminated:
+            info["is_success"] = won
+        return self._observation(), float(reward), terminated, False, info
+
+    def _order(self, action: Any) -> bool:
+        """Apply the agent's order (send a fraction of its troops at a target); True if it was invalid."""
         target_index, fraction_index = (int(a) for a in np.asarray(action).reshape(-1)[:2])
-        invalid = False
         if not (0 <= target_index < self.num_bots + 2 and 0 <= fraction_index < len(TROOP_FRACTIONS)):
-            invalid = True
-        elif target_index >= 1:
-            target = NEUTRAL if target_index == 1 else target_index
-            valid = self._alive[AGENT] and self._adjacent[AGENT, target] and (target == NEUTRAL or self._alive[target])
-            sent = self._troops[AGENT] * TROOP_FRACTIONS[fraction_index]
-            if valid and sent >= self.MIN_ATTACK:
-                self._troops[AGENT] -= sent
-                self._pool[AGENT, target] += sent
-            invalid = not valid
+            return True
+        if target_index == 0:
+            return False
+        target = NEUTRAL if target_index == 1 else target_index
+        valid = self._alive[AGENT] and self._adjacent[AGENT, target] and (target == NEUTRAL or self._alive[target])
+        sent = self._troops[AGENT] * TROOP_FRACTIONS[fraction_index]
+        if valid and sent >= self.MIN_ATTACK:
+            self._troops[AGENT] -= sent
+            self._pool[AGENT, target] += sent
+        return not valid
+
+    def _tick(self) -> None:
+        """One game tick: the bots' orders, the attacks' advance, growth and elimination."""
         if self.num_bots:
             kernels.bots_act(
                 self._steps,
@@ -482,22 +515,6 @@ class TerritoryControlEnv(gym.Env):
         )
         self._refresh_contacts()
         self._steps += 1
-
-        share = self._share()
-        reward = share - self._prev_share
-        self._prev_share = share
-        others_alive = int(self._alive[AGENT + 1 :].sum())
-        lost = not self._alive[AGENT]
-        over = self._steps >= self.max_steps  # the game's end, not a time limit: the most land wins
-        won = not lost and (
-            share >= self.win_share or (self.num_bots > 0 and (others_alive == 0 or (over and self._rank() == 1)))
-        )
-        terminated = lost or won or over
-        reward += 1.0 if won else (-1.0 if lost else 0.0)
-        info = self._info(invalid)
-        if terminated:
-            info["is_success"] = won
-        return self._observation(), float(reward), terminated, False, info
 
     def scripted_action(self, level: str) -> np.ndarray:
         """The action the scripted strategy ``level`` (:data:`envs.territory_policies.LEVELS`) takes in the agent's

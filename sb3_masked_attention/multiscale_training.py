@@ -60,6 +60,7 @@ class MultiscaleConfig:
     :param local_view_size: side of the local map window, at most ``map_size`` (None: ``min(256, map_size)``).
     :param map_resolution: side of the global and local map observations, 16 to 256 (None: the preset's).
     :param tactical_size: side of the tactical map observation, 8 to ``map_size`` (None: the preset's).
+    :param action_interval: game ticks per agent step (None: the preset's); 4 is the bots' cadence.
     :param attention: :class:`MultiScaleExtractorWithAttention` if True, else :class:`MultiScaleExtractor`.
     :param algo: ``"maskable_ppo"`` (invalid targets masked) or ``"ppo"`` (invalid targets are no-ops).
     :param checkpoint_freq: environment steps between checkpoints.
@@ -79,6 +80,7 @@ class MultiscaleConfig:
     local_view_size: int | None = None
     map_resolution: int | None = None
     tactical_size: int | None = None
+    action_interval: int | None = None
     attention: bool = True
     algo: str = "maskable_ppo"
     device: str = "auto"
@@ -100,6 +102,7 @@ class MultiscaleConfig:
             "local_view_size": self.local_view_size,
             "map_resolution": self.map_resolution,
             "tactical_size": self.tactical_size,
+            "action_interval": self.action_interval,
         }
         return {"preset": self.preset, "map_name": self.map_name, **{k: v for k, v in given.items() if v is not None}}
 
@@ -288,7 +291,7 @@ def add_subparsers(commands: Any) -> None:
     )
     option(cmd, MultiscaleConfig, "preset", choices=list(PRESETS), help="game settings and the zoo entry's PPO settings")
     option(cmd, MultiscaleConfig, "map_name", "--map", help="plains, islands, continents, or a .png/.npy map file")
-    for name in ("map_size", "max_steps", "map_resolution", "tactical_size"):
+    for name in ("map_size", "max_steps", "map_resolution", "tactical_size", "action_interval"):
         option(cmd, MultiscaleConfig, name, type=positive_int, help="None: the preset's")
     option(cmd, MultiscaleConfig, "bot_level", type=str, help="passive, expander, easy, medium or hard; None: the preset's")
     option(

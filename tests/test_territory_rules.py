@@ -200,3 +200,29 @@ def test_preset_ids_are_registered_and_pass_the_checker(env_id):
 def test_bad_settings_are_named(kwargs, named):
     with pytest.raises(ValueError, match=named.replace("(", r"\(")):
         TerritoryControlEnv(**kwargs)
+
+
+@given(seed=st.integers(0, 10_000), interval=st.integers(2, 5))
+@settings(max_examples=15, deadline=None)
+def test_an_action_interval_step_is_the_order_then_waiting(seed, interval):
+    """One step at action_interval k = the same order, then k - 1 waits, at interval 1 (rewards summed, the same game)."""
+    coarse = TerritoryControlEnv(preset="small", action_interval=interval, max_steps=60)
+    fine = TerritoryControlEnv(preset="small", max_steps=60)
+    coarse.reset(seed=seed)
+    fine.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    done = False
+    while not done:
+        targets = np.flatnonzero(coarse.action_masks()[: coarse.num_bots + 2])
+        action = np.array([rng.choice(targets), rng.integers(5)])
+        obs, reward, done, _, info = coarse.step(action)
+        total, fine_done = 0.0, False
+        for tick in range(interval):
+            fine_obs, fine_reward, fine_done, _, fine_info = fine.step(action if tick == 0 else np.zeros(2, dtype=np.int64))
+            total += fine_reward
+            if fine_done:
+                break
+        assert done == fine_done and reward == pytest.approx(total, abs=1e-9)
+        for key in obs:
+            np.testing.assert_array_equal(obs[key], fine_obs[key])
+        assert info == fine_info
