@@ -256,15 +256,26 @@ def profile(preset: str, extractor: str, steps: int) -> None:
 
 
 # ------------------------------------------------------------------ the skill ladder
-def _reference_rows(job: tuple[str, str, int]) -> list[dict]:
+#: Bot levels the ladder is measured against per preset (None: the preset's own); small also against easy bots, the
+#: setting of the issue's target.
+LADDER_BOTS: dict[str, list[str | None]] = {"small": [None, "easy"], "medium": [None], "full": [None]}
+
+
+def preset_bots(preset: str) -> str:
+    from envs.territory import PRESETS
+
+    return PRESETS[preset]["bot_level"]
+
+
+def _reference_rows(job: tuple[str, str | None, str, int]) -> list[dict]:
     """``episodes`` games of one reference policy in the agent's seat at one preset (map drawn per game)."""
     from envs.territory import TerritoryControlEnv
     from envs.territory_policies import reference_policy
 
-    preset, policy_name, episodes = job
+    preset, bot_level, policy_name, episodes = job
     rows = []
     for episode in range(episodes):
-        env = TerritoryControlEnv(preset=preset)
+        env = TerritoryControlEnv(preset=preset, bot_level=bot_level)
         env.reset(seed=10_000 + episode)
         policy = reference_policy(policy_name, seed=episode)
         total, steps, done, start = 0.0, 0, False, time.perf_counter()
@@ -276,6 +287,7 @@ def _reference_rows(job: tuple[str, str, int]) -> list[dict]:
                 "preset": preset,
                 "bot_level": env.bot_level,
                 "num_bots": env.num_bots,
+                "action_interval": env.action_interval,
                 "policy": policy_name,
                 "episode": episode,
                 "return": total,
@@ -290,9 +302,9 @@ def _reference_rows(job: tuple[str, str, int]) -> list[dict]:
 
 
 def baselines(presets: list[str], episodes: int, workers: int) -> None:
-    """The skill ladder: every reference policy (``envs.territory_policies.REFERENCE_POLICIES``: wait, random, the
-    scripted levels) in the agent's seat against the preset's bots, ``episodes`` games each -> reference_policies.csv
-    (rows of other presets kept; a preset is redone whole)."""
+    """The skill ladder: every reference policy (``envs.territory_policies.REFERENCE_POLICIES``: wait, random, constant,
+    the scripted levels) in the agent's seat against the preset's bots (and :data:`LADDER_BOTS`), ``episodes`` games
+    each -> reference_policies.csv (rows of other presets kept; a preset is redone whole)."""
     from concurrent.futures import ProcessPoolExecutor
 
     from envs.territory_policies import REFERENCE_POLICIES
@@ -303,7 +315,9 @@ def baselines(presets: list[str], episodes: int, workers: int) -> None:
         kept = kept[~kept["preset"].isin(presets)]
     else:
         kept = pd.DataFrame()  # the old file (one unnamed setting, older rules) is replaced
-    jobs = [(preset, name, episodes) for preset in presets for name in REFERENCE_POLICIES]
+    jobs = [
+        (preset, bots, name, episodes) for preset in presets for bots in LADDER_BOTS[preset] for name in REFERENCE_POLICIES
+    ]
     with ProcessPoolExecutor(workers) as pool:
         rows = [row for result in pool.map(_reference_rows, jobs) for row in result]
     table = pd.concat([kept, pd.DataFrame(rows)], ignore_index=True)
@@ -361,11 +375,12 @@ def _ppo_args(settings: dict) -> list[str]:
 
 
 # ------------------------------------------------------------------ the settings pilot (before the learning runs)
-#: The same grid for both extractors, 2 seeds each, 60k steps at the small preset; each extractor keeps the setting
-#: with the highest mean area under its greedy land-share curve (ties: the zoo entry's values first).
-PILOT_GRID = {"learning_rate": (2.5e-4, 1e-3), "gamma": (0.99, 0.995)}
-PILOT_SEEDS = (100, 101)
-PILOT_STEPS, PILOT_EVAL_FREQ = 60_000, 10_000
+#: The same grid for both extractors, 2 seeds each, 150k steps at the small preset; each extractor keeps the setting
+#: with the highest mean area under its greedy land-share curve (ties: the zoo entry's values first). The second pilot
+#: (amendment 2 in results/multiscale/README.md); the first one's grid and outcome are in pilot_interval1/.
+PILOT_GRID = {"learning_rate": (2.5e-4, 1e-4), "ent_coef": (0.01, 0.001)}
+PILOT_SEEDS = (200, 201)
+PILOT_STEPS, PILOT_EVAL_FREQ = 150_000, 15_000
 SETTINGS_FILE = RESULTS / "settings.json"
 
 
@@ -390,7 +405,7 @@ def pilot(workers: int) -> None:
     def run(job: tuple[str, dict, int]) -> int:
         extractor, settings, seed = job
         args = ["--preset", "small", *EXTRACTORS[extractor], "--seed", str(seed), "--total-timesteps", str(PILOT_STEPS)]
-        args += ["--eval-freq", str(PILOT_EVAL_FREQ), "--eval-episodes", "10", "--checkpoint-freq", "20000"]
+        args += ["--eval-freq", str(PILOT_EVAL_FREQ), "--eval-episodes", "10", "--checkpoint-freq", "25000"]
         return _train(pilot_dir(extractor, settings, seed), args + _ppo_args(settings))
 
     with ThreadPoolExecutor(workers) as pool:
@@ -465,12 +480,21 @@ def finished_runs(preset: str) -> list[tuple[str, str, int, Path]]:
 def _final_eval_one(job: tuple[str, str, int, str, int]) -> list[dict]:
     """``games`` held-out games of one run's final model, greedy and sampled."""
     from envs.territory import TerritoryControlEnv
-    from sb3_masked_attention.multiscale_play import load_multiscale_model, play_game
+    from sb3_masked_attention.multiscale_play import load_multiscale_model
 
     torch.set_num_threads(1)
     preset, method, seed, folder, games = job
-    env = TerritoryControlEnv(preset=preset)
-    model = load_multiscale_model(Path(folder) / "final_model.zip", env)
+    rows = []
+    for bot_level in LADDER_BOTS[preset]:  # the preset's bots (the endpoint), then any others the ladder has
+        env = TerritoryControlEnv(preset=preset, bot_level=bot_level)
+        model = load_multiscale_model(Path(folder) / "final_model.zip", env)
+        rows += _held_out_games(model, env, preset, method, seed, games)
+    return rows
+
+
+def _held_out_games(model, env, preset: str, method: str, seed: int, games: int) -> list[dict]:
+    from sb3_masked_attention.multiscale_play import play_game
+
     rows = []
     for deterministic in (True, False):
         for game in range(games):
@@ -478,6 +502,7 @@ def _final_eval_one(job: tuple[str, str, int, str, int]) -> list[dict]:
             rows.append(
                 {
                     "preset": preset,
+                    "bots": env.bot_level,
                     "method": method,
                     "seed": seed,
                     "actions": "greedy" if deterministic else "sampled",
@@ -493,8 +518,8 @@ def _final_eval_one(job: tuple[str, str, int, str, int]) -> list[dict]:
 
 
 def final_eval(preset: str, games: int, workers: int) -> None:
-    """Every finished run's final model on ``games`` held-out games, greedy and sampled -> {preset}/final_eval.csv
-    (runs already there are kept, not replayed)."""
+    """Every finished run's final model on ``games`` held-out games, greedy and sampled, against the preset's bots and
+    any others of :data:`LADDER_BOTS` -> {preset}/final_eval.csv (runs already there are kept, not replayed)."""
     from concurrent.futures import ProcessPoolExecutor
 
     path = RESULTS / preset / "final_eval.csv"
@@ -510,16 +535,16 @@ def final_eval(preset: str, games: int, workers: int) -> None:
 
 
 def final_table(table: pd.DataFrame) -> str:
-    """Markdown: per method and actions, each run's win rate and share, then their mean and spread over seeds."""
-    per_run = table.groupby(["method", "actions", "seed"]).agg(win=("won", "mean"), share=("territory_share", "mean"))
+    """Markdown: per bots, method and actions, each run's win rate and share, then their mean and spread over seeds."""
+    per_run = table.groupby(["bots", "method", "actions", "seed"]).agg(win=("won", "mean"), share=("territory_share", "mean"))
     lines = [
-        "| method | actions | seeds | win rate per seed | win rate: mean ± sd over seeds | land share: mean ± sd |",
-        "|---|---|---|---|---|---|",
+        "| bots | method | actions | seeds | win rate per seed | win rate: mean ± sd over seeds | land share: mean ± sd |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for (method, actions), runs in per_run.groupby(level=[0, 1]):
+    for (bots, method, actions), runs in per_run.groupby(level=[0, 1, 2]):
         wins = " ".join(f"{w:.2f}" for w in runs["win"])
         lines.append(
-            f"| {method} | {actions} | {len(runs)} | {wins} | {runs['win'].mean():.2f} ± {runs['win'].std():.2f} | "
+            f"| {bots} | {method} | {actions} | {len(runs)} | {wins} | {runs['win'].mean():.2f} ± {runs['win'].std():.2f} | "
             f"{runs['share'].mean():.3f} ± {runs['share'].std():.3f} |"
         )
     return "\n".join(lines)
@@ -591,7 +616,7 @@ def plot(preset: str) -> None:
     if table.empty:
         raise SystemExit(f"no finished runs at the {preset} preset: run `python bench/multiscale.py learn --preset {preset}`")
     ladder = read_rows(RESULTS / "reference_policies.csv")
-    ladder = ladder[ladder["preset"] == preset] if len(ladder) else ladder
+    ladder = ladder[(ladder["preset"] == preset) & (ladder["bot_level"] == preset_bots(preset))] if len(ladder) else ladder
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     colours = dict(zip(sorted(table["method"].unique()), ["tab:red", "tab:orange", "tab:blue", "tab:cyan"]))
     for row, (column, label) in enumerate((("mean_is_success", "win rate"), ("mean_territory_share", "land share"))):
@@ -607,7 +632,7 @@ def plot(preset: str) -> None:
                 ax.plot(mean[x], mean[column], color=colours[method], linewidth=2.5, label=f"{method} ({len(runs)} seeds)")
             if len(ladder):
                 metric = "is_success" if column == "mean_is_success" else "territory_share"
-                for policy, style in (("random", ":"), ("hard", "--")):
+                for policy, style in (("random", ":"), ("constant", "-."), ("hard", "--")):
                     value = ladder.loc[ladder["policy"] == policy, metric].mean()
                     ax.axhline(value, color="grey", linestyle=style, linewidth=1.2, label=f"scripted {policy} (50 games)")
             ax.set_xlabel(xlabel)
@@ -637,7 +662,7 @@ def rliable_report(preset: str) -> None:
     table = read_rows(RESULTS / preset / "final_eval.csv")
     if not len(table):
         raise SystemExit(f"no final evaluation at the {preset} preset: run `python bench/multiscale.py final-eval` first")
-    greedy = table[table["actions"] == "greedy"]
+    greedy = table[(table["actions"] == "greedy") & (table["bots"] == preset_bots(preset))]
     for metric, column in (("win_rate", "won"), ("land_share", "territory_share")):
         scores = greedy.groupby(["method", "seed"])[column].mean().reset_index(name="score")
         scores.insert(1, "env", f"TerritoryControl-{preset} ({metric.replace('_', ' ')}, greedy)")
@@ -658,7 +683,9 @@ def primary_tests() -> str:
     frames = []
     for preset in ("small", "medium"):
         table = read_rows(RESULTS / preset / "final_eval.csv")
-        table = table[(table["actions"] == "greedy") & table["method"].isin(list(EXTRACTORS))] if len(table) else table
+        if len(table):
+            own = (table["actions"] == "greedy") & (table["bots"] == preset_bots(preset))
+            table = table[own & table["method"].isin(list(EXTRACTORS))]
         runs = table.groupby(["method", "seed"])["won"].mean().reset_index(name="score") if len(table) else pd.DataFrame()
         have = set(zip(runs["method"], runs["seed"])) if len(runs) else set()
         missing = [f"{preset} {e} seed {s}" for e in EXTRACTORS for s in SEEDS if (e, s) not in have]

@@ -32,9 +32,16 @@ CONFIGS = [(256, 4, 3000), (1024, 10, 500), (64, 2, None), (512, 8, None), (2048
 
 
 def measure(map_size: int, num_bots: int, policy: str, steps: int, seed: int = 0) -> dict:
-    # 128x128 maps and a 64x64 tactical map (the full preset's observations) at every size, as the targets were set.
+    # 128x128 maps and a 64x64 tactical map (the full preset's observations) at every size, one tick per step, as the
+    # targets were set.
     env = TerritoryControlEnv(
-        map_size=map_size, num_bots=num_bots, map_seed=seed, max_steps=1000, map_resolution=128, tactical_size=64
+        map_size=map_size,
+        num_bots=num_bots,
+        map_seed=seed,
+        max_steps=1000,
+        map_resolution=128,
+        tactical_size=64,
+        action_interval=1,
     )
     choose = reference_policy(policy, seed=seed)
 

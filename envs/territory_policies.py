@@ -20,7 +20,8 @@ ratio times theirs and the reserve, and no attack on it is under way. Fractions 
 home and are among :data:`envs.territory.TROOP_FRACTIONS`, so the agent's seat can play every level.
 
 Reference policies for the agent's seat (``reference_policy(name)``): ``"wait"`` (never acts), ``"random"``
-(uniform over valid targets and over fractions) and each level's name.
+(uniform over valid targets and over fractions), ``"constant"`` (10% of the troops into neutral land every step while
+any borders the agent: the simplest policy that ever wins, a floor for a learner) and each level's name.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ LEVELS: dict[str, tuple[float, float, float, float, float, float]] = {
     "hard": (0.3, 0.25, 1.2, 0.4, 0.25, 1.0),
 }
 #: Reference policies for the agent's seat ("wait" plays like a passive bot), weakest expected first.
-REFERENCE_POLICIES = ("wait", "random", "expander", "easy", "medium", "hard")
+REFERENCE_POLICIES = ("wait", "random", "constant", "expander", "easy", "medium", "hard")
 
 
 def strategy_row(level: Any) -> np.ndarray:
@@ -55,13 +56,15 @@ Policy = Callable[[Any], np.ndarray]
 def reference_policy(name: Any, seed: int = 0) -> Policy:
     """A policy for the agent's seat: ``policy(env) -> action`` (``env`` a TerritoryControlEnv or a wrapper of one).
 
-    :param name: ``"wait"``, ``"random"`` or a level of :data:`LEVELS`.
+    :param name: ``"wait"``, ``"random"``, ``"constant"`` or a level of :data:`LEVELS`.
     :param seed: seeds ``"random"``.
     """
     if name not in REFERENCE_POLICIES:
         raise ValueError(f"reference policy {name!r} is unknown: expected one of {list(REFERENCE_POLICIES)}")
     if name == "wait":
         return lambda env: np.zeros(2, dtype=np.int64)
+    if name == "constant":  # waits once no neutral land borders the agent
+        return lambda env: np.array([1, 0] if env.unwrapped.action_masks()[1] else [0, 0], dtype=np.int64)
     if name == "random":
         rng = np.random.default_rng(seed)
 

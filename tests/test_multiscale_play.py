@@ -63,7 +63,7 @@ def test_other_spaces_are_refused(small_model):
 
 def test_a_game_ends_and_its_frames_are_captioned(small_model, tmp_path):
     path, _ = small_model
-    env = TerritoryControlEnv(preset="small", max_steps=30, render_mode="rgb_array")
+    env = TerritoryControlEnv(preset="small", max_steps=30, action_interval=1, render_mode="rgb_array")
     model = load_multiscale_model(path, env)
     info, frames = play_game(model, env, seed=5, frame_every=7)
     assert info["steps"] == 30 and {"is_success", "territory_share", "rank", "return"} <= set(info)

@@ -173,7 +173,7 @@ def test_small_preset_takes_its_zoo_entry_and_game(tmp_path):
     assert extractor.features_dim == 256  # the small entry's narrower extractor
     assert extractor.branches["global_map"].convs[0].out_channels == 16
     game = model.get_env().envs[0].unwrapped
-    assert (game.preset, game.map_size, game.num_bots, game.bot_level, game.max_steps) == ("small", 64, 2, "easy", 30)
+    assert (game.preset, game.map_size, game.num_bots, game.bot_level, game.max_steps) == ("small", 64, 2, "medium", 30)
     assert model.observation_space["global_map"].shape == (6, 32, 32)
     with pytest.raises(ValueError, match="preset='tiny'"):
         train_multiscale(tmp_path / "x", total_timesteps=32, preset="tiny", **tiny)
