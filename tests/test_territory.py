@@ -200,8 +200,9 @@ def test_rewards_sum_to_share_change_plus_bonus():
 
 
 def test_tiles_are_conserved_and_troops_bounded():
-    # Troops may exceed the cap for a while after a player loses land or an attack comes home (they then decay), so
-    # the bound is checked on a game where that did not happen at the end (seed 0, one tick per step).
+    # Troops may exceed the cap (growth stops a little above it, and after a player loses land or an attack comes home
+    # they decay; test_territory_rules checks that rule exactly), so this bound is checked on a game where that did
+    # not happen at the end (seed 0, one tick per step).
     env = TerritoryControlEnv(map_size=128, num_bots=6, action_interval=1)
     play(env, 150)
     assert env._tiles.sum() == env._land_tiles

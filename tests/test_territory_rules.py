@@ -226,3 +226,29 @@ def test_an_action_interval_step_is_the_order_then_waiting(seed, interval):
         for key in obs:
             np.testing.assert_array_equal(obs[key], fine_obs[key])
         assert info == fine_info
+
+
+@given(
+    tiles=st.integers(1, 5000),
+    ratio=st.floats(0.0, 3.0, allow_nan=False),
+    home_share=st.floats(0.0, 1.0, allow_nan=False),
+)
+@settings(max_examples=200, deadline=None)
+def test_troops_grow_below_the_equilibrium_and_shrink_above_it(tiles, ratio, home_share):
+    """Troops (at home and under way) grow towards ``T*`` where the growth is zero, a little above the cap
+    (``base + rate * T * (1 - T / cap) = 0``), and never grow above it: the bound on troops is ``T*``, not the cap
+    (and a player above it after losing land only shrinks). Totals are drawn relative to ``T*``, near it too."""
+    env = TerritoryControlEnv
+    cap = env.CAP_BASE + env.CAP_PER_TILE * tiles
+    equilibrium = cap / 2 + np.sqrt(cap**2 / 4 + cap * env.GROWTH_BASE / env.GROWTH_RATE)
+    total = ratio * equilibrium
+    at_home, under_way = home_share * total, (1 - home_share) * total
+    troops, pool = np.array([0.0, at_home]), np.array([[0.0, 0.0], [under_way, 0.0]])
+    alive, count = np.array([False, True]), np.array([0, tiles], dtype=np.int64)
+    kernels.grow_and_eliminate(troops, count, alive, pool, env.CAP_BASE, env.CAP_PER_TILE, env.GROWTH_BASE, env.GROWTH_RATE)
+    new_total = troops[AGENT] + under_way
+    if ratio < 1 - 1e-9:
+        assert new_total > total
+    elif ratio > 1 + 1e-9:
+        assert new_total <= total
+    assert troops[AGENT] >= 0.0
