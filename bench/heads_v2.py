@@ -107,6 +107,36 @@ def differences_to_none(areas: pd.DataFrame, reps: int = 10_000, seed: int = 0) 
     return pd.DataFrame(rows)
 
 
+def pairwise_to_none(areas: pd.DataFrame) -> pd.DataFrame:
+    """Per task, Welch tests of each masked strategy's AUC against ``none``'s, Holm-corrected within the task (the
+    decision rule's follow-up: which strategies differ, where a task's one-way test rejects)."""
+    from sb3_masked_attention.evaluation.inference import holm
+    from sb3_masked_attention.evaluation.report import significance
+
+    table = significance(areas)
+    table = table[(table["method_x"] == "none") | (table["method_y"] == "none")].copy()
+    first = table["method_x"] == "none"  # orient every row as strategy minus none
+    strategy = table["method_y"].where(first, table["method_x"])
+    table = table.assign(
+        strategy=strategy,
+        mean_strategy=table["mean_y"].where(first, table["mean_x"]),
+        mean_none=table["mean_x"].where(first, table["mean_y"]),
+        difference=table["difference"].where(~first, -table["difference"]),
+    )[["env", "strategy", "mean_strategy", "mean_none", "difference", "welch_t_p"]]
+    table["welch_t_p_holm"] = table.groupby("env")["welch_t_p"].transform(lambda p: holm(p.to_numpy()))
+    return table.reset_index(drop=True)
+
+
+def detectable_difference(areas: pd.DataFrame, seeds: int = 20) -> pd.DataFrame:
+    """Per task: the AUC difference ``seeds`` runs per arm detect at 80% power (two-sided 0.05, normal approximation),
+    from the pooled within-strategy standard deviation of the main runs."""
+    rows = []
+    for task, on_task in areas.groupby("env", sort=True):
+        pooled = float(np.sqrt(on_task.groupby("method")["score"].var().mean()))
+        rows.append({"env": task, "pooled_auc_std": pooled, "detectable": Z_POWER * pooled * np.sqrt(2 / seeds)})
+    return pd.DataFrame(rows)
+
+
 def missing_runs(areas: pd.DataFrame) -> list[str]:
     """'<task>: k of n' for every task whose strategy runs (per the study files) are not all in ``areas``."""
     from sb3_masked_attention.evaluation.study_spec import load_study
@@ -155,6 +185,10 @@ def primary_tests(reps: int = 10_000) -> str:
         + to_markdown(table)
         + "\n## Each masked strategy minus `none` (AUC; 95% percentile-bootstrap CI, 10,000 resamples, seed 0)\n\n"
         + to_markdown(differences_to_none(areas))
+        + "\n## Pairwise Welch tests against `none` (AUC; Holm within each task; read where the task's test rejects)\n\n"
+        + to_markdown(pairwise_to_none(areas))
+        + "\n## The smallest difference 20 seeds detect at 80% power (pooled within-strategy AUC spread)\n\n"
+        + to_markdown(detectable_difference(areas))
         + "\n## AUC per task and strategy\n\n"
         + to_markdown(cells)
     )
