@@ -181,9 +181,10 @@ def _train_for(preset: str, extractor: str, steps: int, out: Path, variant: dict
     )
 
 
-def throughput(presets: list[str], variants: list[str], steps: int, repeats: int) -> None:
+def throughput(presets: list[str], variants: list[str], steps: int, repeats: int, label: str = "") -> None:
     """Env steps/s over a whole MaskablePPO ``learn`` of ``steps`` steps, per preset, extractor and lever
-    (interleaved repeats, median) -> multiscale_training.csv."""
+    (interleaved repeats, median) -> multiscale_training.csv; ``label`` is appended to each row's lever (e.g. the
+    entry's version when it is re-measured after a change)."""
     import tempfile
 
     for preset in presets:
@@ -201,7 +202,7 @@ def throughput(presets: list[str], variants: list[str], steps: int, repeats: int
                     row = {
                         "preset": preset,
                         "extractor": extractor,
-                        "variant": name,
+                        "variant": name + label,
                         "steps": steps,
                         "repeats": repeats,
                         "seconds": round(seconds, 2),
@@ -751,7 +752,10 @@ def throughput_report() -> None:
         "",
         "Rows named *entry before* / *entry now* are the zoo entries before and after the change these measurements "
         "led to (small: 32 envs x 32 steps instead of 8 x 128; medium: 64x64 maps, 32x32 tactical map and the narrow "
-        "extractor instead of 128x128 maps and the wide one); the profile is of the small entry before the change.",
+        "extractor instead of 128x128 maps and the wide one); the profile is of the small entry before the change. "
+        "Rows ending *at 4 ticks a step* re-measure the entries after amendment 2 (results/multiscale/README.md: one "
+        "agent step = 4 game ticks at small and medium, batch 256, gamma 0.995; `throughput --variants entry --label "
+        "'...'`): an env step then runs 4 game ticks.",
         "",
     ]
     if len(table):
@@ -783,6 +787,7 @@ def main() -> None:
     throughput_parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     throughput_parser.add_argument("--steps", type=int, default=8192)
     throughput_parser.add_argument("--repeats", type=int, default=2)
+    throughput_parser.add_argument("--label", default="", help="appended to each row's lever name")
     profile_parser = commands.add_parser("profile")
     profile_parser.add_argument("--preset", default="small")
     profile_parser.add_argument("--extractor", default="attention", choices=list(EXTRACTORS))
@@ -808,7 +813,7 @@ def main() -> None:
     pilot_parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     actions = {
-        "throughput": lambda: throughput(args.presets, args.variants, args.steps, args.repeats),
+        "throughput": lambda: throughput(args.presets, args.variants, args.steps, args.repeats, args.label),
         "profile": lambda: profile(args.preset, args.extractor, args.steps),
         "extractors": lambda: bench_extractors(args.repeats, args.threads),
         "baselines": lambda: baselines(args.presets, args.episodes, args.workers),
