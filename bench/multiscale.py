@@ -520,18 +520,19 @@ def _held_out_games(model, env, preset: str, method: str, seed: int, games: int)
 
 def final_eval(preset: str, games: int, workers: int) -> None:
     """Every finished run's final model on ``games`` held-out games, greedy and sampled, against the preset's bots and
-    any others of :data:`LADDER_BOTS` -> {preset}/final_eval.csv (runs already there are kept, not replayed)."""
+    any others of :data:`LADDER_BOTS` -> {preset}/final_eval.csv, rewritten after each run (runs already there are
+    kept, not replayed: a killed evaluation resumes)."""
     from concurrent.futures import ProcessPoolExecutor
 
     path = RESULTS / preset / "final_eval.csv"
-    done = read_rows(path)
-    have = set(zip(done["method"], done["seed"])) if len(done) else set()
+    table = read_rows(path)
+    have = set(zip(table["method"], table["seed"])) if len(table) else set()
     jobs = [(preset, m, s, str(f), games) for m, _, s, f in finished_runs(preset) if (m, s) not in have]
     with ProcessPoolExecutor(workers) as pool:
-        rows = [row for result in pool.map(_final_eval_one, jobs) for row in result]
-    table = pd.concat([done, pd.DataFrame(rows)], ignore_index=True) if len(done) else pd.DataFrame(rows)
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
+        for rows in pool.map(_final_eval_one, jobs):  # in job order, each as soon as it and those before it are done
+            table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if len(table) else pd.DataFrame(rows)
+            with atomic_path(path) as tmp:
+                table.to_csv(tmp, index=False)
     print(final_table(table))
 
 
