@@ -191,6 +191,8 @@ def test_per_task_table_reads_each_env_on_its_own_and_holm_adjusts_the_tests():
     from sb3_masked_attention.evaluation.per_task import per_task_table
 
     scores = make_scores(methods=("a", "b", "c"), timesteps=[100, 200, 300], seeds=4)
+    offsets = {"a": 0.0, "b": 1.0, "c": 2.0}
+    scores["steps_per_s"] = scores["seed"] * 10.0 + scores["method"].map(offsets)  # one speed per run
     table = per_task_table(scores, reps=200).set_index(["env", "method"])
     final = scores[scores["timesteps"] == 300]
     for (env, method), row in table.iterrows():
@@ -200,6 +202,7 @@ def test_per_task_table_reads_each_env_on_its_own_and_holm_adjusts_the_tests():
         assert row["iqm_low"] <= row["final_iqm"] <= row["iqm_high"]
         areas = area_under_curve(scores).query("env == @env and method == @method")["score"]
         assert row["auc_mean"] == pytest.approx(areas.mean())
+        assert row["steps_per_s_median"] == pytest.approx(15.0 + offsets[method])  # median of 0, 10, 20, 30 + offset
     tests = significance(scores)
     assert len(tests) == 2 * 3  # envs x pairs: one family
     np.testing.assert_allclose(tests["welch_t_p_holm"], holm(tests["welch_t_p"].to_numpy()))

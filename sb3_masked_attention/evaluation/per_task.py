@@ -20,7 +20,8 @@ from sb3_masked_attention.io import save_figure
 def per_task_table(scores: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """One row per env and method: runs, final score (mean, std over seeds, IQM with a 95% stratified-bootstrap CI
     from rliable) and, when ``timesteps`` is present, the area under the learning curve (mean and std over seeds;
-    :func:`~sb3_masked_attention.evaluation.inference.area_under_curve`)."""
+    :func:`~sb3_masked_attention.evaluation.inference.area_under_curve`); with ``steps_per_s`` (a study's per-run
+    training speed), its median over the runs."""
     from rliable import metrics
 
     final = final_scores(scores)
@@ -46,6 +47,8 @@ def per_task_table(scores: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.
             if areas is not None:
                 area = areas.xs((method, env), level=("method", "env")).to_numpy(float)
                 row.update(auc_mean=float(area.mean()), auc_std=float(area.std(ddof=1)) if len(area) > 1 else float("nan"))
+            if "steps_per_s" in group:
+                row["steps_per_s_median"] = float(group.loc[group["method"] == method, "steps_per_s"].median())
             rows.append(row)
     return pd.DataFrame(rows)
 
