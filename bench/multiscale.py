@@ -485,12 +485,9 @@ def _final_eval_one(job: tuple[str, str, int, str, int]) -> list[dict]:
 
     torch.set_num_threads(1)
     preset, method, seed, folder, games = job
-    rows = []
-    for bot_level in LADDER_BOTS[preset]:  # the preset's bots (the endpoint), then any others the ladder has
-        env = TerritoryControlEnv(preset=preset, bot_level=bot_level)
-        model = load_multiscale_model(Path(folder) / "final_model.zip", env)
-        rows += _held_out_games(model, env, preset, method, seed, games)
-    return rows
+    envs = [TerritoryControlEnv(preset=preset, bot_level=bots) for bots in LADDER_BOTS[preset]]  # the preset's first
+    model = load_multiscale_model(Path(folder) / "final_model.zip", envs[0])  # bot levels share the spaces
+    return [row for env in envs for row in _held_out_games(model, env, preset, method, seed, games)]
 
 
 def _held_out_games(model, env, preset: str, method: str, seed: int, games: int) -> list[dict]:

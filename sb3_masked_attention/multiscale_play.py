@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 import numpy as np
+import torch
 from sb3_contrib import MaskablePPO
 
 from sb3_masked_attention.io import atomic_path
@@ -48,7 +49,8 @@ def play_game(
     """One game of ``model`` in the agent's seat (valid actions only).
 
     :param env: a TerritoryControl env (not vectorised); ``render_mode="rgb_array"`` if frames are wanted.
-    :param seed: the game's seed (map, spawns, bots).
+    :param seed: the game's seed (map, spawns, bots, and the sampled actions' draws; the caller's torch RNG is left
+        as it was).
     :param deterministic: greedy actions (else sampled, as in training).
     :param frame_every: keep a captioned frame every this many steps, and the last (None: no frames).
     :return: the final ``info`` with ``return`` and ``steps`` added, and the frames.
@@ -58,12 +60,14 @@ def play_game(
     obs, _ = env.reset(seed=seed)
     frames: list[np.ndarray] = []
     total, steps, done, info = 0.0, 0, False, {}
-    while not done:
-        if frame_every is not None and steps % frame_every == 0:
-            frames.append(captioned_frame(env, steps))
-        action, _ = model.predict(obs, deterministic=deterministic, action_masks=env.action_masks())
-        obs, reward, terminated, truncated, info = env.step(action)
-        total, steps, done = total + float(reward), steps + 1, terminated or truncated
+    with torch.random.fork_rng(devices=[]):  # a sampled game is a function of its seed, whatever ran before it
+        torch.manual_seed(seed)
+        while not done:
+            if frame_every is not None and steps % frame_every == 0:
+                frames.append(captioned_frame(env, steps))
+            action, _ = model.predict(obs, deterministic=deterministic, action_masks=env.action_masks())
+            obs, reward, terminated, truncated, info = env.step(action)
+            total, steps, done = total + float(reward), steps + 1, terminated or truncated
     if frame_every is not None:
         frames.append(captioned_frame(env, steps))
     return {**info, "return": total, "steps": steps}, frames
