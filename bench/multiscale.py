@@ -7,7 +7,8 @@
     python bench/multiscale.py pilot                    # the settings grid for both extractors (before any learn)
     python bench/multiscale.py learn --preset small     # 2 extractors x 5 seeds, each at its pilot setting (resumable)
     python bench/multiscale.py learn --preset medium --init-from small   # curriculum runs
-    python bench/multiscale.py final-eval --preset small   # final models on 50 held-out games, greedy and sampled
+    python bench/multiscale.py final-eval --preset small   # final models on 50 held-out games, greedy and sampled;
+                                                           # per-run table and the targets -> small/final_eval.md
     python bench/multiscale.py plot --preset small      # learning curves vs steps and wall-clock
     python bench/multiscale.py rliable --preset small   # IQM/CI/probability of improvement of win rate and share
     python bench/multiscale.py attention --preset small # attention of a trained model at a front line
@@ -530,7 +531,10 @@ def final_eval(preset: str, games: int, workers: int) -> None:
             table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if len(table) else pd.DataFrame(rows)
             with atomic_path(path) as tmp:
                 table.to_csv(tmp, index=False)
-    print(final_table(table))
+    text = f"# {preset}: final evaluation ({games} held-out games per run)\n\n{final_table(table)}\n\n"
+    text += f"## Targets (greedy)\n\n{target_table(preset, table)}\n"
+    write_text_atomic(RESULTS / preset / "final_eval.md", text)
+    print(text)
 
 
 def final_table(table: pd.DataFrame) -> str:
@@ -546,6 +550,53 @@ def final_table(table: pd.DataFrame) -> str:
             f"| {bots} | {method} | {actions} | {len(runs)} | {wins} | {runs['win'].mean():.2f} ± {runs['win'].std():.2f} | "
             f"{runs['share'].mean():.3f} ± {runs['share'].std():.3f} |"
         )
+    return "\n".join(lines)
+
+
+#: The targets (results/multiscale/README.md, amendment 2), per preset: (bots, reference, comparison). A reference
+#: is a number or a scripted level whose greedy win rate on the ladder against the same bots sets it.
+TARGETS: dict[str, list[tuple[str | None, str | float, str]]] = {
+    "small": [("easy", 0.8, ">="), (None, "hard", ">")],
+    "medium": [(None, "hard", ">")],
+}
+Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8 (normal approximation)
+
+
+def target_table(preset: str, table: pd.DataFrame) -> str:
+    """Markdown: per target and method (greedy held-out win rate), the mean over runs, the target, the gap, whether it
+    is met, and k/n runs that reach it on their own; then the difference between the extractors the runs detect at
+    80% power (pooled within-method spread of the per-run win rates, normal approximation)."""
+    ladder = read_rows(RESULTS / "reference_policies.csv")
+    greedy = table[table["actions"] == "greedy"]
+    per_run = greedy.groupby(["bots", "method", "seed"])["won"].mean().reset_index(name="win")
+    lines = [
+        "| bots | method | runs | win rate: mean | target | gap | met | runs reaching it |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for bots, reference, comparison in TARGETS.get(preset, []):
+        bots = bots or preset_bots(preset)
+        if isinstance(reference, str):
+            rows = ladder[(ladder["preset"] == preset) & (ladder["bot_level"] == bots) & (ladder["policy"] == reference)]
+            target, label = (
+                float(rows["is_success"].mean()),
+                f"{comparison} {reference} ({float(rows['is_success'].mean()):.2f})",
+            )
+        else:
+            target, label = float(reference), f"{comparison} {reference:.2f}"
+        for method, runs in per_run[per_run["bots"] == bots].groupby("method"):
+            reached = runs["win"] >= target if comparison == ">=" else runs["win"] > target
+            mean = runs["win"].mean()
+            met = mean >= target if comparison == ">=" else mean > target
+            lines.append(
+                f"| {bots} | {method} | {len(runs)} | {mean:.2f} | {label} | {mean - target:+.2f} | "
+                f"{'yes' if met else 'no'} | {int(reached.sum())}/{len(runs)} |"
+            )
+    lines += ["", "| bots | runs per method | pooled sd of win rate | detectable difference |", "|---|---|---|---|"]
+    for bots, runs in per_run[per_run["method"].isin(list(EXTRACTORS))].groupby("bots"):
+        sizes = runs.groupby("method").size()
+        pooled = float(np.sqrt(runs.groupby("method")["win"].var().mean()))
+        detectable = Z_POWER * pooled * np.sqrt(2 / sizes.min())
+        lines.append(f"| {bots} | {sizes.min()} | {pooled:.3f} | {detectable:.3f} |")
     return "\n".join(lines)
 
 
