@@ -719,7 +719,7 @@ def rliable_report(preset: str) -> None:
         path = RESULTS / preset / f"scores_{metric}.csv"
         with atomic_path(path) as tmp:
             scores.to_csv(tmp, index=False)
-        write_report(path, RESULTS / preset / f"report_{metric}")
+        write_report(os.path.relpath(path), RESULTS / preset / f"report_{metric}")  # the report names it as typed
         print(f"wrote {RESULTS / preset / f'report_{metric}'}")
 
 
