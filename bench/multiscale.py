@@ -678,7 +678,9 @@ def plot(preset: str) -> None:
                 runs = list(group.groupby("seed"))
                 for _, run in runs:
                     ax.plot(run[x], run[column], color=colours[method], alpha=0.25, linewidth=1)
-                mean = group.groupby("timesteps")[[x, column]].mean()
+                by_step = group.groupby("timesteps")
+                # the mean over every seed only: a resumed run can have an evaluation the others lack
+                mean = by_step[[x, column]].mean()[by_step.size() == len(runs)]
                 ax.plot(mean[x], mean[column], color=colours[method], linewidth=2.5, label=f"{method} ({len(runs)} seeds)")
             if len(ladder):
                 metric = "is_success" if column == "mean_is_success" else "territory_share"
