@@ -533,6 +533,8 @@ def final_eval(preset: str, games: int, workers: int) -> None:
                 table.to_csv(tmp, index=False)
     text = f"# {preset}: final evaluation ({games} held-out games per run)\n\n{final_table(table)}\n\n"
     text += f"## Targets (greedy)\n\n{target_table(preset, table)}\n"
+    if table["method"].str.contains(" from ").any():  # curriculum runs (``learn --init-from``)
+        text += f"\n## Curriculum (descriptive)\n\n{curriculum_table(preset, table, load_evaluations(preset))}\n"
     write_text_atomic(RESULTS / preset / "final_eval.md", text)
     print(text)
 
@@ -597,6 +599,36 @@ def target_table(preset: str, table: pd.DataFrame) -> str:
         pooled = float(np.sqrt(runs.groupby("method")["win"].var().mean()))
         detectable = Z_POWER * pooled * np.sqrt(2 / sizes.min())
         lines.append(f"| {bots} | {sizes.min()} | {pooled:.3f} | {detectable:.3f} |")
+    return "\n".join(lines)
+
+
+def curriculum_table(preset: str, table: pd.DataFrame, curves: pd.DataFrame) -> str:
+    """Markdown, descriptive (no test; results/multiscale/README.md): per extractor, the runs from scratch and those
+    started from a smaller preset's model (``--init-from``): greedy held-out win rate, and the training steps until a
+    run's training evaluation first reaches the scratch runs' final level (their mean last evaluation), median over the
+    runs that reach it, with k/n."""
+    greedy = table[(table["actions"] == "greedy") & (table["bots"] == preset_bots(preset))]
+    per_run = greedy.groupby(["method", "seed"])["won"].mean()
+    lines = [
+        "| extractor | start | runs | win rate: mean ± sd | scratch's final level | steps to reach it (median) | reached |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for extractor in EXTRACTORS:
+        scratch = curves[curves["method"] == extractor]
+        if scratch.empty:
+            continue
+        level = float(scratch.sort_values("timesteps").groupby("seed")["mean_is_success"].last().mean())
+        for method in sorted(m for m in curves["method"].unique() if m.split(" from ")[0] == extractor):
+            runs = curves[curves["method"] == method].sort_values("timesteps")
+            first = [run.loc[run["mean_is_success"] >= level, "timesteps"].min() for _, run in runs.groupby("seed")]
+            reached = [step for step in first if pd.notna(step)]
+            wins = per_run.loc[method] if method in per_run.index.get_level_values(0) else pd.Series(dtype=float)
+            start = method.partition(" from ")[2] or "scratch"
+            median = f"{int(np.median(reached)):,}" if reached else "-"
+            lines.append(
+                f"| {extractor} | {start} | {len(first)} | {wins.mean():.2f} ± {wins.std():.2f} | {level:.2f} | {median} | "
+                f"{len(reached)}/{len(first)} |"
+            )
     return "\n".join(lines)
 
 
