@@ -579,10 +579,8 @@ def target_table(preset: str, table: pd.DataFrame) -> str:
         bots = bots or preset_bots(preset)
         if isinstance(reference, str):
             rows = ladder[(ladder["preset"] == preset) & (ladder["bot_level"] == bots) & (ladder["policy"] == reference)]
-            target, label = (
-                float(rows["is_success"].mean()),
-                f"{comparison} {reference} ({float(rows['is_success'].mean()):.2f})",
-            )
+            target = float(rows["is_success"].mean())
+            label = f"{comparison} {reference} ({target:.2f})"
         else:
             target, label = float(reference), f"{comparison} {reference:.2f}"
         for method, runs in per_run[per_run["bots"] == bots].groupby("method"):
