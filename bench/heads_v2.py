@@ -25,7 +25,6 @@ PILOT_TASK = "RepeatPrevious-k28"
 STRATEGIES = ("none", "specialized", "diversified", "monotonic")
 #: the pilot's method names: FAMILY_lrLR_eEPOCHS
 GRID_NAME = re.compile(r"(?P<family>.+)_lr(?P<lr>[0-9.e-]+)_e(?P<epochs>\d+)")
-Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8 (normal approximation)
 
 
 def normalized(scores_path: Path) -> pd.DataFrame:
@@ -36,7 +35,7 @@ def normalized(scores_path: Path) -> pd.DataFrame:
 
 def pilot() -> str:
     """Apply the pre-registered pilot rules to results/heads_v2/pilot/scores.csv."""
-    from sb3_masked_attention.evaluation.inference import area_under_curve
+    from sb3_masked_attention.evaluation.inference import area_under_curve, detectable_difference
     from sb3_masked_attention.evaluation.report import to_markdown
     from sb3_masked_attention.io import write_text_atomic
 
@@ -77,7 +76,7 @@ def pilot() -> str:
     # The seed check at the main budget: each chosen setting's AUC over its pilot curve up to the budget.
     chosen = scores[scores["method"].isin(best["method"]) & (scores["timesteps"] <= budget)]
     sd = float(area_under_curve(chosen).groupby("method")["score"].std().max())
-    detectable = Z_POWER * sd * np.sqrt(2 / 20)
+    detectable = detectable_difference(sd, 20)
     lines += [
         "## Seeds",
         "",
@@ -127,13 +126,15 @@ def pairwise_to_none(areas: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def detectable_difference(areas: pd.DataFrame, seeds: int = 20) -> pd.DataFrame:
+def detectable_differences(areas: pd.DataFrame, seeds: int = 20) -> pd.DataFrame:
     """Per task: the AUC difference ``seeds`` runs per arm detect at 80% power (two-sided 0.05, normal approximation),
     from the pooled within-strategy standard deviation of the main runs."""
+    from sb3_masked_attention.evaluation.inference import detectable_difference
+
     rows = []
     for task, on_task in areas.groupby("env", sort=True):
         pooled = float(np.sqrt(on_task.groupby("method")["score"].var().mean()))
-        rows.append({"env": task, "pooled_auc_std": pooled, "detectable": Z_POWER * pooled * np.sqrt(2 / seeds)})
+        rows.append({"env": task, "pooled_auc_std": pooled, "detectable": detectable_difference(pooled, seeds)})
     return pd.DataFrame(rows)
 
 
@@ -188,7 +189,7 @@ def primary_tests(reps: int = 10_000) -> str:
         + "\n## Pairwise Welch tests against `none` (AUC; Holm within each task; read where the task's test rejects)\n\n"
         + to_markdown(pairwise_to_none(areas))
         + "\n## The smallest difference 20 seeds detect at 80% power (pooled within-strategy AUC spread)\n\n"
-        + to_markdown(detectable_difference(areas))
+        + to_markdown(detectable_differences(areas))
         + "\n## AUC per task and strategy\n\n"
         + to_markdown(cells)
     )

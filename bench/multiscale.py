@@ -561,13 +561,14 @@ TARGETS: dict[str, list[tuple[str | None, str | float, str]]] = {
     "small": [("easy", 0.8, ">="), (None, "hard", ">")],
     "medium": [(None, "hard", ">")],
 }
-Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8 (normal approximation)
 
 
 def target_table(preset: str, table: pd.DataFrame) -> str:
     """Markdown: per target and method (greedy held-out win rate), the mean over runs, the target, the gap, whether it
     is met, and k/n runs that reach it on their own; then the difference between the extractors the runs detect at
     80% power (pooled within-method spread of the per-run win rates, normal approximation)."""
+    from sb3_masked_attention.evaluation.inference import detectable_difference
+
     ladder = read_rows(RESULTS / "reference_policies.csv")
     greedy = table[table["actions"] == "greedy"]
     per_run = greedy.groupby(["bots", "method", "seed"])["won"].mean().reset_index(name="win")
@@ -595,7 +596,7 @@ def target_table(preset: str, table: pd.DataFrame) -> str:
     for bots, runs in per_run[per_run["method"].isin(list(EXTRACTORS))].groupby("bots"):
         sizes = runs.groupby("method").size()
         pooled = float(np.sqrt(runs.groupby("method")["win"].var().mean()))
-        detectable = Z_POWER * pooled * np.sqrt(2 / sizes.min())
+        detectable = detectable_difference(pooled, int(sizes.min()))
         lines.append(f"| {bots} | {sizes.min()} | {pooled:.3f} | {detectable:.3f} |")
     return "\n".join(lines)
 

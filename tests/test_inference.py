@@ -142,3 +142,15 @@ def test_one_way_test_statistic_matches_the_between_group_sum_of_squares_and_det
     assert 0.04 <= np.mean(np.array(p_values) <= 0.1) <= 0.17  # calibrated under the null
     with pytest.raises(ValueError, match="every group needs >= 2"):
         one_way_test([1.0, 2.0, 3.0], ["a", "a", "b"])
+
+
+def test_detectable_difference_is_the_normal_approximation_and_validates():
+    from sb3_masked_attention.evaluation.inference import detectable_difference
+
+    # z_0.975 + z_0.8 = 1.959964 + 0.841621 = 2.801585
+    assert detectable_difference(0.128, 20) == pytest.approx(2.801585 * 0.128 * np.sqrt(2 / 20), rel=1e-6)
+    assert detectable_difference(0.2, 5, power=0.5) == pytest.approx(1.959964 * 0.2 * np.sqrt(2 / 5), rel=1e-6)
+    assert detectable_difference(0.1, 40) == pytest.approx(detectable_difference(0.1, 10) / 2)  # 1/sqrt(n)
+    for bad in (dict(std=-1.0, runs_per_arm=5), dict(std=0.1, runs_per_arm=1), dict(std=0.1, runs_per_arm=5, power=1.0)):
+        with pytest.raises(ValueError):
+            detectable_difference(**bad)

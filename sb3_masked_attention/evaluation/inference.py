@@ -95,6 +95,21 @@ def holm(p_values: np.ndarray | list[float]) -> np.ndarray:
     return adjusted
 
 
+def detectable_difference(std: float, runs_per_arm: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The difference in means two arms of ``runs_per_arm`` runs each, with standard deviation ``std``, detect with a
+    two-sided test at level ``alpha`` and the given ``power`` (normal approximation: ``(z_{1-alpha/2} + z_power) *
+    std * sqrt(2 / n)``); to size seeds from a pilot, or to say what a null result could have found."""
+    from scipy.stats import norm
+
+    if not std >= 0:
+        raise ValueError(f"std must be a number >= 0, got {std!r}")
+    if runs_per_arm < 2:
+        raise ValueError(f"runs_per_arm must be at least 2, got {runs_per_arm!r}")
+    if not (0 < alpha < 1 and 0 < power < 1):
+        raise ValueError(f"alpha and power must lie in (0, 1), got alpha={alpha!r}, power={power!r}")
+    return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * std * np.sqrt(2 / runs_per_arm))
+
+
 def _check_test_inputs(y: np.ndarray, reps: int) -> None:
     if not np.isfinite(y).all():
         raise ValueError("values contain NaN or infinity")
