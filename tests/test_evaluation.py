@@ -49,6 +49,13 @@ def test_summary_matches_rliable_called_directly():
     del intervals
 
 
+def test_score_matrices_refuse_a_method_with_unequal_runs_per_env():
+    scores = make_scores()
+    unfinished = scores[~((scores["method"] == "b") & (scores["env"] == "sb3ma/TMaze-v0") & (scores["seed"] == 4))]
+    with pytest.raises(ValueError, match=r"method 'b' has different numbers of runs per env .*'sb3ma/TMaze-v0': 4"):
+        score_matrices(unfinished)
+
+
 def test_probability_of_improvement_every_ordered_pair():
     matrices, _ = score_matrices(make_scores(methods=("a", "b", "c")))
     table = probability_of_improvement(matrices, reps=200)

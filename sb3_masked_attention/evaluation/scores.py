@@ -186,6 +186,9 @@ def score_matrices(scores: pd.DataFrame) -> tuple[dict[str, np.ndarray], list[st
         columns = [group[group["env"] == env].sort_values("seed")["score"].to_numpy() for env in envs]
         counts = {env: len(column) for env, column in zip(envs, columns)}
         if len(set(counts.values())) != 1:
-            raise ValueError(f"method {method!r} has different numbers of runs per env {counts}: expected the same on each")
+            raise ValueError(
+                f"method {method!r} has different numbers of runs per env {counts}: expected the same on each "
+                "(a study still running? report it once every run has finished)"
+            )
         matrices[str(method)] = np.stack(columns, axis=1)
     return matrices, envs
