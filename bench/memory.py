@@ -332,7 +332,7 @@ def plot_tmaze(curves: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sb3_masked_attention.io import atomic_path
+    from sb3_masked_attention.io import save_figure
 
     corridors = sorted(curves["corridor"].unique())
     colors = {method: f"C{i}" for i, method in enumerate(TMAZE_METHODS)}
@@ -357,9 +357,7 @@ def plot_tmaze(curves: pd.DataFrame, path: Path) -> None:
     axes[0][0].set_ylabel("success rate (100 greedy episodes)")
     handles = [plt.Line2D([], [], color=c, label=m) for m, c in colors.items() if m in set(curves["method"])]
     axes[0][-1].legend(handles=handles, fontsize=8, loc="lower right")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def report() -> None:

@@ -42,7 +42,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sb3_masked_attention.io import append_row, atomic_path, read_rows, write_text_atomic  # noqa: E402
+from sb3_masked_attention.io import append_row, atomic_path, read_rows, save_figure, write_text_atomic  # noqa: E402
 
 RESULTS = ROOT / "results" / "multiscale"
 BENCH = ROOT / "results" / "benchmarks"
@@ -728,10 +728,7 @@ def plot(preset: str) -> None:
         "thin = seeds, thick = mean"
     )
     fig.tight_layout()
-    (RESULTS / preset).mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / preset / "learning_curves.png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_figure(fig, RESULTS / preset / "learning_curves.png", dpi=100)
     with atomic_path(RESULTS / preset / "evaluations.csv") as tmp:  # the run folders stay out of git
         table.to_csv(tmp, index=False)
     print(f"wrote {RESULTS / preset / 'learning_curves.png'}")

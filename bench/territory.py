@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from envs.territory import TerritoryControlEnv  # noqa: E402
 from envs.territory_policies import reference_policy  # noqa: E402
-from sb3_masked_attention.io import append_row, atomic_path, read_rows, write_text_atomic  # noqa: E402
+from sb3_masked_attention.io import append_row, read_rows, save_figure, write_text_atomic  # noqa: E402
 
 SPEED_CSV = ROOT / "results" / "benchmarks" / "territory_speed.csv"
 #: (map size, bots, target steps/s)
@@ -127,8 +127,7 @@ def picture() -> None:
         fontsize=10,
     )
     fig.tight_layout()
-    with atomic_path(ROOT / "results" / "envs" / "territory_control.png") as tmp:
-        fig.savefig(tmp, dpi=90)
+    save_figure(fig, ROOT / "results" / "envs" / "territory_control.png", dpi=90)
     print("wrote results/envs/territory_control.png")
 
 

@@ -37,10 +37,20 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             os.unlink(tmp)
 
 
-def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> None:
-    """Save a matplotlib figure atomically (temp file + rename), its bounding box tight around the content."""
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110, close: bool = True) -> None:
+    """Save a matplotlib figure atomically (temp file + rename), its bounding box tight around the content.
+
+    :param fig: the figure.
+    :param path: the image file; its suffix picks the format (``.png``, ``.pdf``, ``.svg``).
+    :param dpi: resolution.
+    :param close: close the figure afterwards (pyplot keeps every open figure alive otherwise).
+    """
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    if close:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
 
 
 def make_dir(path: str | os.PathLike, what: str = "output directory") -> Path:

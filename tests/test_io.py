@@ -29,3 +29,21 @@ def test_written_files_get_the_permissions_of_a_plain_open(tmp_path):
     write_text_atomic(tmp_path / "atomic.txt", "x")
     (tmp_path / "plain.txt").write_text("x")
     assert os.stat(tmp_path / "atomic.txt").st_mode == os.stat(tmp_path / "plain.txt").st_mode
+
+
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".pdf", b"%PDF")])
+def test_save_figure_writes_the_suffix_format_and_closes_the_figure(tmp_path, suffix, magic):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sb3_masked_attention.io import save_figure
+
+    kept, closed = plt.figure(), plt.figure()
+    save_figure(kept, tmp_path / f"kept{suffix}", close=False)
+    save_figure(closed, tmp_path / f"closed{suffix}")
+    assert plt.fignum_exists(kept.number) and not plt.fignum_exists(closed.number)
+    plt.close(kept)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"closed{suffix}", f"kept{suffix}"])  # no temporaries
+    assert all(p.read_bytes().startswith(magic) for p in tmp_path.iterdir())

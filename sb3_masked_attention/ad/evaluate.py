@@ -178,7 +178,7 @@ def plot_curves(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sb3_masked_attention.io import atomic_path
+    from sb3_masked_attention.io import save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for method, group in table.groupby("method", sort=False):
@@ -197,9 +197,7 @@ def plot_curves(
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out, dpi=120)
 
 
 def evaluate_ad(
@@ -361,7 +359,7 @@ def _plot_compression(table: pd.DataFrame, path: Any) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sb3_masked_attention.io import atomic_path
+    from sb3_masked_attention.io import save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, r in enumerate(table.itertuples()):
@@ -383,6 +381,4 @@ def _plot_compression(table: pd.DataFrame, path: Any) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

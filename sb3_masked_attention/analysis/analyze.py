@@ -9,13 +9,12 @@ unless said otherwise; distance 0 is the newest token.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sb3_masked_attention.analysis.capture import load_capture
-from sb3_masked_attention.io import atomic_path, make_dir, write_text_atomic
+from sb3_masked_attention.io import make_dir, save_figure, write_text_atomic
 
 LEVELS = (0.8, 0.9, 0.95)
 
@@ -178,14 +177,6 @@ def recommendations_text(stats: dict[str, Any], capture: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _savefig(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-
-
 def analyze_capture(path: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:
     """``sb3ma attention analyze``: heatmaps, the comprehensive figure, per-layer/head figure and recommendations."""
     import matplotlib
@@ -228,7 +219,7 @@ def analyze_capture(path: str | os.PathLike, out: str | os.PathLike) -> dict[str
             axes[-1, head].set_xlabel("key", fontsize=7)
         fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight (square-root scale)")
         fig.suptitle(f"Attention at step {int(step)}: {n} tokens in context, oldest top/left (L = layer, H = head)")
-        _savefig(fig, out / f"attention_heatmap_step{int(step)}.png")
+        save_figure(fig, out / f"attention_heatmap_step{int(step)}.png")
 
     mean = capture["last_query"].astype(np.float32).mean(axis=(1, 2))
     steps = np.arange(stats["steps"])
@@ -287,7 +278,7 @@ def analyze_capture(path: str | os.PathLike, out: str | os.PathLike) -> dict[str
     )
     fig.suptitle(f"{capture['meta'].get('kind')} model on {capture['meta'].get('env_id')}: {stats['steps']} steps")
     fig.tight_layout()
-    _savefig(fig, out / "attention_analysis_comprehensive.png")
+    save_figure(fig, out / "attention_analysis_comprehensive.png")
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 0.6 * n_layers + 3))
     for ax, key, title, unit in (
@@ -306,7 +297,7 @@ def analyze_capture(path: str | os.PathLike, out: str | os.PathLike) -> dict[str
         ax.set_xticklabels([f"{h}\n{100 * fractions[h]:.0f}%" for h in range(n_heads)], fontsize=7)
     fig.suptitle("Per layer and head (head labels: hidden share of the oldest history)")
     fig.tight_layout()
-    _savefig(fig, out / "layer_head_analysis.png")
+    save_figure(fig, out / "layer_head_analysis.png")
 
     write_text_atomic(out / "compression_recommendations.txt", recommendations_text(stats, capture))
     return stats

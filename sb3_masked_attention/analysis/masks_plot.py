@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.io import save_figure
 from sb3_masked_attention.masks import head_window_mask
 
 
@@ -40,6 +40,4 @@ def plot_head_masks(fractions: Sequence[float], history_len: int, path: str | os
         ax.tick_params(labelsize=6)
     fig.suptitle(title or f"Head masks over a {history_len}-step history (blue = may attend)", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import torch
 
-from sb3_masked_attention.io import atomic_path
+from sb3_masked_attention.io import save_figure
 
 
 def plot_multiscale_attention(
@@ -70,6 +70,4 @@ def plot_multiscale_attention(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)

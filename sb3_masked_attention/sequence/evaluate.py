@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from sb3_masked_attention.evaluation.report import to_markdown
-from sb3_masked_attention.io import atomic_path, write_text_atomic
+from sb3_masked_attention.io import atomic_path, save_figure, write_text_atomic
 from sb3_masked_attention.sequence.baselines import repeat_last
 from sb3_masked_attention.sequence.data import SCALES, WindowConfig, Windows, history_windows, make_windows, timing_scale
 from sb3_masked_attention.sequence.events import load_events
@@ -196,9 +196,7 @@ def plot_timing_distribution(gaps: dict[str, np.ndarray], path: str | os.PathLik
     ax.set_title("Timing of generated vs real action sequences (held-out sessions)")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def scale_shares(gaps: dict[str, np.ndarray]) -> pd.DataFrame:
