@@ -44,8 +44,8 @@ def main() -> None:
     first = args.min_context - 1  # step index whose context first holds min_context tokens
     if first >= len(runs["cached"].step_seconds):
         raise SystemExit(f"--episodes {args.episodes} never reaches a context of {args.min_context} tokens")
-    cached = float(np.median(runs["cached"].step_seconds[first:]))
-    recomputed = float(np.median(runs["recomputed"].step_seconds[first:]))
+    cached_s = float(np.median(runs["cached"].step_seconds[first:]))
+    recomputed_s = float(np.median(runs["recomputed"].step_seconds[first:]))
     context = min(model.context_len, len(runs["cached"].step_seconds))
     lines = [
         "# AD in-context evaluation: key/value cache vs recomputation",
@@ -60,10 +60,10 @@ def main() -> None:
         "",
         "| path | ms per step | mean return |",
         "|---|---|---|",
-        f"| key/value cache (one new token per step) | {1000 * cached:.2f} | {runs['cached'].returns.mean():.2f} |",
-        f"| recompute the whole context each step | {1000 * recomputed:.2f} | {runs['recomputed'].returns.mean():.2f} |",
+        f"| key/value cache (one new token per step) | {1000 * cached_s:.2f} | {runs['cached'].returns.mean():.2f} |",
+        f"| recompute the whole context each step | {1000 * recomputed_s:.2f} | {runs['recomputed'].returns.mean():.2f} |",
         "",
-        f"Speed-up: **{recomputed / cached:.1f}x** (target >= 5x). Returns are identical until the context first fills; "
+        f"Speed-up: **{recomputed_s / cached_s:.1f}x** (target >= 5x). Returns are identical until the context first fills; "
         "after that the cache slides (deeper cached keys keep what their tokens saw before the window) while "
         "recomputation starts each window afresh, so the two runs may diverge.",
     ]

@@ -17,7 +17,6 @@ import argparse
 import math
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -191,7 +190,9 @@ def kernel(batch: int, history_len: int, repeats: int) -> None:
             outs.append(scores.masked_fill(~prebuilt[:, h], float("-inf")).softmax(-1) @ v[:, h])
         torch.stack(outs, 1).sum().backward()
 
-    row = dict(batch=batch, history_len=history_len, n_heads=n_heads, head_dim=head_dim, threads=torch.get_num_threads())
+    row: dict[str, Any] = dict(
+        batch=batch, history_len=history_len, n_heads=n_heads, head_dim=head_dim, threads=torch.get_num_threads()
+    )
     variants = dict(masked=masked, masked_prebuilt_mask=masked_prebuilt, unmasked_sdpa=unmasked, per_head_loop=per_head_loop)
     row.update({f"{name}_us": seconds * 1e6 for name, seconds in _time(variants, repeats).items()})
     print(row, flush=True)
@@ -332,4 +333,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

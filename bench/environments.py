@@ -11,7 +11,6 @@ Rows are appended atomically to ``results/benchmarks/envs_<part>.csv``; finished
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +42,8 @@ def speed(steps: int) -> None:
     rows = []
     for env_id in sorted(envs.ENV_IDS):
         env = gym.make(env_id).unwrapped  # the environment alone, no checker or wrappers
-        actions = np.random.default_rng(0).integers(env.action_space.n, size=steps)
+        assert isinstance(env.action_space, gym.spaces.Discrete)  # every sb3ma/ env acts discretely
+        actions = np.random.default_rng(0).integers(int(env.action_space.n), size=steps)
         env.reset(seed=0)
         start = time.perf_counter()
         for action in actions:
@@ -68,7 +68,7 @@ def learn(seed: int, eval_episodes: int) -> None:
             run.model.learn(run.n_timesteps, progress_bar=True)
             seconds = time.perf_counter() - start
             returns = play_episodes(run.model, run.make_eval_env(1), eval_episodes).returns
-        bare = gym.make(env_id, **env_kwargs).unwrapped
+        bare: Any = gym.make(env_id, **env_kwargs).unwrapped  # sb3ma/ envs carry optimal_return and random_return
         mean = float(np.mean(returns))
         row = dict(
             env=env_id,
@@ -95,7 +95,7 @@ def render() -> None:
         env.reset(seed=1)
         rng = np.random.default_rng(1)
         for _ in range(6):  # a few steps in, so the picture shows some state
-            env.step(int(rng.integers(env.action_space.n)))
+            env.step(int(rng.integers(int(env.action_space.n))))  # type: ignore[attr-defined]
         frame = np.kron(env.render(), np.ones((2, 2, 1), dtype=np.uint8))  # 2x upscale, crisp cells
         import matplotlib
 
@@ -168,4 +168,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

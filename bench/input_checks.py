@@ -37,6 +37,7 @@ def milliseconds(extractor: HeadMaskedTransformerExtractor, observations: dict[s
 def main() -> None:
     torch.set_num_threads(1)
     space = HistoryWrapper(gym.make("CartPole-v1"), 16).observation_space
+    assert isinstance(space, gym.spaces.Dict)
     extractor = HeadMaskedTransformerExtractor(space).eval()
     checked = HeadMaskedTransformerExtractor.tokens
     for batch, reps in ((1, 2000), (64, 300)):

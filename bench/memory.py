@@ -194,7 +194,7 @@ def tmaze_run(
     torch.set_num_threads(1)
     register_envs()
     model, evaluation, memory = tmaze_model(method, corridor, seed, overrides)
-    budget = budget or tmaze_budget(corridor)
+    steps = budget or tmaze_budget(corridor)
     curve: list[dict[str, Any]] = []
     start = time.perf_counter()
 
@@ -203,15 +203,15 @@ def tmaze_run(
             return True
 
         def _on_rollout_end(self) -> None:
-            due = budget * (len(curve) + 1) // evals
-            if self.num_timesteps >= due or self.num_timesteps + model.n_steps * model.n_envs > budget:
+            due = steps * (len(curve) + 1) // evals
+            if self.num_timesteps >= due or self.num_timesteps + model.n_steps * model.n_envs > steps:
                 returns = np.asarray(play_episodes(model, evaluation, TMAZE_EVAL_EPISODES).returns)
                 seconds = round(time.perf_counter() - start, 1)
                 curve.append(dict(method=method, corridor=corridor, seed=seed, timesteps=self.num_timesteps,
                                   success=float((returns > 0).mean()), seconds=seconds))  # fmt: skip
                 print(curve[-1], flush=True)
 
-    model.learn(budget, callback=Evaluate())
+    model.learn(steps, callback=Evaluate())
     if curve[-1]["timesteps"] != model.num_timesteps:  # the last rollout's update came after the last evaluation
         returns = np.asarray(play_episodes(model, evaluation, TMAZE_EVAL_EPISODES).returns)
         curve.append(dict(method=method, corridor=corridor, seed=seed, timesteps=model.num_timesteps,
@@ -274,6 +274,7 @@ def pilot(methods: list[str]) -> None:
 def throughput_run(method: str) -> dict[str, Any]:
     """One learn() of ``STEPS`` steps in this (fresh) process; rollout time measured around collect_rollouts."""
     import torch
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
     from sb3_masked_attention.zoo import make_zoo_model, rl_zoo_config
 
@@ -282,6 +283,7 @@ def throughput_run(method: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as log_folder:
         model = make_zoo_model(algo, ENV_ID, log_folder, conf_file=rl_zoo_config("ppo_lstm"), hyperparams=overrides).model
     rollout_seconds = 0.0
+    assert isinstance(model, OnPolicyAlgorithm)  # PPO, RecurrentPPO, TransformerPPO
     collect = model.collect_rollouts
 
     def timed(*args: Any, **kwargs: Any) -> bool:

@@ -33,7 +33,9 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch
@@ -79,7 +81,8 @@ def bench_extractors(repeats: int, threads: int) -> None:
     torch.set_num_threads(threads)
     space = TerritoryControlEnv(map_size=64, num_bots=1).observation_space
     torch.manual_seed(0)
-    batch = {key: torch.rand(128, *sub.shape) for key, sub in space.spaces.items()}
+    assert isinstance(space, gym.spaces.Dict)
+    batch = {key: torch.rand(128, *(sub.shape or ())) for key, sub in space.spaces.items()}
     contenders = {
         "MultiScaleExtractor": MultiScaleExtractor(space),
         "MultiScaleExtractorWithAttention": MultiScaleExtractorWithAttention(space),
@@ -200,7 +203,7 @@ def throughput(presets: list[str], variants: list[str], steps: int, repeats: int
                         times.append(timer.total)
                         rollouts.append(timer.rollout)
                     seconds, rollout = float(np.median(times)), float(np.median(rollouts))
-                    row = {
+                    row: dict[str, Any] = {
                         "preset": preset,
                         "extractor": extractor,
                         "variant": name + label,
@@ -638,6 +641,7 @@ def front_line_picture(preset: str, seed: int = 0) -> None:
 
     from envs.territory import GLOBAL_FEATURES, TerritoryControlEnv
     from sb3_masked_attention.analysis.multiscale_plot import plot_multiscale_attention
+    from sb3_masked_attention.extractors.multiscale import MultiScaleExtractorWithAttention
     from sb3_masked_attention.multiscale_play import load_multiscale_model
 
     path = run_dir(preset, "attention", seed) / "final_model.zip"
@@ -656,7 +660,10 @@ def front_line_picture(preset: str, seed: int = 0) -> None:
     obs_tensor, _ = model.policy.obs_to_tensor(obs)
     with torch.no_grad():
         processed = preprocess_obs(obs_tensor, model.observation_space)  # uint8 maps to [0, 1], as the policy does
-        _, maps = model.policy.features_extractor.forward_with_attention(processed)
+        extractor = model.policy.features_extractor
+        assert isinstance(extractor, MultiScaleExtractorWithAttention)
+        assert isinstance(processed, dict)  # a Dict space preprocesses to a dict of tensors
+        _, maps = extractor.forward_with_attention(processed)
     out = RESULTS / preset / "attention_front.png"
     title = f"{preset} preset, attention extractor seed {seed}:\nstep {step} of held-out game {HELD_OUT_SEED}, at a front"
     plot_multiscale_attention(obs, maps, out, title=title)
