@@ -94,8 +94,9 @@ def render() -> None:
         env = gym.make(env_id, render_mode="rgb_array")
         env.reset(seed=1)
         rng = np.random.default_rng(1)
+        assert isinstance(env.action_space, gym.spaces.Discrete)
         for _ in range(6):  # a few steps in, so the picture shows some state
-            env.step(int(rng.integers(int(env.action_space.n))))  # type: ignore[attr-defined]
+            env.step(int(rng.integers(int(env.action_space.n))))
         frame = np.kron(env.render(), np.ones((2, 2, 1), dtype=np.uint8))  # 2x upscale, crisp cells
         import matplotlib
 

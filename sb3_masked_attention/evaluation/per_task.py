@@ -94,5 +94,4 @@ def plot_learning_curves(scores: pd.DataFrame, path: str | Path, score_label: st
     fig.suptitle("Learning curves per task: mean over seeds, 95% bands")
     fig.tight_layout()
     save_figure(fig, Path(path))
-    plt.close(fig)
     return axes_x

@@ -241,7 +241,6 @@ def _plots(out: Path, matrices, summary, improvement, curves, reps: int, seed: i
         ax.set_title("Sample efficiency: IQM over runs and envs, 95% CI bands")
         save_figure(fig, out / "sample_efficiency.png")
         written.append("sample_efficiency.png")
-    plt.close("all")
     return written
 
 
