@@ -18,8 +18,11 @@
 
 ``learn`` runs ``sb3ma train-multiscale`` once per (extractor, seed), two at a time with one torch thread each
 (two torch processes with two threads each on two cores thrash). Each run resumes from its checkpoints, so the
-command can be killed and started again. Run folders (results/multiscale/runs/) stay out of git; ``plot``,
-``final-eval`` and ``rliable`` keep what they read in results/multiscale/{preset}/.
+command can be killed and started again. Run folders (results/multiscale/runs/: models, checkpoints) stay out of
+git, so a finished run is archived as soon as it ends: its training curve into {preset}/evaluations.csv and its
+held-out games into {preset}/final_eval.csv. ``learn`` skips a run found there, so a machine that loses the run
+folders loses no finished run; a curriculum run whose source model is gone first trains that source again (same
+command and seed) and records in {source}/regenerated_models.csv whether its training curve matches the archived one.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,6 +59,8 @@ EXTRACTORS = {"attention": [], "plain": ["--no-attention"]}
 EVALUATION = {"small": (15_000, 10), "medium": (25_000, 10), "full": (50_000, 5)}
 #: Held-out games of the final-eval: seeds 20000 + i (training games and evaluations use other seeds).
 HELD_OUT_SEED = 20_000
+#: Held-out games per run and action mode (the primary endpoint's 50).
+FINAL_GAMES = 50
 
 
 def machine() -> str:
@@ -462,13 +468,88 @@ def learn_one(job: tuple[str, str, int, str | None]) -> int:
 
 
 def learn(preset: str, seeds: list[int], extractors: list[str], workers: int, init_from: str | None) -> None:
-    """Every (extractor, seed) of the preset, ``workers`` at a time with one torch thread each."""
+    """Every (extractor, seed) of the preset not archived yet, ``workers`` at a time with one torch thread each; each
+    run archived as it finishes (:func:`archive_run`)."""
     for extractor in extractors:
         chosen_settings(extractor)  # refuse before anything starts
     jobs = [(preset, extractor, seed, init_from) for seed in seeds for extractor in extractors]
+    archived = evaluated_runs(preset)
+    lock = threading.Lock()  # one archiving at a time: each rewrites the preset's CSVs
+
+    def run(job: tuple[str, str, int, str | None]) -> int:
+        _, extractor, seed, source = job
+        if (method_name(extractor, source), seed) in archived:
+            return 0
+        if source is not None and not (run_dir(source, extractor, seed) / "final_model.zip").exists():
+            code = learn_one((source, extractor, seed, None))  # the curriculum's source, trained again
+            if code:
+                return code
+            with lock:
+                check_regenerated(source, extractor, seed)
+        code = learn_one(job)
+        if code == 0:
+            with lock:
+                archive_run(*job)
+        return code
+
     with ThreadPoolExecutor(workers) as pool:
-        for job, code in zip(jobs, pool.map(learn_one, jobs)):
-            print(f"{preset} {method_name(job[1], init_from)} seed {job[2]}: exit {code}")
+        for job, code in zip(jobs, pool.map(run, jobs)):
+            state = "archived before" if (method_name(job[1], init_from), job[2]) in archived else f"exit {code}"
+            print(f"{preset} {method_name(job[1], init_from)} seed {job[2]}: {state}")
+
+
+def evaluated_runs(preset: str) -> set[tuple[str, int]]:
+    """(method, seed) of every run with held-out games in {preset}/final_eval.csv."""
+    table = read_rows(RESULTS / preset / "final_eval.csv")
+    return set(zip(table["method"], table["seed"].astype(int))) if len(table) else set()
+
+
+def _replace_rows(path: Path, rows: pd.DataFrame, method: str, seed: int) -> None:
+    """``rows`` in place of the CSV's rows of (method, seed), atomically."""
+    table = read_rows(path)
+    if len(table):
+        table = table[~((table["method"] == method) & (table["seed"] == seed))]
+        rows = pd.concat([table, rows], ignore_index=True)
+    with atomic_path(path) as tmp:
+        rows.to_csv(tmp, index=False)
+
+
+def archive_run(preset: str, extractor: str, seed: int, init_from: str | None) -> None:
+    """A finished run's training curve -> {preset}/evaluations.csv and its :data:`FINAL_GAMES` held-out games (greedy
+    and sampled) -> {preset}/final_eval.csv, replacing any earlier rows of the run."""
+    folder, method = run_dir(preset, extractor, seed, init_from), method_name(extractor, init_from)
+    curve = read_rows(folder / "evaluations.csv").assign(method=method, seed=seed)
+    _replace_rows(RESULTS / preset / "evaluations.csv", curve, method, seed)
+    games = pd.DataFrame(_final_eval_one((preset, method, seed, str(folder), FINAL_GAMES)))
+    _replace_rows(RESULTS / preset / "final_eval.csv", games, method, seed)
+    wins = games.loc[games["actions"] == "greedy", "won"].mean()
+    print(f"archived {preset} {method} seed {seed}: greedy held-out win rate {wins:.2f}")
+
+
+def check_regenerated(preset: str, extractor: str, seed: int) -> None:
+    """Compare a run trained again (its model was lost) with its archived training curve -> one row of
+    {preset}/regenerated_models.csv: evaluations compared, whether they are identical, the largest differences."""
+    archived = read_rows(RESULTS / preset / "evaluations.csv")
+    if len(archived):
+        archived = archived[(archived["method"] == extractor) & (archived["seed"] == seed)]
+    again = read_rows(run_dir(preset, extractor, seed) / "evaluations.csv")
+    columns = ["timesteps", "mean_territory_share", "mean_is_success"]
+    same_steps = len(archived) == len(again) and len(again) > 0
+    if same_steps:
+        same_steps = bool((archived["timesteps"].to_numpy() == again["timesteps"].to_numpy()).all())
+    diffs = (archived[columns].to_numpy() - again[columns].to_numpy()) if same_steps else None
+    row = {
+        "extractor": extractor,
+        "seed": seed,
+        "evaluations": len(again),
+        "archived_evaluations": len(archived),
+        "identical": bool(same_steps and diffs is not None and np.abs(diffs).max() == 0),
+        "max_diff_land_share": float(np.abs(diffs[:, 1]).max()) if diffs is not None else float("nan"),
+        "max_diff_win_rate": float(np.abs(diffs[:, 2]).max()) if diffs is not None else float("nan"),
+        "machine": machine(),
+    }
+    append_row(RESULTS / preset / "regenerated_models.csv", row)
+    print(f"{preset} {extractor} seed {seed} trained again: identical training curve = {row['identical']}")
 
 
 def finished_runs(preset: str) -> list[tuple[str, str, int, Path]]:
@@ -684,10 +765,17 @@ def record_game(preset: str, seed: int = 0, game: int = 0) -> None:
 
 
 def load_evaluations(preset: str) -> pd.DataFrame:
+    """Training curves of the preset's finished runs: from the run folders here, and from {preset}/evaluations.csv for
+    the archived runs whose folders are not here."""
     frames = [
         read_rows(folder / "evaluations.csv").assign(method=method, seed=seed)
         for method, _, seed, folder in finished_runs(preset)
     ]
+    local = {(method, seed) for method, _, seed, _ in finished_runs(preset)}
+    archived = read_rows(RESULTS / preset / "evaluations.csv")
+    if len(archived):
+        keys = pd.Series(list(zip(archived["method"], archived["seed"])), index=archived.index)
+        frames.append(archived[~keys.isin(local)])
     frames = [frame for frame in frames if len(frame)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -892,7 +980,7 @@ def main() -> None:
         if name in ("learn", "final-eval"):
             sub.add_argument("--workers", type=int, default=2)
         if name == "final-eval":
-            sub.add_argument("--games", type=int, default=50)
+            sub.add_argument("--games", type=int, default=FINAL_GAMES)
     commands.add_parser("report")
     commands.add_parser("tests")
     pilot_parser = commands.add_parser("pilot")
