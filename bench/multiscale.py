@@ -534,16 +534,14 @@ def check_regenerated(preset: str, extractor: str, seed: int) -> None:
         archived = archived[(archived["method"] == extractor) & (archived["seed"] == seed)]
     again = read_rows(run_dir(preset, extractor, seed) / "evaluations.csv")
     columns = ["timesteps", "mean_territory_share", "mean_is_success"]
-    same_steps = len(archived) == len(again) and len(again) > 0
-    if same_steps:
-        same_steps = bool((archived["timesteps"].to_numpy() == again["timesteps"].to_numpy()).all())
-    diffs = (archived[columns].to_numpy() - again[columns].to_numpy()) if same_steps else None
+    comparable = 0 < len(again) == len(archived) and (archived["timesteps"].to_numpy() == again["timesteps"].to_numpy()).all()
+    diffs = archived[columns].to_numpy() - again[columns].to_numpy() if comparable else None
     row = {
         "extractor": extractor,
         "seed": seed,
         "evaluations": len(again),
         "archived_evaluations": len(archived),
-        "identical": bool(same_steps and diffs is not None and np.abs(diffs).max() == 0),
+        "identical": diffs is not None and bool(np.abs(diffs).max() == 0),
         "max_diff_land_share": float(np.abs(diffs[:, 1]).max()) if diffs is not None else float("nan"),
         "max_diff_win_rate": float(np.abs(diffs[:, 2]).max()) if diffs is not None else float("nan"),
         "machine": machine(),
@@ -611,10 +609,9 @@ def final_eval(preset: str, games: int, workers: int) -> None:
     have = set(zip(table["method"], table["seed"])) if len(table) else set()
     jobs = [(preset, m, s, str(f), games) for m, _, s, f in finished_runs(preset) if (m, s) not in have]
     with ProcessPoolExecutor(workers) as pool:
-        for rows in pool.map(_final_eval_one, jobs):  # in job order, each as soon as it and those before it are done
-            table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if len(table) else pd.DataFrame(rows)
-            with atomic_path(path) as tmp:
-                table.to_csv(tmp, index=False)
+        for (_, method, seed, _, _), rows in zip(jobs, pool.map(_final_eval_one, jobs)):  # each as soon as it is done
+            _replace_rows(path, pd.DataFrame(rows), method, seed)
+    table = read_rows(path)
     text = f"# {preset}: final evaluation ({games} held-out games per run)\n\n{final_table(table)}\n\n"
     text += f"## Targets (greedy)\n\n{target_table(preset, table)}\n"
     if table["method"].str.contains(" from ").any():  # curriculum runs (``learn --init-from``)
@@ -767,11 +764,9 @@ def record_game(preset: str, seed: int = 0, game: int = 0) -> None:
 def load_evaluations(preset: str) -> pd.DataFrame:
     """Training curves of the preset's finished runs: from the run folders here, and from {preset}/evaluations.csv for
     the archived runs whose folders are not here."""
-    frames = [
-        read_rows(folder / "evaluations.csv").assign(method=method, seed=seed)
-        for method, _, seed, folder in finished_runs(preset)
-    ]
-    local = {(method, seed) for method, _, seed, _ in finished_runs(preset)}
+    runs = finished_runs(preset)
+    frames = [read_rows(folder / "evaluations.csv").assign(method=method, seed=seed) for method, _, seed, folder in runs]
+    local = {(method, seed) for method, _, seed, _ in runs}
     archived = read_rows(RESULTS / preset / "evaluations.csv")
     if len(archived):
         keys = pd.Series(list(zip(archived["method"], archived["seed"])), index=archived.index)
