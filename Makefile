@@ -104,7 +104,8 @@ territory: install
 		$(BIN)/python bench/multiscale.py plot --preset $$preset && \
 		$(BIN)/python bench/multiscale.py rliable --preset $$preset && \
 		$(BIN)/python bench/multiscale.py attention --preset $$preset && \
-		$(BIN)/python bench/multiscale.py game --preset $$preset || exit 1; \
+		$(BIN)/python bench/multiscale.py game --preset $$preset && \
+		$(BIN)/python bench/multiscale_actions.py --preset $$preset || exit 1; \
 	done
 	$(BIN)/python bench/multiscale.py tests
 
