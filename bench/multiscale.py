@@ -777,7 +777,8 @@ def load_evaluations(preset: str) -> pd.DataFrame:
 
 def plot(preset: str) -> None:
     """Learning curves (greedy win rate and land share in the training evaluations) against steps and against
-    training wall-clock, every seed thin and the mean thick -> {preset}/learning_curves.png and evaluations.csv."""
+    training wall-clock, every seed thin and the mean thick -> {preset}/learning_curves.png. The curves are those of
+    the run folders here and those ``learn`` archived in {preset}/evaluations.csv (which this does not rewrite)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -819,8 +820,6 @@ def plot(preset: str) -> None:
     )
     fig.tight_layout()
     save_figure(fig, RESULTS / preset / "learning_curves.png", dpi=100)
-    with atomic_path(RESULTS / preset / "evaluations.csv") as tmp:  # the run folders stay out of git
-        table.to_csv(tmp, index=False)
     print(f"wrote {RESULTS / preset / 'learning_curves.png'}")
 
 
