@@ -44,37 +44,34 @@ def target_kind_probabilities(target_probs: np.ndarray) -> np.ndarray:
 
 
 def game_choices(model: Any, env: Any, seed: int, deterministic: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One game as :func:`sb3_masked_attention.multiscale_play.play_game` plays it (same seed, same draws), with each
-    step's choice: target kind, fraction sent, whether a bot could be attacked, and the policy's kind probabilities.
+    """One game of :func:`sb3_masked_attention.multiscale_play.play_game` (same seed, same draws: the final-eval's
+    game), with each step's choice: target kind, fraction sent, whether a bot could be attacked, and the policy's
+    probabilities of the target kinds and of the likeliest single bot.
 
     :return: the final ``info`` and one record per step.
     """
     from envs.territory import TROOP_FRACTIONS
+    from sb3_masked_attention.multiscale_play import play_game
 
-    obs, _ = env.reset(seed=seed)
     steps: list[dict[str, Any]] = []
-    done, info = False, {}
-    with torch.random.fork_rng(devices=[]):  # as play_game: the sampled draws are a function of the seed
-        torch.manual_seed(seed)
-        while not done:
-            masks = env.action_masks()
-            obs_tensor, _ = model.policy.obs_to_tensor(obs)
-            with torch.no_grad():  # no draw: the game's sampled actions stay those of play_game
-                distribution = model.policy.get_distribution(obs_tensor, action_masks=masks[None])
-            target_probs = distribution.distributions[0].probs[0].numpy()
-            action, _ = model.predict(obs, deterministic=deterministic, action_masks=masks)
-            target, fraction = int(action[0]), int(action[1])
-            steps.append(
-                {
-                    "kind": TARGET_KINDS[min(target, 2)],
-                    "fraction": TROOP_FRACTIONS[fraction] if target else 0.0,  # waiting sends nothing
-                    "bot_valid": bool(masks[2 : env.num_bots + 2].any()),
-                    **{f"p_{kind}": float(p) for kind, p in zip(TARGET_KINDS, target_kind_probabilities(target_probs))},
-                    "p_top_bot": float(target_probs[2:].max()),  # the likeliest single bot: greedy's candidate
-                }
-            )
-            obs, _, terminated, truncated, info = env.step(action)
-            done = terminated or truncated
+
+    def record(obs: Any, masks: np.ndarray, action: np.ndarray) -> None:
+        obs_tensor, _ = model.policy.obs_to_tensor(obs)
+        with torch.no_grad():  # no draw: the game's sampled actions stay those of play_game without a recorder
+            distribution = model.policy.get_distribution(obs_tensor, action_masks=masks[None])
+        target_probs = distribution.distributions[0].probs[0].numpy()
+        target, fraction = int(action[0]), int(action[1])
+        steps.append(
+            {
+                "kind": TARGET_KINDS[min(target, 2)],
+                "fraction": TROOP_FRACTIONS[fraction] if target else 0.0,  # waiting sends nothing
+                "bot_valid": bool(masks[2 : env.num_bots + 2].any()),
+                **{f"p_{kind}": float(p) for kind, p in zip(TARGET_KINDS, target_kind_probabilities(target_probs))},
+                "p_top_bot": float(target_probs[2:].max()),  # the likeliest single bot: greedy's candidate
+            }
+        )
+
+    info, _ = play_game(model, env, seed=seed, deterministic=deterministic, on_step=record)
     return info, steps
 
 

@@ -9,6 +9,7 @@ runs.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,12 @@ def load_multiscale_model(path: str | os.PathLike, env: Any) -> MaskablePPO:
 
 
 def play_game(
-    model: MaskablePPO, env: Any, seed: int, deterministic: bool = True, frame_every: int | None = None
+    model: MaskablePPO,
+    env: Any,
+    seed: int,
+    deterministic: bool = True,
+    frame_every: int | None = None,
+    on_step: Callable[[Any, np.ndarray, np.ndarray], None] | None = None,
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """One game of ``model`` in the agent's seat (valid actions only).
 
@@ -53,6 +59,8 @@ def play_game(
         as it was).
     :param deterministic: greedy actions (else sampled, as in training).
     :param frame_every: keep a captioned frame every this many steps, and the last (None: no frames).
+    :param on_step: called as ``on_step(obs, action_masks, action)`` before each step (e.g. to record the policy's
+        choices); it must not draw from torch's RNG, or the sampled game changes.
     :return: the final ``info`` with ``return`` and ``steps`` added, and the frames.
     """
     if frame_every is not None:
@@ -65,7 +73,10 @@ def play_game(
         while not done:
             if frame_every is not None and steps % frame_every == 0:
                 frames.append(captioned_frame(env, steps))
-            action, _ = model.predict(obs, deterministic=deterministic, action_masks=env.action_masks())
+            masks = env.action_masks()
+            action, _ = model.predict(obs, deterministic=deterministic, action_masks=masks)
+            if on_step is not None:
+                on_step(obs, masks, action)
             obs, reward, terminated, truncated, info = env.step(action)
             total, steps, done = total + float(reward), steps + 1, terminated or truncated
     if frame_every is not None:

@@ -121,3 +121,16 @@ def test_a_sampled_game_is_a_function_of_its_seed(small_model):
     assert [again[key] for key in keys] == [first[key] for key in keys]
     others = {play_game(model, env, seed=3 + k, deterministic=False)[0]["return"] for k in range(1, 4)}
     assert others != {first["return"]}  # the seed matters
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_on_step_sees_every_action_and_leaves_the_game_as_it_was(small_model, deterministic):
+    path, _ = small_model
+    env = TerritoryControlEnv(preset="small", max_steps=40, action_interval=1)
+    model = load_multiscale_model(path, env)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    info, _ = play_game(model, env, seed=4, deterministic=deterministic, on_step=lambda o, m, a: seen.append((m, a)))
+    plain, _ = play_game(model, env, seed=4, deterministic=deterministic)
+    assert len(seen) == info["steps"] == plain["steps"] and info["return"] == plain["return"]
+    for masks, action in seen:  # each action the one played: valid under the masks it was chosen with
+        assert masks.shape == (env.num_bots + 2 + 5,) and masks[action[0]]
