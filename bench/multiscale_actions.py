@@ -15,7 +15,6 @@ its final-eval (the same seeds, so the same games), greedy and sampled, and reco
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -27,13 +26,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # the study module beside this one, however this is loaded
+
+import multiscale_study as study  # noqa: E402
 
 from sb3_masked_attention.io import write_text_atomic  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("bench_multiscale", ROOT / "bench" / "multiscale.py")
-assert _spec is not None and _spec.loader is not None
-multiscale = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(multiscale)
 
 TARGET_KINDS = ("wait", "neutral", "bot")
 
@@ -106,7 +103,7 @@ def _run_choices(job: tuple[str, str, int, str, int]) -> list[dict[str, Any]]:
     for deterministic in (True, False):
         records, wins = [], 0
         for game in range(games):
-            info, steps = game_choices(model, env, multiscale.HELD_OUT_SEED + game, deterministic)
+            info, steps = game_choices(model, env, study.HELD_OUT_SEED + game, deterministic)
             records += steps
             wins += bool(info["is_success"])
         actions = "greedy" if deterministic else "sampled"
@@ -136,9 +133,9 @@ def action_choices(preset: str, games: int, workers: int) -> None:
     for name, value in (("games", games), ("workers", workers)):
         if value < 1:
             raise SystemExit(f"--{name} {value} is invalid: expected at least 1")
-    runs = multiscale.finished_runs(preset)
+    runs = study.finished_runs(preset)
     if not runs:
-        raise SystemExit(f"no finished run of the {preset} preset under {multiscale.RESULTS / 'runs' / preset}")
+        raise SystemExit(f"no finished run of the {preset} preset under {study.RESULTS / 'runs' / preset}")
     jobs = [(preset, method, seed, str(folder), games) for method, _, seed, folder in runs]
     if workers == 1:
         results = list(map(_run_choices, jobs))
@@ -146,7 +143,7 @@ def action_choices(preset: str, games: int, workers: int) -> None:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(_run_choices, jobs))
     table = pd.DataFrame([row for rows in results for row in rows])
-    out = multiscale.RESULTS / preset
+    out = study.RESULTS / preset
     write_text_atomic(out / "action_choices.csv", table.to_csv(index=False))
     text = (
         f"# {preset}: what the trained models choose ({games} held-out games per run and action mode)\n\n"
@@ -162,7 +159,7 @@ def action_choices(preset: str, games: int, workers: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="small", choices=list(multiscale.EVALUATION))
+    parser.add_argument("--preset", default="small", choices=list(study.EVALUATION))
     parser.add_argument("--games", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""bench/multiscale.py's bookkeeping of learning runs: archiving, skipping archived runs, merging archived curves,
+"""bench/multiscale_study.py's bookkeeping of learning runs: archiving, skipping archived runs, merging archived curves,
 and the check of a curriculum source trained again. No training: the runs are stand-ins."""
 
 import importlib.util
@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture()
 def bench(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("bench_multiscale", ROOT / "bench" / "multiscale.py")
+    spec = importlib.util.spec_from_file_location("bench_multiscale_study", ROOT / "bench" / "multiscale_study.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "RESULTS", tmp_path)
@@ -37,27 +37,29 @@ def fake_run(bench, preset, extractor, seed, table, init_from=None, model=True):
 def test_replace_rows_replaces_only_the_runs_rows(bench, tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame({"method": ["a", "a", "b"], "seed": [0, 1, 0], "x": [1, 2, 3]}).to_csv(path, index=False)
-    bench._replace_rows(path, pd.DataFrame({"method": ["a", "a"], "seed": [1, 1], "x": [7, 8]}), "a", 1)
+    bench.replace_rows(path, pd.DataFrame({"method": ["a", "a"], "seed": [1, 1], "x": [7, 8]}), "a", 1)
     table = pd.read_csv(path).sort_values(["method", "seed", "x"]).reset_index(drop=True)
     assert table.values.tolist() == [["a", 0, 1], ["a", 1, 7], ["a", 1, 8], ["b", 0, 3]]
     new = tmp_path / "new" / "u.csv"  # a first run writes the file (and its folder)
-    bench._replace_rows(new, pd.DataFrame({"method": ["a"], "seed": [0], "x": [5]}), "a", 0)
+    bench.replace_rows(new, pd.DataFrame({"method": ["a"], "seed": [0], "x": [5]}), "a", 0)
     assert pd.read_csv(new)["x"].tolist() == [5]
 
 
-def test_load_evaluations_merges_archived_runs_without_folders(bench, tmp_path):
-    fake_run(bench, "medium", "attention", 0, curve([10, 20], [0.1, 0.2]))
+def test_load_evaluations_prefers_the_archive_and_adds_unarchived_runs(bench, tmp_path):
+    fake_run(bench, "medium", "attention", 0, curve([10, 20], [0.1, 0.2]))  # archived: a run trained again here
+    fake_run(bench, "medium", "attention", 1, curve([10, 20], [0.5, 0.6]))  # finished here, not archived yet
+    fake_run(bench, "medium", "plain", 0, curve([10], [0.7]), model=False)  # unfinished: not a result
     archived = pd.concat(
         [
-            curve([10, 20], [0.9, 0.9]).assign(method="attention", seed=0),  # stale: the folder here wins
-            curve([10, 20], [0.3, 0.4]).assign(method="plain", seed=3),  # no folder here: taken from the archive
+            curve([10, 20], [0.9, 0.9]).assign(method="attention", seed=0),
+            curve([10, 20], [0.3, 0.4]).assign(method="plain", seed=3),  # no folder here
         ]
     )
     (tmp_path / "medium").mkdir()
     archived.to_csv(tmp_path / "medium" / "evaluations.csv", index=False)
     table = bench.load_evaluations("medium")
     shares = table.groupby(["method", "seed"])["mean_territory_share"].apply(list).to_dict()
-    assert shares == {("attention", 0): [0.1, 0.2], ("plain", 3): [0.3, 0.4]}
+    assert shares == {("attention", 0): [0.9, 0.9], ("attention", 1): [0.5, 0.6], ("plain", 3): [0.3, 0.4]}
 
 
 def test_learn_skips_archived_runs_and_trains_a_lost_curriculum_source_first(bench, tmp_path, monkeypatch):

@@ -80,9 +80,9 @@ def test_a_recorded_game_is_the_final_eval_game(model_and_env, deterministic):
 
 def test_the_command_writes_one_row_per_run_and_mode(model_and_env, tmp_path, monkeypatch):
     model, _ = model_and_env
-    monkeypatch.setattr(actions.multiscale, "RESULTS", tmp_path)
+    monkeypatch.setattr(actions.study, "RESULTS", tmp_path)
     for extractor, seed in (("attention", 0), ("plain", 3)):
-        folder = actions.multiscale.run_dir("small", extractor, seed)
+        folder = actions.study.run_dir("small", extractor, seed)
         folder.mkdir(parents=True)
         model.save(folder / "final_model.zip")
     actions.action_choices("small", games=1, workers=1)
