@@ -9,6 +9,7 @@
     python bench/multiscale.py learn --preset medium --init-from small   # curriculum runs
     python bench/multiscale.py final-eval --preset small   # final models on 50 held-out games, greedy and sampled;
                                                            # per-run table and the targets -> small/final_eval.md
+    python bench/multiscale.py curriculum-sources --preset medium  # the models its curriculum runs started from
     python bench/multiscale.py plot --preset small      # learning curves vs steps and wall-clock
     python bench/multiscale.py rliable --preset small   # IQM/CI/probability of improvement of win rate and share
     python bench/multiscale.py attention --preset small # attention of a trained model at a front line
@@ -320,14 +321,14 @@ def main() -> None:
     baselines_parser.add_argument("--presets", nargs="+", default=["small", "medium", "full"])
     baselines_parser.add_argument("--episodes", type=int, default=50)
     baselines_parser.add_argument("--workers", type=int, default=2)
-    for name in ("learn", "final-eval", "plot", "attention", "game", "rliable"):
+    for name in ("learn", "final-eval", "curriculum-sources", "plot", "attention", "game", "rliable"):
         sub = commands.add_parser(name)
         sub.add_argument("--preset", default="small", choices=list(study.EVALUATION))
         if name == "learn":
             sub.add_argument("--seeds", type=int, nargs="+", default=list(study.SEEDS))
             sub.add_argument("--extractors", nargs="+", default=list(study.EXTRACTORS), choices=list(study.EXTRACTORS))
             sub.add_argument("--init-from", default=None, choices=list(study.EVALUATION), help="curriculum: the preset's runs")
-        if name in ("learn", "final-eval"):
+        if name in ("learn", "final-eval", "curriculum-sources"):
             sub.add_argument("--workers", type=int, default=2)
         if name == "final-eval":
             sub.add_argument("--games", type=int, default=study.FINAL_GAMES)
@@ -343,6 +344,7 @@ def main() -> None:
         "baselines": lambda: study.baselines(args.presets, args.episodes, args.workers),
         "learn": lambda: study.learn(args.preset, args.seeds, args.extractors, args.workers, args.init_from),
         "final-eval": lambda: reports.final_eval(args.preset, args.games, args.workers),
+        "curriculum-sources": lambda: reports.curriculum_sources(args.preset, args.workers),
         "plot": lambda: reports.plot(args.preset),
         "attention": lambda: reports.front_line_picture(args.preset),
         "game": lambda: reports.record_game(args.preset),

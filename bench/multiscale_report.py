@@ -28,8 +28,7 @@ def final_eval(preset: str, games: int, workers: int) -> None:
     from concurrent.futures import ProcessPoolExecutor
 
     path = study.RESULTS / preset / "final_eval.csv"
-    table = read_rows(path)
-    have = set(zip(table["method"], table["seed"])) if len(table) else set()
+    have = study.evaluated_runs(preset)
     jobs = [(preset, m, s, str(f), games) for m, _, s, f in study.finished_runs(preset) if (m, s) not in have]
     with ProcessPoolExecutor(workers) as pool:
         for (_, method, seed, _, _), rows in zip(jobs, pool.map(study.final_eval_one, jobs)):  # each as soon as it is done
@@ -40,6 +39,59 @@ def final_eval(preset: str, games: int, workers: int) -> None:
     if table["method"].str.contains(" from ").any():  # curriculum runs (``learn --init-from``)
         text += f"\n## Curriculum (descriptive)\n\n{curriculum_table(preset, table, study.load_evaluations(preset))}\n"
     write_text_atomic(study.RESULTS / preset / "final_eval.md", text)
+    print(text)
+
+
+def curriculum_sources(preset: str, workers: int) -> None:
+    """The models the curriculum runs of ``preset`` started from, where they are here, on the same held-out games as
+    :func:`final_eval` -> {source}/curriculum_sources.csv (runs already there are kept) and .md: each source's win
+    rates beside those of the archived run of the same seed. They differ where a lost source was trained again
+    (:func:`study.check_regenerated`): the curriculum then starts from that model, not from the one of the results."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    methods = read_rows(study.RESULTS / preset / "final_eval.csv")
+    methods = methods[methods["method"].str.contains(" from ")] if len(methods) else methods
+    starts = sorted({(*method.split(" from "), int(seed)) for method, seed in zip(methods["method"], methods["seed"])})
+    if not starts:
+        raise SystemExit(f"no curriculum run of the {preset} preset: run `python bench/multiscale.py learn --init-from`")
+    sources = sorted({source for _, source, _ in starts})
+    if len(sources) > 1:
+        raise SystemExit(f"curriculum runs of {preset} start from several presets {sources}: expected one")
+    source = sources[0]
+    path = study.RESULTS / source / "curriculum_sources.csv"
+    have = study.evaluated_runs(source, path.name)
+    jobs = [
+        (source, f"{extractor} (curriculum source)", seed, str(study.run_dir(source, extractor, seed)), study.FINAL_GAMES)
+        for extractor, _, seed in starts
+        if (study.run_dir(source, extractor, seed) / "final_model.zip").exists()
+        and (f"{extractor} (curriculum source)", seed) not in have
+    ]
+    with ProcessPoolExecutor(workers) as pool:
+        for (_, method, seed, _, _), rows in zip(jobs, pool.map(study.final_eval_one, jobs)):
+            study.replace_rows(path, pd.DataFrame(rows), method, seed)
+    table = pd.concat([read_rows(study.RESULTS / source / "final_eval.csv"), read_rows(path)], ignore_index=True)
+    table = table[table["bots"] == study.preset_bots(source)]
+    rates = table.groupby(["method", "actions", "seed"])["won"].mean()
+    lines = [
+        "| extractor | seed | greedy: archived run | greedy: curriculum source | sampled: archived run | "
+        "sampled: curriculum source |",
+        "|---|---|---|---|---|---|",
+    ]
+    for extractor, _, seed in starts:
+        cells = [
+            f"{rates[(method, actions, seed)]:.2f}" if (method, actions, seed) in rates.index else "-"
+            for actions in ("greedy", "sampled")
+            for method in (extractor, f"{extractor} (curriculum source)")
+        ]
+        lines.append(f"| {extractor} | {seed} | " + " | ".join(cells) + " |")
+    text = (
+        f"# {source}: the models the {preset} curriculum runs started from\n\n"
+        f"Command: `python bench/multiscale.py curriculum-sources --preset {preset}`. Win rate over the "
+        f"{study.FINAL_GAMES} held-out games of `final-eval` against the {source} preset's bots, of the archived run "
+        "(`final_eval.csv`, the results) and of the model in the run folder the curriculum run started from (trained "
+        "again where it had been lost: `regenerated_models.csv`).\n\n" + "\n".join(lines) + "\n"
+    )
+    write_text_atomic(study.RESULTS / source / "curriculum_sources.md", text)
     print(text)
 
 

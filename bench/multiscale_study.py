@@ -286,9 +286,9 @@ def learn(preset: str, seeds: list[int], extractors: list[str], workers: int, in
             print(f"{preset} {method_name(job[1], init_from)} seed {job[2]}: {state}")
 
 
-def evaluated_runs(preset: str) -> set[tuple[str, int]]:
-    """(method, seed) of every run with held-out games in {preset}/final_eval.csv."""
-    table = read_rows(RESULTS / preset / "final_eval.csv")
+def evaluated_runs(preset: str, file: str = "final_eval.csv") -> set[tuple[str, int]]:
+    """(method, seed) of every run with held-out games in {preset}/{file}."""
+    table = read_rows(RESULTS / preset / file)
     return set(zip(table["method"], table["seed"].astype(int))) if len(table) else set()
 
 

@@ -45,3 +45,39 @@ def test_curriculum_table_levels_steps_and_win_rates():
     assert lines[2] == "| attention | scratch | 2 | 0.25 ± 0.35 | 0.50 | 20 | 1/2 |"
     assert lines[3] == "| attention | small | 3 | 0.50 ± 0.50 | 0.50 | 5 | 2/3 |"
     assert len(lines) == 4  # no plain runs: no plain rows
+
+
+def fake_games(job):
+    """Stand-in for study.final_eval_one: 4 greedy games won by seed 0's source, none by another's; 4 sampled, all won."""
+    source, method, seed, _, _ = job
+    rows = games(method, seed, [seed == 0] * 4).assign(bots=source)
+    return pd.concat([rows, games(method, seed, [True] * 4, actions="sampled").assign(bots=source)]).to_dict("records")
+
+
+def test_curriculum_sources_beside_the_archived_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(reports.study, "RESULTS", tmp_path)
+    monkeypatch.setattr(reports.study, "final_eval_one", fake_games)
+    monkeypatch.setattr(reports.study, "preset_bots", lambda preset: preset)
+    (tmp_path / "medium").mkdir()
+    (tmp_path / "small").mkdir()
+    curriculum = [games("attention from small", 0, [True]), games("attention from small", 1, [True])]
+    pd.concat([*curriculum, games("plain from small", 0, [False])]).to_csv(tmp_path / "medium" / "final_eval.csv")
+    archived = [games("attention", 0, [True, False]), games("plain", 0, [False, False]), games("attention", 1, [True])]
+    pd.concat(archived).assign(bots="small").to_csv(tmp_path / "small" / "final_eval.csv")
+    for extractor, seed in (("attention", 0), ("plain", 0)):  # attention seed 1's source is not here
+        folder = reports.study.run_dir("small", extractor, seed)
+        folder.mkdir(parents=True)
+        (folder / "final_model.zip").write_bytes(b"")
+    reports.curriculum_sources("medium", workers=1)
+    text = (tmp_path / "small" / "curriculum_sources.md").read_text()
+    assert "| attention | 0 | 0.50 | 1.00 | - | 1.00 |" in text
+    assert "| attention | 1 | 1.00 | - | - | - |" in text
+    assert "| plain | 0 | 0.00 | 1.00 | - | 1.00 |" in text
+    table = pd.read_csv(tmp_path / "small" / "curriculum_sources.csv")
+    assert sorted(set(zip(table["method"], table["seed"]))) == [
+        ("attention (curriculum source)", 0),
+        ("plain (curriculum source)", 0),
+    ]
+    monkeypatch.setattr(reports.study, "final_eval_one", None)  # a second call plays nothing again
+    reports.curriculum_sources("medium", workers=1)
+    assert (tmp_path / "small" / "curriculum_sources.md").read_text() == text
