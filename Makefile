@@ -107,6 +107,7 @@ territory: install
 		$(BIN)/python bench/multiscale.py game --preset $$preset && \
 		$(BIN)/python bench/multiscale_actions.py --preset $$preset || exit 1; \
 	done
+	$(BIN)/python bench/multiscale.py curriculum-sources --preset medium
 	$(BIN)/python bench/multiscale.py tests
 
 clean:
