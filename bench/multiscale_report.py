@@ -255,25 +255,28 @@ def plot(preset: str) -> None:
         ladder[(ladder["preset"] == preset) & (ladder["bot_level"] == study.preset_bots(preset))] if len(ladder) else ladder
     )
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
-    colours = dict(zip(sorted(table["method"].unique()), ["tab:red", "tab:orange", "tab:blue", "tab:cyan"]))
+    colours = {"attention": "tab:red", "plain": "tab:orange"}  # per extractor; curriculum runs (``X from P``) dashed
     for row, (column, label) in enumerate((("mean_is_success", "win rate"), ("mean_territory_share", "land share"))):
         for col, (x, xlabel) in enumerate(
             (("timesteps", "environment steps"), ("training_seconds", "training wall-clock (s)"))
         ):
             ax = axes[row, col]
             for method, group in table.groupby("method"):
+                extractor, _, source = method.partition(" from ")
+                colour, style = colours.get(extractor, "tab:blue"), "--" if source else "-"
                 runs = list(group.groupby("seed"))
                 for _, run in runs:
-                    ax.plot(run[x], run[column], color=colours[method], alpha=0.25, linewidth=1)
+                    ax.plot(run[x], run[column], color=colour, linestyle=style, alpha=0.25, linewidth=1)
                 by_step = group.groupby("timesteps")
                 # the mean over every seed only: a resumed run can have an evaluation the others lack
                 mean = by_step[[x, column]].mean()[by_step.size() == len(runs)]
-                ax.plot(mean[x], mean[column], color=colours[method], linewidth=2.5, label=f"{method} ({len(runs)} seeds)")
+                name = f"{method} ({len(runs)} seeds)"
+                ax.plot(mean[x], mean[column], color=colour, linestyle=style, linewidth=2.5, label=name)
             if len(ladder):
                 metric = "is_success" if column == "mean_is_success" else "territory_share"
-                for policy, style in (("random", ":"), ("constant", "-."), ("hard", "--")):
+                for policy, dash in (("random", ":"), ("constant", "-."), ("hard", "--")):
                     value = ladder.loc[ladder["policy"] == policy, metric].mean()
-                    ax.axhline(value, color="grey", linestyle=style, linewidth=1.2, label=f"scripted {policy} (50 games)")
+                    ax.axhline(value, color="grey", linestyle=dash, linewidth=1.2, label=f"scripted {policy} (50 games)")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(f"{label} (greedy, training evaluations)")
             ax.grid(alpha=0.3)
