@@ -1,7 +1,7 @@
 """Reports of the TerritoryControl learning study (multiscale_study.py): the final evaluation's tables (per run, the
-targets, the curriculum), learning curves, rliable reports, the pre-registered tests, and pictures of a trained model
-(attention at a front line, a held-out game). Its commands are those of ``python bench/multiscale.py`` (``final-eval``,
-``plot``, ``rliable``, ``tests``, ``attention``, ``game``).
+targets, the curriculum), the curriculum's source models, learning curves, rliable reports, the pre-registered tests,
+and pictures of a trained model (attention at a front line, a held-out game). Its commands are those of ``python
+bench/multiscale.py`` (``final-eval``, ``curriculum-sources``, ``plot``, ``rliable``, ``tests``, ``attention``, ``game``).
 """
 
 from __future__ import annotations
