@@ -76,10 +76,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def read_rows(path: str | os.PathLike) -> pd.DataFrame:
-    """The CSV at ``path`` as a DataFrame (empty if the file does not exist yet)."""
+    """The CSV at ``path`` as a DataFrame (empty if the file does not exist yet). Floats are parsed exactly, so a file
+    read and written again (:func:`append_row`, a table rewritten with a run's rows replaced) keeps every digit."""
     import pandas as pd
 
-    return pd.read_csv(path) if Path(path).exists() else pd.DataFrame()
+    return pd.read_csv(path, float_precision="round_trip") if Path(path).exists() else pd.DataFrame()
 
 
 def append_row(path: str | os.PathLike, row: dict) -> None:

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sb3_masked_attention.io import append_row, atomic_path, read_rows, write_text_atomic
 
@@ -11,6 +13,15 @@ def test_append_row_round_trip(tmp_path):
     table = read_rows(path)
     assert table.to_dict("records") == [dict(method="a", seed=0, score=1.5), dict(method="b", seed=1, score=2.5)]
     assert sorted(p.name for p in path.parent.iterdir()) == ["rows.csv"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=5))
+def test_rewriting_a_csv_keeps_every_float_digit(tmp_path_factory, values):
+    path = tmp_path_factory.mktemp("rows") / "rows.csv"
+    for value in values:
+        append_row(path, dict(score=value))  # each append reads the file and writes it again
+    assert read_rows(path)["score"].tolist() == values
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
