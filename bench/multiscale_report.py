@@ -77,13 +77,20 @@ def curriculum_sources(preset: str, workers: int) -> None:
         "sampled: curriculum source |",
         "|---|---|---|---|---|---|",
     ]
-    for extractor, _, seed in starts:
-        cells = [
-            f"{rates[(method, actions, seed)]:.2f}" if (method, actions, seed) in rates.index else "-"
-            for actions in ("greedy", "sampled")
-            for method in (extractor, f"{extractor} (curriculum source)")
-        ]
-        lines.append(f"| {extractor} | {seed} | " + " | ".join(cells) + " |")
+    columns = [(actions, method) for actions in ("greedy", "sampled") for method in ("", " (curriculum source)")]
+    per_run = pd.DataFrame(
+        [
+            [rates.get((extractor + method, actions, seed), np.nan) for actions, method in columns]
+            for extractor, _, seed in starts
+        ],
+        index=pd.MultiIndex.from_tuples([(extractor, seed) for extractor, _, seed in starts]),
+    )
+    for extractor, runs in per_run.groupby(level=0, sort=False):
+        entries = [(str(seed), values) for (_, seed), values in runs.iterrows()]
+        entries.append((f"mean of {len(runs)}", runs.mean()))  # each column over the runs it has
+        for label, values in entries:
+            cells = " | ".join("-" if pd.isna(value) else f"{value:.2f}" for value in values)
+            lines.append(f"| {extractor} | {label} | {cells} |")
     text = (
         f"# {source}: the models the {preset} curriculum runs started from\n\n"
         f"Command: `python bench/multiscale.py curriculum-sources --preset {preset}`. Win rate over the "

@@ -73,6 +73,8 @@ def test_curriculum_sources_beside_the_archived_runs(tmp_path, monkeypatch):
     assert "| attention | 0 | 0.50 | 1.00 | - | 1.00 |" in text
     assert "| attention | 1 | 1.00 | - | - | - |" in text
     assert "| plain | 0 | 0.00 | 1.00 | - | 1.00 |" in text
+    assert "| attention | mean of 2 | 0.75 | 1.00 | - | 1.00 |" in text  # each column over the runs it has
+    assert "| plain | mean of 1 | 0.00 | 1.00 | - | 1.00 |" in text
     table = pd.read_csv(tmp_path / "small" / "curriculum_sources.csv")
     assert sorted(set(zip(table["method"], table["seed"]))) == [
         ("attention (curriculum source)", 0),
