@@ -300,21 +300,37 @@ def plot(preset: str) -> None:
 
 def rliable_report(preset: str) -> None:
     """rliable reports (IQM with CIs, probability of improvement, profiles) of the greedy held-out win rate and land
-    share, one per metric (per-seed scores from final_eval.csv) -> {preset}/report_{metric}/."""
+    share, one per metric (per-seed scores from final_eval.csv): the extractors from scratch, the registered comparison
+    -> {preset}/report_{metric}/; with curriculum runs, every method -> {preset}/report_curriculum_{metric}/, marked
+    descriptive (the curriculum is registered without a test, so its p-values are not the study's tests)."""
     from sb3_masked_attention.evaluation.report import write_report
 
     table = read_rows(study.RESULTS / preset / "final_eval.csv")
     if not len(table):
         raise SystemExit(f"no final evaluation at the {preset} preset: run `python bench/multiscale.py final-eval` first")
     greedy = table[(table["actions"] == "greedy") & (table["bots"] == study.preset_bots(preset))]
+    groups = {"": greedy[greedy["method"].isin(list(study.EXTRACTORS))]}
+    if greedy["method"].str.contains(" from ").any():
+        groups["curriculum_"] = greedy
     for metric, column in (("win_rate", "won"), ("land_share", "territory_share")):
-        scores = greedy.groupby(["method", "seed"])[column].mean().reset_index(name="score")
-        scores.insert(1, "env", f"TerritoryControl-{preset} ({metric.replace('_', ' ')}, greedy)")
-        path = study.RESULTS / preset / f"scores_{metric}.csv"
-        with atomic_path(path) as tmp:
-            scores.to_csv(tmp, index=False)
-        write_report(os.path.relpath(path), study.RESULTS / preset / f"report_{metric}")  # the report names it as typed
-        print(f"wrote {study.RESULTS / preset / f'report_{metric}'}")
+        for prefix, runs in groups.items():
+            scores = runs.groupby(["method", "seed"])[column].mean().reset_index(name="score")
+            scores.insert(1, "env", f"TerritoryControl-{preset} ({metric.replace('_', ' ')}, greedy)")
+            path = study.RESULTS / preset / f"scores_{prefix}{metric}.csv"
+            with atomic_path(path) as tmp:
+                scores.to_csv(tmp, index=False)
+            out = study.RESULTS / preset / f"report_{prefix}{metric}"
+            write_report(os.path.relpath(path), out)  # the report names its scores file as typed
+            if prefix:
+                text = (out / "report.md").read_text()
+                note = (
+                    "**Descriptive.** The curriculum runs are registered without a test (results/multiscale/README.md); "
+                    "the p-values and intervals below describe these runs and are not tests of the study. The "
+                    f"registered comparison of the extractors is in `report_{metric}/` and `primary_tests.md`.\n\n"
+                )
+                title, _, rest = text.partition("\n\n")
+                write_text_atomic(out / "report.md", f"{title}\n\n{note}{rest}")
+            print(f"wrote {out}")
 
 
 def primary_tests() -> str:

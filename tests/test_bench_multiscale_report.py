@@ -83,3 +83,25 @@ def test_curriculum_sources_beside_the_archived_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(reports.study, "final_eval_one", None)  # a second call plays nothing again
     reports.curriculum_sources("medium", workers=1)
     assert (tmp_path / "small" / "curriculum_sources.md").read_text() == text
+
+
+def test_rliable_report_keeps_the_registered_comparison_apart_from_the_curriculum(tmp_path, monkeypatch):
+    monkeypatch.setattr(reports.study, "RESULTS", tmp_path)
+    monkeypatch.setattr(reports.study, "preset_bots", lambda preset: "medium")
+    (tmp_path / "medium").mkdir()
+    runs = [
+        games(method, seed, [seed % 2 == 0, seed > 1])
+        for method in ("attention", "plain", "attention from small")
+        for seed in range(3)
+    ]
+    table = pd.concat([*runs, games("plain", 0, [True, True], actions="sampled")], ignore_index=True)
+    table.assign(territory_share=0.25).to_csv(tmp_path / "medium" / "final_eval.csv", index=False)
+    reports.rliable_report("medium")
+    registered = pd.read_csv(tmp_path / "medium" / "scores_win_rate.csv")
+    assert sorted(set(registered["method"])) == ["attention", "plain"]
+    assert registered.loc[registered["seed"] == 2, "score"].tolist() == [1.0, 1.0]  # greedy games only
+    curriculum = pd.read_csv(tmp_path / "medium" / "scores_curriculum_win_rate.csv")
+    assert sorted(set(curriculum["method"])) == ["attention", "attention from small", "plain"]
+    text = (tmp_path / "medium" / "report_curriculum_win_rate" / "report.md").read_text()
+    assert text.startswith("# Report\n\n**Descriptive.**")
+    assert "Descriptive" not in (tmp_path / "medium" / "report_win_rate" / "report.md").read_text()
