@@ -25,14 +25,10 @@ def final_eval(preset: str, games: int, workers: int) -> None:
     """Every finished run's final model on ``games`` held-out games, greedy and sampled, against the preset's bots and
     any others of :data:`study.LADDER_BOTS` -> {preset}/final_eval.csv, rewritten after each run (runs already there are
     kept, not replayed: a killed evaluation resumes)."""
-    from concurrent.futures import ProcessPoolExecutor
-
     path = study.RESULTS / preset / "final_eval.csv"
     have = study.evaluated_runs(preset)
     jobs = [(preset, m, s, str(f), games) for m, _, s, f in study.finished_runs(preset) if (m, s) not in have]
-    with ProcessPoolExecutor(workers) as pool:
-        for (_, method, seed, _, _), rows in zip(jobs, pool.map(study.final_eval_one, jobs)):  # each as soon as it is done
-            study.replace_rows(path, pd.DataFrame(rows), method, seed)
+    study.play_held_out(path, jobs, workers)
     table = read_rows(path)
     text = f"# {preset}: final evaluation ({games} held-out games per run)\n\n{final_table(table)}\n\n"
     text += f"## Targets (greedy)\n\n{target_table(preset, table)}\n"
@@ -47,8 +43,6 @@ def curriculum_sources(preset: str, workers: int) -> None:
     :func:`final_eval` -> {source}/curriculum_sources.csv (runs already there are kept) and .md: each source's win
     rates beside those of the archived run of the same seed. They differ where a lost source was trained again
     (:func:`study.check_regenerated`): the curriculum then starts from that model, not from the one of the results."""
-    from concurrent.futures import ProcessPoolExecutor
-
     methods = read_rows(study.RESULTS / preset / "final_eval.csv")
     methods = methods[methods["method"].str.contains(" from ")] if len(methods) else methods
     starts = sorted({(*method.split(" from "), int(seed)) for method, seed in zip(methods["method"], methods["seed"])})
@@ -66,9 +60,7 @@ def curriculum_sources(preset: str, workers: int) -> None:
         if (study.run_dir(source, extractor, seed) / "final_model.zip").exists()
         and (f"{extractor} (curriculum source)", seed) not in have
     ]
-    with ProcessPoolExecutor(workers) as pool:
-        for (_, method, seed, _, _), rows in zip(jobs, pool.map(study.final_eval_one, jobs)):
-            study.replace_rows(path, pd.DataFrame(rows), method, seed)
+    study.play_held_out(path, jobs, workers)
     table = pd.concat([read_rows(study.RESULTS / source / "final_eval.csv"), read_rows(path)], ignore_index=True)
     table = table[table["bots"] == study.preset_bots(source)]
     rates = table.groupby(["method", "actions", "seed"])["won"].mean()

@@ -302,6 +302,17 @@ def replace_rows(path: Path, rows: pd.DataFrame, method: str, seed: int) -> None
         rows.to_csv(tmp, index=False)
 
 
+def play_held_out(path: Path, jobs: list[tuple[str, str, int, str, int]], workers: int) -> None:
+    """:func:`final_eval_one` of every job (preset, method, seed, run folder, games), ``workers`` at a time, each run's
+    rows written into the CSV ``path`` in place of its earlier ones as soon as the run is done (a kill loses only the
+    runs still playing)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        for (_, method, seed, _, _), rows in zip(jobs, pool.map(final_eval_one, jobs)):
+            replace_rows(path, pd.DataFrame(rows), method, seed)
+
+
 def archive_run(preset: str, extractor: str, seed: int, init_from: str | None) -> None:
     """A finished run's training curve -> {preset}/evaluations.csv and its :data:`FINAL_GAMES` held-out games (greedy
     and sampled) -> {preset}/final_eval.csv, replacing any earlier rows of the run."""
