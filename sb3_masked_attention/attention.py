@@ -23,12 +23,14 @@ from torch import nn
 
 
 class RotaryEmbedding(nn.Module):
-    inv_freq: torch.Tensor
     """Rotary position embedding (RoFormer) applied to queries and keys of shape ``(B, H, T, D)``.
 
     :param head_dim: per-head feature size (even).
     :param base: wavelength base of the rotation frequencies.
     """
+
+    inv_freq: torch.Tensor
+    swap: torch.Tensor
 
     def __init__(self, head_dim: int, base: float = 10_000.0) -> None:
         super().__init__()
@@ -36,14 +38,31 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"rotary embedding needs an even head dimension, got head_dim={head_dim}")
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        # x @ swap exchanges the two values of each pair: one exact product per output (a small x does it in one op)
+        swap = torch.eye(head_dim).view(head_dim // 2, 2, head_dim).flip(1).reshape(head_dim, head_dim)
+        self.register_buffer("swap", swap, persistent=False)
+
+    def angles(self, positions: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rotation at integer ``positions`` (any shape ``P``), computed once for every head and layer that rotates
+        there: ``cos`` and signed ``sin`` of shape ``(*P, D)`` (each pair's angle twice, ``sin`` as ``-s, s``)."""
+        # float64 angles: cos/sin exact to float32 at any position, so rotating by p then reading at q depends on q - p only
+        angles = positions.to(torch.float64)[..., None] * self.inv_freq.to(torch.float64)  # (*P, D/2)
+        cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+        return cos.repeat_interleave(2, dim=-1), torch.stack((-sin, sin), dim=-1).flatten(-2)
+
+    def rotate(self, x: torch.Tensor, angles: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """``x`` ``(..., D)`` rotated pair by pair, ``(x1 cos - x2 sin, x1 sin + x2 cos)``, with ``angles`` from
+        :meth:`angles` broadcastable to ``x``: bit for bit the same as rotating each pair on its own."""
+        cos, sin = angles
+        if x.numel() <= 1 << 12:  # a rollout step's few rows: one small matmul beats the copies of a flip
+            swapped = x @ self.swap
+        else:
+            swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+        return x * cos + swapped * sin
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """:param x: ``(B, H, T, D)``; :param positions: integer positions ``(T,)``, or ``(B, 1, T)`` per batch row."""
-        # float64 angles: cos/sin exact to float32 at any position, so rotating by p then reading at q depends on q - p only
-        angles = positions.to(torch.float64)[..., None] * self.inv_freq.to(torch.float64)  # (..., T, D/2)
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-        x1, x2 = x[..., 0::2], x[..., 1::2]
-        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+        return self.rotate(x, self.angles(positions, x.dtype))
 
 
 class KVCache:
@@ -176,52 +195,61 @@ class MaskedMultiHeadAttention(nn.Module):
 
     def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values ``(B, H, M, D)`` of ``memory`` ``(B, M, d_model)``, before any rotary rotation (which
-        depends on the query they are read from): what :meth:`forward_memory` takes, cached or recomputed."""
+        depends on the query they are read from): what :meth:`forward_ring` reads, cached or recomputed."""
         keys, values = self.kv_proj(memory).chunk(2, dim=-1)
         return self._split_heads(keys), self._split_heads(values)
 
-    def forward_memory(
+    def ring_angles(self, positions: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`forward_ring` rotates a token's query, key and value by at ``positions`` ``(N,)``: tables
+        ``(N, 3, 1, D)``, the rotation for the query and the key and the identity for the value (so one rotation of
+        the joint projection serves all three), the same numbers as :meth:`RotaryEmbedding.angles`; computed once per
+        step, shared by every layer of this shape."""
+        n, half = positions.shape[0], self.head_dim // 2
+        if self.rotary is None:
+            return torch.ones(n, 3, 1, self.head_dim, dtype=dtype), torch.zeros(n, 3, 1, self.head_dim, dtype=dtype)
+        angles = positions.to(torch.float64)[:, None] * self.rotary.inv_freq.to(torch.float64)  # (N, D/2)
+        cos, sin = angles.cos(), angles.sin()
+        one, zero = torch.ones_like(cos), torch.zeros_like(cos)  # contiguous: stack is slow on expanded scalars
+        # (cos, sin) x (query, key, value) x (first, second of each pair), in one stack and one cast
+        table = torch.stack([cos, cos, cos, cos, one, one, -sin, sin, -sin, sin, zero, zero], dim=1).to(dtype)
+        table = table.view(n, 2, 3, 2, half).transpose(-1, -2).reshape(n, 2, 3, 1, self.head_dim)
+        return table[:, 0], table[:, 1]
+
+    def forward_ring(
         self,
         x: torch.Tensor,
-        memory: tuple[torch.Tensor, torch.Tensor],
-        mask: torch.Tensor | None,
-        need_weights: bool,
-        positions: torch.Tensor,
-        slot: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
-        """One new token attending to a memory of ``M`` earlier ones (in any slot order) and to itself
-        (Transformer-XL style, as a rollout step reads its cache).
+        ring: torch.Tensor,
+        write_at: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor,
+        angles: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """One new token per row reading its memory in place, Transformer-XL style (a rollout step): the token's own
+        key and value are written into its row's free slot of ``ring``, then it attends to the slots ``mask`` allows.
 
-        The memory keys come rotated at their positions in the token's stream (:meth:`rotate_keys`) and the token
-        sits at ``positions``, so scores depend on distances only (rotary angles are float64, exact at any position).
+        The memory keys in ``ring`` are rotated at their positions in the token's stream (:meth:`rotate_keys`) and
+        the token at its own (``angles``), so scores depend on distances only. Slots may lie in any order.
 
-        :param x: the new token ``(B, 1, d_model)``.
-        :param memory: keys (rotated) and values ``(B, H, M, D)``.
-        :param mask: BoolTensor broadcastable to ``(B, H, 1, M + 1)`` (the last key is the token itself); with
-            ``slot``, ``(B, H, 1, M)`` over the memory's slots, the token's own at ``slot``.
-        :param positions: ``(B,)`` the token's stream positions.
-        :param slot: ``(B,)`` a free memory slot per row: the token's own key and value are written there, in place,
-            and the token reads the memory alone (a rollout's ring buffer: no copy of the memory per step).
-        :return: output ``(B, 1, d_model)``, weights or None, and the token's own keys (rotated) and values
-            ``(B, H, 1, D)``, to write into a cache.
+        :param x: the new tokens ``(N, d_model)``.
+        :param ring: ``(N, 2, H, S, D)`` keys and values of ``S`` slots per row, written in place.
+        :param write_at: rows ``(N,)`` and each row's free slot ``(N,)``.
+        :param mask: ``(N, H, 1, S)``, boolean or additive float (0 / -inf), over the slots (the token's own included).
+        :param angles: :meth:`ring_angles` at the tokens' positions.
+        :return: ``(N, d_model)``.
         """
-        q = self._split_heads(self.q_proj(x))
-        own_k, own_v = self.memory_kv(x)
+        n, heads = x.shape[0], self.n_heads
+        # functional calls on the modules' parameters: a rollout step is a few dozen tiny ops, each module call adds ~2 us
+        q, kv = F.linear(x, self.q_proj.weight, self.q_proj.bias), F.linear(x, self.kv_proj.weight, self.kv_proj.bias)
+        qkv = torch.cat([q, kv], dim=-1).view(n, 3, heads, self.head_dim)
         if self.rotary is not None:
-            at = positions.reshape(-1, 1, 1)
-            q, own_k = self.rotary(q, at), self.rotary(own_k, at)
-        if slot is None:
-            k, v = torch.cat([memory[0], own_k], dim=2), torch.cat([memory[1], own_v], dim=2)
-        else:
-            rows = torch.arange(x.shape[0], device=x.device)
-            memory[0][rows, :, slot], memory[1][rows, :, slot] = own_k[:, :, 0], own_v[:, :, 0]
-            k, v = memory
-        out, weights = self._attend(q, k, v, mask, need_weights)
-        return out, weights, (own_k, own_v)
+            qkv = self.rotary.rotate(qkv, angles)  # query and key rotated, value as it was
+        rows, slots = write_at
+        ring[rows, :, :, slots] = qkv[:, 1:]
+        out, _ = self._attend(qkv[:, 0, :, None], ring[:, 0], ring[:, 1], mask, need_weights=False)
+        return out.view(n, self.d_model)
 
     def rotate_keys(self, keys: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """``keys`` ``(B, H, S, D)`` rotated at ``positions`` (``(B, 1, S)``; default ``0..S-1``), as
-        :meth:`forward_memory` and :meth:`forward_streams` take memory keys (identity without rotary)."""
+        :meth:`forward_ring` and :meth:`forward_streams` take memory keys (identity without rotary)."""
         if self.rotary is None:
             return keys
         return self.rotary(keys, torch.arange(keys.shape[2], device=keys.device) if positions is None else positions)
@@ -236,7 +264,7 @@ class MaskedMultiHeadAttention(nn.Module):
         need_weights: bool = False,
         layout: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """New tokens reading their memories inside whole streams: :meth:`forward_memory` for many tokens of a few
+        """New tokens reading their memories inside whole streams: :meth:`forward_ring` for many tokens of a few
         streams at once, without copying each token's memory out of its stream (the training path).
 
         Each token attends to the keys of its own stream that ``mask`` allows, and to itself. The tokens are laid
@@ -300,6 +328,11 @@ def stream_layout(
     return rank, additive.transpose(1, 2)
 
 
+def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)`` without the module call."""
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
 class TransformerBlock(nn.Module):
     """Pre-norm transformer block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``.
 
@@ -349,20 +382,25 @@ class TransformerBlock(nn.Module):
         """Keys and values of this block's attention for the block inputs ``memory`` ``(B, M, d_model)``."""
         return self.attn.memory_kv(self.ln_attn(memory))
 
-    def forward_memory(
+    def forward_ring(
         self,
         x: torch.Tensor,
-        memory: tuple[torch.Tensor, torch.Tensor],
-        mask: torch.Tensor | None,
-        need_weights: bool,
-        positions: torch.Tensor,
-        slot: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
-        """The block for one new token ``(B, 1, d_model)`` over :meth:`memory_kv` of its memory (see
-        :meth:`MaskedMultiHeadAttention.forward_memory`); also returns the token's own keys and values."""
-        attended, weights, own = self.attn.forward_memory(self.ln_attn(x), memory, mask, need_weights, positions, slot)
-        x = x + attended
-        return x + self.mlp(self.ln_mlp(x)), weights, own
+        ring: torch.Tensor,
+        write_at: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor,
+        angles: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """The block for one new token per row ``(N, d_model)`` reading a ring of its attention's keys and values in
+        place (see :meth:`MaskedMultiHeadAttention.forward_ring`): ``(N, d_model)``. The same function as
+        :meth:`forward`, in functional calls on the same parameters (a step is ~20 tiny ops a layer: dispatching the
+        six modules cost ~4% of it)."""
+        x = x + self.attn.forward_ring(_layer_norm(self.ln_attn, x), ring, write_at, mask, angles)
+        fc, activation, projection, dropout = self.mlp
+        assert isinstance(fc, nn.Linear) and isinstance(projection, nn.Linear)
+        hidden = F.linear(
+            activation(F.linear(_layer_norm(self.ln_mlp, x), fc.weight, fc.bias)), projection.weight, projection.bias
+        )
+        return x + (dropout(hidden) if self.training else hidden)
 
     def forward_streams(
         self,

@@ -129,6 +129,19 @@ def head_window_row(n_keys: int, fractions: Sequence[float], device: torch.devic
     return rank[None, :] < keep[:, None]
 
 
+def memory_window_sizes(memory_len: int, fractions: Sequence[float]) -> torch.Tensor:
+    """``sizes[n, h]``: how many of the newest keys head ``h`` of a token reads when ``n`` of its ``memory_len`` memory
+    slots are valid, the token itself counted (``1 <= sizes[n, h] <= n + 1``); :func:`memory_head_mask` as a table, so
+    that a rollout step's mask is one lookup and one comparison of each slot's age with it.
+
+    :param memory_len: memory slots ``M`` (>= 1).
+    :param fractions: one fraction per head, each in ``[0, 1)``.
+    :return: LongTensor ``(memory_len + 1, H)``.
+    """
+    check_int("memory_len", memory_len)
+    return _window_sizes(_fractions(fractions), memory_len + 1)[:, 1:].T.contiguous()
+
+
 def memory_head_mask(n_valid: torch.Tensor, memory_len: int, fractions: Sequence[float]) -> torch.Tensor:
     """Head masks of a new token reading a memory of ``memory_len`` slots (oldest first) and itself, whose newest
     ``n_valid`` slots are valid (the rest: before the episode or the stream began).
@@ -142,14 +155,12 @@ def memory_head_mask(n_valid: torch.Tensor, memory_len: int, fractions: Sequence
     :param fractions: one fraction per head, each in ``[0, 1)``.
     :return: BoolTensor ``(B, H, 1, memory_len + 1)``.
     """
-    check_int("memory_len", memory_len)
-    fractions = _fractions(fractions)
+    sizes = memory_window_sizes(memory_len, fractions)
     if n_valid.dim() != 1 or bool((n_valid < 0).any()) or bool((n_valid > memory_len).any()):
         raise ValueError(f"n_valid must be a (batch,) tensor of counts in [0, {memory_len}], got {n_valid}")
-    keep = _window_sizes(fractions, memory_len + 1).to(n_valid.device)[:, n_valid + 1].T  # (B, H)
+    keep = sizes.to(n_valid.device)[n_valid]  # (B, H): never more than the n_valid + 1 valid keys
     rank = torch.arange(memory_len, -1, -1, device=n_valid.device)  # 0 = the token itself
-    visible = rank[None, :] <= n_valid[:, None]  # (B, M + 1)
-    return (visible[:, None, :] & (rank[None, None, :] < keep[..., None]))[:, :, None, :]
+    return (rank[None, None, :] < keep[..., None])[:, :, None, :]
 
 
 def key_padding_mask(valid: torch.Tensor) -> torch.Tensor:

@@ -95,6 +95,16 @@ class HistoryWrapper(gym.Wrapper):
         else:
             act_low, act_high = np.zeros(self._action_size), np.ones(self._action_size)
         self._action_pad = np.clip(np.zeros(self._action_size), act_low, act_high).astype(np.float32)
+        # a Discrete action's one-hot is a row of this table, its range two numbers: the per-step work of a wrapper that
+        # runs for every env step of every rollout
+        if isinstance(act_space, spaces.Discrete):
+            self._discrete_actions: tuple[int, int, np.ndarray] | None = (
+                int(act_space.start),
+                int(act_space.n),
+                np.eye(int(act_space.n), dtype=np.float32),
+            )
+        else:
+            self._discrete_actions = None
 
         T = self.history_len
         window: dict[str, spaces.Space] = {
@@ -153,6 +163,11 @@ class HistoryWrapper(gym.Wrapper):
     def _check_action(self, action: Any) -> None:
         """Refuse an action outside the action space before the inner env acts on it."""
         space = self.env.action_space
+        if self._discrete_actions is not None and isinstance(action, (int, np.integer)) and not isinstance(action, bool):
+            start, n, _ = self._discrete_actions
+            if start <= action < start + n:
+                return
+            raise ValueError(f"HistoryWrapper.step: action {action!r} is not in the action space {space}")
         if isinstance(space, spaces.Box):
             flat = np.asarray(action, dtype=np.float64).reshape(-1)
             if flat.size != self._action_size or not np.isfinite(flat).all():
@@ -166,6 +181,9 @@ class HistoryWrapper(gym.Wrapper):
             raise ValueError(f"HistoryWrapper.step: action {action!r} is not in the action space {space}")
 
     def _encode_action(self, action: Any) -> np.ndarray:
+        if self._discrete_actions is not None:
+            start, _, one_hots = self._discrete_actions
+            return one_hots[int(np.asarray(action).reshape(-1)[0]) - start]
         space = self.env.action_space
         if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete)):
             return _one_hot(action, space)
@@ -177,7 +195,8 @@ class HistoryWrapper(gym.Wrapper):
             step[EPISODE_START_KEY] = float(episode_start)
         for key, value in step.items():
             buffer = self._buffers[key]
-            buffer[:-1] = buffer[1:]
+            if self.history_len > 1:
+                buffer[:-1] = buffer[1:]
             buffer[-1] = value
         return {key: buffer.copy() for key, buffer in self._buffers.items()}
 

@@ -169,6 +169,23 @@ def test_head_window_row_is_the_last_row_of_the_full_mask(n_keys, fractions):
     assert torch.equal(head_window_row(n_keys, fractions), full)
 
 
+def read_memory_reference(attention: MaskedMultiHeadAttention, x, keys, values, mask, position):
+    """Slow, obviously correct memory read: one token ``x`` ``(d_model,)`` at ``position`` attends, head by head, to the
+    memory's (rotated) ``keys`` and ``values`` ``(H, M, D)`` and to itself, as ``mask`` ``(H, M + 1)`` allows."""
+    heads, d = attention.n_heads, attention.head_dim
+    q = attention.q_proj(x).view(heads, d)
+    own_k, own_v = attention.kv_proj(x).view(2, heads, d)
+    if attention.rotary is not None:
+        at = torch.tensor([position])
+        q, own_k = (attention.rotary(t[None, :, None, :], at)[0, :, 0] for t in (q, own_k))
+    outputs = []
+    for h in range(heads):
+        k, v = torch.cat([keys[h], own_k[h][None]]), torch.cat([values[h], own_v[h][None]])
+        scores = (k @ q[h] / math.sqrt(d)).masked_fill(~mask[h], float("-inf"))
+        outputs.append(scores.softmax(-1) @ v)
+    return attention.out_proj(torch.cat(outputs)), own_k, own_v
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     n_streams=st.integers(1, 4),
@@ -178,7 +195,7 @@ def test_head_window_row_is_the_last_row_of_the_full_mask(n_keys, fractions):
     seed=st.integers(0, 2**16),
 )
 def test_forward_streams_equals_reading_each_tokens_memory(n_streams, length, n_tokens, rotary, seed):
-    """The training path (tokens grouped by stream, padded, one attention call) equals forward_memory token by token
+    """The training path (tokens grouped by stream, padded, one attention call) equals the slow reference token by token
     over its own stream's keys, on the fast and the explicit path, for any grouping and any mask."""
     generator = torch.Generator().manual_seed(seed)
     attn = MaskedMultiHeadAttention(16, 4, rotary=rotary)
@@ -191,40 +208,65 @@ def test_forward_streams_equals_reading_each_tokens_memory(n_streams, length, n_
     keys, values = attn.memory_kv(hidden)
     streams = (attn.rotate_keys(keys), values)
     with torch.no_grad():
-        reference = torch.cat(
+        reference = torch.stack(
             [
-                attn.forward_memory(
-                    x[b : b + 1], (streams[0][s : s + 1], streams[1][s : s + 1]), mask[b : b + 1], True, positions[b : b + 1]
-                )[0]
+                read_memory_reference(attn, x[b, 0], streams[0][s], streams[1][s], mask[b, :, 0], int(positions[b]))[0]
                 for b, s in enumerate(stream_of.tolist())
             ]
-        )
+        )[:, None]
         for need_weights in (False, True):
             out = attn.forward_streams(x, streams, stream_of, mask, positions, need_weights=need_weights)
             torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("rotary", [False, True])
-def test_forward_memory_into_a_free_slot_equals_appending_the_token(rotary):
-    """A rollout's ring buffer: writing the token's own key and value into a free slot and reading the memory in place
-    gives what appending them to the memory gives (with the mask permuted the same way)."""
-    torch.manual_seed(0)
+@settings(max_examples=25, deadline=None)
+@given(memory_len=st.integers(1, 9), rotary=st.booleans(), boolean_mask=st.booleans(), seed=st.integers(0, 2**16))
+def test_forward_ring_writes_the_token_into_its_free_slot_and_reads_the_memory(memory_len, rotary, boolean_mask, seed):
+    """A rollout step: the token's own key and value land in its row's free slot of the ring, and its output is the slow
+    reference's over the memory (in any slot order) and itself, with a boolean or an additive mask."""
+    generator = torch.Generator().manual_seed(seed)
     attn = MaskedMultiHeadAttention(16, 4, rotary=rotary)
-    batch, memory_len = 3, 6
-    x, positions = torch.randn(batch, 1, 16), torch.tensor([7, 9, 12])
-    keys, values = attn.memory_kv(torch.randn(batch, memory_len, 16))
-    keys = attn.rotate_keys(keys)
-    mask = torch.rand(batch, 4, 1, memory_len + 1) < 0.6
+    batch, slots = 3, memory_len + 1
+    x = torch.randn(batch, 16, generator=generator)
+    positions = torch.randint(0, 10**6, (batch,), generator=generator)
+    keys, values = attn.memory_kv(torch.randn(batch, memory_len, 16, generator=generator))
+    keys = attn.rotate_keys(keys, (positions[:, None] - torch.arange(memory_len, 0, -1))[:, None])
+    mask = torch.rand(batch, 4, memory_len + 1, generator=generator) < 0.6
     mask[..., -1] = True
-    slot = torch.tensor([0, 3, 5])  # ring: the token goes to `slot`, the memory fills the other slots in order
-    ring_k, ring_v = torch.zeros(batch, 4, memory_len + 1, 4), torch.zeros(batch, 4, memory_len + 1, 4)
-    ring_mask = torch.zeros_like(mask)
+    slot = torch.randint(0, slots, (batch,), generator=generator)  # the token's; the memory fills the others in order
+    ring = torch.full((batch, 2, 4, slots, 4), float("nan"))
+    ring_mask = torch.zeros(batch, 4, 1, slots, dtype=torch.bool)
     for b in range(batch):
-        others = [i for i in range(memory_len + 1) if i != slot[b]]
-        ring_k[b][:, others], ring_v[b][:, others] = keys[b], values[b]
-        ring_mask[b][..., others], ring_mask[b][..., slot[b]] = mask[b][..., :-1], mask[b][..., -1]
+        others = [i for i in range(slots) if i != slot[b]]
+        ring[b, 0][:, others], ring[b, 1][:, others] = keys[b], values[b]
+        ring_mask[b, :, 0, others], ring_mask[b, :, 0, slot[b]] = mask[b, :, :-1], mask[b, :, -1]
+    if not boolean_mask:
+        ring_mask = torch.zeros(ring_mask.shape).masked_fill(~ring_mask, float("-inf"))
     with torch.no_grad():
-        appended, _, own = attn.forward_memory(x, (keys, values), mask, False, positions)
-        in_place, _, _ = attn.forward_memory(x, (ring_k, ring_v), ring_mask, True, positions, slot=slot)
-    torch.testing.assert_close(in_place, appended, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(ring_k[torch.arange(batch), :, slot], own[0][:, :, 0])  # the token's key is in its slot
+        out = attn.forward_ring(x, ring, (torch.arange(batch), slot), ring_mask, attn.ring_angles(positions))
+        for b in range(batch):
+            expected, own_k, own_v = read_memory_reference(attn, x[b], keys[b], values[b], mask[b], int(positions[b]))
+            torch.testing.assert_close(out[b], expected, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(ring[b, 0, :, slot[b]], own_k, atol=1e-6, rtol=1e-6)
+            torch.testing.assert_close(ring[b, 1, :, slot[b]], own_v)
+
+
+def test_ring_angles_are_the_rotation_for_query_and_key_and_the_identity_for_the_value():
+    attn = MaskedMultiHeadAttention(64, 8, rotary=True)
+    positions = torch.tensor([0, 5, 123_456_789])
+    cos, sin = attn.ring_angles(positions)
+    expected_cos, expected_sin = attn.rotary.angles(positions[:, None])
+    assert cos.shape == sin.shape == (3, 3, 1, 8)
+    for part in (0, 1):
+        assert torch.equal(cos[:, part], expected_cos) and torch.equal(sin[:, part], expected_sin)
+    assert torch.equal(cos[:, 2], torch.ones(3, 1, 8)) and torch.equal(sin[:, 2], torch.zeros(3, 1, 8))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 8), (40, 8, 30, 8)])  # the small-tensor (matmul) and large (flip) paths
+def test_rotation_is_bit_for_bit_the_pairwise_formula(shape):
+    rotary = RotaryEmbedding(head_dim=8)
+    x, positions = torch.randn(shape), torch.randint(0, 10**7, (shape[0], 1, shape[2]))
+    angles = positions.to(torch.float64)[..., None] * rotary.inv_freq.to(torch.float64)
+    cos, sin = angles.cos().float(), angles.sin().float()
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    assert torch.equal(rotary(x, positions), torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2))

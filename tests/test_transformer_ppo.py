@@ -211,7 +211,7 @@ def test_the_buffer_stores_each_observation_once():
         )
         model.learn(48)
         buffer = model.rollout_buffer
-        assert buffer.hidden.shape == (16, 2, 3, 16)  # per step: one block input per layer
+        assert buffer.hidden.shape == (16, 3, 2, 16)  # per step and env: one block input per layer
         assert buffer.prefix.shape == (2, 3, memory_len, 16)  # per env: the memory the rollout began with
         assert buffer.observations["obs"].size == 16 * 3 * env.observation_space["obs"].shape[-1]
 

@@ -2,7 +2,8 @@
 
 Beside SB3's Dict rollout data it keeps, per step and env, the token's block inputs for every layer
 (``hidden``, ``L x d_model`` floats) and the number of valid memory slots it read (``n_valid``), and, per env,
-the memory as it was when the rollout began (``prefix``, ``L x M x d_model``). Env ``e``'s stream is then
+the memory as it was when the rollout began (``prefix``, ``L x M x d_model``), all on the policy's device (a step
+adds them without a copy to the host). Env ``e``'s stream is then
 ``[prefix_e ; hidden_e]``, and sample ``t`` read slots ``t .. t + M - 1`` of it, of which the newest
 ``n_valid`` were valid: no window is ever stored.
 """
@@ -35,21 +36,21 @@ class TransformerRolloutBuffer(DictRolloutBuffer):
         super().reset()
         self.hidden: torch.Tensor | None = None
         self.prefix: torch.Tensor | None = None
-        self.n_valid = np.zeros((self.buffer_size, self.n_envs), dtype=np.int64)
+        self.n_valid = torch.zeros((self.buffer_size, self.n_envs), dtype=torch.long, device=self.device)
         self.action_masks: np.ndarray | None = None
 
     def set_prefix(self, hidden: torch.Tensor) -> None:
         """The memory's block inputs ``(L, n_envs, M, d_model)`` when the rollout begins (oldest first)."""
-        self.prefix = hidden.detach().cpu().clone()
+        self.prefix = hidden.detach().to(self.device, copy=True)
         layers, _, _, d_model = self.prefix.shape
-        self.hidden = torch.zeros(self.buffer_size, layers, self.n_envs, d_model)
+        self.hidden = torch.zeros(self.buffer_size, self.n_envs, layers, d_model, device=self.device)
 
     def add_memory(self, hidden: torch.Tensor, n_valid: torch.Tensor, action_masks: np.ndarray | None = None) -> None:
-        """The step's block inputs ``(L, n_envs, d_model)``, valid slots read ``(n_envs,)`` and, where the env gives
+        """The step's block inputs ``(n_envs, L, d_model)``, valid slots read ``(n_envs,)`` and, where the env gives
         them, its invalid-action masks ``(n_envs, mask_size)``; call before :meth:`add`."""
         assert self.hidden is not None, "set_prefix() starts each rollout"
-        self.hidden[self.pos] = hidden.detach().cpu()
-        self.n_valid[self.pos] = n_valid.cpu().numpy()
+        self.hidden[self.pos] = hidden.detach()
+        self.n_valid[self.pos] = n_valid
         if action_masks is not None:
             if self.action_masks is None:
                 self.action_masks = np.ones((self.buffer_size, *action_masks.shape), dtype=bool)
@@ -58,14 +59,14 @@ class TransformerRolloutBuffer(DictRolloutBuffer):
     def streams(self, device: torch.device | str) -> torch.Tensor:
         """Every env's stream of block inputs ``(L, n_envs, M + buffer_size, d_model)``: prefix, then the rollout."""
         assert self.prefix is not None and self.hidden is not None, "set_prefix() starts each rollout"
-        return torch.cat([self.prefix, self.hidden.permute(1, 2, 0, 3)], dim=2).to(device)
+        return torch.cat([self.prefix, self.hidden.permute(2, 1, 0, 3)], dim=2).to(device)
 
     def get(self, batch_size: int | None = None) -> Generator[DictRolloutBufferSamples, None, None]:  # type: ignore[override]
         assert self.full, "the rollout is not complete"
         if not self.generator_ready:
             steps, envs = np.meshgrid(np.arange(self.buffer_size), np.arange(self.n_envs), indexing="ij")
             self.step_index, self.env_index = self.swap_and_flatten(steps).ravel(), self.swap_and_flatten(envs).ravel()
-            self.n_valid_flat = self.swap_and_flatten(self.n_valid).ravel()
+            self.n_valid_flat = self.swap_and_flatten(self.n_valid.cpu().numpy()).ravel()
             if self.action_masks is not None:
                 self.action_masks_flat = self.swap_and_flatten(self.action_masks)
         yield from super().get(batch_size)  # flattens the rest the same way (env-major)

@@ -33,7 +33,7 @@ from torch import nn
 
 from sb3_masked_attention.attention import TransformerBlock, stream_layout
 from sb3_masked_attention.extractors.transformer import history_layout
-from sb3_masked_attention.masks import memory_head_mask
+from sb3_masked_attention.masks import memory_head_mask, memory_window_sizes
 from sb3_masked_attention.policies import with_fast_adam
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.transformer_ppo.buffer import ACTION_MASK, MEMORY_ENV, MEMORY_STEP, MEMORY_VALID
@@ -49,40 +49,37 @@ MASKED_LOGIT = -1e8
 @dataclass
 class MemoryState:
     """Per-env memory of a :class:`TransformerMemory` (``N`` envs, ``L`` layers, ``M`` memory slots), a ring buffer
-    of ``M + 1`` slots: the newest token is in slot ``head - 1``, the oldest in ``head + 1`` (mod ``M + 1``), and slot
+    of ``S = M + 1`` slots: the newest token is in slot ``head - 1``, the oldest in ``head + 1`` (mod ``S``), and slot
     ``head`` is free for the next token, whose own key and value go there before it reads: a step writes one slot and
     reads the ring in place (no copy of the memory), moves nothing.
 
-    :param hidden: ``(L, N, M + 1, d_model)`` block inputs of the last ``M`` tokens (and the free slot).
-    :param keys: ``(L, N, H, M + 1, D)`` their attention keys, rotated at their positions in the env's stream: a cache.
-    :param values: ``(L, N, H, M + 1, D)`` their attention values.
+    :param hidden: ``(N, S, L, d_model)`` block inputs of the last ``M`` tokens (and the free slot).
+    :param kv: ``(L, N, 2, H, S, D)`` their attention keys, rotated at their positions in the env's stream, and values:
+        a cache (keys and values of each env contiguous, as attention reads them; a step writes both with one copy).
     :param n_valid: ``(N,)`` how many of the newest slots hold tokens of this episode (or stream).
     :param head: ``(N,)`` the slot the next token goes to.
     :param position: ``(N,)`` the next token's position in the env's stream.
     """
 
     hidden: torch.Tensor
-    keys: torch.Tensor
-    values: torch.Tensor
+    kv: torch.Tensor
     n_valid: torch.Tensor
     head: torch.Tensor
     position: torch.Tensor
 
     def select(self, index: Any) -> MemoryState:
         """The memory of the envs ``index`` (a list or tensor of env indices): a copy."""
-        return MemoryState(
-            self.hidden[:, index],
-            self.keys[:, index],
-            self.values[:, index],
-            self.n_valid[index],
-            self.head[index],
-            self.position[index],
-        )
+        return MemoryState(self.hidden[index], self.kv[:, index], self.n_valid[index], self.head[index], self.position[index])
 
     def oldest_first(self) -> torch.Tensor:
         """The memory's slot indices ``(N, M)`` in age order, oldest first (the free slot left out)."""
-        ring = self.hidden.shape[2]
+        ring = self.hidden.shape[1]
         return (self.head[:, None] + 1 + torch.arange(ring - 1, device=self.head.device)) % ring
+
+    def memory_hidden(self) -> torch.Tensor:
+        """The memory's block inputs ``(L, N, M, d_model)``, oldest first (what a rollout's streams start with)."""
+        rows = torch.arange(self.hidden.shape[0], device=self.hidden.device)[:, None]
+        return self.hidden[rows, self.oldest_first()].permute(2, 0, 1, 3)
 
 
 class TransformerMemory(BaseFeaturesExtractor):
@@ -96,6 +93,9 @@ class TransformerMemory(BaseFeaturesExtractor):
     :param ff_dim: MLP width (default ``4 * d_model``).
     :param head_mask_strategy: a strategy name or one fraction per head.
     """
+
+    window_sizes: torch.Tensor
+    ring_slots: torch.Tensor
 
     def __init__(
         self,
@@ -127,6 +127,9 @@ class TransformerMemory(BaseFeaturesExtractor):
         ff_dim = 4 * d_model if ff_dim is None else check_int("ff_dim", ff_dim)
         self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, ff_dim, rotary=True) for _ in range(n_layers))
         self.ln_final = nn.LayerNorm(d_model)
+        # what a rollout step looks up instead of building: each head's window for each count of valid memory slots
+        self.register_buffer("window_sizes", memory_window_sizes(self.memory_len, self.head_fractions), persistent=False)
+        self.register_buffer("ring_slots", torch.arange(self.memory_len + 1), persistent=False)
 
     def layers(self) -> list[TransformerBlock]:
         return [cast(TransformerBlock, block) for block in self.blocks]
@@ -141,13 +144,11 @@ class TransformerMemory(BaseFeaturesExtractor):
 
     def initial_state(self, n_envs: int, device: torch.device | str = "cpu") -> MemoryState:
         """An empty memory for ``n_envs`` envs."""
-        L, M, H = self.n_layers, self.memory_len + 1, self.n_heads  # M + 1 ring slots: the memory and a free one
-        shape = (L, n_envs, H, M, self.d_model // H)
+        L, S, H = self.n_layers, self.memory_len + 1, self.n_heads  # M + 1 ring slots: the memory and a free one
         zeros = torch.zeros(n_envs, dtype=torch.long, device=device)
         return MemoryState(
-            torch.zeros(L, n_envs, M, self.d_model, device=device),
-            torch.zeros(shape, device=device),
-            torch.zeros(shape, device=device),
+            torch.zeros(n_envs, S, L, self.d_model, device=device),
+            torch.zeros(L, n_envs, 2, H, S, self.d_model // H, device=device),
             zeros,
             zeros.clone(),
             zeros.clone(),
@@ -157,45 +158,50 @@ class TransformerMemory(BaseFeaturesExtractor):
         """Valid memory slots of each env for its next token: 0 at an episode start unless ``across_episodes``."""
         if self.across_episodes:
             return state.n_valid
-        return torch.where(episode_starts.bool(), torch.zeros_like(state.n_valid), state.n_valid)
+        return torch.where(episode_starts.bool(), 0, state.n_valid)
 
     def step(
         self, tokens: torch.Tensor, state: MemoryState, episode_starts: torch.Tensor, advance: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Read one token per env: features ``(N, d_model)``, the token's block inputs ``(L, N, d_model)`` (what the
+        """Read one token per env: features ``(N, d_model)``, the token's block inputs ``(N, L, d_model)`` (what the
         rollout buffer keeps) and the valid memory slots it read ``(N,)``. With ``advance`` the token is then
         written into ``state`` in place (one slot per layer; nothing moves), else the memory is left as it was (only the
-        free slot, which is no part of it, holds the token's keys and values until the next step overwrites them)."""
+        free slot, which is no part of it, holds the token's keys and values until the next step overwrites them).
+
+        The per-step work is a few tensor ops shared by all layers (the mask, the rotation, where to write), then
+        each layer's :meth:`~sb3_masked_attention.attention.TransformerBlock.forward_ring`; nothing leaves the device.
+        """
+        n, slots = tokens.shape[0], self.memory_len + 1
         n_valid = self.start(state, episode_starts)
-        ordered = memory_head_mask(n_valid, self.memory_len, self.head_fractions)  # window order: oldest first, then self
-        ring_order = torch.cat([state.oldest_first(), state.head[:, None]], dim=1)[:, None, None, :]
-        mask = torch.empty_like(ordered).scatter_(-1, ring_order.expand_as(ordered), ordered)  # the same, in ring slots
-        x = self.embed(tokens)[:, None]
+        ages = (state.head[:, None] - self.ring_slots) % slots  # (N, S): 0 = the free slot, the token's own
+        # head h reads the newest window_sizes[n_valid, h] keys (itself included), as memory_head_mask says
+        visible = ages[:, None, None, :] < self.window_sizes[n_valid][:, :, None, None]  # (N, H, 1, S)
+        mask = torch.where(visible, 0.0, float("-inf"))  # additive: SDPA would convert a boolean one in every layer
+        angles = self.layers()[0].attn.ring_angles(state.position, tokens.dtype)  # shared by every layer
+        write_at = (torch.arange(n, device=tokens.device), state.head)
+        x = self.embed(tokens)
         inputs = []
         for layer, block in enumerate(self.layers()):
-            inputs.append(x[:, 0])
-            # the token's own key and value land in the free slot (in place): the read is over the ring as it is
-            memory = (state.keys[layer], state.values[layer])
-            x, _, _ = block.forward_memory(x, memory, mask, False, state.position, slot=state.head)
-        hidden = torch.stack(inputs)  # (L, N, d)
+            inputs.append(x)
+            x = block.forward_ring(x, state.kv[layer], write_at, mask, angles)
+        hidden = torch.stack(inputs, dim=1)  # (N, L, d)
         if advance:
-            envs = torch.arange(len(n_valid), device=n_valid.device)
-            state.hidden[:, envs, state.head] = hidden
-            state.n_valid = torch.clamp(n_valid + 1, max=self.memory_len)
-            state.head = (state.head + 1) % (self.memory_len + 1)
+            state.hidden[write_at] = hidden
+            state.n_valid = (n_valid + 1).clamp_(max=self.memory_len)
+            state.head = (state.head + 1).remainder_(slots)
             state.position = state.position + 1
-        return self.ln_final(x[:, 0]), hidden, n_valid
+        return self.ln_final(x), hidden, n_valid
 
     def refresh(self, state: MemoryState) -> None:
         """Project ``state``'s keys and values again from its block inputs with the current weights (in place): after
         an update the cache is stale, while training reads the memory through the current projections."""
-        ring = self.memory_len + 1
-        ages = (state.head[:, None] - 1 - torch.arange(ring, device=state.head.device)) % ring + 1
-        positions = (state.position[:, None] - ages)[:, None, :]  # (N, 1, M): each slot's stream position
+        slots = self.memory_len + 1
+        ages = (state.head[:, None] - self.ring_slots) % slots  # a slot's token came `age` steps before the next one
+        positions = (state.position[:, None] - ages)[:, None, :]  # (N, 1, S): each slot's stream position
         for layer, block in enumerate(self.layers()):
-            keys, values = block.memory_kv(state.hidden[layer])
-            state.keys[layer] = block.attn.rotate_keys(keys, positions)
-            state.values[layer] = values
+            keys, values = block.memory_kv(state.hidden[:, :, layer])  # (N, H, S, D)
+            keys = block.attn.rotate_keys(keys, positions)
+            state.kv[layer] = torch.stack([keys, values], dim=1)
 
     def memory_kv(self, hidden: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each layer's keys and values ``(E, H, S, D)`` of stored block inputs ``hidden`` ``(L, E, S, d_model)``."""

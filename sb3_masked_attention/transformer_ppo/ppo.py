@@ -96,8 +96,7 @@ class TransformerPPO(PPO):
         rollout_buffer.reset()
         with torch.no_grad():
             self.policy.memory.refresh(self._memory)  # the weights changed since the cache was filled
-        envs = torch.arange(self.n_envs, device=self.device)[:, None]
-        rollout_buffer.set_prefix(self._memory.hidden[:, envs, self._memory.oldest_first()])
+        rollout_buffer.set_prefix(self._memory.memory_hidden())
         masking = self.use_action_masks and is_masking_supported(env)
         callback.on_rollout_start()
         for _ in range(n_rollout_steps):
