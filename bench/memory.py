@@ -271,14 +271,15 @@ def pilot(methods: list[str]) -> None:
             print(method, variant, successes, flush=True)
 
 
-def throughput_run(method: str) -> dict[str, Any]:
-    """One learn() of ``STEPS`` steps in this (fresh) process; rollout time measured around collect_rollouts."""
+def throughput_run(method: str, threads: int = 1) -> dict[str, Any]:
+    """One learn() of ``STEPS`` steps in this (fresh) process with ``threads`` torch threads; rollout time measured
+    around collect_rollouts."""
     import torch
     from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
     from sb3_masked_attention.zoo import make_zoo_model, rl_zoo_config
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     algo, overrides = METHODS[method]
     with tempfile.TemporaryDirectory() as log_folder:
         model = make_zoo_model(algo, ENV_ID, log_folder, conf_file=rl_zoo_config("ppo_lstm"), hyperparams=overrides).model
@@ -299,6 +300,7 @@ def throughput_run(method: str) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     return {
         "method": method,
+        "threads": threads,
         "steps": model.num_timesteps,
         "seconds": round(seconds, 2),
         "steps_per_s": round(model.num_timesteps / seconds, 1),
@@ -309,21 +311,22 @@ def throughput_run(method: str) -> dict[str, Any]:
     }
 
 
-def throughput(rounds: int = 2) -> None:
-    """``rounds`` rounds of every method, one after another (a round's ratios compare runs made minutes apart)."""
+def throughput(rounds: int = 2, threads: tuple[int, ...] = (1, 2), path: Path = OUT / "memory_throughput.csv") -> None:
+    """``rounds`` rounds of every method at each thread count, one after another (a round's ratios compare runs made
+    minutes apart). Resumable: a (round, method, threads) row already in ``path`` is skipped, and said so."""
     from sb3_masked_attention.io import append_row, read_rows
 
-    path = OUT / "memory_throughput.csv"
-    for round_ in range(rounds):
-        for method in METHODS:
-            done = read_rows(path)
-            rounds_done = done["round"].tolist() if "round" in done else [0] * len(done)
-            if (method, round_) in set(zip(done["method"], rounds_done) if len(done) else ()):
-                continue
-            with ProcessPoolExecutor(max_workers=1) as pool:  # a fresh process per method: its own peak RSS
-                row = {"round": round_, **pool.submit(throughput_run, method).result()}
-            append_row(path, row)
-            print(row, flush=True)
+    runs = [(round_, n, method) for round_ in range(rounds) for n in threads for method in METHODS]
+    done = read_rows(path)
+    finished = set(zip(done["round"], done["method"], done["threads"])) if len(done) else set()
+    todo = [run for run in runs if (run[0], run[2], run[1]) not in finished]
+    if len(todo) < len(runs):
+        print(f"{len(runs) - len(todo)} of {len(runs)} runs already in {path}: skipped (pass --out NEW.csv to rerun)")
+    for i, (round_, n, method) in enumerate(todo):
+        with ProcessPoolExecutor(max_workers=1) as pool:  # a fresh process per method: its own peak RSS
+            row = {"round": round_, **pool.submit(throughput_run, method, n).result()}
+        append_row(path, row)
+        print(f"[{i + 1}/{len(todo)}]", row, flush=True)
 
 
 def plot_tmaze(curves: pd.DataFrame, path: Path) -> None:
@@ -362,30 +365,59 @@ def plot_tmaze(curves: pd.DataFrame, path: Path) -> None:
     save_figure(fig, path, dpi=100)
 
 
+def throughput_tables(table: pd.DataFrame) -> str:
+    """Medians over rounds per thread count and method (``vs_recurrent_ppo``: divided by RecurrentPPO's run of the
+    same round and thread count), then every run."""
+    from sb3_masked_attention.evaluation.report import to_markdown
+
+    table = table.copy()
+    if "threads" not in table:
+        table.insert(1, "threads", 1)
+    if "round" not in table:
+        table.insert(0, "round", 0)
+    reference = table[table["method"] == "recurrent_ppo"].set_index(["round", "threads"])["steps_per_s"]
+    keys = list(zip(table["round"], table["threads"]))
+    table["vs_recurrent_ppo"] = (table["steps_per_s"] / reference.reindex(keys).to_numpy()).round(2)
+    rollout_reference = table[table["method"] == "recurrent_ppo"].set_index(["round", "threads"])["rollout_steps_per_s"]
+    table["rollout_vs_recurrent_ppo"] = (table["rollout_steps_per_s"] / rollout_reference.reindex(keys).to_numpy()).round(2)
+    columns = ["steps_per_s", "vs_recurrent_ppo", "rollout_steps_per_s", "rollout_vs_recurrent_ppo", "peak_rss_mb"]
+    medians = table.groupby(["threads", "method"], sort=False)[columns].median().reset_index()
+    return (
+        f"Median over {table['round'].nunique()} round(s):\n\n"
+        + to_markdown(medians)
+        + "\n\nEvery run:\n\n"
+        + to_markdown(table)
+        + "\n"
+    )
+
+
+def throughput_section(table: pd.DataFrame) -> str:
+    if not len(table):
+        return ""
+    return (
+        f"Command: `python bench/memory.py throughput && python bench/memory.py report`. {ENV_ID} at rl-zoo's tuned "
+        f"`ppo_lstm` settings (8 envs, n_steps 32, batch 256, 20 epochs) for every method, {STEPS} steps each, each "
+        "method in its own process, one after another, in rounds (each method once per round and thread count; "
+        "`vs_recurrent_ppo` divides by RecurrentPPO's run of the same round and thread count). `threads`: "
+        "`torch.set_num_threads`. `rollout_steps_per_s` times `collect_rollouts` alone; `peak_rss_mb` is the "
+        "process's peak resident memory. Where the time goes: `memory_profile.md`.\n\n" + throughput_tables(table)
+    )
+
+
 def report() -> None:
     from sb3_masked_attention.evaluation.inference import seeds_summary
     from sb3_masked_attention.evaluation.report import to_markdown
     from sb3_masked_attention.io import read_rows, write_text_atomic
 
     tmaze_rows = read_rows(OUT / "memory_tmaze.csv")
-    table = read_rows(OUT / "memory_throughput.csv")
-    if "round" not in table:
-        table.insert(0, "round", 0)
-    reference = table[table["method"] == "recurrent_ppo"].set_index("round")["steps_per_s"]
-    table["vs_recurrent_ppo"] = (table["steps_per_s"] / table["round"].map(reference)).round(2)
-    medians = table.groupby("method", sort=False)[["steps_per_s", "rollout_steps_per_s", "vs_recurrent_ppo"]].median()
-    text = (
-        "# Long-memory benchmark\n\n"
-        f"Command: `python bench/memory.py throughput && python bench/memory.py report`. {ENV_ID} at rl-zoo's tuned "
-        f"`ppo_lstm` settings (8 envs, n_steps 32, batch 256, 20 epochs) for every method, {STEPS} steps each, one torch "
-        "thread, each method in its own process, one after another, in rounds (each method once per round; "
-        "`vs_recurrent_ppo` divides by RecurrentPPO's run of the same round). `rollout_steps_per_s` times "
-        "`collect_rollouts` alone; `peak_rss_mb` is the process's peak resident memory.\n\n"
-        f"Median over {table['round'].nunique()} round(s):\n\n"
-        + to_markdown(medians.reset_index())
-        + "\n\nEvery run:\n\n"
-        + to_markdown(table)
-    )
+    text = "# Long-memory benchmark\n\n" + throughput_section(read_rows(OUT / "memory_throughput.csv"))
+    before = read_rows(OUT / "memory_throughput_before.csv")
+    if len(before):
+        text += (
+            "\n### Before issue 34 (the speed work)\n\nThe same command at commit f0dc202 (one torch thread only), kept "
+            "as the baseline the speed-ups are measured against; `memory_throughput_before.csv`.\n\n"
+            + throughput_tables(before)
+        )
     if len(tmaze_rows):
         curves = read_rows(OUT / "memory_tmaze_curves.csv")
         finished = curves.merge(tmaze_rows[["method", "corridor", "seed"]])  # runs with a summary row only
@@ -438,6 +470,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["throughput", "tmaze", "pilot", "report"])
     parser.add_argument("--rounds", type=int, default=2, help="throughput: rounds of every method (default: 2)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="throughput: torch threads (default: 1 2)")
+    parser.add_argument(
+        "--out", type=Path, default=OUT / "memory_throughput.csv", help="throughput: the CSV to append to (resumable)"
+    )
     parser.add_argument("--corridors", type=int, nargs="+", default=[50, 200, 500, 1000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(TMAZE_METHODS), choices=TMAZE_METHODS)
@@ -447,5 +483,5 @@ if __name__ == "__main__":
     elif args.part == "pilot":
         pilot(args.methods)
     else:
-        {"throughput": lambda: throughput(args.rounds), "report": report}[args.part]()
+        {"throughput": lambda: throughput(args.rounds, tuple(args.threads), args.out), "report": report}[args.part]()
     sys.exit(0)

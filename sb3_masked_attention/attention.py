@@ -206,7 +206,8 @@ class MaskedMultiHeadAttention(nn.Module):
         step, shared by every layer of this shape."""
         n, half = positions.shape[0], self.head_dim // 2
         if self.rotary is None:
-            return torch.ones(n, 3, 1, self.head_dim, dtype=dtype), torch.zeros(n, 3, 1, self.head_dim, dtype=dtype)
+            shape = (n, 3, 1, self.head_dim)
+            return positions.new_ones(shape, dtype=dtype), positions.new_zeros(shape, dtype=dtype)
         angles = positions.to(torch.float64)[:, None] * self.rotary.inv_freq.to(torch.float64)  # (N, D/2)
         cos, sin = angles.cos(), angles.sin()
         one, zero = torch.ones_like(cos), torch.zeros_like(cos)  # contiguous: stack is slow on expanded scalars

@@ -102,3 +102,28 @@ def env_kwargs_option(parser: argparse.ArgumentParser, help: str = "environment 
 
 def no_progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+#: torch CPU threads of a training command unless told otherwise. Measured (results/benchmarks/memory.md, threads 1 and
+#: 2 side by side): these small models train as fast or faster on one thread, and torch's default of one thread per core
+#: was 3-9x slower on a busy 2-core machine (the threads contend with the env and with each other).
+DEFAULT_THREADS = 1
+
+
+def threads_option(parser: argparse.ArgumentParser, *aliases: str) -> None:
+    """``--threads N``: torch CPU threads for the command (:data:`DEFAULT_THREADS` unless given)."""
+    parser.add_argument(
+        "--threads",
+        *aliases,
+        dest="threads",
+        type=positive_int,
+        default=DEFAULT_THREADS,
+        help=f"torch CPU threads (default: {DEFAULT_THREADS}, measured fastest for these small models)",
+    )
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` (before any torch work of the command)."""
+    import torch
+
+    torch.set_num_threads(args.threads)

@@ -163,6 +163,19 @@ def memory_head_mask(n_valid: torch.Tensor, memory_len: int, fractions: Sequence
     return (rank[None, None, :] < keep[..., None])[:, :, None, :]
 
 
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A boolean mask (True = may attend) as the additive float mask attention adds to its scores: 0 where True,
+    ``-inf`` where False. Build it once where many attention calls share a mask: SDPA converts a boolean one on every
+    call, forward and backward.
+
+    :param mask: BoolTensor of any shape.
+    :param dtype: the attention's float dtype.
+    """
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask has dtype {mask.dtype}: expected a boolean mask (True = may attend)")
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+
+
 def key_padding_mask(valid: torch.Tensor) -> torch.Tensor:
     """Every query may attend to the valid keys only (cross-attention to a padded sequence).
 

@@ -284,7 +284,7 @@ def action_rows_adapter(action_space: Any) -> Any:
 # ---------------------------------------------------------------- command line
 def add_subparsers(commands: Any) -> None:
     """``sb3ma train-multiscale``."""
-    from sb3_masked_attention.cli_args import key_value, non_negative_int, option, positive_int
+    from sb3_masked_attention.cli_args import key_value, non_negative_int, option, positive_int, threads_option
 
     cmd = commands.add_parser(
         "train-multiscale", help="train (or resume) PPO with the multi-scale extractors on TerritoryControl"
@@ -321,9 +321,7 @@ def add_subparsers(commands: Any) -> None:
         metavar="KEY=VALUE",
         help="PPO arguments over the zoo entry's, e.g. n_epochs=2 learning_rate=1e-4 batch_size=64",
     )
-    cmd.add_argument(
-        "--torch-threads", type=positive_int, default=None, help="torch CPU threads (one per run when runs share)"
-    )
+    threads_option(cmd, "--torch-threads")
     cmd.add_argument(
         "--no-subprocess", dest="subprocess_envs", action="store_false", help="DummyVecEnv instead of SubprocVecEnv"
     )
@@ -339,10 +337,9 @@ def add_subparsers(commands: Any) -> None:
 
 
 def _cmd_train_multiscale(args: Any) -> None:
-    import torch
+    from sb3_masked_attention.cli_args import set_threads
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    set_threads(args)
     fields = set(asdict(MultiscaleConfig()))
     config = MultiscaleConfig(**{key: value for key, value in vars(args).items() if key in fields})
     extractor = "MultiScaleExtractorWithAttention" if config.attention else "MultiScaleExtractor"

@@ -28,7 +28,8 @@ def add_subparsers(commands: Any) -> None:
             name,
             help=f"python -m {module} with ppo_tx registered",
             description=f"Every argument is {module}'s (python -m {module} --help lists them), e.g. --algo ppo_tx "
-            "--env sb3ma/TMaze-v0 --gym-packages envs --conf-file zoo_configs/ppo_tx.yml",
+            "--env sb3ma/TMaze-v0 --gym-packages envs --conf-file zoo_configs/ppo_tx.yml"
+            + ("; --num-threads defaults to 1 here (rl-zoo's own default: one per core)" if name == "train" else ""),
         )
         script.set_defaults(func=_cmd_zoo, passthrough=True)
 
@@ -36,11 +37,15 @@ def add_subparsers(commands: Any) -> None:
 def _cmd_zoo(args: argparse.Namespace) -> None:
     import importlib
 
+    from sb3_masked_attention.cli_args import DEFAULT_THREADS
     from sb3_masked_attention.environments import register_envs
     from sb3_masked_attention.zoo import register_algorithms
 
     register_envs()
     register_algorithms()
     script = importlib.import_module(SCRIPTS[args.script])
-    sys.argv = [f"python -m {SCRIPTS[args.script]}", *args.extra]
+    extra = list(args.extra)
+    if args.script == "train" and not any(arg.startswith("--num-threads") for arg in extra):
+        extra += ["--num-threads", str(DEFAULT_THREADS)]  # rl-zoo's default is torch's, one thread per core
+    sys.argv = [f"python -m {SCRIPTS[args.script]}", *extra]
     getattr(script, args.script)()

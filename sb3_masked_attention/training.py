@@ -239,7 +239,7 @@ def evaluate(run: ZooRun, n_episodes: int = 50, seed: int = 10_000) -> Evaluatio
 # ---------------------------------------------------------------- command line
 def add_subparsers(commands: Any) -> None:
     """``sb3ma train`` and ``sb3ma demo``."""
-    from sb3_masked_attention.cli_args import env_kwargs_option, key_value, option, positive_int, strategy
+    from sb3_masked_attention.cli_args import env_kwargs_option, key_value, option, positive_int, strategy, threads_option
 
     def common(parser: Any) -> None:
         option(parser, train, "seed")
@@ -248,6 +248,7 @@ def add_subparsers(commands: Any) -> None:
             "--output-dir", default=None, help="write model.zip, train_config.json, vecnormalize.npz, TensorBoard logs here"
         )
         parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        threads_option(parser)
 
     cmd = commands.add_parser(
         "train", help="train an env's zoo_configs/ppo.yml entry (as rl_zoo3.train would) and evaluate it"
@@ -277,6 +278,9 @@ def add_subparsers(commands: Any) -> None:
 
 
 def _train_and_report(env_id: str, env_kwargs: dict[str, Any], args: Any, **overrides: Any) -> None:
+    from sb3_masked_attention.cli_args import set_threads
+
+    set_threads(args)
     shown = {key: value for key, value in overrides.items() if value is not None}
     print(f"Training PPO on {env_id} {env_kwargs or ''} with its zoo_configs entry {shown or ''}, seed {args.seed}")
     run = train(

@@ -76,3 +76,54 @@ def test_train_saves_a_loadable_model_and_evaluates(tmp_path, capsys):
     model = PPO.load(tmp_path / "model.zip")
     assert model.policy.features_extractor.head_fractions == (0.0,) * 8
     assert (tmp_path / "tensorboard").is_dir()
+
+
+TRAINING_COMMANDS = [
+    ["train", "--env", "CartPole-v1"],
+    ["demo"],
+    ["ad", "train", "--dataset", "d.npz", "--out", "run"],
+    ["train-multiscale", "--output-dir", "run"],
+    ["pretrain", "--env", "CartPole-v1", "--out", "trunk.pt"],
+    ["events", "train", "--events", "e.csv", "--out", "run"],
+]
+
+
+@pytest.mark.parametrize("argv", TRAINING_COMMANDS, ids=lambda argv: " ".join(argv[:2]))
+def test_every_training_command_takes_threads_with_the_measured_default(argv, capsys):
+    from sb3_masked_attention.cli import build_parser
+    from sb3_masked_attention.cli_args import DEFAULT_THREADS
+
+    parser = build_parser()
+    assert parser.parse_known_args(argv)[0].threads == DEFAULT_THREADS == 1
+    assert parser.parse_known_args([*argv, "--threads", "3"])[0].threads == 3
+    assert main([*argv, "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
+
+
+def test_set_threads_sets_torchs_threads():
+    import argparse
+
+    import torch
+
+    from sb3_masked_attention.cli_args import set_threads
+
+    before = torch.get_num_threads()
+    try:
+        set_threads(argparse.Namespace(threads=2))
+        assert torch.get_num_threads() == 2
+        set_threads(argparse.Namespace(threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_zoo_train_defaults_rl_zoos_threads_to_one_unless_given(monkeypatch):
+    """`sb3ma zoo train` hands rl-zoo --num-threads 1 (its own default is one thread per core); a user's value wins."""
+    import rl_zoo3.train
+
+    seen = []
+    monkeypatch.setattr(rl_zoo3.train, "train", lambda: seen.append(list(sys.argv)))
+    assert main(["zoo", "train", "--algo", "ppo", "--env", "CartPole-v1"]) == 0
+    assert main(["zoo", "train", "--algo", "ppo", "--env", "CartPole-v1", "--num-threads", "2"]) == 0
+    assert seen[0][-2:] == ["--num-threads", "1"]
+    assert seen[1].count("--num-threads") == 1 and seen[1][-1] == "2"

@@ -21,7 +21,7 @@ from sb3_masked_attention import HistoryWrapper
 from sb3_masked_attention.attention import TransformerBlock
 from sb3_masked_attention.environments import register_envs
 from sb3_masked_attention.episodes import play_episodes
-from sb3_masked_attention.masks import head_window_mask, memory_head_mask
+from sb3_masked_attention.masks import head_window_mask, memory_head_mask, memory_window_sizes
 from sb3_masked_attention.transformer_ppo import TransformerMemory, TransformerPPO
 
 FRACTIONS = [0.0, 0.3, 0.6, 0.9]
@@ -52,6 +52,18 @@ def test_memory_mask_is_the_newest_row_of_the_head_window_mask(memory_len, data,
     valid[0, memory_len - n_valid :] = True
     expected = head_window_mask(valid, fractions)[0, :, -1]
     assert torch.equal(memory_head_mask(torch.tensor([n_valid]), memory_len, fractions)[0, :, 0], expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(memory_len=st.integers(1, 12), fractions=st.lists(st.floats(0.0, 0.99), min_size=1, max_size=6))
+def test_the_window_size_table_is_memory_head_mask(memory_len, fractions):
+    """A rollout step looks its mask up (a slot is read when its age is below the head's window size) instead of
+    building it: the same mask as memory_head_mask for every count of valid slots."""
+    sizes = memory_window_sizes(memory_len, fractions)
+    n_valid = torch.arange(memory_len + 1)
+    age = torch.arange(memory_len, -1, -1)  # memory_head_mask's order: oldest first, the token itself (age 0) last
+    looked_up = age[None, None, :] < sizes[n_valid][:, :, None]
+    assert torch.equal(looked_up[:, :, None], memory_head_mask(n_valid, memory_len, fractions))
 
 
 def test_stepping_one_token_at_a_time_equals_a_causal_pass():
@@ -295,3 +307,25 @@ def test_ppo_tx_yml_has_an_entry_for_every_memory_env():
     token_envs = set(envs.ENV_IDS) - set(envs.TERRITORY_IDS)  # Dict image observations: no one-step tokens
     assert token_envs | {"CartPoleNoVel-v1", "PendulumNoVel-v1", "default"} <= set(entries)
     assert all(entry["policy"] == "TransformerMemoryPolicy" for entry in entries.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none; run where one is lent)")
+def test_on_cuda_every_tensor_stays_on_the_device_and_training_replays_the_rollout():
+    """device="cuda" end to end: the memory, the buffer's replay data and the update live on the GPU, and the first
+    epoch still reproduces the rollout."""
+    env = token_env("sb3ma/TMaze-v0", corridor_length=3)
+    model = TransformerPPO(
+        "TransformerMemoryPolicy", env, n_steps=40, batch_size=60, n_epochs=2, seed=0, policy_kwargs=TINY, device="cuda"
+    )
+    check = ReplayCheck()
+    model.learn(2 * 120, callback=check)
+    memory = model._memory
+    assert memory is not None
+    for tensor in (memory.hidden, memory.kv, memory.n_valid, memory.head, memory.position):
+        assert tensor.device.type == "cuda"
+    buffer = model.rollout_buffer
+    assert buffer.hidden.device.type == buffer.prefix.device.type == buffer.n_valid.device.type == "cuda"
+    for log_prob_difference, value_difference in check.differences:
+        assert log_prob_difference < 1e-5 and value_difference < 1e-5, check.differences
+    actions, state = model.predict(env.reset(), deterministic=True)
+    assert actions.shape == (3,) and state.kv.device.type == "cuda"

@@ -9,7 +9,16 @@ from typing import Any
 from sb3_masked_attention.ad.config import ADTrainConfig
 from sb3_masked_attention.ad.data import RUNNERS, collect_histories
 from sb3_masked_attention.ad.evaluate import evaluate_ad
-from sb3_masked_attention.cli_args import Parser, env_kwargs_option, no_progress_option, option, positive_int, strategy
+from sb3_masked_attention.cli_args import (
+    Parser,
+    env_kwargs_option,
+    no_progress_option,
+    option,
+    positive_int,
+    set_threads,
+    strategy,
+    threads_option,
+)
 
 SPLITS = ["test", "train", "all"]
 
@@ -40,7 +49,7 @@ def add_subparsers(commands: Any) -> None:
     )
     option(train, ADTrainConfig, "dropout", help="embedding dropout while training (none at evaluation)")
     option(train, ADTrainConfig, "seed")
-    train.add_argument("--torch-threads", type=positive_int, default=None, help="torch CPU threads")
+    threads_option(train, "--torch-threads")
     no_progress_option(train)
     train.set_defaults(func=_cmd_train)
 
@@ -79,12 +88,9 @@ def _cmd_collect(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    import torch
-
     from sb3_masked_attention.ad.train import train_ad
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    set_threads(args)
     config = ADTrainConfig(**{f.name: getattr(args, f.name) for f in fields(ADTrainConfig)})
     train_ad(args.dataset, args.out, config, progress=not args.no_progress)
     print(f"wrote {args.out}/model.pt (checkpoints and TensorBoard logs beside it)")

@@ -11,7 +11,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from sb3_masked_attention.attention import MaskedMultiHeadAttention, TransformerBlock
-from sb3_masked_attention.masks import as_valid, head_window_mask
+from sb3_masked_attention.masks import additive_mask, as_valid, head_window_mask
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.wrappers import (
@@ -172,7 +172,8 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
         x = self.embed(torch.where(valid[..., None], tokens, 0.0))  # padding: zero tokens, never NaN
         if self.pos_embedding is not None:
             x = x + self.pos_embedding
-        mask = head_window_mask(valid, self.head_fractions)  # built once, shared by every layer
+        # built once, shared by every layer, additive: SDPA would turn a boolean mask into this in every call
+        mask = additive_mask(head_window_mask(valid, self.head_fractions), x.dtype)
         weights = []
         for i, block in enumerate(self.blocks):
             x, layer_weights = block(

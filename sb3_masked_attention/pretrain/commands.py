@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sb3_masked_attention.cli_args import UserError, env_kwargs_option, no_progress_option, option, positive_int, strategy
+from sb3_masked_attention.cli_args import (
+    UserError,
+    env_kwargs_option,
+    no_progress_option,
+    option,
+    positive_int,
+    set_threads,
+    strategy,
+    threads_option,
+)
 from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExtractor
 from sb3_masked_attention.pretrain.objectives import OBJECTIVES
 from sb3_masked_attention.pretrain.train import PretrainConfig, pretrain
@@ -35,6 +44,7 @@ def add_subparsers(commands: Any) -> None:
     option(cmd, PretrainConfig, "seed")
     cmd.add_argument("--out", required=True, help="saved trunk (.pt); run folder beside it (<name>.run/)")
     no_progress_option(cmd)
+    threads_option(cmd)
     cmd.set_defaults(func=_cmd_pretrain)
 
 
@@ -51,6 +61,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
         from sb3_masked_attention.environments import check_env_id
 
         check_env_id(args.env)
+    set_threads(args)
     config = PretrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainConfig)})
     extractor_kwargs = {name: getattr(args, name) for name in ("d_model", "n_heads", "n_layers", "head_mask_strategy")}
     pretrain(

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from sb3_masked_attention.cli_args import Parser, no_progress_option, option, positive_int, strategy
+from sb3_masked_attention.cli_args import (
+    Parser,
+    no_progress_option,
+    option,
+    positive_int,
+    set_threads,
+    strategy,
+    threads_option,
+)
 from sb3_masked_attention.sequence.config import ARCHITECTURE_NAMES, SequenceTrainConfig
 from sb3_masked_attention.sequence.data import WindowConfig
 from sb3_masked_attention.sequence.evaluate import evaluate_event_models, generate_after
@@ -43,6 +51,7 @@ def add_subparsers(commands: Any) -> None:
     option(train, WindowConfig, "screen", type=float, nargs=2, metavar=("WIDTH", "HEIGHT"))
     option(train, SequenceTrainConfig, "seed")
     no_progress_option(train)
+    threads_option(train)
     train.set_defaults(func=_cmd_train)
 
     evaluate = sub.add_parser("eval", help="timing/length/event/coordinate metrics vs repeat-last (and --compare models)")
@@ -73,6 +82,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from sb3_masked_attention.sequence.train import train_sequence_model
 
+    set_threads(args)
     config = SequenceTrainConfig(**{f.name: getattr(args, f.name) for f in fields(SequenceTrainConfig)})
     window = WindowConfig(
         history_seconds=args.history_seconds,

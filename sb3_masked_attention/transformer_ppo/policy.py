@@ -33,7 +33,7 @@ from torch import nn
 
 from sb3_masked_attention.attention import TransformerBlock, stream_layout
 from sb3_masked_attention.extractors.transformer import history_layout
-from sb3_masked_attention.masks import memory_head_mask, memory_window_sizes
+from sb3_masked_attention.masks import memory_window_sizes
 from sb3_masked_attention.policies import with_fast_adam
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.transformer_ppo.buffer import ACTION_MASK, MEMORY_ENV, MEMORY_STEP, MEMORY_VALID
@@ -217,7 +217,8 @@ class TransformerMemory(BaseFeaturesExtractor):
 
         :param streams: ``(L, E, M + n_steps, d_model)`` block inputs (``TransformerRolloutBuffer.streams``).
         """
-        window = memory_head_mask(n_valid, self.memory_len, self.head_fractions)  # (B, H, 1, M + 1)
+        rank = torch.arange(self.memory_len, -1, -1, device=n_valid.device)  # 0 = the token itself
+        window = (rank < self.window_sizes[n_valid][:, :, None])[:, :, None]  # (B, H, 1, M + 1): memory_head_mask
         length = streams.shape[2]
         mask = torch.zeros((*window.shape[:3], length + 1), dtype=torch.bool, device=window.device)
         slots = (step[:, None] + torch.arange(self.memory_len, device=step.device))[:, None, None, :]
