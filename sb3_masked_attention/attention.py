@@ -199,22 +199,16 @@ class MaskedMultiHeadAttention(nn.Module):
         keys, values = self.kv_proj(memory).chunk(2, dim=-1)
         return self._split_heads(keys), self._split_heads(values)
 
-    def ring_angles(self, positions: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        """What :meth:`forward_ring` rotates a token's query, key and value by at ``positions`` ``(N,)``: tables
-        ``(N, 3, 1, D)``, the rotation for the query and the key and the identity for the value (so one rotation of
-        the joint projection serves all three), the same numbers as :meth:`RotaryEmbedding.angles`; computed once per
-        step, shared by every layer of this shape."""
-        n, half = positions.shape[0], self.head_dim // 2
+    def ring_angles(self, positions: torch.Tensor) -> torch.Tensor | None:
+        """What :meth:`forward_ring` rotates a token's query, key and value by at ``positions`` ``(N,)``: complex
+        ``(N, 3, 1, D/2)``, each pair's rotation ``cos + i sin`` for the query and the key and ``1`` for the value (so
+        one complex product rotates the joint projection); the angles of :meth:`RotaryEmbedding.angles` (float64, then
+        float32). Computed once per step, shared by every layer of this shape; None without rotary positions."""
         if self.rotary is None:
-            shape = (n, 3, 1, self.head_dim)
-            return positions.new_ones(shape, dtype=dtype), positions.new_zeros(shape, dtype=dtype)
+            return None
         angles = positions.to(torch.float64)[:, None] * self.rotary.inv_freq.to(torch.float64)  # (N, D/2)
-        cos, sin = angles.cos(), angles.sin()
-        one, zero = torch.ones_like(cos), torch.zeros_like(cos)  # contiguous: stack is slow on expanded scalars
-        # (cos, sin) x (query, key, value) x (first, second of each pair), in one stack and one cast
-        table = torch.stack([cos, cos, cos, cos, one, one, -sin, sin, -sin, sin, zero, zero], dim=1).to(dtype)
-        table = table.view(n, 2, 3, 2, half).transpose(-1, -2).reshape(n, 2, 3, 1, self.head_dim)
-        return table[:, 0], table[:, 1]
+        rotation = torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
+        return torch.stack([rotation, rotation, torch.ones_like(rotation)], dim=1)[:, :, None]
 
     def forward_ring(
         self,
@@ -222,7 +216,7 @@ class MaskedMultiHeadAttention(nn.Module):
         ring: torch.Tensor,
         write_at: tuple[torch.Tensor, torch.Tensor],
         mask: torch.Tensor,
-        angles: tuple[torch.Tensor, torch.Tensor],
+        angles: torch.Tensor | None,
     ) -> torch.Tensor:
         """One new token per row reading its memory in place, Transformer-XL style (a rollout step): the token's own
         key and value are written into its row's free slot of ``ring``, then it attends to the slots ``mask`` allows.
@@ -240,9 +234,10 @@ class MaskedMultiHeadAttention(nn.Module):
         n, heads = x.shape[0], self.n_heads
         # functional calls on the modules' parameters: a rollout step is a few dozen tiny ops, each module call adds ~2 us
         q, kv = F.linear(x, self.q_proj.weight, self.q_proj.bias), F.linear(x, self.kv_proj.weight, self.kv_proj.bias)
-        qkv = torch.cat([q, kv], dim=-1).view(n, 3, heads, self.head_dim)
-        if self.rotary is not None:
-            qkv = self.rotary.rotate(qkv, angles)  # query and key rotated, value as it was
+        qkv = torch.cat([q, kv], dim=-1).view(n, 3, heads, self.head_dim // 2, 2)
+        if angles is not None:  # query and key rotated pair by pair, value as it was: one complex product
+            qkv = torch.view_as_real(torch.view_as_complex(qkv) * angles)
+        qkv = qkv.view(n, 3, heads, self.head_dim)
         rows, slots = write_at
         ring[rows, :, :, slots] = qkv[:, 1:]
         out, _ = self._attend(qkv[:, 0, :, None], ring[:, 0], ring[:, 1], mask, need_weights=False)
@@ -260,10 +255,11 @@ class MaskedMultiHeadAttention(nn.Module):
         x: torch.Tensor,
         streams: tuple[torch.Tensor, torch.Tensor],
         stream_of: torch.Tensor,
-        mask: torch.Tensor,
+        mask: torch.Tensor | None,
         positions: torch.Tensor,
         need_weights: bool = False,
         layout: tuple[torch.Tensor, torch.Tensor] | None = None,
+        angles: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """New tokens reading their memories inside whole streams: :meth:`forward_ring` for many tokens of a few
         streams at once, without copying each token's memory out of its stream (the training path).
@@ -276,29 +272,33 @@ class MaskedMultiHeadAttention(nn.Module):
         :param x: the new tokens ``(B, 1, d_model)``.
         :param streams: keys (rotated by :meth:`rotate_keys`) and values ``(E, H, S, D)`` of ``E`` streams.
         :param stream_of: ``(B,)`` the stream of each token.
-        :param mask: BoolTensor ``(B, H, 1, S + 1)``: which stream positions, then itself, each token reads.
+        :param mask: BoolTensor ``(B, H, 1, S + 1)``: which stream positions, then itself, each token reads (unused
+            with ``layout``).
         :param positions: ``(B,)`` each token's position in its stream (for the rotary rotation).
         :param need_weights: take the explicit path (the weights themselves are not returned).
-        :param layout: :func:`stream_layout` of ``stream_of`` and ``mask``, when several layers share it.
+        :param layout: :func:`stream_layout` of ``stream_of`` and ``mask`` (or :func:`stream_window_layout`), when
+            several layers share it.
+        :param angles: :meth:`RotaryEmbedding.angles` at ``positions[:, None, None]`` (``(B, 1, 1, D)``), when several
+            layers share them.
         :return: output ``(B, 1, d_model)``.
         """
         keys, values = streams
         n_streams, n_heads, _, head_dim = keys.shape
-        at = positions.reshape(-1, 1, 1)
-        q = self._split_heads(self.q_proj(x))
-        own_k, own_v = self.memory_kv(x)
+        qkv = torch.cat([self.q_proj(x), self.kv_proj(x)], dim=-1).view(x.shape[0], 3, n_heads, head_dim)
         if self.rotary is not None:
-            q, own_k = self.rotary(q, at), self.rotary(own_k, at)
-        rank, read = stream_layout(stream_of, mask, n_streams, x.dtype) if layout is None else layout
+            rotation = self.rotary.angles(positions[:, None, None], x.dtype) if angles is None else angles
+            qkv = torch.cat([self.rotary.rotate(qkv[:, :2], rotation), qkv[:, 2:]], dim=1)  # query and key rotated
+        if layout is None:
+            assert mask is not None, "forward_streams needs a mask or a layout"
+            layout = stream_layout(stream_of, mask, n_streams, x.dtype)
+        rank, read = layout
         slots = read.shape[2]
-
-        def by_stream(t: torch.Tensor) -> torch.Tensor:  # (B, H, 1, D) -> (E, H, slots, D), zeros in empty slots
-            padded = t.new_zeros(n_streams, slots, n_heads, head_dim)
-            return padded.index_put((stream_of, rank), t[:, :, 0]).transpose(1, 2)
-
-        k = torch.cat([keys, by_stream(own_k)], dim=2)  # (E, H, S + slots, D)
-        v = torch.cat([values, by_stream(own_v)], dim=2)
-        out, _ = self._attend(by_stream(q), k, v, read, need_weights)  # (E, slots, d_model)
+        # each token's query, key and value into its stream's slot (E, 3, H, slots, D): zeros in empty slots
+        by_stream = qkv.new_zeros(n_streams, slots, 3, n_heads, head_dim).index_put((stream_of, rank), qkv)
+        q, own_k, own_v = by_stream.permute(2, 0, 3, 1, 4)
+        k = torch.cat([keys, own_k], dim=2)  # (E, H, S + slots, D)
+        v = torch.cat([values, own_v], dim=2)
+        out, _ = self._attend(q, k, v, read, need_weights)  # (E, slots, d_model)
         return out[stream_of, rank][:, None]
 
 
@@ -314,12 +314,8 @@ def stream_layout(
     :param mask: BoolTensor ``(B, H, 1, S + 1)``: which stream positions, then itself, each token reads.
     :param dtype: the attention's dtype.
     """
-    counts = torch.bincount(stream_of, minlength=n_streams)
-    order = torch.argsort(stream_of, stable=True)
-    first = torch.cumsum(counts, 0) - counts
-    rank = torch.empty_like(stream_of)
-    rank[order] = torch.arange(len(order), device=order.device) - first[stream_of[order]]
-    slots, n_heads, length = int(counts.max()), mask.shape[1], mask.shape[-1] - 1
+    rank, slots = _stream_slots(stream_of, n_streams)
+    n_heads, length = mask.shape[1], mask.shape[-1] - 1
     read = torch.zeros(n_streams, slots, n_heads, length + slots, dtype=torch.bool, device=mask.device)
     own = torch.arange(slots, device=mask.device)
     read[:, own, :, length + own] = True  # empty slots read themselves (no all-masked row)
@@ -332,6 +328,48 @@ def stream_layout(
 def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     """``norm(x)`` without the module call."""
     return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def _stream_slots(stream_of: torch.Tensor, n_streams: int) -> tuple[torch.Tensor, int]:
+    """Each token's slot among its stream's tokens ``(B,)`` (in the order given) and the most tokens of one stream."""
+    counts = torch.bincount(stream_of, minlength=n_streams)
+    order = torch.argsort(stream_of, stable=True)
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(stream_of)
+    rank[order] = torch.arange(len(order), device=order.device) - first[stream_of[order]]
+    return rank, int(counts.max())
+
+
+def stream_window_layout(
+    stream_of: torch.Tensor,
+    end: torch.Tensor,
+    window: torch.Tensor,
+    n_streams: int,
+    length: int,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`stream_layout` for the mask a memory read has: token ``b``'s head ``h`` reads the newest ``window[b, h] - 1``
+    stream positions before ``end[b]`` and itself. Built by comparing positions with each slot's window bounds,
+    without the ``(B, H, 1, S + 1)`` mask and its scatter (the same layout, several full passes fewer per update).
+
+    :param stream_of: ``(B,)`` the stream of each token.
+    :param end: ``(B,)`` the first stream position after each token's memory (its own position in the stream).
+    :param window: ``(B, H)`` keys each head reads, the token itself included (>= 1).
+    :param n_streams: ``E``.
+    :param length: ``S``, stream positions.
+    :param dtype: the attention's dtype.
+    :return: each token's slot ``(B,)`` and the additive mask ``(E, H, slots, S + slots)``.
+    """
+    rank, slots = _stream_slots(stream_of, n_streams)
+    n_heads = window.shape[1]
+    start = end.new_full((n_streams, slots, n_heads), length).index_put((stream_of, rank), end[:, None] - window + 1)
+    stop = end.new_zeros(n_streams, slots).index_put((stream_of, rank), end)  # empty slots: nothing in the stream
+    position = torch.arange(length, device=end.device)
+    in_window = (position >= start[..., None]) & (position < stop[:, :, None, None])  # (E, slots, H, S)
+    own = torch.eye(slots, dtype=torch.bool, device=end.device)[None, :, None, :].expand(n_streams, slots, n_heads, slots)
+    read = torch.cat([in_window, own], dim=-1)  # every slot reads its own key: no all-masked row
+    additive = torch.zeros(read.shape, dtype=dtype, device=read.device).masked_fill_(~read, float("-inf"))
+    return rank, additive.transpose(1, 2)
 
 
 class TransformerBlock(nn.Module):
@@ -389,7 +427,7 @@ class TransformerBlock(nn.Module):
         ring: torch.Tensor,
         write_at: tuple[torch.Tensor, torch.Tensor],
         mask: torch.Tensor,
-        angles: tuple[torch.Tensor, torch.Tensor],
+        angles: torch.Tensor | None,
     ) -> torch.Tensor:
         """The block for one new token per row ``(N, d_model)`` reading a ring of its attention's keys and values in
         place (see :meth:`MaskedMultiHeadAttention.forward_ring`): ``(N, d_model)``. The same function as
@@ -408,10 +446,14 @@ class TransformerBlock(nn.Module):
         x: torch.Tensor,
         streams: tuple[torch.Tensor, torch.Tensor],
         stream_of: torch.Tensor,
-        mask: torch.Tensor,
+        mask: torch.Tensor | None,
         positions: torch.Tensor,
         layout: tuple[torch.Tensor, torch.Tensor] | None = None,
+        angles: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """The block for new tokens reading their streams (see :meth:`MaskedMultiHeadAttention.forward_streams`)."""
-        x = x + self.attn.forward_streams(self.ln_attn(x), streams, stream_of, mask, positions, layout=layout)
+        attended = self.attn.forward_streams(
+            self.ln_attn(x), streams, stream_of, mask, positions, layout=layout, angles=angles
+        )
+        x = x + attended
         return x + self.mlp(self.ln_mlp(x))

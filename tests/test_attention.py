@@ -254,12 +254,13 @@ def test_forward_ring_writes_the_token_into_its_free_slot_and_reads_the_memory(m
 def test_ring_angles_are_the_rotation_for_query_and_key_and_the_identity_for_the_value():
     attn = MaskedMultiHeadAttention(64, 8, rotary=True)
     positions = torch.tensor([0, 5, 123_456_789])
-    cos, sin = attn.ring_angles(positions)
-    expected_cos, expected_sin = attn.rotary.angles(positions[:, None])
-    assert cos.shape == sin.shape == (3, 3, 1, 8)
+    rotation = attn.ring_angles(positions)
+    cos, sin = attn.rotary.angles(positions[:, None])  # (3, 1, 8): each pair's cos twice, sin as (-s, s)
+    assert rotation.shape == (3, 3, 1, 4) and rotation.dtype == torch.complex64
     for part in (0, 1):
-        assert torch.equal(cos[:, part], expected_cos) and torch.equal(sin[:, part], expected_sin)
-    assert torch.equal(cos[:, 2], torch.ones(3, 1, 8)) and torch.equal(sin[:, 2], torch.zeros(3, 1, 8))
+        assert torch.equal(rotation[:, part].real, cos[..., 0::2]) and torch.equal(rotation[:, part].imag, sin[..., 1::2])
+    assert torch.equal(rotation[:, 2], torch.ones(3, 1, 4, dtype=torch.complex64))
+    assert MaskedMultiHeadAttention(64, 8).ring_angles(positions) is None
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 8), (40, 8, 30, 8)])  # the small-tensor (matmul) and large (flip) paths
@@ -270,3 +271,32 @@ def test_rotation_is_bit_for_bit_the_pairwise_formula(shape):
     cos, sin = angles.cos().float(), angles.sin().float()
     x1, x2 = x[..., 0::2], x[..., 1::2]
     assert torch.equal(rotary(x, positions), torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_streams=st.integers(1, 4),
+    memory_len=st.integers(1, 8),
+    n_steps=st.integers(1, 6),
+    n_heads=st.integers(1, 3),
+    data=st.data(),
+)
+def test_stream_window_layout_is_stream_layout_of_the_memory_mask(n_streams, memory_len, n_steps, n_heads, data):
+    """The memory read's layout built from window bounds equals stream_layout of the mask written out position by
+    position (each token: the newest window - 1 of its memory's stream positions, then itself)."""
+    from sb3_masked_attention.attention import stream_layout, stream_window_layout
+
+    n_tokens = data.draw(st.integers(1, n_streams * n_steps))
+    pairs = data.draw(st.permutations([(e, t) for e in range(n_streams) for t in range(n_steps)]))[:n_tokens]
+    stream_of, step = torch.tensor([e for e, _ in pairs]), torch.tensor([t for _, t in pairs])
+    window = torch.tensor(data.draw(st.lists(st.lists(st.integers(1, memory_len + 1), min_size=n_heads, max_size=n_heads),
+                                             min_size=n_tokens, max_size=n_tokens)))  # fmt: skip
+    length, end = memory_len + n_steps, step + memory_len
+    mask = torch.zeros(n_tokens, n_heads, 1, length + 1, dtype=torch.bool)
+    for b in range(n_tokens):
+        for h in range(n_heads):
+            mask[b, h, 0, end[b] - window[b, h] + 1 : end[b]] = True
+    mask[..., -1] = True
+    expected_rank, expected = stream_layout(stream_of, mask, n_streams)
+    rank, layout = stream_window_layout(stream_of, end, window, n_streams, length)
+    assert torch.equal(rank, expected_rank) and torch.equal(layout, expected)

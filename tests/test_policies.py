@@ -131,7 +131,7 @@ def test_save_load_in_fresh_process_gives_same_actions(tmp_path):
     assert out.stdout.strip().split("\n")[-1] == ",".join(map(str, expected))
 
 
-def test_transformer_policies_use_sb3s_adam_settings_with_foreach_unless_told_otherwise():
+def test_transformer_policies_use_sb3s_adam_settings_with_the_fused_step_unless_told_otherwise():
     import gymnasium as gym
     import torch
     from stable_baselines3 import PPO
@@ -145,7 +145,7 @@ def test_transformer_policies_use_sb3s_adam_settings_with_foreach_unless_told_ot
     memory = TransformerPPO("TransformerMemoryPolicy", env, n_steps=32, batch_size=32, policy_kwargs=dict(memory_len=4))
     for model in (window, memory):
         defaults = model.policy.optimizer.defaults
-        assert isinstance(model.policy.optimizer, torch.optim.Adam) and defaults["foreach"] is True
+        assert isinstance(model.policy.optimizer, torch.optim.Adam) and defaults["fused"] is True
         assert defaults["eps"] == 1e-5  # SB3's own default for Adam is kept
     told = PPO("HeadMaskedTransformerPolicy", env, n_steps=32, policy_kwargs=dict(optimizer_kwargs=dict(eps=1e-7)))
-    assert told.policy.optimizer.defaults["eps"] == 1e-7 and not told.policy.optimizer.defaults["foreach"]
+    assert told.policy.optimizer.defaults["eps"] == 1e-7 and not told.policy.optimizer.defaults["fused"]

@@ -31,7 +31,7 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from sb3_masked_attention.attention import TransformerBlock, stream_layout
+from sb3_masked_attention.attention import TransformerBlock, stream_window_layout
 from sb3_masked_attention.extractors.transformer import history_layout
 from sb3_masked_attention.masks import memory_window_sizes
 from sb3_masked_attention.policies import with_fast_adam
@@ -177,7 +177,7 @@ class TransformerMemory(BaseFeaturesExtractor):
         # head h reads the newest window_sizes[n_valid, h] keys (itself included), as memory_head_mask says
         visible = ages[:, None, None, :] < self.window_sizes[n_valid][:, :, None, None]  # (N, H, 1, S)
         mask = torch.where(visible, 0.0, float("-inf"))  # additive: SDPA would convert a boolean one in every layer
-        angles = self.layers()[0].attn.ring_angles(state.position, tokens.dtype)  # shared by every layer
+        angles = self.layers()[0].attn.ring_angles(state.position)  # shared by every layer
         write_at = (torch.arange(n, device=tokens.device), state.head)
         x = self.embed(tokens)
         inputs = []
@@ -217,18 +217,18 @@ class TransformerMemory(BaseFeaturesExtractor):
 
         :param streams: ``(L, E, M + n_steps, d_model)`` block inputs (``TransformerRolloutBuffer.streams``).
         """
-        rank = torch.arange(self.memory_len, -1, -1, device=n_valid.device)  # 0 = the token itself
-        window = (rank < self.window_sizes[n_valid][:, :, None])[:, :, None]  # (B, H, 1, M + 1): memory_head_mask
-        length = streams.shape[2]
-        mask = torch.zeros((*window.shape[:3], length + 1), dtype=torch.bool, device=window.device)
-        slots = (step[:, None] + torch.arange(self.memory_len, device=step.device))[:, None, None, :]
-        mask.scatter_(-1, slots.expand(*window.shape[:3], -1), window[..., :-1])
-        mask[..., -1] = window[..., -1]
-        positions = step + self.memory_len
-        layout = stream_layout(env, mask, streams.shape[1], streams.dtype)  # the same for every layer
+        n_streams, length = streams.shape[1], streams.shape[2]
+        positions = step + self.memory_len  # each token's own position in its stream
+        # head h reads window_sizes[n_valid, h] keys, itself included (memory_head_mask); the same for every layer
+        layout = stream_window_layout(env, positions, self.window_sizes[n_valid], n_streams, length, streams.dtype)
+        rotary = self.layers()[0].attn.rotary
+        assert rotary is not None
+        key_angles = rotary.angles(torch.arange(length, device=streams.device), streams.dtype)  # stream positions
+        token_angles = rotary.angles(positions[:, None, None], streams.dtype)
         x = self.embed(tokens)[:, None]
         for block, (keys, values) in zip(self.layers(), self.memory_kv(streams)):
-            x = block.forward_streams(x, (block.attn.rotate_keys(keys), values), env, mask, positions, layout=layout)
+            keys = rotary.rotate(keys, key_angles)
+            x = block.forward_streams(x, (keys, values), env, None, positions, layout=layout, angles=token_angles)
         return self.ln_final(x[:, 0])
 
 
