@@ -1,6 +1,7 @@
 """Long-memory benchmark: TransformerPPO against RecurrentPPO, the window transformer and frame-stacked PPO-MLP.
 
-    python bench/memory.py throughput   # env steps/s over a whole learn() and in rollouts alone, peak RSS
+    python bench/memory.py throughput   # env steps/s over a whole learn() and in rollouts alone, peak RSS (1, 2 threads)
+    python bench/memory.py threads      # two runs at once (a busy machine), 1 and 2 threads each
     python bench/memory.py tmaze [--corridors 50 200 500 1000] [--seeds 0 1 2] [--methods transformer_ppo ...]
                                         # Passive T-Maze range: success rate per corridor length (resumable)
     python bench/memory.py pilot [--methods ...]  # T-Maze settings pilots (each method's variants; resumable)
@@ -329,6 +330,28 @@ def throughput(rounds: int = 2, threads: tuple[int, ...] = (1, 2), path: Path = 
         print(f"[{i + 1}/{len(todo)}]", row, flush=True)
 
 
+#: The methods of the busy-machine measurement (``threads`` part): the small and large memories, the window, the LSTM.
+BUSY_METHODS = ("recurrent_ppo", "transformer_ppo_m16", "transformer_ppo_m1024", "window_transformer_h16")
+
+
+def busy_threads(threads: tuple[int, ...] = (1, 2), path: Path = OUT / "memory_threads.csv") -> None:
+    """Two copies of each method training at once (two runs sharing the 2-core machine, as a study with two workers or a
+    second job does), at each thread count: what ``--threads`` should default to. One row per copy; resumable."""
+    from sb3_masked_attention.io import append_row, read_rows
+
+    done = read_rows(path)
+    finished = set(zip(done["method"], done["threads"])) if len(done) else set()
+    todo = [(method, n) for n in threads for method in BUSY_METHODS if (method, n) not in finished]
+    if len(todo) < len(threads) * len(BUSY_METHODS):
+        print(f"{len(threads) * len(BUSY_METHODS) - len(todo)} measurements already in {path}: skipped")
+    for i, (method, n) in enumerate(todo):
+        with ProcessPoolExecutor(max_workers=2) as pool:
+            rows = [future.result() for future in [pool.submit(throughput_run, method, n) for _ in range(2)]]
+        for copy, row in enumerate(rows):
+            append_row(path, {"copy": copy, "concurrent": 2, **row})
+        print(f"[{i + 1}/{len(todo)}] {method} at {n} thread(s): {[row['steps_per_s'] for row in rows]} steps/s", flush=True)
+
+
 def plot_tmaze(curves: pd.DataFrame, path: Path) -> None:
     """Final success against corridor length (one dot per run, the line through the means), then success against env
     steps, one panel per corridor length, one line per run."""
@@ -418,6 +441,16 @@ def report() -> None:
             "as the baseline the speed-ups are measured against; `memory_throughput_before.csv`.\n\n"
             + throughput_tables(before)
         )
+    busy = read_rows(OUT / "memory_threads.csv")
+    if len(busy):
+        per_copy = busy.pivot_table(index="method", columns="threads", values="steps_per_s", aggfunc="mean")
+        per_copy.columns = [f"{n} thread(s): steps/s per run" for n in per_copy.columns]
+        text += (
+            "\n## Threads on a busy machine\n\nCommand: `python bench/memory.py threads`. Two copies of each method "
+            "train at once (two runs sharing the two cores, as a study with two workers does), at each thread count; "
+            "the mean steps/s of the two copies. With the quiet-machine rounds above this is what `--threads` "
+            "defaults to (1).\n\n" + to_markdown(per_copy.reset_index()) + "\n\nEvery run:\n\n" + to_markdown(busy) + "\n"
+        )
     if len(tmaze_rows):
         curves = read_rows(OUT / "memory_tmaze_curves.csv")
         finished = curves.merge(tmaze_rows[["method", "corridor", "seed"]])  # runs with a summary row only
@@ -468,7 +501,7 @@ def report() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["throughput", "tmaze", "pilot", "report"])
+    parser.add_argument("part", choices=["throughput", "threads", "tmaze", "pilot", "report"])
     parser.add_argument("--rounds", type=int, default=2, help="throughput: rounds of every method (default: 2)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="throughput: torch threads (default: 1 2)")
     parser.add_argument(
@@ -483,5 +516,9 @@ if __name__ == "__main__":
     elif args.part == "pilot":
         pilot(args.methods)
     else:
-        {"throughput": lambda: throughput(args.rounds, tuple(args.threads), args.out), "report": report}[args.part]()
+        {
+            "throughput": lambda: throughput(args.rounds, tuple(args.threads), args.out),
+            "threads": lambda: busy_threads(tuple(args.threads)),
+            "report": report,
+        }[args.part]()
     sys.exit(0)
