@@ -127,8 +127,11 @@ class TransformerMemory(BaseFeaturesExtractor):
         ff_dim = 4 * d_model if ff_dim is None else check_int("ff_dim", ff_dim)
         self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, ff_dim, rotary=True) for _ in range(n_layers))
         self.ln_final = nn.LayerNorm(d_model)
-        # what a rollout step looks up instead of building: each head's window for each count of valid memory slots
-        self.register_buffer("window_sizes", memory_window_sizes(self.memory_len, self.head_fractions), persistent=False)
+        # what a rollout step looks up instead of building: each head's window for each count of valid memory slots;
+        # one column when every head has the same window ("none"), so masks are built once and broadcast over heads
+        sizes = memory_window_sizes(self.memory_len, self.head_fractions)
+        sizes = sizes[:, :1] if bool((sizes == sizes[:, :1]).all()) else sizes
+        self.register_buffer("window_sizes", sizes, persistent=False)
         self.register_buffer("ring_slots", torch.arange(self.memory_len + 1), persistent=False)
 
     def layers(self) -> list[TransformerBlock]:
