@@ -192,7 +192,7 @@ def _ops_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(results: list[dict[str, Any]], rates: dict[str, float], path: Path) -> str:
+def write_report(results: list[dict[str, Any]], rates: dict[str, float], path: Path, note: str = "") -> str:
     import torch
 
     from sb3_masked_attention.io import write_text_atomic
@@ -204,7 +204,8 @@ def write_report(results: list[dict[str, Any]], rates: dict[str, float], path: P
         f"(torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, one torch "
         f"thread). {ENV_ID} at rl-zoo's tuned `ppo_lstm` settings (8 envs, n_steps 32, one minibatch of 256, 20 "
         "epochs), as `bench/memory.py throughput` builds each method. Times: median of 3 after a warm-up; shares: an "
-        "op's self time over the timed rollout (or update), from one profiled rollout (update).",
+        "op's self time over the timed rollout (or update), from one profiled rollout (update)."
+        + (f" {note}" if note else ""),
         "",
         "| method | rollout ms per step (8 envs) | update ms per gradient step |",
         "|---|---|---|",
@@ -214,17 +215,25 @@ def write_report(results: list[dict[str, Any]], rates: dict[str, float], path: P
     lines += [f"- {name}: {rate:.0f} GFLOP/s" for name, rate in rates.items()]
     lines += [
         "",
-        "| method | FLOP per gradient step | achieved GFLOP/s | KV bytes read per rollout step | achieved GB/s |",
-        "|---|---|---|---|---|",
+        "| method | FLOP per gradient step | achieved GFLOP/s | cached keys and values a rollout step reads |",
+        "|---|---|---|---|",
     ]
-    for r in results:
-        if r["method"].startswith("transformer_ppo_m"):
-            memory_len = int(r["method"].rsplit("_m", 1)[1])
-            flops, read = update_flops(memory_len), step_bytes(memory_len)
-            lines.append(
-                f"| {r['method']} | {flops / 1e6:.0f} M | {flops / r['update_ms_per_gradient_step'] / 1e6:.1f} | "
-                f"{read / 1e6:.2f} MB | {read / r['rollout_ms_per_step'] / 1e6:.1f} |"
-            )
+    memory = {int(r["method"].rsplit("_m", 1)[1]): r for r in results if r["method"].startswith("transformer_ppo_m")}
+    for memory_len, r in memory.items():
+        flops = update_flops(memory_len)
+        lines.append(
+            f"| {r['method']} | {flops / 1e6:.0f} M | {flops / r['update_ms_per_gradient_step'] / 1e6:.1f} | "
+            f"{step_bytes(memory_len) / 1e6:.2f} MB |"
+        )
+    if len(memory) >= 2:
+        short, long = min(memory), max(memory)
+        extra_ms = memory[long]["rollout_ms_per_step"] - memory[short]["rollout_ms_per_step"]
+        extra_mb = (step_bytes(long) - step_bytes(short)) / 1e6
+        lines += [
+            "",
+            f"A rollout step at memory {long} takes {extra_ms:.2f} ms more than at memory {short} for {extra_mb:.2f} MB "
+            f"more of cached keys and values: {extra_mb / extra_ms:.1f} GB/s for the reads that grow with the memory.",
+        ]
     for r in results:
         lines += ["", f"## {r['method']}", "", "Rollout:", "", _ops_table(r["rollout_ops"]), "", "Update:", ""]
         lines += [_ops_table(r["update_ops"])]
@@ -252,6 +261,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT / "memory_profile.md")
     parser.add_argument("--compile", action="store_true", help="also time the rollout step under torch.compile")
+    parser.add_argument("--note", default="", help="a sentence for the report's header (e.g. which commit ran)")
     args = parser.parse_args()
     results = []
     for method in PROFILED:
@@ -260,7 +270,7 @@ def main() -> None:
             results.append(pool.submit(profile_method, method, args.compile).result())
     with ProcessPoolExecutor(max_workers=1) as pool:
         rates = pool.submit(gemm_gflops).result()
-    print(write_report(results, rates, args.out))
+    print(write_report(results, rates, args.out, args.note))
 
 
 if __name__ == "__main__":

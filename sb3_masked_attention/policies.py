@@ -42,7 +42,7 @@ def features_extractors(policy: BasePolicy, expected: type[nn.Module] | None = N
 def with_fast_adam(kwargs: dict[str, Any]) -> dict[str, Any]:
     """SB3's default optimizer settings (Adam, eps 1e-5) plus ``fused=True``: one kernel updates every parameter
     instead of a Python loop over them (PyTorch's default on CPU); a transformer has many small tensors, and on CPU
-    the fused step took 0.30 ms where ``foreach=True`` took 0.74 ms and the loop 0.98 ms (TransformerPPO at memory 16,
+    the fused step took 0.22 ms where ``foreach=True`` took 0.66 ms and the loop 0.95 ms (TransformerPPO at memory 16,
     40 tensors: results/benchmarks/memory_profile.md). Only when the caller set no ``optimizer_kwargs`` and the
     optimizer is Adam or AdamW; saved models keep the settings they were trained with."""
     optimizer_class = kwargs.get("optimizer_class", th.optim.Adam)
