@@ -109,6 +109,12 @@ PILOT_VARIANTS: dict[str, dict[str, tuple[dict[str, Any], int, int, int, int]]] 
         "20 epochs, lr 1e-3": (dict(n_epochs=20, learning_rate=1e-3), 120_000, 6, 200, 0),
         "rl-zoo CartPoleNoVel ppo_lstm settings": (ZOO_LSTM, 120_000, 6, 200, 0),
         "minibatches of 256 (truncated BPTT)": (dict(batch_size=256), 120_000, 6, 200, 0),
+        # issue 35's diagnosis: PyTorch's LSTM starts with forget-gate biases near 0, so a gate keeps ~half of the
+        # cell state a step and the cue's gradient fades as 0.5^corridor; corridor 5 learns at these settings, 20 not
+        "sweep settings, corridor 20": (dict(), 60_000, 5, 20, 0),
+        "forget-gate bias 2, corridor 20": (dict(lstm_forget_bias=2.0), 60_000, 5, 20, 0),
+        "sweep settings, corridor 50": (dict(), 100_000, 5, 50, 0),
+        "forget-gate bias 2, corridor 50": (dict(lstm_forget_bias=2.0), 100_000, 5, 50, 0),
     },
 }
 TMAZE_LR = 3e-4  # decayed linearly to 0 over the budget (rl-zoo's "lin_3e-4")
@@ -158,6 +164,7 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
         settings.update(n_steps=episode, batch_size=episode * TMAZE_ENVS)
     settings.update(overrides or {})
     start_lr, warmup = settings.pop("learning_rate", TMAZE_LR), settings.pop("warmup", 0.0)
+    forget_bias = settings.pop("lstm_forget_bias", None)
 
     def learning_rate(progress_remaining: float) -> float:
         rise = min(1.0, max(1.0 - progress_remaining, 0.01) / warmup) if warmup else 1.0
@@ -173,9 +180,26 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
         model = TransformerPPO("TransformerMemoryPolicy", envs(TMAZE_ENVS, seed), **settings)
     elif method == "recurrent_ppo":
         model = RecurrentPPO("MlpLstmPolicy", envs(TMAZE_ENVS, seed), **settings)
+        if forget_bias is not None:
+            set_forget_bias(model, forget_bias)
     else:
         model = PPO("MlpPolicy", envs(TMAZE_ENVS, seed), **settings)
     return model, envs(10, seed + 10_000), memory if method == "transformer_ppo" else None
+
+
+def set_forget_bias(model: Any, value: float) -> None:
+    """Start every LSTM of a RecurrentPPO with forget-gate bias ``value`` (``bias_ih + bias_hh``; PyTorch's gates are
+    ordered input, forget, cell, output), as Jozefowicz et al. (2015) recommend, instead of PyTorch's ~0."""
+    import torch
+
+    with torch.no_grad():
+        for lstm in (model.policy.lstm_actor, model.policy.lstm_critic):
+            if lstm is None:
+                continue
+            size = lstm.hidden_size
+            for name, parameter in lstm.named_parameters():
+                if name.startswith("bias"):
+                    parameter[size : 2 * size] = value / 2
 
 
 def tmaze_run(
@@ -262,6 +286,7 @@ def pilot(methods: list[str]) -> None:
         for variant, (overrides, budget, evals, corridor, seed) in PILOT_VARIANTS.get(method, {}).items():
             done = read_rows(path)
             if len(done) and ((done["method"] == method) & (done["variant"] == variant)).any():
+                print(f"{method}, {variant}: already in {path}, skipped")
                 continue
             with ProcessPoolExecutor(max_workers=1) as pool:
                 row, curve = pool.submit(tmaze_run, method, corridor, seed, budget, evals, overrides).result()
@@ -481,7 +506,10 @@ def report() -> None:
             "on the sweep run that dipped after solving: corridor 500, seed 1); `success_curve` lists the greedy "
             "success at each evaluation (evenly spaced, then the final one). One run per variant: a pilot, not a study. "
             "Identical RecurrentPPO curves are not a copying error: a greedy policy that always turns the same way "
-            "scores the share of that cue among the evaluation episodes, which are the same for every run."
+            "scores the share of that cue among the evaluation episodes, which are the same for every run. The last "
+            "four RecurrentPPO rows (issue 35's diagnosis) start its LSTMs' forget gates at bias 2 instead of "
+            "PyTorch's ~0 (`set_forget_bias`), at corridors 20 and 50 beside the sweep's settings: with a gate that "
+            "keeps half the cell state a step, the cue's gradient fades as 0.5^corridor."
             "\n\n" + to_markdown(pilot_rows)
         )
     scores_path = ROOT / "results" / "memory" / "study" / "scores.csv"

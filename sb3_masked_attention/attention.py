@@ -227,7 +227,7 @@ class MaskedMultiHeadAttention(nn.Module):
         :param x: the new tokens ``(N, d_model)``.
         :param ring: ``(N, 2, H, S, D)`` keys and values of ``S`` slots per row, written in place.
         :param write_at: rows ``(N,)`` and each row's free slot ``(N,)``.
-        :param mask: ``(N, H, 1, S)``, boolean or additive float (0 / -inf), over the slots (the token's own included).
+        :param mask: broadcastable to ``(N, H, 1, S)``, boolean or additive float (0 / -inf), over the slots (its own too).
         :param angles: :meth:`ring_angles` at the tokens' positions.
         :return: ``(N, d_model)``.
         """

@@ -178,7 +178,7 @@ class TransformerMemory(BaseFeaturesExtractor):
         n_valid = self.start(state, episode_starts)
         ages = (state.head[:, None] - self.ring_slots) % slots  # (N, S): 0 = the free slot, the token's own
         # head h reads the newest window_sizes[n_valid, h] keys (itself included), as memory_head_mask says
-        visible = ages[:, None, None, :] < self.window_sizes[n_valid][:, :, None, None]  # (N, H, 1, S)
+        visible = ages[:, None, None, :] < self.window_sizes[n_valid][:, :, None, None]  # (N, H or 1, 1, S)
         mask = torch.where(visible, 0.0, float("-inf"))  # additive: SDPA would convert a boolean one in every layer
         angles = self.layers()[0].attn.ring_angles(state.position)  # shared by every layer
         write_at = (torch.arange(n, device=tokens.device), state.head)
