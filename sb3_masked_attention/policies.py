@@ -7,6 +7,7 @@ so ``PPO("HeadMaskedTransformerPolicy", env)`` works like ``PPO("MultiInputPolic
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
@@ -47,8 +48,21 @@ def with_fast_adam(kwargs: dict[str, Any]) -> dict[str, Any]:
     optimizer is Adam or AdamW; saved models keep the settings they were trained with."""
     optimizer_class = kwargs.get("optimizer_class", th.optim.Adam)
     if kwargs.get("optimizer_kwargs") is None and optimizer_class in (th.optim.Adam, th.optim.AdamW):
-        kwargs["optimizer_kwargs"] = dict(fused=True, **({"eps": 1e-5} if optimizer_class is th.optim.Adam else {}))
+        one_kernel = dict(fused=True) if _cpu_fused_adam() else dict(foreach=True)  # torch < 2.4: no CPU fused kernel
+        kwargs["optimizer_kwargs"] = dict(one_kernel, **({"eps": 1e-5} if optimizer_class is th.optim.Adam else {}))
     return kwargs
+
+
+@functools.cache
+def _cpu_fused_adam() -> bool:
+    """Whether this torch has Adam's fused kernel on the CPU (2.4 and later)."""
+    try:
+        parameter = nn.Parameter(th.zeros(1))
+        parameter.grad = th.zeros(1)
+        th.optim.Adam([parameter], fused=True).step()
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
 
 
 def _with_transformer_defaults(kwargs: dict[str, Any], head_mask_strategy: HeadMaskStrategy | None) -> dict[str, Any]:

@@ -149,3 +149,16 @@ def test_transformer_policies_use_sb3s_adam_settings_with_the_fused_step_unless_
         assert defaults["eps"] == 1e-5  # SB3's own default for Adam is kept
     told = PPO("HeadMaskedTransformerPolicy", env, n_steps=32, policy_kwargs=dict(optimizer_kwargs=dict(eps=1e-7)))
     assert told.policy.optimizer.defaults["eps"] == 1e-7 and not told.policy.optimizer.defaults["fused"]
+
+
+def test_fast_adam_falls_back_to_foreach_where_torch_has_no_cpu_fused_kernel(monkeypatch):
+    import torch
+
+    from sb3_masked_attention import policies
+
+    assert policies.with_fast_adam({})["optimizer_kwargs"] == dict(fused=True, eps=1e-5)  # torch 2.13 has it
+    monkeypatch.setattr(policies, "_cpu_fused_adam", lambda: False)
+    assert policies.with_fast_adam({})["optimizer_kwargs"] == dict(foreach=True, eps=1e-5)
+    assert policies.with_fast_adam(dict(optimizer_class=torch.optim.AdamW))["optimizer_kwargs"] == dict(foreach=True)
+    told = dict(optimizer_kwargs=dict(eps=1e-7))
+    assert policies.with_fast_adam(told)["optimizer_kwargs"] == dict(eps=1e-7)  # what the caller set is kept
