@@ -115,6 +115,7 @@ PILOT_VARIANTS: dict[str, dict[str, tuple[dict[str, Any], int, int, int, int]]] 
         "forget-gate bias 2, corridor 20": (dict(lstm_forget_bias=2.0), 60_000, 5, 20, 0),
         "sweep settings, corridor 50": (dict(), 100_000, 5, 50, 0),
         "forget-gate bias 2, corridor 50": (dict(lstm_forget_bias=2.0), 100_000, 5, 50, 0),
+        "forget-gate bias 1, corridor 50": (dict(lstm_forget_bias=1.0), 100_000, 5, 50, 0),
     },
 }
 TMAZE_LR = 3e-4  # decayed linearly to 0 over the budget (rl-zoo's "lin_3e-4")
@@ -188,18 +189,13 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
 
 
 def set_forget_bias(model: Any, value: float) -> None:
-    """Start every LSTM of a RecurrentPPO with forget-gate bias ``value`` (``bias_ih + bias_hh``; PyTorch's gates are
-    ordered input, forget, cell, output), as Jozefowicz et al. (2015) recommend, instead of PyTorch's ~0."""
-    import torch
+    """Start every LSTM of a RecurrentPPO with forget-gate bias ``value`` instead of PyTorch's ~0 (what
+    ``ForgetGateMlpLstmPolicy`` does at construction)."""
+    from sb3_masked_attention.policies import set_lstm_forget_bias
 
-    with torch.no_grad():
-        for lstm in (model.policy.lstm_actor, model.policy.lstm_critic):
-            if lstm is None:
-                continue
-            size = lstm.hidden_size
-            for name, parameter in lstm.named_parameters():
-                if name.startswith("bias"):
-                    parameter[size : 2 * size] = value / 2
+    for lstm in (model.policy.lstm_actor, model.policy.lstm_critic):
+        if lstm is not None:
+            set_lstm_forget_bias(lstm, value)
 
 
 def tmaze_run(
@@ -507,7 +503,7 @@ def report() -> None:
             "success at each evaluation (evenly spaced, then the final one). One run per variant: a pilot, not a study. "
             "Identical RecurrentPPO curves are not a copying error: a greedy policy that always turns the same way "
             "scores the share of that cue among the evaluation episodes, which are the same for every run. The last "
-            "four RecurrentPPO rows (issue 35's diagnosis) start its LSTMs' forget gates at bias 2 instead of "
+            "five RecurrentPPO rows (issue 35's diagnosis) start its LSTMs' forget gates at bias 2 (or 1) instead of "
             "PyTorch's ~0 (`set_forget_bias`), at corridors 20 and 50 beside the sweep's settings: with a gate that "
             "keeps half the cell state a step, the cue's gradient fades as 0.5^corridor."
             "\n\n" + to_markdown(pilot_rows)

@@ -1,7 +1,8 @@
 """Head-masked attention policies and extractors for Stable-Baselines3.
 
 Importing this package registers ``"HeadMaskedTransformerPolicy"`` with PPO, A2C and MaskablePPO,
-and ``"MultiScaleAttentionPolicy"`` with PPO and MaskablePPO.
+``"MultiScaleAttentionPolicy"`` with PPO and MaskablePPO, and ``"ForgetGateMlpLstmPolicy"`` /
+``"ForgetGateMultiInputLstmPolicy"`` (an LSTM whose forget gates start open) with sb3-contrib's RecurrentPPO.
 """
 
 from sb3_masked_attention.extractors import (
@@ -13,6 +14,8 @@ from sb3_masked_attention.extractors import (
     SpatialAttention,
 )
 from sb3_masked_attention.policies import (
+    ForgetGateLstmPolicy,
+    ForgetGateMultiInputLstmPolicy,
     HeadMaskedTransformerPolicy,
     MaskableHeadMaskedTransformerPolicy,
     MaskableMultiScaleAttentionPolicy,
@@ -30,6 +33,8 @@ __all__ = [
     "HEAD_MASK_STRATEGIES",
     "AttentionCNNBranch",
     "ChannelAttention",
+    "ForgetGateLstmPolicy",
+    "ForgetGateMultiInputLstmPolicy",
     "HeadMaskedTransformerExtractor",
     "HeadMaskedTransformerPolicy",
     "HistoryWrapper",

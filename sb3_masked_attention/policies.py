@@ -8,12 +8,14 @@ so ``PPO("HeadMaskedTransformerPolicy", env)`` works like ``PPO("MultiInputPolic
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from typing import Any
 
 import torch as th
-from sb3_contrib import MaskablePPO
+from sb3_contrib import MaskablePPO, RecurrentPPO
 from sb3_contrib.common.maskable.policies import MaskableMultiInputActorCriticPolicy
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy, RecurrentMultiInputActorCriticPolicy
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.policies import BasePolicy, MultiInputActorCriticPolicy
 from torch import nn
@@ -178,3 +180,63 @@ class MaskableMultiScaleAttentionPolicy(MaskableMultiInputActorCriticPolicy):
 
 _register(PPO, "MultiScaleAttentionPolicy", MultiScaleAttentionPolicy)
 _register(MaskablePPO, "MultiScaleAttentionPolicy", MaskableMultiScaleAttentionPolicy)
+
+
+# ---------------------------------------------------------------- RecurrentPPO with its forget gates open
+#: Initial forget-gate bias of :class:`ForgetGateLstmPolicy`. PyTorch starts it near 0: a gate then keeps about half of
+#: the cell state a step, and a cue's gradient fades as 0.5^steps. On the Passive T-Maze (one seed each, issue 35's
+#: pilot in results/benchmarks/memory.md) RecurrentPPO at bias 2 solved corridors 20 and 50; at ~0, and at 1 on
+#: corridor 50, it stayed at a coin flip.
+LSTM_FORGET_BIAS = 2.0
+
+
+def set_lstm_forget_bias(lstm: nn.LSTM, value: float) -> None:
+    """Set the forget-gate bias of every layer of ``lstm`` to ``value``, split equally over PyTorch's ``bias_ih`` and
+    ``bias_hh`` (gates ordered input, forget, cell, output); the other gates keep their initialisation."""
+    size = lstm.hidden_size
+    with th.no_grad():
+        for name, parameter in lstm.named_parameters():
+            if name.startswith("bias"):
+                parameter[size : 2 * size] = value / 2
+
+
+class _OpenForgetGates(RecurrentActorCriticPolicy):
+    """What both forget-gate policies add to sb3-contrib's: ``lstm_forget_bias``, applied after the LSTMs are built
+    and saved with the model (its weights replace the initialisation on load)."""
+
+    def __init__(self, *args: Any, lstm_forget_bias: float = LSTM_FORGET_BIAS, **kwargs: Any) -> None:
+        value = lstm_forget_bias
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"lstm_forget_bias={value!r} is invalid: expected a finite number (e.g. {LSTM_FORGET_BIAS})")
+        super().__init__(*args, **kwargs)
+        self.lstm_forget_bias = float(value)
+        for lstm in (self.lstm_actor, self.lstm_critic):
+            if lstm is not None:
+                set_lstm_forget_bias(lstm, self.lstm_forget_bias)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "lstm_forget_bias": self.lstm_forget_bias}
+
+
+class ForgetGateLstmPolicy(_OpenForgetGates):
+    """sb3-contrib's ``MlpLstmPolicy`` whose LSTMs (actor's and critic's) start with forget-gate bias
+    ``lstm_forget_bias`` instead of PyTorch's ~0 (Jozefowicz et al. 2015), so that what the LSTM saw many steps ago
+    still gets a gradient. Alias ``"ForgetGateMlpLstmPolicy"`` for RecurrentPPO (rl-zoo: ``policy:
+    'ForgetGateMlpLstmPolicy'``).
+
+    :param lstm_forget_bias: initial forget-gate bias of every LSTM layer (:data:`LSTM_FORGET_BIAS`).
+    :param kwargs: everything ``MlpLstmPolicy`` takes.
+    """
+
+
+class ForgetGateMultiInputLstmPolicy(_OpenForgetGates, RecurrentMultiInputActorCriticPolicy):
+    """:class:`ForgetGateLstmPolicy` for Dict observations (``MultiInputLstmPolicy``); alias
+    ``"ForgetGateMultiInputLstmPolicy"``.
+
+    :param lstm_forget_bias: initial forget-gate bias of every LSTM layer (:data:`LSTM_FORGET_BIAS`).
+    :param kwargs: everything ``MultiInputLstmPolicy`` takes.
+    """
+
+
+_register(RecurrentPPO, "ForgetGateMlpLstmPolicy", ForgetGateLstmPolicy)
+_register(RecurrentPPO, "ForgetGateMultiInputLstmPolicy", ForgetGateMultiInputLstmPolicy)

@@ -162,3 +162,57 @@ def test_fast_adam_falls_back_to_foreach_where_torch_has_no_cpu_fused_kernel(mon
     assert policies.with_fast_adam(dict(optimizer_class=torch.optim.AdamW))["optimizer_kwargs"] == dict(foreach=True)
     told = dict(optimizer_kwargs=dict(eps=1e-7))
     assert policies.with_fast_adam(told)["optimizer_kwargs"] == dict(eps=1e-7)  # what the caller set is kept
+
+
+def _lstm_forget_gates(lstm):
+    size = lstm.hidden_size
+    return [
+        getattr(lstm, f"bias_ih_l{k}")[size : 2 * size] + getattr(lstm, f"bias_hh_l{k}")[size : 2 * size]
+        for k in range(lstm.num_layers)
+    ]
+
+
+def test_forget_gate_lstm_policy_opens_the_forget_gates_and_nothing_else(tmp_path):
+    import gymnasium as gym
+    import torch
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_masked_attention import ForgetGateLstmPolicy, HistoryWrapper
+
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    kwargs = dict(lstm_hidden_size=8, n_lstm_layers=2)
+    plain = RecurrentPPO("MlpLstmPolicy", env, n_steps=16, batch_size=32, seed=3, policy_kwargs=kwargs)
+    opened = RecurrentPPO("ForgetGateMlpLstmPolicy", env, n_steps=16, batch_size=32, seed=3, policy_kwargs=kwargs)
+    assert isinstance(opened.policy, ForgetGateLstmPolicy) and opened.policy.lstm_forget_bias == 2.0
+    for name in ("lstm_actor", "lstm_critic"):
+        lstm, reference = getattr(opened.policy, name), getattr(plain.policy, name)
+        for gates in _lstm_forget_gates(lstm):
+            torch.testing.assert_close(gates, torch.full((8,), 2.0))
+        for (key, value), (_, expected) in zip(lstm.named_parameters(), reference.named_parameters()):
+            kept = torch.ones_like(value, dtype=torch.bool)
+            if key.startswith("bias"):
+                kept[8:16] = False
+            assert torch.equal(value[kept], expected[kept]), key  # same seed: every other weight as MlpLstmPolicy's
+    opened.learn(32)
+    opened.save(tmp_path / "lstm.zip")
+    loaded = RecurrentPPO.load(tmp_path / "lstm.zip")
+    assert isinstance(loaded.policy, ForgetGateLstmPolicy) and loaded.policy.lstm_forget_bias == 2.0
+    for value, expected in zip(loaded.policy.parameters(), opened.policy.parameters()):
+        assert torch.equal(value, expected)  # the saved (trained) weights, not a fresh initialisation
+
+    dict_env = make_vec_env(lambda: HistoryWrapper(gym.make("CartPole-v1"), history_len=1), n_envs=1)
+    multi = RecurrentPPO(
+        "ForgetGateMultiInputLstmPolicy", dict_env, n_steps=16, batch_size=16, policy_kwargs=dict(lstm_forget_bias=3.0)
+    )
+    assert all(torch.allclose(gates, torch.full_like(gates, 3.0)) for gates in _lstm_forget_gates(multi.policy.lstm_actor))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "2", True, None])
+def test_forget_gate_lstm_policy_refuses_a_bias_that_is_not_a_finite_number(value):
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env = make_vec_env("CartPole-v1", n_envs=1)
+    with pytest.raises(ValueError, match="lstm_forget_bias"):
+        RecurrentPPO("ForgetGateMlpLstmPolicy", env, n_steps=16, policy_kwargs=dict(lstm_forget_bias=value))
