@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sb3_masked_attention.masks import additive_mask
+
 
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoFormer) applied to queries and keys of shape ``(B, H, T, D)``.
@@ -30,7 +32,6 @@ class RotaryEmbedding(nn.Module):
     """
 
     inv_freq: torch.Tensor
-    swap: torch.Tensor
 
     def __init__(self, head_dim: int, base: float = 10_000.0) -> None:
         super().__init__()
@@ -38,9 +39,6 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"rotary embedding needs an even head dimension, got head_dim={head_dim}")
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
-        # x @ swap exchanges the two values of each pair: one exact product per output (a small x does it in one op)
-        swap = torch.eye(head_dim).view(head_dim // 2, 2, head_dim).flip(1).reshape(head_dim, head_dim)
-        self.register_buffer("swap", swap, persistent=False)
 
     def angles(self, positions: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """The rotation at integer ``positions`` (any shape ``P``), computed once for every head and layer that rotates
@@ -54,10 +52,7 @@ class RotaryEmbedding(nn.Module):
         """``x`` ``(..., D)`` rotated pair by pair, ``(x1 cos - x2 sin, x1 sin + x2 cos)``, with ``angles`` from
         :meth:`angles` broadcastable to ``x``: bit for bit the same as rotating each pair on its own."""
         cos, sin = angles
-        if x.numel() <= 1 << 12:  # a rollout step's few rows: one small matmul beats the copies of a flip
-            swapped = x @ self.swap
-        else:
-            swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+        swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x2, x1) in each pair
         return x * cos + swapped * sin
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -321,7 +316,7 @@ def stream_layout(
     read[:, own, :, length + own] = True  # empty slots read themselves (no all-masked row)
     read[stream_of, rank, :, :length] = mask[:, :, 0, :-1]
     read[stream_of, rank, :, length + rank] = mask[:, :, 0, -1]
-    additive = torch.zeros(read.shape, dtype=dtype, device=read.device).masked_fill_(~read, float("-inf"))
+    additive = additive_mask(read, dtype)
     return rank, additive.transpose(1, 2)
 
 
@@ -368,7 +363,7 @@ def stream_window_layout(
     in_window = (position >= start[..., None]) & (position < stop[:, :, None, None])  # (E, slots, H, S)
     own = torch.eye(slots, dtype=torch.bool, device=end.device)[None, :, None, :].expand(n_streams, slots, n_heads, slots)
     read = torch.cat([in_window, own], dim=-1)  # every slot reads its own key: no all-masked row
-    additive = torch.zeros(read.shape, dtype=dtype, device=read.device).masked_fill_(~read, float("-inf"))
+    additive = additive_mask(read, dtype)
     return rank, additive.transpose(1, 2)
 
 

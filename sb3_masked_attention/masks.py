@@ -173,7 +173,7 @@ def additive_mask(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> tor
     """
     if mask.dtype != torch.bool:
         raise ValueError(f"mask has dtype {mask.dtype}: expected a boolean mask (True = may attend)")
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+    return torch.where(mask, 0.0, float("-inf")).to(dtype)  # one op; the cast is free for the default float32
 
 
 def key_padding_mask(valid: torch.Tensor) -> torch.Tensor:

@@ -263,7 +263,7 @@ def test_ring_angles_are_the_rotation_for_query_and_key_and_the_identity_for_the
     assert MaskedMultiHeadAttention(64, 8).ring_angles(positions) is None
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 5, 8), (40, 8, 30, 8)])  # the small-tensor (matmul) and large (flip) paths
+@pytest.mark.parametrize("shape", [(2, 3, 5, 8), (40, 8, 30, 8)])
 def test_rotation_is_bit_for_bit_the_pairwise_formula(shape):
     rotary = RotaryEmbedding(head_dim=8)
     x, positions = torch.randn(shape), torch.randint(0, 10**7, (shape[0], 1, shape[2]))

@@ -215,3 +215,17 @@ def test_random_trajectory_masking_hides_exactly_the_chosen_steps(batch, steps, 
 def test_trajectory_mask_errors_name_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_additive_mask_is_zero_where_allowed_and_minus_inf_elsewhere():
+    import pytest
+    import torch
+
+    from sb3_masked_attention.masks import additive_mask
+
+    mask = torch.tensor([[True, False], [False, True]])
+    expected = torch.tensor([[0.0, float("-inf")], [float("-inf"), 0.0]])
+    assert torch.equal(additive_mask(mask), expected) and additive_mask(mask).dtype == torch.float32
+    assert additive_mask(mask, torch.float64).dtype == torch.float64
+    with pytest.raises(ValueError, match="boolean"):
+        additive_mask(expected)

@@ -33,7 +33,7 @@ from torch import nn
 
 from sb3_masked_attention.attention import TransformerBlock, stream_window_layout
 from sb3_masked_attention.extractors.transformer import history_layout
-from sb3_masked_attention.masks import memory_window_sizes
+from sb3_masked_attention.masks import additive_mask, memory_window_sizes
 from sb3_masked_attention.policies import with_fast_adam
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.transformer_ppo.buffer import ACTION_MASK, MEMORY_ENV, MEMORY_STEP, MEMORY_VALID
@@ -179,7 +179,7 @@ class TransformerMemory(BaseFeaturesExtractor):
         ages = (state.head[:, None] - self.ring_slots) % slots  # (N, S): 0 = the free slot, the token's own
         # head h reads the newest window_sizes[n_valid, h] keys (itself included), as memory_head_mask says
         visible = ages[:, None, None, :] < self.window_sizes[n_valid][:, :, None, None]  # (N, H or 1, 1, S)
-        mask = torch.where(visible, 0.0, float("-inf"))  # additive: SDPA would convert a boolean one in every layer
+        mask = additive_mask(visible)  # SDPA would convert a boolean one in every layer
         angles = self.layers()[0].attn.ring_angles(state.position)  # shared by every layer
         write_at = (torch.arange(n, device=tokens.device), state.head)
         x = self.embed(tokens)
