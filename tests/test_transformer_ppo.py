@@ -147,6 +147,49 @@ def test_training_reproduces_the_rollout(env_id, env_kwargs, across_episodes):
         assert log_prob_difference < 1e-5 and value_difference < 1e-5, check.differences
 
 
+class NoiseLog(BaseCallback):
+    """The gSDE exploration matrices each rollout step sampled with (their identity and shape)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.matrices: list[torch.Tensor] = []
+
+    def _on_step(self) -> bool:
+        self.matrices.append(self.model.policy.action_dist.exploration_matrices)
+        return True
+
+
+def test_gsde_draws_one_exploration_matrix_per_env_every_sde_sample_freq_steps_and_replays():
+    env = token_env("Pendulum-v1")
+    model = TransformerPPO(
+        "TransformerMemoryPolicy", env, n_steps=12, batch_size=36, n_epochs=2, seed=0, policy_kwargs=TINY,
+        use_sde=True, sde_sample_freq=4,
+    )  # fmt: skip
+    noise, check = NoiseLog(), ReplayCheck()
+    model.learn(2 * 36, callback=[noise, check])
+    assert len(noise.matrices) == 24 and all(matrix.shape[0] == 3 for matrix in noise.matrices)  # one per env
+    drawn = [i for i in range(1, 24) if noise.matrices[i] is not noise.matrices[i - 1]]
+    assert drawn == [4, 8, 12, 16, 20]  # every 4 steps, and again at each rollout's start (step 12)
+    assert not torch.equal(noise.matrices[0], noise.matrices[4])
+    assert len(check.differences) == 2 and max(max(pair) for pair in check.differences) < 1e-5, check.differences
+    actions = np.stack([model.predict(env.reset(), deterministic=False)[0] for _ in range(2)])
+    assert actions.shape == (2, 3, 1) and np.isfinite(actions).all()
+
+
+def test_gsde_model_saves_and_loads(tmp_path):
+    env = token_env("Pendulum-v1", n_envs=2)
+    model = TransformerPPO(
+        "TransformerMemoryPolicy", env, n_steps=8, batch_size=16, seed=0, policy_kwargs=TINY, use_sde=True, sde_sample_freq=4
+    )
+    model.learn(16)
+    model.save(tmp_path / "sde.zip")
+    loaded = TransformerPPO.load(tmp_path / "sde.zip", env=env)
+    assert loaded.use_sde and loaded.sde_sample_freq == 4
+    obs = env.reset()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    torch.testing.assert_close(model.policy.log_std, loaded.policy.log_std)
+
+
 def test_vecnormalize_and_subprocvecenv():
     """Normalising the observation and reward keys works (and the flags are refused); envs in subprocesses."""
     from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize

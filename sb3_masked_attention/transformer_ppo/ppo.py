@@ -98,8 +98,12 @@ class TransformerPPO(PPO):
             self.policy.memory.refresh(self._memory)  # the weights changed since the cache was filled
         rollout_buffer.set_prefix(self._memory.memory_hidden())
         masking = self.use_action_masks and is_masking_supported(env)
+        if self.use_sde:  # gSDE: one exploration matrix per env, drawn again every sde_sample_freq steps (SB3's loop)
+            self.policy.reset_noise(env.num_envs)
         callback.on_rollout_start()
-        for _ in range(n_rollout_steps):
+        for n_steps in range(n_rollout_steps):
+            if self.use_sde and self.sde_sample_freq > 0 and n_steps > 0 and n_steps % self.sde_sample_freq == 0:
+                self.policy.reset_noise(env.num_envs)
             masks = get_action_masks(env) if masking else None
             with torch.no_grad():
                 obs = cast(dict[str, torch.Tensor], obs_as_tensor(self._last_obs, self.device))  # type: ignore[arg-type]
