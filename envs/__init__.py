@@ -10,7 +10,13 @@ from gymnasium.envs.registration import register, registry
 
 import sb3_masked_attention  # noqa: F401  (registers the SB3 policy aliases for rl-zoo)
 from envs.darkroom import DarkKeyToDoorEnv, DarkroomEnv, DarkroomHardEnv, goal_split
-from envs.popgym_tasks import PopgymAutoencodeEasy, PopgymCountRecallEasy, PopgymRepeatFirstEasy
+from envs.popgym_tasks import (
+    PopgymAutoencodeEasy,
+    PopgymCountRecallEasy,
+    PopgymRepeatFirstEasy,
+    PopgymRepeatPreviousEasy,
+    PopgymStatelessCartPoleEasy,
+)
 from envs.repeat_previous import RepeatPreviousEnv
 from envs.territory import TerritoryControlEnv
 from envs.tmaze import TMazeEnv
@@ -23,6 +29,8 @@ __all__ = [
     "PopgymAutoencodeEasy",
     "PopgymCountRecallEasy",
     "PopgymRepeatFirstEasy",
+    "PopgymRepeatPreviousEasy",
+    "PopgymStatelessCartPoleEasy",
     "RepeatPreviousEnv",
     "TMazeEnv",
     "TerritoryControlEnv",
@@ -43,6 +51,8 @@ ENV_IDS = {
     "sb3ma/popgym-RepeatFirstEasy-v0": "envs.popgym_tasks:PopgymRepeatFirstEasy",
     "sb3ma/popgym-CountRecallEasy-v0": "envs.popgym_tasks:PopgymCountRecallEasy",
     "sb3ma/popgym-AutoencodeEasy-v0": "envs.popgym_tasks:PopgymAutoencodeEasy",
+    "sb3ma/popgym-RepeatPreviousEasy-v0": "envs.popgym_tasks:PopgymRepeatPreviousEasy",
+    "sb3ma/popgym-StatelessCartPoleEasy-v0": "envs.popgym_tasks:PopgymStatelessCartPoleEasy",
 }
 
 #: TerritoryControl's ids: the default (medium) and one per preset (envs.territory.PRESETS).

@@ -9,6 +9,12 @@ equivalent ``MultiDiscrete([2, 4])``, which :class:`~sb3_masked_attention.Histor
 * ``sb3ma/popgym-CountRecallEasy-v0``: how often has the queried colour been dealt (0-26), at each of 51 steps.
   Optimal 1, random -25/27.
 * ``sb3ma/popgym-AutoencodeEasy-v0``: watch 52 suits, then recite them backwards. Optimal 1, random -1/2.
+* ``sb3ma/popgym-RepeatPreviousEasy-v0``: say the suit of the card dealt 4 steps ago, at each of 51 steps (the last
+  48 rewarded). Optimal 1, random -1/2.
+* ``sb3ma/popgym-StatelessCartPoleEasy-v0``: POPGym's PositionOnlyCartPoleEasy (the paper's Stateless CartPole):
+  CartPole seeing the cart position and pole angle only (no velocities), 1/200 a step for up to 200 steps. Optimal 1;
+  random 0.111 (a Monte Carlo estimate: 20,000 episodes of uniform random actions averaged 0.1109, standard error
+  0.0004; CartPole's random return has no closed form).
 
 RepeatFirst's answer is always the oldest observation (the worst case for masks that hide the oldest part of the
 history); CountRecall needs the whole episode; Autoencode needs every card, in order.
@@ -22,7 +28,9 @@ import numpy as np
 from gymnasium import spaces
 from popgym.envs.autoencode import AutoencodeEasy
 from popgym.envs.count_recall import CountRecallEasy
+from popgym.envs.position_only_cartpole import PositionOnlyCartPoleEasy
 from popgym.envs.repeat_first import RepeatFirstEasy
+from popgym.envs.repeat_previous import RepeatPreviousEasy
 
 
 class PopgymRepeatFirstEasy(RepeatFirstEasy):
@@ -66,3 +74,18 @@ class PopgymAutoencodeEasy(AutoencodeEasy):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         obs, reward, terminated, truncated, info = super().step(action)
         return np.asarray(obs, dtype=np.int64), reward, terminated, truncated, info
+
+
+class PopgymRepeatPreviousEasy(RepeatPreviousEasy):
+    """POPGym's RepeatPreviousEasy: name the suit dealt 4 steps ago; 51 steps, the last 48 rewarded +-1/48."""
+
+    optimal_return = 1.0
+    random_return = -0.5
+
+
+class PopgymStatelessCartPoleEasy(PositionOnlyCartPoleEasy):
+    """POPGym's PositionOnlyCartPoleEasy: cart position and pole angle, no velocities; 1/200 a step, 200 steps at most.
+    ``random_return`` is a Monte Carlo estimate (module docstring)."""
+
+    optimal_return = 1.0
+    random_return = 0.111

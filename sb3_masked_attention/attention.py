@@ -110,14 +110,26 @@ class MaskedMultiHeadAttention(nn.Module):
         self-attention of the last positions (as with a key/value cache), not cross-attention.
     :param dropout: dropout on the attention weights, active only in train mode (0 = none).
     :param bias: use biases in the projections.
+    :param rotary_base: wavelength base of the rotary frequencies (smaller: more of the head's channels tell near
+        positions apart).
     """
 
-    def __init__(self, d_model: int, n_heads: int, rotary: bool = False, dropout: float = 0.0, bias: bool = True) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        rotary: bool = False,
+        dropout: float = 0.0,
+        bias: bool = True,
+        rotary_base: float = 10_000.0,
+    ) -> None:
         super().__init__()
         if d_model < 1 or n_heads < 1 or d_model % n_heads != 0:
             raise ValueError(f"n_heads={n_heads} must be >= 1 and divide d_model={d_model}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout={dropout} is invalid: expected a value in [0, 1)")
+        if not (isinstance(rotary_base, (int, float)) and math.isfinite(rotary_base) and rotary_base > 1):
+            raise ValueError(f"rotary_base={rotary_base!r} is invalid: expected a finite number > 1")
         self.d_model = d_model
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
@@ -125,7 +137,7 @@ class MaskedMultiHeadAttention(nn.Module):
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.kv_proj = nn.Linear(d_model, 2 * d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.rotary = RotaryEmbedding(self.head_dim) if rotary else None
+        self.rotary = RotaryEmbedding(self.head_dim, float(rotary_base)) if rotary else None
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
@@ -367,6 +379,30 @@ def stream_window_layout(
     return rank, additive.transpose(1, 2)
 
 
+class GatedResidual(nn.Module):
+    """GTrXL's GRU-type gate in place of a residual sum (Parisotto et al. 2019, "Stabilizing Transformers for RL"):
+    ``x + z * (h - x)`` with ``r = sigmoid(W_r y + U_r x)``, ``z = sigmoid(W_z y + U_z x - b)``,
+    ``h = tanh(W_h y + U_h (r * x))``, where ``x`` is the residual stream and ``y = relu(sublayer output)``.
+
+    :param d_model: width of ``x`` and ``y``.
+    :param gate_bias: initial ``b`` (learned): 2 starts the gate mostly shut (``z ~ 0.12``), so an untrained block
+        passes its input on, which is how GTrXL makes early RL updates stable.
+    """
+
+    def __init__(self, d_model: int, gate_bias: float = 2.0) -> None:
+        super().__init__()
+        self.from_output = nn.Linear(d_model, 3 * d_model, bias=False)  # W_r, W_z, W_h
+        self.from_stream = nn.Linear(d_model, 2 * d_model, bias=False)  # U_r, U_z
+        self.candidate = nn.Linear(d_model, d_model, bias=False)  # U_h
+        self.bias = nn.Parameter(torch.full((d_model,), float(gate_bias)))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        w_r, w_z, w_h = self.from_output(F.relu(y)).chunk(3, dim=-1)
+        u_r, u_z = self.from_stream(x).chunk(2, dim=-1)
+        reset, update = torch.sigmoid(w_r + u_r), torch.sigmoid(w_z + u_z - self.bias)
+        return x + update * (torch.tanh(w_h + self.candidate(reset * x)) - x)
+
+
 class TransformerBlock(nn.Module):
     """Pre-norm transformer block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``.
 
@@ -375,14 +411,30 @@ class TransformerBlock(nn.Module):
     :param ff_dim: hidden width of the feed-forward MLP.
     :param rotary: rotary positions in the attention.
     :param dropout: dropout in attention and MLP, train mode only (default 0: PPO-safe).
+    :param rotary_base: wavelength base of the rotary frequencies.
+    :param gated: GTrXL's gates (:class:`GatedResidual`) in place of both residual sums.
     """
 
-    def __init__(self, d_model: int, n_heads: int, ff_dim: int, rotary: bool = False, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        ff_dim: int,
+        rotary: bool = False,
+        dropout: float = 0.0,
+        rotary_base: float = 10_000.0,
+        gated: bool = False,
+    ) -> None:
         super().__init__()
         self.ln_attn = nn.LayerNorm(d_model)
-        self.attn = MaskedMultiHeadAttention(d_model, n_heads, rotary=rotary, dropout=dropout)
+        self.attn = MaskedMultiHeadAttention(d_model, n_heads, rotary=rotary, dropout=dropout, rotary_base=rotary_base)
         self.ln_mlp = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Linear(ff_dim, d_model), nn.Dropout(dropout))
+        self.gates = nn.ModuleList([GatedResidual(d_model), GatedResidual(d_model)]) if gated else None
+
+    def _residual(self, x: torch.Tensor, y: torch.Tensor, sublayer: int) -> torch.Tensor:
+        """``x + y``, or gate ``sublayer`` (0 attention, 1 MLP) of a gated block."""
+        return x + y if self.gates is None else self.gates[sublayer](x, y)
 
     def forward(
         self,
@@ -404,13 +456,12 @@ class TransformerBlock(nn.Module):
         normed = self.ln_attn(x)
         if cache is not None:
             attended, weights = self.attn(normed, mask=mask, need_weights=need_weights, cache=cache)
-            x = x + attended
-            return x + self.mlp(self.ln_mlp(x)), weights
-        if last_only:
-            x, mask = x[:, -1:], None if mask is None else mask[..., -1:, :]
-        attended, weights = self.attn(normed[:, -x.shape[1] :], context=normed, mask=mask, need_weights=need_weights)
-        x = x + attended
-        return x + self.mlp(self.ln_mlp(x)), weights
+        else:
+            if last_only:
+                x, mask = x[:, -1:], None if mask is None else mask[..., -1:, :]
+            attended, weights = self.attn(normed[:, -x.shape[1] :], context=normed, mask=mask, need_weights=need_weights)
+        x = self._residual(x, attended, 0)
+        return self._residual(x, self.mlp(self.ln_mlp(x)), 1), weights
 
     def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of this block's attention for the block inputs ``memory`` ``(B, M, d_model)``."""
@@ -428,13 +479,13 @@ class TransformerBlock(nn.Module):
         place (see :meth:`MaskedMultiHeadAttention.forward_ring`): ``(N, d_model)``. The same function as
         :meth:`forward`, in functional calls on the same parameters (a step is ~20 tiny ops a layer: dispatching the
         six modules cost ~4% of it)."""
-        x = x + self.attn.forward_ring(_layer_norm(self.ln_attn, x), ring, write_at, mask, angles)
+        x = self._residual(x, self.attn.forward_ring(_layer_norm(self.ln_attn, x), ring, write_at, mask, angles), 0)
         fc, activation, projection, dropout = self.mlp
         assert isinstance(fc, nn.Linear) and isinstance(projection, nn.Linear)
         hidden = F.linear(
             activation(F.linear(_layer_norm(self.ln_mlp, x), fc.weight, fc.bias)), projection.weight, projection.bias
         )
-        return x + (dropout(hidden) if self.training else hidden)
+        return self._residual(x, dropout(hidden) if self.training else hidden, 1)
 
     def forward_streams(
         self,
@@ -450,5 +501,5 @@ class TransformerBlock(nn.Module):
         attended = self.attn.forward_streams(
             self.ln_attn(x), streams, stream_of, mask, positions, layout=layout, angles=angles
         )
-        x = x + attended
-        return x + self.mlp(self.ln_mlp(x))
+        x = self._residual(x, attended, 0)
+        return self._residual(x, self.mlp(self.ln_mlp(x)), 1)

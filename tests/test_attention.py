@@ -80,16 +80,22 @@ def test_block_output_and_weights():
 
 
 @pytest.mark.parametrize(
-    "kwargs, match", [(dict(d_model=30, n_heads=4), "divide"), (dict(d_model=8, n_heads=2, dropout=1.0), "dropout")]
+    "kwargs, match",
+    [
+        (dict(d_model=30, n_heads=4), "divide"),
+        (dict(d_model=8, n_heads=2, dropout=1.0), "dropout"),
+        (dict(d_model=8, n_heads=2, rotary=True, rotary_base=1.0), "rotary_base=1.0"),
+        (dict(d_model=8, n_heads=2, rotary=True, rotary_base=float("nan")), "rotary_base=nan"),
+    ],
 )
 def test_attention_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MaskedMultiHeadAttention(**kwargs)
 
 
-@pytest.mark.parametrize("rotary", [False, True])
-def test_last_only_block_equals_last_row_of_full_block(rotary):
-    block = TransformerBlock(d_model=32, n_heads=4, ff_dim=64, rotary=rotary)
+@pytest.mark.parametrize(("rotary", "gated"), [(False, False), (True, False), (True, True)])
+def test_last_only_block_equals_last_row_of_full_block(rotary, gated):
+    block = TransformerBlock(d_model=32, n_heads=4, ff_dim=64, rotary=rotary, gated=gated)
     x = torch.randn(3, 9, 32)
     mask = head_window_mask(torch.ones(3, 9, dtype=torch.bool), [0.0, 0.2, 0.5, 0.8])
     full, _ = block(x, mask=mask)
@@ -104,16 +110,50 @@ def test_rotary_rejects_more_queries_than_keys():
         attention(torch.randn(1, 4, 16), context=torch.randn(1, 3, 16))
 
 
+def test_gated_residual_is_gtrxls_gru_gate():
+    """Against the formula written out with separate weight matrices (Parisotto et al. 2019, eq. 8)."""
+    from sb3_masked_attention.attention import GatedResidual
+
+    torch.manual_seed(0)
+    gate = GatedResidual(6)
+    x, y = torch.randn(4, 6), torch.randn(4, 6)
+    w_r, w_z, w_h = gate.from_output.weight.chunk(3, dim=0)
+    u_r, u_z = gate.from_stream.weight.chunk(2, dim=0)
+    u_h, y_plus = gate.candidate.weight, y.clamp(min=0)
+    r = torch.sigmoid(y_plus @ w_r.T + x @ u_r.T)
+    z = torch.sigmoid(y_plus @ w_z.T + x @ u_z.T - 2.0)
+    h = torch.tanh(y_plus @ w_h.T + (r * x) @ u_h.T)
+    torch.testing.assert_close(gate(x, y), (1 - z) * x + z * h)
+    assert gate.bias.requires_grad and torch.equal(gate.bias, torch.full((6,), 2.0))
+    shut = GatedResidual(6, gate_bias=60.0)  # a shut gate passes the stream on unchanged
+    torch.testing.assert_close(shut(x, y), x)
+
+
+def test_a_gated_block_has_gates_and_a_plain_block_none():
+    assert TransformerBlock(8, 2, 16).gates is None
+    gated = TransformerBlock(8, 2, 16, gated=True)
+    assert gated.gates is not None and len(gated.gates) == 2
+    assert sum(p.numel() for p in gated.parameters()) - sum(
+        p.numel() for p in TransformerBlock(8, 2, 16).parameters()
+    ) == 2 * (6 * 64 + 8)
+
+
+def test_rotary_base_sets_the_frequencies():
+    attention = MaskedMultiHeadAttention(16, 2, rotary=True, rotary_base=64.0)
+    assert attention.rotary is not None
+    torch.testing.assert_close(attention.rotary.inv_freq, 64.0 ** (-torch.arange(0, 8, 2) / 8))
+
+
 # ---------------------------------------------------------------- key/value cache
-@pytest.mark.parametrize("rotary", [False, True])
+@pytest.mark.parametrize(("rotary", "gated"), [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("chunk", [1, 3])
 @pytest.mark.parametrize("need_weights", [False, True])
-def test_kv_cache_equals_one_causal_pass(rotary, chunk, need_weights):
+def test_kv_cache_equals_one_causal_pass(rotary, gated, chunk, need_weights):
     from sb3_masked_attention.attention import KVCache, TransformerBlock
     from sb3_masked_attention.masks import causal_mask
 
     torch.manual_seed(0)
-    blocks = torch.nn.ModuleList(TransformerBlock(16, 4, 32, rotary=rotary) for _ in range(2)).eval()
+    blocks = torch.nn.ModuleList(TransformerBlock(16, 4, 32, rotary=rotary, gated=gated) for _ in range(2)).eval()
     x = torch.randn(2, 10, 16)
     full, mask = x, causal_mask(10)
     for block in blocks:

@@ -185,8 +185,15 @@ def test_bad_arguments_name_the_argument(make, match):
 
 # ------------------------------------------------------------------ POPGym
 def popgym_oracle(env, obs, info, t):
-    """The right answer from the game's own state: the first suit, the queried colour's count, the recited card."""
+    """The right answer from the game's own state: the first suit, the queried colour's count, the suit 4 cards back,
+    a push from the full CartPole state (velocities included), the recited card."""
     game = env.unwrapped
+    if isinstance(game, envs.PopgymRepeatPreviousEasy):
+        hand = game.deck["player"]
+        return int(game.deck.suits_idx[hand[-game.k]]) if len(hand) >= game.k else 0
+    if isinstance(game, envs.PopgymStatelessCartPoleEasy):
+        x, x_dot, theta, theta_dot = game.state
+        return int(0.1 * x + 0.5 * x_dot + 10 * theta + 2 * theta_dot > 0)
     if isinstance(game, envs.PopgymRepeatFirstEasy):
         return int(game.card)
     if isinstance(game, envs.PopgymCountRecallEasy):

@@ -66,11 +66,14 @@ def test_the_window_size_table_is_memory_head_mask(memory_len, fractions):
     assert torch.equal(looked_up[:, :, None], memory_head_mask(n_valid, memory_len, fractions))
 
 
-def test_stepping_one_token_at_a_time_equals_a_causal_pass():
+@pytest.mark.parametrize("variant", [{}, dict(gated=True, rotary_base=32.0)])
+def test_stepping_one_token_at_a_time_equals_a_causal_pass(variant):
     """With a memory as long as the sequence, the memory read is exactly causal attention over it."""
     torch.manual_seed(0)
     space = token_env("sb3ma/TMaze-v0", n_envs=1, corridor_length=3).observation_space
-    memory = TransformerMemory(space, memory_len=12, d_model=16, n_heads=4, n_layers=2, head_mask_strategy=FRACTIONS).eval()
+    memory = TransformerMemory(
+        space, memory_len=12, d_model=16, n_heads=4, n_layers=2, head_mask_strategy=FRACTIONS, **variant
+    ).eval()
     tokens = torch.randn(2, 10, memory.embed.in_features)
     state = memory.initial_state(2)
     stepped = []
@@ -188,6 +191,26 @@ def test_gsde_model_saves_and_loads(tmp_path):
     obs = env.reset()
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
     torch.testing.assert_close(model.policy.log_std, loaded.policy.log_std)
+
+
+def test_gated_memory_with_a_short_rotary_base_replays_and_saves(tmp_path):
+    env = token_env("sb3ma/TMaze-v0", corridor_length=3)
+    kwargs = dict(TINY, gated=True, rotary_base=16.0)
+    model = TransformerPPO("TransformerMemoryPolicy", env, n_steps=40, batch_size=60, n_epochs=2, seed=0, policy_kwargs=kwargs)
+    check = ReplayCheck()
+    model.learn(2 * 120, callback=check)
+    assert len(check.differences) == 2 and max(max(pair) for pair in check.differences) < 1e-5, check.differences
+    block = model.policy.memory.layers()[0]
+    assert block.gates is not None and block.attn.rotary is not None
+    torch.testing.assert_close(block.attn.rotary.inv_freq, 16.0 ** (-torch.arange(0, 4, 2) / 4))
+    model.save(tmp_path / "gated.zip")
+    loaded = TransformerPPO.load(tmp_path / "gated.zip", env=env)
+    assert loaded.policy.memory.layers()[0].gates is not None
+    torch.testing.assert_close(loaded.policy.memory.layers()[0].attn.rotary.inv_freq, block.attn.rotary.inv_freq)
+    obs = env.reset()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    with pytest.raises(ValueError, match="gated='yes'"):
+        TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, gated="yes"))
 
 
 def test_vecnormalize_and_subprocvecenv():

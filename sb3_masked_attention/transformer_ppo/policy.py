@@ -92,6 +92,9 @@ class TransformerMemory(BaseFeaturesExtractor):
     :param n_layers: transformer blocks.
     :param ff_dim: MLP width (default ``4 * d_model``).
     :param head_mask_strategy: a strategy name or one fraction per head.
+    :param rotary_base: wavelength base of the rotary positions (10,000 as RoFormer; with heads of 8 channels only two
+        of their four frequencies then turn by more than 0.64 rad over 64 steps).
+    :param gated: GTrXL's gated residuals (:class:`~sb3_masked_attention.attention.GatedResidual`) in every block.
     """
 
     window_sizes: torch.Tensor
@@ -106,6 +109,8 @@ class TransformerMemory(BaseFeaturesExtractor):
         n_layers: int = 2,
         ff_dim: int | None = None,
         head_mask_strategy: HeadMaskStrategy = "none",
+        rotary_base: float = 10_000.0,
+        gated: bool = False,
     ) -> None:
         history_len, token_size = history_layout(observation_space)
         if history_len != 1:
@@ -116,6 +121,8 @@ class TransformerMemory(BaseFeaturesExtractor):
         self.memory_len = check_int("memory_len", memory_len)
         for name, value in (("d_model", d_model), ("n_heads", n_heads), ("n_layers", n_layers)):
             check_int(name, value)
+        if not isinstance(gated, bool):
+            raise ValueError(f"gated={gated!r} is invalid: expected True or False")
         if d_model % n_heads != 0 or (d_model // n_heads) % 2 != 0:
             raise ValueError(f"d_model={d_model} must be n_heads={n_heads} times an even head size (rotary positions)")
         super().__init__(observation_space, features_dim=d_model)
@@ -125,7 +132,10 @@ class TransformerMemory(BaseFeaturesExtractor):
         self.n_layers, self.n_heads, self.d_model = n_layers, n_heads, d_model
         self.embed = nn.Linear(token_size, d_model)
         ff_dim = 4 * d_model if ff_dim is None else check_int("ff_dim", ff_dim)
-        self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, ff_dim, rotary=True) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(
+            TransformerBlock(d_model, n_heads, ff_dim, rotary=True, rotary_base=rotary_base, gated=gated)
+            for _ in range(n_layers)
+        )
         self.ln_final = nn.LayerNorm(d_model)
         # what a rollout step looks up instead of building: each head's window for each count of valid memory slots;
         # one column when every head has the same window ("none"), so masks are built once and broadcast over heads
@@ -246,6 +256,8 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
     :param n_heads: heads per layer.
     :param n_layers: transformer blocks.
     :param head_mask_strategy: a strategy name or one fraction per head.
+    :param rotary_base: wavelength base of the rotary positions.
+    :param gated: GTrXL's gated residuals in every block.
     :param kwargs: ``ActorCriticPolicy`` arguments (``net_arch`` for the heads after the transformer ...).
     """
 
@@ -261,6 +273,8 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         n_heads: int = 8,
         n_layers: int = 2,
         head_mask_strategy: HeadMaskStrategy = "none",
+        rotary_base: float = 10_000.0,
+        gated: bool = False,
         **kwargs: Any,
     ) -> None:
         if not kwargs.pop("share_features_extractor", True):
@@ -269,7 +283,13 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         with_fast_adam(kwargs)
         kwargs["features_extractor_class"] = TransformerMemory
         kwargs["features_extractor_kwargs"] = dict(
-            memory_len=memory_len, d_model=d_model, n_heads=n_heads, n_layers=n_layers, head_mask_strategy=head_mask_strategy
+            memory_len=memory_len,
+            d_model=d_model,
+            n_heads=n_heads,
+            n_layers=n_layers,
+            head_mask_strategy=head_mask_strategy,
+            rotary_base=rotary_base,
+            gated=gated,
         )
         self.memory_settings = dict(kwargs["features_extractor_kwargs"])
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
