@@ -104,7 +104,8 @@ class ReplayCheck(BaseCallback):
     def _on_rollout_end(self) -> None:
         model, buffer = self.model, copy.deepcopy(self.model.rollout_buffer)  # get() flattens: leave PPO's intact
         model.policy.set_training_mode(True)
-        with torch.no_grad(), model.policy.replay(buffer.streams(model.device)):
+        rollout = buffer.rollout_observations(model.device) if model.policy.exact_memory else None
+        with torch.no_grad(), model.policy.replay(buffer.streams(model.device), rollout):
             data = next(buffer.get(None))
             actions = data.actions.long().flatten() if isinstance(model.action_space, gym.spaces.Discrete) else data.actions
             values, log_prob, _ = model.policy.evaluate_actions(data.observations, actions)
@@ -211,6 +212,55 @@ def test_gated_memory_with_a_short_rotary_base_replays_and_saves(tmp_path):
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
     with pytest.raises(ValueError, match="gated='yes'"):
         TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, gated="yes"))
+
+
+@pytest.mark.parametrize("env_id", ["sb3ma/TMaze-v0", "Pendulum-v1"])
+def test_exact_memory_replays_the_rollout(env_id):
+    env = token_env(env_id, **({"corridor_length": 3} if env_id == "sb3ma/TMaze-v0" else {}))
+    model = TransformerPPO(
+        "TransformerMemoryPolicy",
+        env,
+        n_steps=40,
+        batch_size=60,
+        n_epochs=2,
+        seed=0,
+        policy_kwargs=dict(TINY, exact_memory=True),
+    )
+    check = ReplayCheck()
+    model.learn(2 * 120, callback=check)
+    assert len(check.differences) == 2 and max(max(pair) for pair in check.differences) < 1e-5, check.differences
+
+
+def test_exact_memory_reads_the_rollout_as_the_current_weights_encode_it(tmp_path):
+    """After an update, an exact read of a token whose episode began in the rollout equals stepping that episode's
+    tokens through the updated memory from empty; the stale read (stored block inputs) does not."""
+    env = token_env("sb3ma/TMaze-v0", corridor_length=3)
+    model = TransformerPPO(
+        "TransformerMemoryPolicy", env, n_steps=16, batch_size=48, n_epochs=3, learning_rate=3e-3, seed=0,
+        policy_kwargs=dict(TINY, exact_memory=True),
+    )  # fmt: skip
+    model.learn(48)  # one rollout, then the update: the buffer's block inputs are the old weights'
+    buffer, policy = model.rollout_buffer, model.policy
+    rollout = buffer.rollout_observations(model.device)
+    streams = buffer.streams(model.device)
+    env_index, step_index = rollout["_memory_env"].long(), rollout["_memory_step"].long()
+    tokens = policy._tokens({key: value for key, value in rollout.items() if not key.startswith("_")})
+    with torch.no_grad():
+        exact = policy.memory.read_streams(tokens, streams, env_index, step_index, rollout["_memory_valid"].long(), True)
+        stale = policy.memory.read_streams(tokens, streams, env_index, step_index, rollout["_memory_valid"].long())
+        starts = torch.as_tensor(buffer.episode_starts.T.reshape(-1))  # env by env, as the rollout's observations
+        checked = 0
+        for e in range(3):
+            rows = torch.nonzero(env_index == e).flatten()
+            state, began = policy.memory.initial_state(1), False
+            for row in rows:
+                began = began or bool(starts[row])
+                features, _, _ = policy.memory.step(tokens[row : row + 1], state, starts[row : row + 1])
+                if began:  # the episode began inside the rollout: its whole memory is the rollout's
+                    torch.testing.assert_close(exact[row], features[0], atol=1e-5, rtol=1e-5)
+                    checked += 1
+    assert checked > 30
+    assert (exact - stale).abs().max() > 1e-3  # the stored block inputs are stale after the update
 
 
 def test_vecnormalize_and_subprocvecenv():

@@ -61,6 +61,17 @@ class TransformerRolloutBuffer(DictRolloutBuffer):
         assert self.prefix is not None and self.hidden is not None, "set_prefix() starts each rollout"
         return torch.cat([self.prefix, self.hidden.permute(2, 1, 0, 3)], dim=2).to(device)
 
+    def rollout_observations(self, device: torch.device | str) -> dict[str, torch.Tensor]:
+        """The whole rollout's observations env by env (``(n_envs * buffer_size, ...)``, the order of :meth:`get`'s
+        flattening) with each one's memory keys: what an exact memory re-encodes."""
+        assert self.full, "the rollout is not complete"
+        flat = (lambda array: array) if self.generator_ready else self.swap_and_flatten
+        steps, envs = np.meshgrid(np.arange(self.buffer_size), np.arange(self.n_envs), indexing="ij")
+        where = {MEMORY_ENV: envs, MEMORY_STEP: steps, MEMORY_VALID: self.n_valid.cpu().numpy()}
+        observations = {key: flat(value) for key, value in self.observations.items()}
+        observations.update({key: self.swap_and_flatten(value).ravel() for key, value in where.items()})
+        return {key: torch.as_tensor(value, device=device) for key, value in observations.items()}
+
     def get(self, batch_size: int | None = None) -> Generator[DictRolloutBufferSamples, None, None]:  # type: ignore[override]
         assert self.full, "the rollout is not complete"
         if not self.generator_ready:

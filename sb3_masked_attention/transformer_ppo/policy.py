@@ -221,7 +221,13 @@ class TransformerMemory(BaseFeaturesExtractor):
         return [block.memory_kv(hidden[layer]) for layer, block in enumerate(self.layers())]
 
     def read_streams(
-        self, tokens: torch.Tensor, streams: torch.Tensor, env: torch.Tensor, step: torch.Tensor, n_valid: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        streams: torch.Tensor,
+        env: torch.Tensor,
+        step: torch.Tensor,
+        n_valid: torch.Tensor,
+        reencode: bool = False,
     ) -> torch.Tensor:
         """Features ``(B, d_model)`` of rollout tokens reading their memories inside the stored streams: token ``b``
         is step ``step[b]`` of env ``env[b]``; its memory is stream positions ``step .. step + M - 1`` of which the
@@ -229,8 +235,14 @@ class TransformerMemory(BaseFeaturesExtractor):
         rotated there; the scores cost tokens x stream length (linear in ``memory_len`` per token).
 
         :param streams: ``(L, E, M + n_steps, d_model)`` block inputs (``TransformerRolloutBuffer.streams``).
+        :param reencode: the tokens are the whole rollout, env by env (``B = E * n_steps``, ``env``-major): each
+            layer's stream then holds, after the memory the rollout began with, the rollout's block inputs as this
+            call computes them (current weights, gradients through every earlier token of the rollout) instead of
+            the stored ones. The exact memory of :class:`TransformerMemoryPolicy` (``exact_memory=True``).
         """
         n_streams, length = streams.shape[1], streams.shape[2]
+        if reencode and tokens.shape[0] != n_streams * (length - self.memory_len):
+            raise ValueError(f"reencode needs the whole rollout: {tokens.shape[0]} tokens for {n_streams} streams")
         positions = step + self.memory_len  # each token's own position in its stream
         # head h reads window_sizes[n_valid, h] keys, itself included (memory_head_mask); the same for every layer
         layout = stream_window_layout(env, positions, self.window_sizes[n_valid], n_streams, length, streams.dtype)
@@ -239,7 +251,11 @@ class TransformerMemory(BaseFeaturesExtractor):
         key_angles = rotary.angles(torch.arange(length, device=streams.device), streams.dtype)  # stream positions
         token_angles = rotary.angles(positions[:, None, None], streams.dtype)
         x = self.embed(tokens)[:, None]
-        for block, (keys, values) in zip(self.layers(), self.memory_kv(streams)):
+        for layer, block in enumerate(self.layers()):
+            hidden = streams[layer]
+            if reencode:  # the rollout's part of the stream as this layer now sees it
+                hidden = torch.cat([hidden[:, : self.memory_len], x.reshape(n_streams, -1, self.d_model)], dim=1)
+            keys, values = block.memory_kv(hidden)
             keys = rotary.rotate(keys, key_angles)
             x = block.forward_streams(x, (keys, values), env, None, positions, layout=layout, angles=token_angles)
         return self.ln_final(x[:, 0])
@@ -258,6 +274,10 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
     :param head_mask_strategy: a strategy name or one fraction per head.
     :param rotary_base: wavelength base of the rotary positions.
     :param gated: GTrXL's gated residuals in every block.
+    :param exact_memory: in training, re-encode each rollout with the current weights at every minibatch (the
+        memory's hidden states then change with the weights and pass gradients, as in a window transformer) instead of
+        reading the block inputs stored during the rollout (Transformer-XL's stale memory). Costs one pass over the
+        whole rollout per minibatch; the rollout itself is unchanged.
     :param kwargs: ``ActorCriticPolicy`` arguments (``net_arch`` for the heads after the transformer ...).
     """
 
@@ -275,8 +295,12 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         head_mask_strategy: HeadMaskStrategy = "none",
         rotary_base: float = 10_000.0,
         gated: bool = False,
+        exact_memory: bool = False,
         **kwargs: Any,
     ) -> None:
+        if not isinstance(exact_memory, bool):
+            raise ValueError(f"exact_memory={exact_memory!r} is invalid: expected True or False")
+        self.exact_memory = exact_memory
         if not kwargs.pop("share_features_extractor", True):
             raise ValueError("share_features_extractor=False is not supported: actor and critic read one memory")
         kwargs.setdefault("net_arch", dict(pi=[64], vf=[64]))
@@ -291,7 +315,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
             rotary_base=rotary_base,
             gated=gated,
         )
-        self.memory_settings = dict(kwargs["features_extractor_kwargs"])
+        self.memory_settings = dict(kwargs["features_extractor_kwargs"], exact_memory=exact_memory)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     @property
@@ -346,14 +370,21 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         return self._heads(features)[1]
 
     @contextlib.contextmanager
-    def replay(self, streams: torch.Tensor) -> Iterator[None]:
+    def replay(self, streams: torch.Tensor, rollout: dict[str, torch.Tensor] | None = None) -> Iterator[None]:
         """Within the block, :meth:`evaluate_actions` reads each sample's memory from ``streams``
-        ``(L, n_envs, M + n_steps, d_model)``: the rollout's block inputs (``TransformerRolloutBuffer.streams``)."""
+        ``(L, n_envs, M + n_steps, d_model)``: the rollout's block inputs (``TransformerRolloutBuffer.streams``).
+
+        :param rollout: with ``exact_memory``, the whole rollout's observations, env by env (each ``(n_envs * n_steps,
+            ...)``, as ``TransformerRolloutBuffer.rollout_observations`` gives them), re-encoded at each call.
+        """
+        if self.exact_memory and rollout is None:
+            raise ValueError("exact_memory re-encodes the rollout: pass replay(streams, rollout=...)")
         self._streams: torch.Tensor | None = streams
+        self._rollout = rollout
         try:
             yield
         finally:
-            self._streams = None
+            self._streams, self._rollout = None, None
 
     def evaluate_actions(  # type: ignore[override]
         self, obs: dict[str, torch.Tensor], actions: torch.Tensor
@@ -367,8 +398,17 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         if streams is None or MEMORY_ENV not in obs:
             raise RuntimeError("evaluate_actions needs TransformerPPO's rollout buffer samples, inside policy.replay(...)")
         env, step, n_valid = obs[MEMORY_ENV].long(), obs[MEMORY_STEP].long(), obs[MEMORY_VALID].long()
-        tokens = self._tokens({key: value for key, value in obs.items() if key not in MEMORY_KEYS})
-        features = self.memory.read_streams(tokens, streams, env, step, n_valid)
+        rollout = getattr(self, "_rollout", None)
+        if self.exact_memory and rollout is not None:  # every token of the rollout, then this minibatch's
+            n_steps = streams.shape[2] - self.memory.memory_len
+            all_tokens = self._tokens({key: value for key, value in rollout.items() if key not in MEMORY_KEYS})
+            all_env, all_step = rollout[MEMORY_ENV].long(), rollout[MEMORY_STEP].long()
+            features = self.memory.read_streams(
+                all_tokens, streams, all_env, all_step, rollout[MEMORY_VALID].long(), reencode=True
+            )[env * n_steps + step]
+        else:
+            tokens = self._tokens({key: value for key, value in obs.items() if key not in MEMORY_KEYS})
+            features = self.memory.read_streams(tokens, streams, env, step, n_valid)
         distribution, values = self._heads(features, obs.get(ACTION_MASK))
         return values, distribution.log_prob(actions), distribution.entropy()
 

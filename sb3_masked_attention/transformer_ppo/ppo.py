@@ -148,7 +148,8 @@ class TransformerPPO(PPO):
 
     def train(self) -> None:
         """SB3's PPO update; each sample reads its memory from this rollout's streams."""
-        with self.policy.replay(self.rollout_buffer.streams(self.device)):
+        rollout = self.rollout_buffer.rollout_observations(self.device) if self.policy.exact_memory else None
+        with self.policy.replay(self.rollout_buffer.streams(self.device), rollout):
             super().train()
 
     def predict(  # type: ignore[override]
