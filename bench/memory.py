@@ -80,7 +80,10 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
 
 #: T-Maze methods: every one gets the same PPO settings (``TMAZE_PPO``) and budget; what differs is stated here.
 #: RecurrentPPO also had a settings pilot of its own, as many variants as the transformer's (``PILOT_VARIANTS``).
-TMAZE_METHODS = ("transformer_ppo", "recurrent_ppo", "mlp_framestack")
+TMAZE_METHODS = ("transformer_ppo", "recurrent_ppo", "mlp_framestack", "recurrent_ppo_fg")
+#: recurrent_ppo_fg (issue 35's baseline): RecurrentPPO with ForgetGateMlpLstmPolicy (forget-gate bias 2) and as many
+#: gradient steps per rollout as TransformerPPO (two minibatches of whole episodes per epoch: 8 a rollout), where the
+#: sweep's recurrent_ppo has one minibatch (4 a rollout) and PyTorch's forget-gate bias (~0).
 #: normalize_advantage=False: only the turn is rewarded, so per-minibatch normalisation rescales the value noise of the
 #: corridor steps (all but one step in corridor + 1) to unit size; see the pilot (``python bench/memory.py pilot``).
 TMAZE_PPO: dict[str, Any] = dict(n_epochs=4, ent_coef=0.01, max_grad_norm=0.5, batch_size=256, normalize_advantage=False)
@@ -163,6 +166,9 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
     settings: dict[str, Any] = dict(TMAZE_PPO, n_steps=max(64, episode), policy_kwargs={})
     if method == "recurrent_ppo":
         settings.update(n_steps=episode, batch_size=episode * TMAZE_ENVS)
+    if method == "recurrent_ppo_fg":  # TransformerPPO's gradient steps per rollout: n_steps * 8 envs / 256 per epoch
+        minibatches = max(64, episode) * TMAZE_ENVS // TMAZE_PPO["batch_size"]
+        settings.update(n_steps=episode, batch_size=episode * TMAZE_ENVS // minibatches)
     settings.update(overrides or {})
     start_lr, warmup = settings.pop("learning_rate", TMAZE_LR), settings.pop("warmup", 0.0)
     forget_bias = settings.pop("lstm_forget_bias", None)
@@ -179,8 +185,9 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
     if method == "transformer_ppo":
         settings["policy_kwargs"] = dict(settings["policy_kwargs"], memory_len=memory)
         model = TransformerPPO("TransformerMemoryPolicy", envs(TMAZE_ENVS, seed), **settings)
-    elif method == "recurrent_ppo":
-        model = RecurrentPPO("MlpLstmPolicy", envs(TMAZE_ENVS, seed), **settings)
+    elif method in ("recurrent_ppo", "recurrent_ppo_fg"):
+        policy = "ForgetGateMlpLstmPolicy" if method == "recurrent_ppo_fg" else "MlpLstmPolicy"
+        model = RecurrentPPO(policy, envs(TMAZE_ENVS, seed), **settings)
         if forget_bias is not None:
             set_forget_bias(model, forget_bias)
     else:
@@ -253,15 +260,18 @@ def tmaze_run(
     return row, curve
 
 
-def tmaze(corridors: list[int], seeds: list[int], methods: list[str]) -> None:
+def tmaze(corridors: list[int], seeds: list[int], methods: list[str], out: Path = OUT) -> None:
+    """The T-Maze sweep into ``out`` (``memory_tmaze.csv``, ``memory_tmaze_curves.csv``; resumable)."""
     from sb3_masked_attention.io import append_row, read_rows
 
-    path, curves = OUT / "memory_tmaze.csv", OUT / "memory_tmaze_curves.csv"
+    out.mkdir(parents=True, exist_ok=True)
+    path, curves = out / "memory_tmaze.csv", out / "memory_tmaze_curves.csv"
     for corridor in corridors:
         for method in methods:
             for seed in seeds:
                 done = read_rows(path)
                 if len(done) and ((done["method"] == method) & (done["corridor"] == corridor) & (done["seed"] == seed)).any():
+                    print(f"{method}, corridor {corridor}, seed {seed}: already in {path}, skipped", flush=True)
                     continue
                 with ProcessPoolExecutor(max_workers=1) as pool:
                     row, curve = pool.submit(tmaze_run, method, corridor, seed).result()
@@ -529,19 +539,23 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=2, help="throughput: rounds of every method (default: 2)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="throughput: torch threads (default: 1 2)")
     parser.add_argument(
-        "--out", type=Path, default=OUT / "memory_throughput.csv", help="throughput: the CSV to append to (resumable)"
+        "--out",
+        type=Path,
+        default=None,
+        help="throughput: the CSV to append to (default results/benchmarks/memory_throughput.csv); tmaze: the folder "
+        "(default results/benchmarks); both resumable",
     )
     parser.add_argument("--corridors", type=int, nargs="+", default=[50, 200, 500, 1000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(TMAZE_METHODS), choices=TMAZE_METHODS)
     args = parser.parse_args()
     if args.part == "tmaze":
-        tmaze(args.corridors, args.seeds, args.methods)
+        tmaze(args.corridors, args.seeds, args.methods, args.out or OUT)
     elif args.part == "pilot":
         pilot(args.methods)
     else:
         {
-            "throughput": lambda: throughput(args.rounds, tuple(args.threads), args.out),
+            "throughput": lambda: throughput(args.rounds, tuple(args.threads), args.out or OUT / "memory_throughput.csv"),
             "threads": lambda: busy_threads(tuple(args.threads)),
             "report": report,
         }[args.part]()
