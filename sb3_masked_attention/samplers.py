@@ -7,6 +7,11 @@ rl-zoo picks a hyperparameter sampler by ``--algo``. :func:`~sb3_masked_attentio
 - ``ppo_window``: stock PPO under a second name, so that ``-optimize`` can sample the window transformer's
   ``d_model``, ``n_layers`` and ``head_mask_strategy`` (rl-zoo's ``ppo`` sampler only knows MLP sizes). Use it with
   an entry whose policy is ``HeadMaskedTransformerPolicy`` (e.g. ``zoo_configs/ppo.yml``).
+- ``ppo_lstm_fair``: sb3-contrib's RecurrentPPO under a second name whose sampler draws the PPO settings from the very
+  space ``ppo_tx`` draws them from (rl-zoo's ``ppo_lstm`` sampler reaches minibatches of 4 and 4096-step rollouts,
+  whose trials can take hours on a CPU, and samples MLP sizes instead of the LSTM's), plus the LSTM's width: tuning
+  both with the same trials, steps per trial and objective then searches the same settings. The entry's ``policy``
+  stays (e.g. ``ForgetGateMlpLstmPolicy``).
 
 As with every rl-zoo sampler, the sampled ``policy_kwargs`` replace the entry's; the window length stays where the
 entry sets it (``env_wrapper``). The learning rate is sampled low (1e-5 to 1e-3): transformer PPO diverged at 1e-3
@@ -18,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 #: Categorical choices, shared by the samplers and the converters.
+LSTM_SIZES = (32, 64, 128, 256)
 D_MODELS = (32, 64, 128)
 N_LAYERS = (1, 2, 3)
 STRATEGIES = ("none", "specialized", "diversified", "monotonic")
@@ -53,6 +59,13 @@ def sample_ppo_tx_params(trial: Any, n_actions: int, n_envs: int, additional_arg
     return {**_ppo_params(trial), "policy_kwargs": policy_kwargs}
 
 
+def sample_ppo_lstm_fair_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """RecurrentPPO: the PPO settings of :func:`sample_ppo_tx_params` (the same space) and the LSTM's width; actor and
+    critic keep LSTMs of their own, as in rl-zoo's tuned ``ppo_lstm`` entries."""
+    size = trial.suggest_categorical("lstm_hidden_size", list(LSTM_SIZES))
+    return {**_ppo_params(trial), "policy_kwargs": {"lstm_hidden_size": size, "enable_critic_lstm": True}}
+
+
 def sample_ppo_window_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
     """PPO + ``HeadMaskedTransformerPolicy``: PPO's settings and the window transformer's width, depth and head masks."""
     kwargs = _transformer_kwargs(trial)
@@ -83,8 +96,14 @@ def convert_ppo_window_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     return sample_ppo_window_params(_Fixed(sampled_params), 0, 0, {})
 
 
+def convert_ppo_lstm_fair_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """A finished ``ppo_lstm_fair`` trial's raw params -> hyperparameters."""
+    return sample_ppo_lstm_fair_params(_Fixed(sampled_params), 0, 0, {})
+
+
 #: algo -> (sampler, converter), registered in rl-zoo by :func:`~sb3_masked_attention.zoo.register_algorithms`.
 SAMPLERS = {
     "ppo_tx": (sample_ppo_tx_params, convert_ppo_tx_params),
     "ppo_window": (sample_ppo_window_params, convert_ppo_window_params),
+    "ppo_lstm_fair": (sample_ppo_lstm_fair_params, convert_ppo_lstm_fair_params),
 }

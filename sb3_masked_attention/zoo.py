@@ -51,8 +51,13 @@ def zoo_entry(conf_file: str | os.PathLike, env_id: str) -> dict[str, Any]:
 
 
 #: The package's algorithms, under the names rl-zoo's ``--algo`` takes once :func:`register_algorithms` ran
-#: (``ppo_window`` is stock PPO under a name that selects the window transformer's ``-optimize`` sampler).
-ZOO_ALGORITHMS = {"ppo_tx": "sb3_masked_attention.transformer_ppo:TransformerPPO", "ppo_window": "stable_baselines3:PPO"}
+#: (``ppo_window`` is stock PPO under a name that selects the window transformer's ``-optimize`` sampler,
+#: ``ppo_lstm_fair`` sb3-contrib's RecurrentPPO under a name that selects ``ppo_tx``'s PPO search space).
+ZOO_ALGORITHMS = {
+    "ppo_tx": "sb3_masked_attention.transformer_ppo:TransformerPPO",
+    "ppo_window": "stable_baselines3:PPO",
+    "ppo_lstm_fair": "sb3_contrib:RecurrentPPO",
+}
 
 
 def register_algorithms() -> None:

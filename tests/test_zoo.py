@@ -147,6 +147,7 @@ def test_optimize_samplers_build_models_and_convert_back():
     trial's raw params convert back to the very same hyperparameters."""
     import optuna
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+    from sb3_contrib import RecurrentPPO
     from stable_baselines3.common.env_util import make_vec_env
 
     from sb3_masked_attention import HistoryWrapper
@@ -158,7 +159,7 @@ def test_optimize_samplers_build_models_and_convert_back():
     register_envs()
     register_algorithms()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for algo, history_len in (("ppo_tx", 1), ("ppo_window", 4)):
+    for algo, history_len in (("ppo_tx", 1), ("ppo_window", 4), ("ppo_lstm_fair", 1)):
         env = make_vec_env("sb3ma/TMaze-v0", 2, env_kwargs={"corridor_length": 3}, wrapper_class=HistoryWrapper,
                            wrapper_kwargs={"history_len": history_len})  # fmt: skip
         for _ in range(3):
@@ -170,6 +171,10 @@ def test_optimize_samplers_build_models_and_convert_back():
             if algo == "ppo_tx":
                 model = TransformerPPO("TransformerMemoryPolicy", env, **params)
                 assert model.policy.memory.memory_len == params["policy_kwargs"]["memory_len"]
+            elif algo == "ppo_lstm_fair":  # the same PPO space as ppo_tx's, and the LSTM's width
+                assert set(params) == set(HYPERPARAMS_SAMPLER["ppo_tx"](study.ask(), 2, 2, {}))
+                model = RecurrentPPO("ForgetGateMultiInputLstmPolicy", env, **params)
+                assert model.policy.lstm_actor.hidden_size == params["policy_kwargs"]["lstm_hidden_size"]
             else:
                 model = PPO("HeadMaskedTransformerPolicy", env, **params)
                 extractor = model.policy.features_extractor
