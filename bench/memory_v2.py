@@ -1,6 +1,7 @@
 """Issue 35's pilots and factor studies, read into one markdown file (results/memory_v2/factors.md).
 
     python bench/memory_v2.py factors [--dir results/memory_v2] [--out results/memory_v2/factors.md]
+    python bench/memory_v2.py lstm-gradients [--out results/memory_v2/lstm_gradients.csv]
 
 Each study folder under ``--dir`` that has a ``scores.csv`` (written by ``sb3ma study run``) becomes a table: per task
 and method, the runs, the final evaluation's mean with a 95% percentile-bootstrap CI over seeds, the mean of the area
@@ -92,17 +93,74 @@ def factors(directory: Path, out: Path) -> None:
         "train_s = training wall-clock (evaluations excluded) on the 2-core machine, shared by up to three runs at "
         "once: compare within a table only. The last column: the method's final mean minus the table's first "
         "method's, with a 95% bootstrap CI. Pilots of 2-5 seeds: a difference whose CI covers 0 is not shown to "
-        "exist.\n\n" + "\n".join(sections)
+        "exist.\n\n" + "\n".join(sections) + lstm_gradients_section(directory / "lstm_gradients.csv")
     )
     write_text_atomic(out, text)
     print(f"wrote {out}")
 
 
+#: sb3-contrib's LSTM (RecurrentPPO's default width) at the forget-gate biases compared, over T-Maze-like inputs.
+FORGET_BIASES = (None, 1.0, 2.0)  # None: PyTorch's initialisation (uniform in +-1/sqrt(hidden), ~0 on average)
+LAGS = (5, 20, 50, 200)
+
+
+def lstm_gradients(out: Path, inits: int = 20, hidden: int = 256) -> None:
+    """How much of the first input's gradient reaches the LSTM's state ``lag`` steps later, at initialisation: the
+    norm of d(sum h_T)/d x_0 over T-Maze observations (cue at step 0, then corridor steps), mean over ``inits`` random
+    LSTMs, for each forget-gate bias. An LSTM whose gates keep a fraction f of its cell per step passes ~f^lag back."""
+    import torch
+
+    from sb3_masked_attention.io import write_text_atomic
+    from sb3_masked_attention.policies import set_lstm_forget_bias
+
+    torch.set_num_threads(1)
+    rows = []
+    for bias in FORGET_BIASES:
+        for lag in LAGS:
+            norms = []
+            for init in range(inits):
+                torch.manual_seed(init)
+                lstm = torch.nn.LSTM(3, hidden)
+                if bias is not None:
+                    set_lstm_forget_bias(lstm, bias)
+                position = torch.arange(lag + 1, dtype=torch.float32) / lag
+                inputs = torch.stack([torch.zeros(lag + 1), torch.zeros(lag + 1), position], dim=-1)
+                inputs[0, 0] = 1.0  # the cue
+                inputs[lag, 1] = 1.0  # the junction
+                inputs = inputs[:, None].requires_grad_(True)
+                output, _ = lstm(inputs)
+                (grad,) = torch.autograd.grad(output[-1].sum(), inputs)
+                norms.append(float(grad[0].norm()))
+            rows.append({"forget_bias": "pytorch" if bias is None else bias, "lag": lag, "inits": inits,
+                         "grad_norm_mean": float(np.mean(norms)), "grad_norm_max": float(np.max(norms))})  # fmt: skip
+            print(rows[-1], flush=True)
+    write_text_atomic(out, pd.DataFrame(rows).to_csv(index=False))
+    print(f"wrote {out}")
+
+
+def lstm_gradients_section(path: Path) -> str:
+    from sb3_masked_attention.evaluation.report import to_markdown
+
+    if not path.exists():
+        return ""
+    return (
+        "\n## LSTM gradients through time at initialisation\n\n"
+        "Command: `python bench/memory_v2.py lstm-gradients`. Norm of d(sum of h_T)/d(x_0) for sb3-contrib's LSTM "
+        "(width 256, RecurrentPPO's default) over a T-Maze episode (cue at step 0, junction at step `lag`), mean and "
+        "max over 20 random initialisations, at PyTorch's forget-gate initialisation and at biases 1 and 2.\n\n"
+        + to_markdown(pd.read_csv(path))
+        + "\n"
+    )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["factors"])
+    parser.add_argument("part", choices=["factors", "lstm-gradients"])
     parser.add_argument("--dir", type=Path, default=DIR, help="folder of study folders (default results/memory_v2)")
-    parser.add_argument("--out", type=Path, default=None, help="markdown file (default DIR/factors.md)")
+    parser.add_argument("--out", type=Path, default=None, help="output file (default DIR/factors.md, DIR/lstm_gradients.csv)")
     args = parser.parse_args()
-    factors(args.dir, args.out or args.dir / "factors.md")
+    if args.part == "factors":
+        factors(args.dir, args.out or args.dir / "factors.md")
+    else:
+        lstm_gradients(args.out or args.dir / "lstm_gradients.csv")
     sys.exit(0)
