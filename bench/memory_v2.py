@@ -2,6 +2,7 @@
 
     python bench/memory_v2.py factors [--dir results/memory_v2] [--out results/memory_v2/factors.md]
     python bench/memory_v2.py lstm-gradients [--out results/memory_v2/lstm_gradients.csv]
+    python bench/memory_v2.py pilot [--dir results/memory_v2] [--out results/memory_v2/pilot.md]
 
 Each study folder under ``--dir`` that has a ``scores.csv`` (written by ``sb3ma study run``) becomes a table: per task
 and method, the runs, the final evaluation's mean with a 95% percentile-bootstrap CI over seeds, the mean of the area
@@ -74,7 +75,7 @@ def factors(directory: Path, out: Path) -> None:
     from sb3_masked_attention.io import write_text_atomic
 
     sections = []
-    for scores_path in sorted(directory.glob("*/scores.csv")):
+    for scores_path in sorted(p for p in directory.glob("*/scores.csv") if p.parent.name != "pilot"):
         scores = pd.read_csv(scores_path)
         study = scores_path.parent
         sections.append(
@@ -97,6 +98,60 @@ def factors(directory: Path, out: Path) -> None:
     )
     write_text_atomic(out, text)
     print(f"wrote {out}")
+
+
+def reach_table(scores: pd.DataFrame, reference: str = "recurrent_ppo") -> pd.DataFrame:
+    """Per task and method: when each seed first evaluated at or above the ``reference`` method's final mean on that
+    task, in environment steps and in training wall-clock (median over the seeds that did, with k/n)."""
+    last = scores.sort_values("timesteps").groupby(["method", "env", "seed"]).tail(1)
+    rows = []
+    for env, group in scores.groupby("env", sort=True):
+        finals = last[(last["env"] == env) & (last["method"] == reference)]["score"]
+        if finals.empty:
+            continue
+        level = float(finals.mean())
+        for method, runs in group.groupby("method", sort=False):
+            steps, seconds, n = [], [], runs["seed"].nunique()
+            for _, run in runs.sort_values("timesteps").groupby("seed"):
+                reached = run[run["score"] >= level]
+                if not reached.empty:
+                    steps.append(float(reached["timesteps"].iloc[0]))
+                    seconds.append(float(reached["wall_seconds"].iloc[0]))
+            k = len(steps)
+            rows.append({
+                "task": env, "method": method, f"{reference}_final": f"{level:.3g}",
+                "steps_to_it": f"{np.median(steps):.0f} ({k}/{n})" if k else f"never (0/{n})",
+                "train_s_to_it": f"{np.median(seconds):.0f} ({k}/{n})" if k else f"never (0/{n})",
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def pilot_report(directory: Path, out: Path) -> None:
+    """The memory_v2 pilot's per-task tables: finals and differences to TransformerPPO (:func:`study_table`), and
+    how fast each method reached RecurrentPPO's final level, in steps and in wall-clock (:func:`reach_table`)."""
+    from sb3_masked_attention.evaluation.report import to_markdown
+    from sb3_masked_attention.io import write_text_atomic
+
+    path = directory / "pilot" / "scores.csv"
+    if not path.exists():
+        print(f"{path} does not exist: run `sb3ma study run studies/memory_v2/pilot.yml --dir {path.parent}` first")
+        return
+    scores = pd.read_csv(path)
+    runs = scores.groupby(["method", "env", "seed"]).ngroups
+    text = (
+        "# memory_v2 pilot\n\nWritten by `python bench/memory_v2.py pilot` from "
+        f"`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}` ({runs} runs; the study file "
+        "`studies/memory_v2/pilot.yml` states the endpoints). Final: the last evaluation's mean return over seeds "
+        "with a 95% percentile-bootstrap CI; the last column: the method's final mean minus TransformerPPO's, with a "
+        "95% bootstrap CI.\n\n" + to_markdown(study_table(scores)) + "\n\n## Reaching RecurrentPPO's final level\n\n"
+        "Per seed, the first evaluation at or above RecurrentPPO's final mean on the task: environment steps and "
+        "training wall-clock (evaluations excluded; up to three runs shared the two cores, so wall-clock compares "
+        "methods that ran side by side, not absolute speed); median over the seeds that got there, with k/n.\n\n"
+        + to_markdown(reach_table(scores))
+        + "\n"
+    )
+    write_text_atomic(out, text)
+    print(text)
 
 
 #: sb3-contrib's LSTM (RecurrentPPO's default width) at the forget-gate biases compared, over T-Maze-like inputs.
@@ -155,12 +210,14 @@ def lstm_gradients_section(path: Path) -> str:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["factors", "lstm-gradients"])
+    parser.add_argument("part", choices=["factors", "lstm-gradients", "pilot"])
     parser.add_argument("--dir", type=Path, default=DIR, help="folder of study folders (default results/memory_v2)")
     parser.add_argument("--out", type=Path, default=None, help="output file (default DIR/factors.md, DIR/lstm_gradients.csv)")
     args = parser.parse_args()
     if args.part == "factors":
         factors(args.dir, args.out or args.dir / "factors.md")
+    elif args.part == "pilot":
+        pilot_report(args.dir, args.out or args.dir / "pilot.md")
     else:
         lstm_gradients(args.out or args.dir / "lstm_gradients.csv")
     sys.exit(0)
