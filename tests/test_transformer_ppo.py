@@ -215,7 +215,7 @@ def test_gated_memory_with_a_short_rotary_base_replays_and_saves(tmp_path):
 
 
 @pytest.mark.parametrize("env_id", ["sb3ma/TMaze-v0", "Pendulum-v1"])
-def test_exact_memory_replays_the_rollout(env_id):
+def test_exact_memory_replays_the_rollout_and_saves(env_id, tmp_path):
     env = token_env(env_id, **({"corridor_length": 3} if env_id == "sb3ma/TMaze-v0" else {}))
     model = TransformerPPO(
         "TransformerMemoryPolicy",
@@ -229,6 +229,10 @@ def test_exact_memory_replays_the_rollout(env_id):
     check = ReplayCheck()
     model.learn(2 * 120, callback=check)
     assert len(check.differences) == 2 and max(max(pair) for pair in check.differences) < 1e-5, check.differences
+    model.save(tmp_path / "exact.zip")
+    assert TransformerPPO.load(tmp_path / "exact.zip", env=env).policy.exact_memory
+    with pytest.raises(ValueError, match="exact_memory=1"):
+        TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, exact_memory=1))
 
 
 def test_exact_memory_reads_the_rollout_as_the_current_weights_encode_it(tmp_path):
