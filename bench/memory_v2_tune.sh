@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Issue 35, part 1: the same tuning budget for both memory policies on CartPoleNoVel-v1 (rl-zoo's -optimize: TPE,
+# median pruner, the same trials, steps per trial, evaluations and seed; samplers: ppo_tx and ppo_lstm_fair, which
+# draw PPO's settings from one space; RecurrentPPO with ForgetGateMlpLstmPolicy). Resumable: the optuna database keeps
+# finished trials and a rerun adds trials until --max-total-trials (a trial killed mid-way counts as one).
+#   bash bench/memory_v2_tune.sh [OUT]      (default results/memory_v2/tuning; run at low priority: nice -n 19)
+set -euo pipefail
+OUT=${1:-results/memory_v2/tuning}
+TRIALS=${TRIALS:-12}
+STEPS=${STEPS:-50000}
+mkdir -p "$OUT"
+common=(--env CartPoleNoVel-v1 --gym-packages envs -optimize --max-total-trials "$TRIALS" -n "$STEPS"
+        --n-evaluations 2 --eval-episodes 10 --sampler tpe --pruner median --n-startup-trials 4 --seed 0
+        --no-optim-plots --storage "sqlite:///$OUT/optuna.db" -f "$OUT/logs")
+python -m sb3_masked_attention.cli zoo train --algo ppo_tx --conf-file zoo_configs/ppo_tx.yml \
+  --study-name ppo_tx-CartPoleNoVel "${common[@]}" &
+python -m sb3_masked_attention.cli zoo train --algo ppo_lstm_fair --conf-file zoo_configs/ppo_lstm.yml \
+  -params policy:"'ForgetGateMlpLstmPolicy'" --study-name ppo_lstm_fair-CartPoleNoVel "${common[@]}" &
+wait
