@@ -335,6 +335,34 @@ def test_invalid_action_masks_in_rollouts_training_and_predict(multi):
         )
 
 
+def test_predict_refuses_mistakes_with_one_value_error_naming_the_argument():
+    env = token_env(lambda: OnlySomeAllowed(True), n_envs=2)
+    model = TransformerPPO("TransformerMemoryPolicy", env, n_steps=8, batch_size=16, seed=0, policy_kwargs=TINY)
+    obs = env.reset()
+    masks = np.stack(env.env_method("action_masks"))
+    _, state = model.predict(obs, None, np.ones(2), action_masks=masks)
+    with pytest.raises(ValueError, match=r"episode_start has 3 entries .*one per env \(2\)"):
+        model.predict(obs, state, np.ones(3), action_masks=masks)
+    with pytest.raises(ValueError, match=r"state holds .* for 2 env\(s\) of this model"):
+        model.predict(obs, state.select([0]), np.ones(2), action_masks=masks)  # another env count
+    other = TransformerPPO("TransformerMemoryPolicy", env, n_steps=8, batch_size=16, policy_kwargs={**TINY, "memory_len": 5})
+    with pytest.raises(ValueError, match="state holds"):
+        model.predict(obs, other.policy.initial_state(2), np.ones(2), action_masks=masks)  # another model's memory
+    with pytest.raises(ValueError, match="state is a tuple"):
+        model.predict(obs, (np.zeros(2),), np.ones(2), action_masks=masks)
+    with pytest.raises(ValueError, match=r"action_masks has shape \(2, 6\): expected 7 flags per env"):
+        model.predict(obs, state, np.zeros(2), action_masks=masks[:, :6])
+    none_allowed = masks.copy()
+    none_allowed[1, 4:] = False
+    with pytest.raises(ValueError, match=r"allows no action for env\(s\) \[1\] in action dimension 1"):
+        model.predict(obs, state, np.zeros(2), action_masks=none_allowed)
+
+
+def test_an_env_without_the_token_wrapper_is_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"wrap the env in HistoryWrapper\(env, history_len=1\)"):
+        TransformerPPO("TransformerMemoryPolicy", make_vec_env("CartPole-v1", n_envs=1))
+
+
 def test_the_buffer_stores_each_observation_once():
     env = token_env("sb3ma/TMaze-v0", corridor_length=3)
     for memory_len in (4, 64):

@@ -322,6 +322,40 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
     def memory(self) -> TransformerMemory:
         return self.features_extractor
 
+    def check_state(self, state: Any, n_envs: int) -> None:
+        """Raise ValueError unless ``state`` is None or a :class:`MemoryState` of this policy for ``n_envs`` envs."""
+        if state is None:
+            return
+        memory = self.memory
+        expected = (memory.n_layers, n_envs, 2, memory.n_heads, memory.memory_len + 1, memory.d_model // memory.n_heads)
+        if not isinstance(state, MemoryState):
+            raise ValueError(f"state is a {type(state).__name__}: expected the MemoryState predict returned, or None")
+        if tuple(state.kv.shape) != expected or tuple(state.hidden.shape[:2]) != (n_envs, memory.memory_len + 1):
+            raise ValueError(
+                f"state holds keys and values of shape {tuple(state.kv.shape)}: expected {expected} (layers, envs, "
+                f"key/value, heads, memory_len + 1, head size) for {n_envs} env(s) of this model; pass None to start "
+                "an empty memory"
+            )
+
+    def check_action_masks(self, action_masks: Any, n_envs: int) -> np.ndarray:
+        """``action_masks`` as a boolean ``(n_envs, n_logits)`` array; ValueError if its size is wrong or an env has
+        no allowed action (the masked distribution would then draw a forbidden one)."""
+        n_logits = self.action_net.out_features
+        masks = np.asarray(action_masks)
+        if masks.size != n_envs * n_logits:
+            raise ValueError(f"action_masks has shape {masks.shape}: expected {n_logits} flags per env for {n_envs} env(s)")
+        masks = masks.reshape(n_envs, n_logits).astype(bool)
+        sizes = self.action_space.nvec if isinstance(self.action_space, spaces.MultiDiscrete) else [n_logits]
+        for part, allowed in enumerate(np.split(masks, np.cumsum(sizes)[:-1], axis=1)):
+            empty = np.flatnonzero(~allowed.any(axis=1))
+            if empty.size:
+                raise ValueError(
+                    f"action_masks allows no action for env(s) {empty.tolist()}"
+                    + (f" in action dimension {part}" if len(sizes) > 1 else "")
+                    + ": every env needs at least one allowed action"
+                )
+        return masks
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(self.memory_settings)
@@ -425,12 +459,21 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         self.set_training_mode(False)
         obs_tensor, vectorized = self.obs_to_tensor(observation)
         n_envs = next(iter(obs_tensor.values())).shape[0] if isinstance(obs_tensor, dict) else obs_tensor.shape[0]
+        self.check_state(state, n_envs)
         state = self.initial_state(n_envs) if state is None else state
-        starts = torch.zeros(n_envs) if episode_start is None else torch.as_tensor(np.asarray(episode_start)).reshape(n_envs)
+        if episode_start is None:
+            starts = torch.zeros(n_envs)
+        else:
+            flags = np.asarray(episode_start)
+            if flags.size != n_envs:
+                raise ValueError(
+                    f"episode_start has {flags.size} entries (shape {flags.shape}): expected one per env ({n_envs})"
+                )
+            starts = torch.as_tensor(flags.astype(np.float32)).reshape(n_envs)
+        masks = None if action_masks is None else torch.as_tensor(self.check_action_masks(action_masks, n_envs))
         with torch.no_grad():
             obs = cast(dict[str, torch.Tensor], obs_tensor)
-            masks = None if action_masks is None else torch.as_tensor(np.asarray(action_masks), device=self.device)
-            masks = None if masks is None else masks.reshape(n_envs, -1)
+            masks = None if masks is None else masks.to(self.device)
             actions, _, _, new_state, _, _ = self.forward_memory(obs, state, starts.to(self.device), deterministic, masks)
         result = actions.cpu().numpy().reshape((-1, *(self.action_space.shape or ())))
         if isinstance(self.action_space, spaces.Box):

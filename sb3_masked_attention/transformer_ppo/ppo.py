@@ -23,6 +23,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
 from sb3_masked_attention.transformer_ppo.buffer import TransformerRolloutBuffer
 from sb3_masked_attention.transformer_ppo.policy import MemoryState, TransformerMemoryPolicy
+from sb3_masked_attention.wrappers import OBS_KEY
 
 
 def check_normalization(env: VecEnv | None, action_space: spaces.Space) -> None:
@@ -69,6 +70,14 @@ class TransformerPPO(PPO):
         if self.env is not None:  # load() builds without an env, then calls set_env
             check_normalization(self.env, self.action_space)
 
+    def _setup_model(self) -> None:
+        if not (isinstance(self.observation_space, spaces.Dict) and OBS_KEY in self.observation_space.spaces):
+            raise ValueError(
+                f"TransformerPPO reads one token per step: wrap the env in HistoryWrapper(env, history_len=1) (its "
+                f"observation space is {self.observation_space})"
+            )
+        super()._setup_model()
+
     def set_env(self, env: Any, force_reset: bool = True) -> None:
         super().set_env(env, force_reset)
         check_normalization(self.env, self.action_space)
@@ -104,7 +113,7 @@ class TransformerPPO(PPO):
         for n_steps in range(n_rollout_steps):
             if self.use_sde and self.sde_sample_freq > 0 and n_steps > 0 and n_steps % self.sde_sample_freq == 0:
                 self.policy.reset_noise(env.num_envs)
-            masks = get_action_masks(env) if masking else None
+            masks = self.policy.check_action_masks(get_action_masks(env), env.num_envs) if masking else None
             with torch.no_grad():
                 obs = cast(dict[str, torch.Tensor], obs_as_tensor(self._last_obs, self.device))  # type: ignore[arg-type]
                 starts = torch.as_tensor(self._last_episode_starts, dtype=torch.float32, device=self.device)
