@@ -340,12 +340,12 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
     def check_action_masks(self, action_masks: Any, n_envs: int) -> np.ndarray:
         """``action_masks`` as a boolean ``(n_envs, n_logits)`` array; ValueError if its size is wrong or an env has
         no allowed action (the masked distribution would then draw a forbidden one)."""
-        n_logits = self.action_net.out_features
+        n_logits = int(cast(nn.Linear, self.action_net).out_features)
         masks = np.asarray(action_masks)
         if masks.size != n_envs * n_logits:
             raise ValueError(f"action_masks has shape {masks.shape}: expected {n_logits} flags per env for {n_envs} env(s)")
         masks = masks.reshape(n_envs, n_logits).astype(bool)
-        sizes = self.action_space.nvec if isinstance(self.action_space, spaces.MultiDiscrete) else [n_logits]
+        sizes = list(self.action_space.nvec) if isinstance(self.action_space, spaces.MultiDiscrete) else [n_logits]
         for part, allowed in enumerate(np.split(masks, np.cumsum(sizes)[:-1], axis=1)):
             empty = np.flatnonzero(~allowed.any(axis=1))
             if empty.size:
