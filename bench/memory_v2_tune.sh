@@ -12,6 +12,11 @@ mkdir -p "$OUT"
 common=(--env CartPoleNoVel-v1 --gym-packages envs -optimize --max-total-trials "$TRIALS" -n "$STEPS"
         --n-evaluations 2 --eval-episodes 10 --sampler tpe --pruner median --n-startup-trials 4 --seed 0
         --no-optim-plots --storage "sqlite:///$OUT/optuna.db" -f "$OUT/logs")
+# both studies made first, one after the other: two processes creating one sqlite schema at once collide
+python -c "import optuna, sys
+for name in sys.argv[2:]:
+    optuna.create_study(storage=sys.argv[1], study_name=name, direction='maximize', load_if_exists=True)
+" "sqlite:///$OUT/optuna.db" ppo_tx-CartPoleNoVel ppo_lstm_fair-CartPoleNoVel
 python -m sb3_masked_attention.cli zoo train --algo ppo_tx --conf-file zoo_configs/ppo_tx.yml \
   --study-name ppo_tx-CartPoleNoVel "${common[@]}" &
 python -m sb3_masked_attention.cli zoo train --algo ppo_lstm_fair --conf-file zoo_configs/ppo_lstm.yml \
