@@ -1,0 +1,51 @@
+"""bench/memory_v2.py's tables: finals with bootstrap CIs and differences, steps and wall-clock to a reference level."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("bench_memory_v2", ROOT / "bench" / "memory_v2.py")
+memory_v2 = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(memory_v2)
+
+
+def run(method, seed, scores, seconds):
+    return pd.DataFrame(
+        {"method": method, "env": "task", "seed": seed, "timesteps": [10, 20, 30], "score": scores, "wall_seconds": seconds}
+    )
+
+
+SCORES = pd.concat(
+    [
+        run("transformer_ppo", 0, [1.0, 5.0, 9.0], [1, 2, 3]),
+        run("transformer_ppo", 1, [2.0, 6.0, 11.0], [1, 2, 3]),
+        run("recurrent_ppo", 0, [1.0, 2.0, 4.0], [3, 6, 9]),
+        run("recurrent_ppo", 1, [1.0, 3.0, 6.0], [3, 6, 9]),
+    ]
+)
+
+
+def test_study_table_reports_finals_with_intervals_and_the_difference_to_the_first_method():
+    table = memory_v2.study_table(SCORES).set_index("method")
+    assert list(table.index) == ["transformer_ppo", "recurrent_ppo"]
+    assert table.loc["transformer_ppo", "final"].startswith("10 [9, 11]")  # finals 9 and 11
+    assert table.loc["recurrent_ppo", "per_seed"] == "4 6"
+    assert table.loc["recurrent_ppo", "minus_transformer_ppo"].startswith("-5 [-7, -3]")  # 5 - 10; CI of two seeds each
+    assert table.loc["transformer_ppo", "auc"] == "5.62"  # trapezoid mean heights 5 and 6.25
+
+
+def test_reach_table_counts_when_each_seed_first_reached_the_reference_final():
+    table = memory_v2.reach_table(SCORES).set_index("method")  # recurrent_ppo's final mean: 5
+    assert table.loc["transformer_ppo", "recurrent_ppo_final"] == "5"
+    assert table.loc["transformer_ppo", "steps_to_it"] == "20 (2/2)"  # 5.0 and 6.0 at step 20
+    assert table.loc["transformer_ppo", "train_s_to_it"] == "2 (2/2)"
+    assert table.loc["recurrent_ppo", "steps_to_it"] == "30 (1/2)"  # only seed 1 (6.0) reached 5
+    assert table.loc["recurrent_ppo", "train_s_to_it"] == "9 (1/2)"
+
+
+def test_bootstrap_interval_of_a_constant_is_the_constant():
+    low, high = memory_v2.bootstrap_mean(np.array([3.0, 3.0, 3.0]), np.random.default_rng(0))
+    assert low == high == 3.0
