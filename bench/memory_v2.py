@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DIR = ROOT / "results" / "memory_v2"
@@ -37,12 +38,12 @@ def bootstrap_difference(a: np.ndarray, b: np.ndarray, rng: np.random.Generator,
     return float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
 
 
-def study_table(scores: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """One row per task and method (reference: the first method of the scores)."""
+def study_table(scores: pd.DataFrame, seed: int = 0, order: list[str] | None = None) -> pd.DataFrame:
+    """One row per task and method, in ``order`` (default: the scores'); the reference is the first method."""
     from sb3_masked_attention.evaluation.inference import area_under_curve
 
     rng = np.random.default_rng(seed)
-    order = list(dict.fromkeys(scores["method"]))
+    order = [*(order or []), *(m for m in dict.fromkeys(scores["method"]) if m not in (order or []))]
     areas = area_under_curve(scores).set_index(["method", "env", "seed"])["score"]
     last = scores.sort_values("timesteps").groupby(["method", "env", "seed"]).tail(1)
     rows = []
@@ -78,10 +79,12 @@ def factors(directory: Path, out: Path) -> None:
     for scores_path in sorted(p for p in directory.glob("*/scores.csv") if p.parent.name != "pilot"):
         scores = pd.read_csv(scores_path)
         study = scores_path.parent
+        spec = study / "study.yml"
+        order = list(yaml.safe_load(spec.read_text())["methods"]) if spec.exists() else None  # the study file's order
         sections.append(
             f"## {study.name}\n\nStudy file `studies/memory_v2/{study.name}.yml` (its header says what each method "
             f"changes); command: `sb3ma study run studies/memory_v2/{study.name}.yml --dir "
-            f"{study.relative_to(ROOT)}`.\n\n" + to_markdown(study_table(scores)) + "\n"
+            f"{study.relative_to(ROOT)}`.\n\n" + to_markdown(study_table(scores, order=order)) + "\n"
         )
         print(f"{study.name}: {scores.groupby(['method', 'env', 'seed']).ngroups} runs", flush=True)
     if not sections:
