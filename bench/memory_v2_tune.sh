@@ -2,7 +2,8 @@
 # Issue 35, part 1: the same tuning budget for both memory policies on CartPoleNoVel-v1 (rl-zoo's -optimize: TPE,
 # median pruner, the same trials, steps per trial, evaluations and seed; samplers: ppo_tx and ppo_lstm_fair, which
 # draw PPO's settings from one space; RecurrentPPO with ForgetGateMlpLstmPolicy). Resumable: the optuna database keeps
-# finished trials and a rerun adds trials until --max-total-trials (a trial killed mid-way counts as one).
+# finished trials and a rerun adds trials until --max-total-trials (a trial killed mid-way is marked failed and its
+# budget spent again).
 #   bash bench/memory_v2_tune.sh [OUT]      (default results/memory_v2/tuning; run at low priority: nice -n 19)
 set -euo pipefail
 OUT=${1:-results/memory_v2/tuning}
@@ -12,10 +13,16 @@ mkdir -p "$OUT"
 common=(--env CartPoleNoVel-v1 --gym-packages envs -optimize --max-total-trials "$TRIALS" -n "$STEPS"
         --n-evaluations 2 --eval-episodes 10 --sampler tpe --pruner median --n-startup-trials 4 --seed 0
         --no-optim-plots --storage "sqlite:///$OUT/optuna.db" -f "$OUT/logs")
-# both studies made first, one after the other: two processes creating one sqlite schema at once collide
+# both studies made first, one after the other (two processes creating one sqlite schema at once collide); a trial
+# still marked RUNNING was killed with the last sitting (this script is the folder's one writer): marked FAIL, so that
+# it does not count towards --max-total-trials (rl-zoo counts running trials) and its budget is spent again
 python -c "import optuna, sys
+from optuna.trial import TrialState
 for name in sys.argv[2:]:
-    optuna.create_study(storage=sys.argv[1], study_name=name, direction='maximize', load_if_exists=True)
+    study = optuna.create_study(storage=sys.argv[1], study_name=name, direction='maximize', load_if_exists=True)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        print(f'{name}: trial {trial.number} was killed mid-way: marked FAILED, run again')
 " "sqlite:///$OUT/optuna.db" ppo_tx-CartPoleNoVel ppo_lstm_fair-CartPoleNoVel
 python -m sb3_masked_attention.cli zoo train --algo ppo_tx --conf-file zoo_configs/ppo_tx.yml \
   --study-name ppo_tx-CartPoleNoVel "${common[@]}" &
