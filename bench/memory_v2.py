@@ -3,6 +3,7 @@
     python bench/memory_v2.py factors [--dir results/memory_v2] [--out results/memory_v2/factors.md]
     python bench/memory_v2.py lstm-gradients [--out results/memory_v2/lstm_gradients.csv]
     python bench/memory_v2.py pilot [--dir results/memory_v2] [--out results/memory_v2/pilot.md]
+    python bench/memory_v2.py tuning [--dir results/memory_v2]   (the search's trials: DIR/tuning/trials.csv)
 
 Each study folder under ``--dir`` that has a ``scores.csv`` (written by ``sb3ma study run``) becomes a table: per task
 and method, the runs, the final evaluation's mean with a 95% percentile-bootstrap CI over seeds, the mean of the area
@@ -157,6 +158,31 @@ def pilot_report(directory: Path, out: Path) -> None:
     print(text)
 
 
+def tuning_trials(directory: Path) -> None:
+    """Every trial of the equal-budget search (``bench/memory_v2_tune.sh``) as rows: study, number, state, objective
+    (rl-zoo's: the mean evaluation return), duration and the sampled parameters; written to ``tuning/trials.csv``."""
+    import optuna
+
+    from sb3_masked_attention.io import write_text_atomic
+
+    database = directory / "tuning" / "optuna.db"
+    if not database.exists():
+        print(f"{database} does not exist: run `bash bench/memory_v2_tune.sh` first")
+        return
+    storage = f"sqlite:///{database}"
+    rows = []
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        for trial in study.trials:
+            seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
+            rows.append({"study": summary.study_name, "trial": trial.number, "state": trial.state.name,
+                         "value": trial.value, "seconds": seconds, **trial.params})  # fmt: skip
+    table = pd.DataFrame(rows)
+    write_text_atomic(directory / "tuning" / "trials.csv", table.to_csv(index=False))
+    done = table[table["state"] == "COMPLETE"].groupby("study").size() if len(table) else pd.Series(dtype=int)
+    print(f"{len(table)} trials; complete per study: {done.to_dict()}; wrote {directory / 'tuning' / 'trials.csv'}")
+
+
 #: sb3-contrib's LSTM (RecurrentPPO's default width) at the forget-gate biases compared, over T-Maze-like inputs.
 FORGET_BIASES = (None, 1.0, 2.0)  # None: PyTorch's initialisation (uniform in +-1/sqrt(hidden), ~0 on average)
 LAGS = (5, 20, 50, 200)
@@ -213,7 +239,7 @@ def lstm_gradients_section(path: Path) -> str:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["factors", "lstm-gradients", "pilot"])
+    parser.add_argument("part", choices=["factors", "lstm-gradients", "pilot", "tuning"])
     parser.add_argument("--dir", type=Path, default=DIR, help="folder of study folders (default results/memory_v2)")
     parser.add_argument("--out", type=Path, default=None, help="output file (default DIR/factors.md, DIR/lstm_gradients.csv)")
     args = parser.parse_args()
@@ -221,6 +247,8 @@ if __name__ == "__main__":
         factors(args.dir, args.out or args.dir / "factors.md")
     elif args.part == "pilot":
         pilot_report(args.dir, args.out or args.dir / "pilot.md")
+    elif args.part == "tuning":
+        tuning_trials(args.dir)
     else:
         lstm_gradients(args.out or args.dir / "lstm_gradients.csv")
     sys.exit(0)
