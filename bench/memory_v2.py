@@ -4,6 +4,7 @@
     python bench/memory_v2.py lstm-gradients [--out results/memory_v2/lstm_gradients.csv]
     python bench/memory_v2.py pilot [--dir results/memory_v2] [--out results/memory_v2/pilot.md]
     python bench/memory_v2.py tuning [--dir results/memory_v2]   (the search's trials: DIR/tuning/trials.csv)
+    python bench/memory_v2.py count-probe [--out results/memory_v2/count_probe.csv]
 
 Each study folder under ``--dir`` that has a ``scores.csv`` (written by ``sb3ma study run``) becomes a table: per task
 and method, the runs, the final evaluation's mean with a 95% percentile-bootstrap CI over seeds, the mean of the area
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +185,107 @@ def tuning_trials(directory: Path) -> None:
     print(f"{len(table)} trials; complete per study: {done.to_dict()}; wrote {directory / 'tuning' / 'trials.csv'}")
 
 
+#: CountRecall as supervised learning: the models of the count probe.
+COUNT_MODELS = ("transformer", "transformer_sink", "lstm64", "lstm256_bias2")
+
+
+def count_batch(rng: np.random.Generator, batch: int, length: int = 51) -> tuple[np.ndarray, np.ndarray]:
+    """POPGym CountRecall's stream without the RL: at each step a card of one of two colours is dealt (a shuffled deck
+    of 26 of each) and a colour is queried (an independently shuffled deck); the answer is how many cards of the
+    queried colour have been dealt so far, this one included (0-26). Tokens: one-hot dealt colour, one-hot queried
+    colour, and a first-step flag (TransformerPPO's first token has no previous action: the same mark)."""
+    dealt = np.stack([rng.permutation(np.repeat([0, 1], 26))[:length] for _ in range(batch)])
+    query = np.stack([rng.permutation(np.repeat([0, 1], 26))[:length] for _ in range(batch)])
+    counts = np.stack([np.cumsum(dealt == 0, axis=1), np.cumsum(dealt == 1, axis=1)], axis=-1)
+    answer = np.take_along_axis(counts, query[..., None], axis=-1)[..., 0]
+    first = np.zeros((batch, length, 1))
+    first[:, 0] = 1.0
+    tokens = np.concatenate([np.eye(2)[dealt], np.eye(2)[query], first], axis=-1).astype(np.float32)
+    return tokens, answer
+
+
+def count_model(kind: str):
+    """A sequence model from 5 token features to 27 count logits per step (the transformer is TransformerPPO's memory
+    as a causal pass over the episode, which its tests show the memory equals when it holds the whole episode)."""
+    import torch
+    from torch import nn
+
+    from sb3_masked_attention.attention import TransformerBlock
+    from sb3_masked_attention.masks import causal_mask
+    from sb3_masked_attention.policies import set_lstm_forget_bias
+
+    class Transformer(nn.Module):
+        def __init__(self, sink: bool) -> None:
+            super().__init__()
+            self.embed = nn.Linear(5, 64)
+            self.blocks = nn.ModuleList(TransformerBlock(64, 8, 256, rotary=True) for _ in range(2))
+            self.sink = nn.Parameter(torch.zeros(1, 1, 64)) if sink else None  # a learned token every step can read
+            self.head = nn.Sequential(nn.LayerNorm(64), nn.Linear(64, 27))
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            x = self.embed(tokens)
+            if self.sink is not None:
+                x = torch.cat([self.sink.expand(len(x), 1, 64), x], dim=1)
+            mask = causal_mask(x.shape[1])
+            for block in self.blocks:
+                x, _ = block(x, mask=mask)
+            return self.head(x[:, 1:] if self.sink is not None else x)
+
+    class Recurrent(nn.Module):
+        def __init__(self, hidden: int, forget_bias: float | None) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(5, hidden, batch_first=True)
+            if forget_bias is not None:
+                set_lstm_forget_bias(self.lstm, forget_bias)
+            self.head = nn.Linear(hidden, 27)
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            return self.head(self.lstm(tokens)[0])
+
+    return {
+        "transformer": lambda: Transformer(False),
+        "transformer_sink": lambda: Transformer(True),
+        "lstm64": lambda: Recurrent(64, None),
+        "lstm256_bias2": lambda: Recurrent(256, 2.0),
+    }[kind]()
+
+
+def count_probe(out: Path, seeds: tuple[int, ...] = (0, 1, 2), steps: int = 1500) -> None:
+    """Train each model to answer CountRecall supervised (Adam 1e-3, batches of 64 episodes, ``steps`` updates), then
+    score exact answers on 1000 fresh episodes: can the architecture learn to count at all, apart from RL?"""
+    import torch
+
+    from sb3_masked_attention.io import write_text_atomic
+
+    torch.set_num_threads(1)
+    rows = []
+    for kind in COUNT_MODELS:
+        for seed in seeds:
+            torch.manual_seed(seed)
+            rng = np.random.default_rng(seed)
+            model = count_model(kind)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            start = time.perf_counter()
+            for _ in range(steps):
+                tokens, answer = count_batch(rng, 64)
+                logits = model(torch.as_tensor(tokens))
+                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 27), torch.as_tensor(answer).reshape(-1))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            tokens, answer = count_batch(np.random.default_rng(10_000 + seed), 1000)
+            with torch.no_grad():
+                guess = model(torch.as_tensor(tokens)).argmax(-1).numpy()
+            rows.append({"model": kind, "seed": seed, "updates": steps, "train_loss": round(float(loss), 4),
+                         "exact": round(float((guess == answer).mean()), 4),
+                         "exact_last_10_steps": round(float((guess[:, -10:] == answer[:, -10:]).mean()), 4),
+                         "mean_abs_error": round(float(np.abs(guess - answer).mean()), 3),
+                         "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
+            print(rows[-1], flush=True)
+    write_text_atomic(out, pd.DataFrame(rows).to_csv(index=False))
+    print(f"wrote {out}")
+
+
 #: sb3-contrib's LSTM (RecurrentPPO's default width) at the forget-gate biases compared, over T-Maze-like inputs.
 FORGET_BIASES = (None, 1.0, 2.0)  # None: PyTorch's initialisation (uniform in +-1/sqrt(hidden), ~0 on average)
 LAGS = (5, 20, 50, 200)
@@ -239,7 +342,7 @@ def lstm_gradients_section(path: Path) -> str:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["factors", "lstm-gradients", "pilot", "tuning"])
+    parser.add_argument("part", choices=["factors", "lstm-gradients", "pilot", "tuning", "count-probe"])
     parser.add_argument("--dir", type=Path, default=DIR, help="folder of study folders (default results/memory_v2)")
     parser.add_argument("--out", type=Path, default=None, help="output file (default DIR/factors.md, DIR/lstm_gradients.csv)")
     args = parser.parse_args()
@@ -249,6 +352,8 @@ if __name__ == "__main__":
         pilot_report(args.dir, args.out or args.dir / "pilot.md")
     elif args.part == "tuning":
         tuning_trials(args.dir)
+    elif args.part == "count-probe":
+        count_probe(args.out or args.dir / "count_probe.csv")
     else:
         lstm_gradients(args.out or args.dir / "lstm_gradients.csv")
     sys.exit(0)
