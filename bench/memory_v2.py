@@ -250,17 +250,21 @@ def count_model(kind: str):
     }[kind]()
 
 
-def count_probe(out: Path, seeds: tuple[int, ...] = (0, 1, 2), steps: int = 1500) -> None:
+def count_probe(out: Path, seeds: tuple[int, ...] = (0,), steps: int = 1500) -> None:
     """Train each model to answer CountRecall supervised (Adam 1e-3, batches of 64 episodes, ``steps`` updates), then
-    score exact answers on 1000 fresh episodes: can the architecture learn to count at all, apart from RL?"""
+    score exact answers on 1000 fresh episodes: can the architecture learn to count at all, apart from RL? One row per
+    model and seed, appended as each finishes (a rerun skips the rows already in ``out``)."""
     import torch
 
-    from sb3_masked_attention.io import write_text_atomic
+    from sb3_masked_attention.io import append_row, read_rows
 
     torch.set_num_threads(1)
-    rows = []
     for kind in COUNT_MODELS:
         for seed in seeds:
+            done = read_rows(out)
+            if len(done) and ((done["model"] == kind) & (done["seed"] == seed)).any():
+                print(f"{kind}, seed {seed}: already in {out}, skipped", flush=True)
+                continue
             torch.manual_seed(seed)
             rng = np.random.default_rng(seed)
             model = count_model(kind)
@@ -276,14 +280,13 @@ def count_probe(out: Path, seeds: tuple[int, ...] = (0, 1, 2), steps: int = 1500
             tokens, answer = count_batch(np.random.default_rng(10_000 + seed), 1000)
             with torch.no_grad():
                 guess = model(torch.as_tensor(tokens)).argmax(-1).numpy()
-            rows.append({"model": kind, "seed": seed, "updates": steps, "train_loss": round(float(loss), 4),
-                         "exact": round(float((guess == answer).mean()), 4),
-                         "exact_last_10_steps": round(float((guess[:, -10:] == answer[:, -10:]).mean()), 4),
-                         "mean_abs_error": round(float(np.abs(guess - answer).mean()), 3),
-                         "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
-            print(rows[-1], flush=True)
-    write_text_atomic(out, pd.DataFrame(rows).to_csv(index=False))
-    print(f"wrote {out}")
+            row = {"model": kind, "seed": seed, "updates": steps, "train_loss": round(float(loss.detach()), 4),
+                   "exact": round(float((guess == answer).mean()), 4),
+                   "exact_last_10_steps": round(float((guess[:, -10:] == answer[:, -10:]).mean()), 4),
+                   "mean_abs_error": round(float(np.abs(guess - answer).mean()), 3),
+                   "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+            append_row(out, row)
+            print(row, flush=True)
 
 
 #: sb3-contrib's LSTM (RecurrentPPO's default width) at the forget-gate biases compared, over T-Maze-like inputs.
