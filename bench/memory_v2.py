@@ -100,7 +100,10 @@ def factors(directory: Path, out: Path) -> None:
         "train_s = training wall-clock (evaluations excluded) on the 2-core machine, shared by up to three runs at "
         "once: compare within a table only. The last column: the method's final mean minus the table's first "
         "method's, with a 95% bootstrap CI. Pilots of 2-5 seeds: a difference whose CI covers 0 is not shown to "
-        "exist.\n\n" + "\n".join(sections) + lstm_gradients_section(directory / "lstm_gradients.csv")
+        "exist.\n\n"
+        + "\n".join(sections)
+        + lstm_gradients_section(directory / "lstm_gradients.csv")
+        + count_probe_section(directory / "count_probe.csv")
     )
     write_text_atomic(out, text)
     print(f"wrote {out}")
@@ -287,6 +290,19 @@ def count_probe(out: Path, seeds: tuple[int, ...] = (0,), steps: int = 1500) -> 
                    "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
             append_row(out, row)
             print(row, flush=True)
+
+
+def count_probe_section(path: Path) -> str:
+    from sb3_masked_attention.evaluation.report import to_markdown
+
+    if not path.exists():
+        return ""
+    return (
+        "\n## CountRecall as supervised learning\n\n"
+        "Command: `python bench/memory_v2.py count-probe`. Each model trained to answer POPGym CountRecall's count at "
+        "every step (1,500 Adam updates of 64 episodes, lr 1e-3), scored on 1,000 fresh episodes: exact answers, over "
+        "all steps and over the last 10, and the mean absolute error.\n\n" + to_markdown(pd.read_csv(path)) + "\n"
+    )
 
 
 #: sb3-contrib's LSTM (RecurrentPPO's default width) at the forget-gate biases compared, over T-Maze-like inputs.
