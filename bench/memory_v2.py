@@ -179,7 +179,8 @@ def tuning_trials(directory: Path) -> None:
     for summary in optuna.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         for trial in study.trials:
-            seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
+            start, end = trial.datetime_start, trial.datetime_complete
+            seconds = (end - start).total_seconds() if start is not None and end is not None else None
             rows.append({"study": summary.study_name, "trial": trial.number, "state": trial.state.name,
                          "value": trial.value, "seconds": seconds, **trial.params})  # fmt: skip
     table = pd.DataFrame(rows)
