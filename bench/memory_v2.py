@@ -74,6 +74,34 @@ def study_table(scores: pd.DataFrame, seed: int = 0, order: list[str] | None = N
     return pd.DataFrame(rows).fillna("")
 
 
+#: The CSV tables appended to factors.md: file name -> (heading, what it holds and the command that made it).
+CSV_SECTIONS = {
+    "lstm_gradients.csv": (
+        "LSTM gradients through time at initialisation",
+        "Command: `python bench/memory_v2.py lstm-gradients`. Norm of d(sum of h_T)/d(x_0) for sb3-contrib's LSTM "
+        "(width 256, RecurrentPPO's default) over a T-Maze episode (cue at step 0, junction at step `lag`), mean and "
+        "max over 20 random initialisations, at PyTorch's forget-gate initialisation and at biases 1 and 2.",
+    ),
+    "count_probe.csv": (
+        "CountRecall as supervised learning",
+        "Command: `python bench/memory_v2.py count-probe`. Each model trained to answer POPGym CountRecall's count at "
+        "every step (1,500 Adam updates of 64 episodes, lr 1e-3), scored on 1,000 fresh episodes: exact answers, over "
+        "all steps and over the last 10, and the mean absolute error.",
+    ),
+}
+
+
+def csv_sections(directory: Path) -> str:
+    """The :data:`CSV_SECTIONS` whose file exists in ``directory``, each as a heading, its text and the table."""
+    from sb3_masked_attention.evaluation.report import to_markdown
+
+    return "".join(
+        f"\n## {heading}\n\n{text}\n\n" + to_markdown(pd.read_csv(directory / name)) + "\n"
+        for name, (heading, text) in CSV_SECTIONS.items()
+        if (directory / name).exists()
+    )
+
+
 def factors(directory: Path, out: Path) -> None:
     from sb3_masked_attention.evaluation.report import to_markdown
     from sb3_masked_attention.io import write_text_atomic
@@ -100,10 +128,7 @@ def factors(directory: Path, out: Path) -> None:
         "train_s = training wall-clock (evaluations excluded) on the 2-core machine, shared by up to three runs at "
         "once: compare within a table only. The last column: the method's final mean minus the table's first "
         "method's, with a 95% bootstrap CI. Pilots of 2-5 seeds: a difference whose CI covers 0 is not shown to "
-        "exist.\n\n"
-        + "\n".join(sections)
-        + lstm_gradients_section(directory / "lstm_gradients.csv")
-        + count_probe_section(directory / "count_probe.csv")
+        "exist.\n\n" + "\n".join(sections) + csv_sections(directory)
     )
     write_text_atomic(out, text)
     print(f"wrote {out}")
@@ -293,19 +318,6 @@ def count_probe(out: Path, seeds: tuple[int, ...] = (0,), steps: int = 1500) -> 
             print(row, flush=True)
 
 
-def count_probe_section(path: Path) -> str:
-    from sb3_masked_attention.evaluation.report import to_markdown
-
-    if not path.exists():
-        return ""
-    return (
-        "\n## CountRecall as supervised learning\n\n"
-        "Command: `python bench/memory_v2.py count-probe`. Each model trained to answer POPGym CountRecall's count at "
-        "every step (1,500 Adam updates of 64 episodes, lr 1e-3), scored on 1,000 fresh episodes: exact answers, over "
-        "all steps and over the last 10, and the mean absolute error.\n\n" + to_markdown(pd.read_csv(path)) + "\n"
-    )
-
-
 #: sb3-contrib's LSTM (RecurrentPPO's default width) at the forget-gate biases compared, over T-Maze-like inputs.
 FORGET_BIASES = (None, 1.0, 2.0)  # None: PyTorch's initialisation (uniform in +-1/sqrt(hidden), ~0 on average)
 LAGS = (5, 20, 50, 200)
@@ -343,21 +355,6 @@ def lstm_gradients(out: Path, inits: int = 20, hidden: int = 256) -> None:
             print(rows[-1], flush=True)
     write_text_atomic(out, pd.DataFrame(rows).to_csv(index=False))
     print(f"wrote {out}")
-
-
-def lstm_gradients_section(path: Path) -> str:
-    from sb3_masked_attention.evaluation.report import to_markdown
-
-    if not path.exists():
-        return ""
-    return (
-        "\n## LSTM gradients through time at initialisation\n\n"
-        "Command: `python bench/memory_v2.py lstm-gradients`. Norm of d(sum of h_T)/d(x_0) for sb3-contrib's LSTM "
-        "(width 256, RecurrentPPO's default) over a T-Maze episode (cue at step 0, junction at step `lag`), mean and "
-        "max over 20 random initialisations, at PyTorch's forget-gate initialisation and at biases 1 and 2.\n\n"
-        + to_markdown(pd.read_csv(path))
-        + "\n"
-    )
 
 
 if __name__ == "__main__":

@@ -414,7 +414,11 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         if self.exact_memory and rollout is None:
             raise ValueError("exact_memory re-encodes the rollout: pass replay(streams, rollout=...)")
         self._streams: torch.Tensor | None = streams
-        self._rollout = rollout
+        # the whole rollout's tokens and where each sits, built once per update (no weights in them)
+        self._rollout: tuple[torch.Tensor, ...] | None = None
+        if self.exact_memory and rollout is not None:
+            tokens = self._tokens({key: value for key, value in rollout.items() if key not in MEMORY_KEYS})
+            self._rollout = (tokens, *(rollout[key].long() for key in (MEMORY_ENV, MEMORY_STEP, MEMORY_VALID)))
         try:
             yield
         finally:
@@ -433,13 +437,11 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
             raise RuntimeError("evaluate_actions needs TransformerPPO's rollout buffer samples, inside policy.replay(...)")
         env, step, n_valid = obs[MEMORY_ENV].long(), obs[MEMORY_STEP].long(), obs[MEMORY_VALID].long()
         rollout = getattr(self, "_rollout", None)
-        if self.exact_memory and rollout is not None:  # every token of the rollout, then this minibatch's
+        if rollout is not None:  # exact memory: every token of the rollout re-encoded, then this minibatch's read
             n_steps = streams.shape[2] - self.memory.memory_len
-            all_tokens = self._tokens({key: value for key, value in rollout.items() if key not in MEMORY_KEYS})
-            all_env, all_step = rollout[MEMORY_ENV].long(), rollout[MEMORY_STEP].long()
-            features = self.memory.read_streams(
-                all_tokens, streams, all_env, all_step, rollout[MEMORY_VALID].long(), reencode=True
-            )[env * n_steps + step]
+            all_tokens, all_env, all_step, all_valid = rollout
+            features = self.memory.read_streams(all_tokens, streams, all_env, all_step, all_valid, reencode=True)
+            features = features[env * n_steps + step]
         else:
             tokens = self._tokens({key: value for key, value in obs.items() if key not in MEMORY_KEYS})
             features = self.memory.read_streams(tokens, streams, env, step, n_valid)
