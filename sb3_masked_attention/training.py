@@ -28,11 +28,17 @@ from sb3_masked_attention.io import atomic_path, write_text_atomic
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.weights import load_weights, restore_normalization, save_normalization
-from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, ZooRun, literal_dict, make_zoo_model, zoo_entry
+from sb3_masked_attention.zoo import (
+    HISTORY_WRAPPER,
+    PROJECT_PPO_CONFIG,
+    ZooRun,
+    literal_dict,
+    make_zoo_model,
+    received_hyperparams,
+    zoo_entry,
+)
 
 SETTINGS_FILE = "train_config.json"
-
-HISTORY_WRAPPER = "sb3_masked_attention.wrappers.HistoryWrapper"
 
 
 @dataclass(frozen=True)
@@ -154,20 +160,6 @@ def train(
     return run
 
 
-def _data_only(key: str, value: Any, where: str) -> Any:
-    """A recorded hyperparameter as data: ``dict(...)`` strings read as literals; only the HistoryWrapper named."""
-    if key in ("policy_kwargs", "normalize") and isinstance(value, str):
-        return literal_dict(value, f"{where}: {key}")
-    if key == "env_wrapper":
-        wrappers = value if isinstance(value, list) else [value]
-        names = [next(iter(w)) if isinstance(w, dict) else w for w in wrappers]
-        if any(name != HISTORY_WRAPPER for name in names):
-            raise ValueError(f"{where}: env_wrapper {names} names code other than {HISTORY_WRAPPER}: not rebuilt from a file")
-    elif key in ("callback", "vec_env_wrapper", "monitor_kwargs", "replay_buffer_class"):
-        raise ValueError(f"{where}: {key} names code: not rebuilt from a file")
-    return value
-
-
 def trained_settings(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The ``train_config.json`` of an ``sb3ma train --output-dir`` folder (env_id, env_kwargs, seed, conf_file,
     hyperparams); ValueError naming the folder if it is not one."""
@@ -204,7 +196,7 @@ def load_trained(run_dir: str | os.PathLike, device: str = "cpu") -> ZooRun:
             f"{where} was trained with conf_file {conf_file!r}: an rl-zoo file is code, so only the project's own "
             "zoo_configs/ppo.yml is rebuilt from; load model.zip with PPO.load if you trust both"
         )
-    hyperparams = {key: _data_only(key, value, where) for key, value in hyperparams.items()}
+    hyperparams = received_hyperparams("ppo", hyperparams, where, history_wrapper=True)
     with tempfile.TemporaryDirectory(prefix="sb3ma-load-") as log_folder:
         run = make_zoo_model(
             "ppo",

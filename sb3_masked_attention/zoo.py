@@ -118,6 +118,86 @@ def check_hyperparams(algo: str, hyperparams: dict[str, Any], where: str = "hype
         )
 
 
+#: Algorithm arguments whose values are plain data (numbers, flags, schedule strings such as ``"lin_3e-4"``), for
+#: every algorithm rl-zoo registers: the only constructor arguments read from a file we receive. The others carry
+#: objects (policy classes, buffers, noise, callbacks), and rl-zoo imports or ``eval``s a string given for some of them.
+PLAIN_ARGUMENTS = frozenset({
+    "alive_bonus_offset", "batch_size", "buffer_size", "cg_damping", "cg_max_steps", "clip_range", "clip_range_vf",
+    "delta_std", "ent_coef", "exploration_final_eps", "exploration_fraction", "exploration_initial_eps", "gae_lambda",
+    "gamma", "gradient_steps", "learning_rate", "learning_starts", "line_search_max_iter",
+    "line_search_shrinking_factor", "max_grad_norm", "n_critic_updates", "n_delta", "n_epochs", "n_eval_episodes",
+    "n_steps", "n_top", "normalize_advantage", "optimize_memory_usage", "policy_delay", "rms_prop_eps",
+    "sde_sample_freq", "stats_window_size", "sub_sampling_factor", "target_entropy", "target_kl", "target_noise_clip",
+    "target_policy_noise", "target_update_interval", "tau", "top_quantiles_to_drop_per_net", "train_freq",
+    "use_rms_prop", "use_sde", "use_sde_at_warmup", "zero_policy",
+})  # fmt: skip
+#: rl-zoo settings read from a received file, each as data: ``policy`` an alias the algorithm registers (rl-zoo
+#: imports a dotted name), the ``dict(...)`` strings rl-zoo would ``eval`` read as literals.
+RECEIVED_ZOO_KEYS = ("n_timesteps", "n_envs", "policy", "normalize", "frame_stack", "policy_kwargs", "monitor_kwargs")
+#: the settings above that rl-zoo ``eval``s when they are strings.
+EVALUATED_KEYS = ("normalize", "policy_kwargs", "monitor_kwargs")
+#: The one env wrapper a received file may name (TransformerPPO's runs need it), imported by rl-zoo from this path.
+HISTORY_WRAPPER = "sb3_masked_attention.wrappers.HistoryWrapper"
+
+
+def received_hyperparams(algo: str, hyperparams: dict[str, Any], where: str, history_wrapper: bool = False) -> dict[str, Any]:
+    """Hyperparameters from a file we did not write (a study file, a run folder), checked against an allow-list of
+    plain data before rl-zoo sees them: rl-zoo imports a dotted ``policy``, wrapper and callback names and ``eval``s
+    the ``dict(...)`` strings, so a key or value outside the list is refused, never filtered.
+
+    :param algo: the rl-zoo algorithm they are for (its policy aliases and constructor arguments).
+    :param where: what to name in the error (the file).
+    :param history_wrapper: also accept ``env_wrapper`` naming only :data:`HISTORY_WRAPPER` (a run folder's record).
+    :return: the hyperparameters, ``dict(...)`` strings read as dicts.
+    :raises ValueError: naming the key and what is allowed.
+    """
+    from rl_zoo3.utils import ALGOS
+
+    import sb3_masked_attention.policies  # noqa: F401  (registers the package's policy aliases)
+
+    allowed = (algorithm_arguments(algo) & PLAIN_ARGUMENTS) | set(RECEIVED_ZOO_KEYS)
+    checked: dict[str, Any] = {}
+    for key, value in hyperparams.items():
+        if key == "env_wrapper" and history_wrapper:
+            wrappers = value if isinstance(value, list) else [value]
+            names = [next(iter(w)) if isinstance(w, dict) and len(w) == 1 else w for w in wrappers]
+            if names != [HISTORY_WRAPPER] or not _plain(value):
+                raise ValueError(f"{where}: env_wrapper {_short(names)} is not read: only {HISTORY_WRAPPER} is")
+        elif key not in allowed:
+            raise ValueError(
+                f"{where}: hyperparameter {key!r} is not read from a received file (it may name code rl-zoo imports "
+                f"or evaluates): expected plain settings of {algo}, one of {sorted(allowed)}; put code in a conf_file "
+                "you trust"
+            )
+        elif key in EVALUATED_KEYS and isinstance(value, str):
+            value = literal_dict(value, f"{where}: {key}")
+        elif key == "policy":
+            aliases = sorted(ALGOS[algo].policy_aliases)
+            if not isinstance(value, str) or value not in aliases:
+                raise ValueError(f"{where}: policy {_short(value)} is not a policy name of {algo}: expected one of {aliases}")
+        if not _plain(value):
+            raise ValueError(f"{where}: {key}={_short(value)} is not plain data (numbers, strings, lists, mappings)")
+        checked[key] = value
+    return checked
+
+
+def _plain(value: Any) -> bool:
+    """Numbers, strings, flags, None, and lists and string-keyed mappings of them."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error line never quotes a whole hostile value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def literal_dict(text: str | dict[str, Any], what: str = "policy_kwargs") -> dict[str, Any]:
     """Read rl-zoo's ``"dict(key=value, ...)"`` strings without running code: only ``dict(...)`` of literals.
 

@@ -241,9 +241,12 @@ def test_weights_only_load_ignores_code_in_an_sb3_zip(tmp_path, saved_model):
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("env_wrapper", ["os.system"], "names code other than"),
+        ("env_wrapper", ["os.system"], "env_wrapper \\['os.system'\\] is not read: only"),
         ("policy_kwargs", f"dict(x=__import__('pathlib').Path('{MARKER}').touch())", "is not read: expected dict"),
-        ("callback", "os.system", "callback names code"),
+        ("callback", "os.system", "'callback' is not read from a received file"),
+        # rl-zoo evals replay_buffer_kwargs and imports a dotted policy (here the evil.py beside the folder)
+        ("replay_buffer_kwargs", f"__import__('pathlib').Path('{MARKER}').touch()", "'replay_buffer_kwargs' is not read"),
+        ("policy", "evil.Policy", "policy 'evil.Policy' is not a policy name of ppo"),
     ],
 )
 def test_run_folder_settings_that_name_code_are_refused(tmp_path, monkeypatch, key, value, message):
@@ -252,6 +255,8 @@ def test_run_folder_settings_that_name_code_are_refused(tmp_path, monkeypatch, k
     from sb3_masked_attention.training import load_trained, train
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(tmp_path)
+    (tmp_path / "evil.py").write_text(f"import pathlib\npathlib.Path({MARKER!r}).touch()\nPolicy = None\n")
     train("sb3ma/TMaze-v0", history_len=4, n_envs=2, total_timesteps=64, env_kwargs={"corridor_length": 2}, output_dir="run")
     settings = json.loads(Path("run/train_config.json").read_text())
     settings["hyperparams"][key] = value

@@ -213,13 +213,17 @@ def test_local_ray_listens_on_the_loopback_interface_only():
         ({"methods": {"m": {"algo": "ppo", "conf_file": "study.yml.py"}}}, "is not a .yml/.yaml file"),
         ({"methods": {"m": {"conf_file": "x"}}}, "has no 'algo'"),
         ({"methods": {"m": {"algo": "ppo_xl"}}}, "algo 'ppo_xl' is unknown to rl-zoo"),
-        ({"methods": {"m": _method(bogus=1)}}, "hyperparams key 'bogus' is not an argument of ppo"),
+        ({"methods": {"m": _method(bogus=1)}}, "hyperparameter 'bogus' is not read from a received file"),
         ({"methods": {"m": _method(n_timesteps=5)}}, "'n_timesteps' belongs in the env entry"),
         ({"methods": {"m": _method(seed=3)}}, "'seed' is set by the study runner"),
-        ({"methods": {"m": _method(env_wrapper="os.system")}}, "'env_wrapper' names Python code"),
+        ({"methods": {"m": _method(env_wrapper="os.system")}}, "'env_wrapper' is not read from a received file"),
+        # rl-zoo imports a dotted policy (here the study.py beside the file) and evals replay_buffer_kwargs
+        ({"methods": {"m": _method(policy="study.Evil")}}, "policy 'study.Evil' is not a policy name of ppo"),
+        ({"methods": {"m": _method(replay_buffer_kwargs=CODE)}}, "'replay_buffer_kwargs' is not read from a received"),
+        ({"methods": {"m": _method(action_noise="os.system")}}, "'action_noise' is not read from a received file"),
         ({"methods": {"m": _method(policy_kwargs=CODE)}}, "policy_kwargs=.* is not read: expected dict"),
         # rl-zoo would eval these strings: they must never reach it
-        ({"methods": {"m": _method(normalize="__import__('os')")}}, "hyperparams normalize=.* is not read"),
+        ({"methods": {"m": _method(normalize="__import__('os')")}}, "hyperparams: normalize=.* is not read"),
         ({"methods": {"m": _method(policy_kwargs="dict(pretrained_extractor='trunks/{env}.pt')")}}, "pretrained_extractor"),
         ({"envs": {"CartPoleNoVel-v1": {}}}, "has no 'n_timesteps'"),
     ],
@@ -227,7 +231,8 @@ def test_local_ray_listens_on_the_loopback_interface_only():
 def test_bad_study_files_name_the_problem(tmp_path, monkeypatch, change, message):
     monkeypatch.chdir(tmp_path)
     path = write_study(tmp_path / "study.yml")
-    (tmp_path / "study.yml.py").write_text(f"import os\nos.system('touch {MARKER}')\n")
+    for code in ("study.yml.py", "study.py"):
+        (tmp_path / code).write_text(f"import os\nos.system('touch {MARKER}')\n")
     spec = yaml.safe_load(path.read_text())
     spec.update(change)
     spec = {key: value for key, value in spec.items() if value is not None}

@@ -29,8 +29,9 @@ becomes the env id with ``/`` replaced by ``-`` (e.g. one pretrained trunk per e
 What is checked, each mistake named with its key and the file: unknown keys at every level; seeds distinct
 non-negative integers; method, env and study names usable as folder names; env ids registered and their
 ``env_kwargs`` accepted by the env; ``algo`` known to rl-zoo and each hyperparameter one the algorithm (or
-rl-zoo) takes; ``dict(...)`` strings read as literals (a study file is data: no names, no calls, no keys that
-import code such as ``env_wrapper`` — those belong in a conf_file, which is Python you must trust); a
+rl-zoo) takes, from an allow-list of plain settings (:func:`~sb3_masked_attention.zoo.received_hyperparams`: a
+study file is data, so ``policy`` is an alias the algorithm registers, ``dict(...)`` strings are read as literals,
+and keys that name code, such as ``env_wrapper``, belong in a conf_file, which is Python you must trust); a
 ``pretrained_extractor`` that exists. :func:`check_buildable` then builds each (method, env) model once.
 """
 
@@ -50,10 +51,6 @@ from sb3_masked_attention.validation import check_int
 TOP_KEYS = ("name", "seeds", "eval_freq", "eval_episodes", "envs", "methods")
 ENV_KEYS = ("env_id", "n_timesteps", "env_kwargs")
 METHOD_KEYS = ("algo", "conf_file", "hyperparams", "seeds")
-#: rl-zoo hyperparameters that are not algorithm arguments but data rl-zoo reads.
-ZOO_DATA_KEYS = ("n_envs", "policy", "normalize", "frame_stack", "policy_kwargs", "monitor_kwargs")
-#: rl-zoo hyperparameters that name Python objects to import (or strings it evaluates): never from a study file.
-ZOO_CODE_KEYS = ("env_wrapper", "vec_env_wrapper", "callback", "replay_buffer_class", "replay_buffer_kwargs")
 #: algorithm arguments the runner sets for every run.
 RUNNER_KEYS = ("seed", "tensorboard_log", "verbose", "device", "_init_setup_model")
 #: hyperparameters whose ``"dict(...)"`` strings rl-zoo would ``eval``: read here as literals.
@@ -147,32 +144,21 @@ def _seeds(value: Any, where: str) -> list[int]:
 
 
 def _hyperparams(value: Any, algo: str, where: str) -> dict[str, Any]:
-    from sb3_masked_attention.zoo import ZOO_KEYS, algorithm_arguments, literal_dict
+    from sb3_masked_attention.zoo import algorithm_arguments, received_hyperparams
 
     if value is not None and not isinstance(value, dict):
         raise ValueError(f"{where}: hyperparams must be a mapping, not {value!r}")
     hyperparams = value or {}
     try:
-        arguments = algorithm_arguments(algo) - set(ZOO_KEYS) - {"policy"}
+        algorithm_arguments(algo)
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
-    for key, item in hyperparams.items():
-        if key in ZOO_CODE_KEYS:
-            raise ValueError(
-                f"{where}: hyperparams key {key!r} names Python code, which a study file may not: put it in a "
-                "conf_file (rl-zoo YAML is code: use only files you trust)"
-            )
+    for key in hyperparams:
         if key in ("n_timesteps", "env_kwargs"):
             raise ValueError(f"{where}: hyperparams key {key!r} belongs in the env entry of `envs`")
         if key in RUNNER_KEYS:
             raise ValueError(f"{where}: hyperparams key {key!r} is set by the study runner (seeds: the top-level `seeds`)")
-        if key not in arguments and key not in ZOO_DATA_KEYS:
-            raise ValueError(
-                f"{where}: hyperparams key {key!r} is not an argument of {algo} nor an rl-zoo setting: expected one of "
-                f"{sorted(arguments | set(ZOO_DATA_KEYS))}"
-            )
-        if key in DICT_KEYS and isinstance(item, str):
-            literal_dict(item, f"{where}: hyperparams {key}")  # checked here; read per env (``{env}``) later
+    received_hyperparams(algo, hyperparams, f"{where}: hyperparams")  # ``{env}`` is filled in per env, later
     return dict(hyperparams)
 
 
