@@ -140,3 +140,59 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...], what: str, made_by:
                 f"{what} {str(path)!r} has a member that is damaged or holds Python objects (nothing in it ran); {expected}"
             ) from None
     return arrays, meta
+
+
+def yaml_data(text: str, what: str, max_nodes: int = 10_000) -> Any:
+    """A YAML document read as plain data (``yaml.SafeLoader``), stricter than YAML itself: a key given twice in one
+    mapping is refused (YAML keeps the last silently), and so is a document larger than ``max_nodes`` values once its
+    aliases are expanded (a few KB of nested aliases can stand for billions of values).
+
+    :param what: the file, for errors.
+    :raises ValueError: naming ``what`` and the key's lines; ``yaml.YAMLError`` for a syntax error.
+    """
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+        try:
+            size = _expanded_size(node, sizes, what)
+        except RecursionError:
+            raise ValueError(f"{what} nests too deeply to be a settings file") from None
+        if size > max_nodes:
+            raise ValueError(
+                f"{what} stands for {size:.3g} values once its aliases are expanded: at most {max_nodes} are read"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: Any, sizes: dict[int, int], what: str) -> int:
+    """Values under ``node`` with aliases expanded (memoised per node, so an alias bomb costs its own size to count);
+    refuses a mapping that repeats a key."""
+    import yaml
+
+    if id(node) in sizes:
+        return sizes[id(node)]
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                line = key.start_mark.line + 1
+                if (key.tag, key.value) in seen:
+                    name = key.value if len(key.value) <= 40 else key.value[:37] + "..."
+                    raise ValueError(
+                        f"{what}: key {name!r} appears twice in one mapping (lines {seen[key.tag, key.value]} and "
+                        f"{line}): YAML would keep the last silently; remove or rename one"
+                    )
+                seen[key.tag, key.value] = line
+            size += _expanded_size(key, sizes, what) + _expanded_size(value, sizes, what)
+    elif isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, sizes, what) for item in node.value)
+    sizes[id(node)] = size
+    return size

@@ -15,7 +15,13 @@ from rliable import metrics
 from scipy import stats
 
 from sb3_masked_attention.evaluation.report import aggregate_metrics, probability_of_improvement, significance, write_report
-from sb3_masked_attention.evaluation.scores import final_scores, normalize_scores, score_matrices, validate_scores
+from sb3_masked_attention.evaluation.scores import (
+    common_budget,
+    final_scores,
+    normalize_scores,
+    score_matrices,
+    validate_scores,
+)
 
 
 def make_scores(methods=("a", "b"), envs=("sb3ma/TMaze-v0", "CartPoleNoVel-v1"), seeds=5, timesteps=None, seed=0):
@@ -130,11 +136,34 @@ def test_bad_scores_name_the_problem(edit, message):
         (lambda df: df.assign(timesteps=df["timesteps"].astype(object).where(df.index > 0, "ten")), "'timesteps' has 1"),
         # the same evaluation point twice with different scores: which one is the run's?
         (lambda df: pd.concat([df, df.iloc[[5]].assign(score=9.0)]), "seed=2, timesteps=2000 on CSV lines 7, 42"),
+        (lambda df: df.assign(timesteps=df["timesteps"].where(df.index != 3, -1000)), "'timesteps' has 1 negative.*line"),
     ],
 )
 def test_bad_learning_curves_name_the_problem(edit, message):
     with pytest.raises(ValueError, match=message):
         validate_scores(edit(make_scores(timesteps=[1000, 2000])).reset_index(drop=True))
+
+
+def test_runs_of_unequal_length_are_compared_at_the_budget_all_reached(tmp_path):
+    scores = make_scores(timesteps=[1000, 2000, 3000])
+    scores = scores[~((scores.method == "b") & (scores.seed == 1) & (scores.timesteps == 3000))]  # one run stopped early
+    scores.loc[(scores.env == "CartPoleNoVel-v1") & (scores.timesteps == 3000), "timesteps"] = 3100  # rollout overshoot
+    aligned, notes = common_budget(validate_scores(scores))
+    assert set(aligned.groupby("env")["timesteps"].max()) == {2000}
+    final = final_scores(aligned)
+    assert len(final) == 20 and set(final["timesteps"]) == {2000}
+    assert notes == [
+        f"{env}: runs end between 2000 and {end} steps; each is compared at 2000 steps (its last evaluation at or "
+        "before it; 9 later evaluation(s) left out)"
+        for env, end in (("CartPoleNoVel-v1", 3100), ("sb3ma/TMaze-v0", 3000))
+    ]
+    path = tmp_path / "scores.csv"
+    scores.to_csv(path, index=False)
+    write_report(path, tmp_path / "report", reps=20)
+    assert "- Budget: sb3ma/TMaze-v0: runs end between 2000 and 3000 steps" in (tmp_path / "report" / "report.md").read_text()
+    late = scores[~((scores.method == "a") & (scores.seed == 0) & (scores.timesteps < 3000))]  # one run: 3000 only
+    with pytest.raises(ValueError, match="run method='a', seed=0 has no evaluation at or before 2000 steps"):
+        common_budget(validate_scores(late))
 
 
 def test_report_files_and_cli(tmp_path):

@@ -245,6 +245,29 @@ def test_bad_study_files_name_the_problem(tmp_path, monkeypatch, change, message
     assert not (tmp_path / MARKER).exists(), "code from the study file ran"
 
 
+def test_a_key_given_twice_is_refused_at_every_level(tmp_path):
+    path = write_study(tmp_path / "study.yml")
+    text = path.read_text()
+    method = yaml.safe_dump({"none": yaml.safe_load(text)["methods"]["none"]})  # the same method name again
+    doubled = text.replace("methods:\n", "methods:\n" + "".join("  " + line + "\n" for line in method.splitlines()), 1)
+    path.write_text(doubled)
+    with pytest.raises(ValueError, match=r"study.yml': key 'none' appears twice in one mapping \(lines \d+ and \d+\)"):
+        load_study(path)
+    path.write_text(text + "seeds: 3\n")  # at the top level
+    with pytest.raises(ValueError, match="key 'seeds' appears twice"):
+        load_study(path)
+
+
+def test_an_alias_bomb_is_refused_by_its_size(tmp_path):
+    path = tmp_path / "study.yml"
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]" for p, c in zip("abcdefgh", "bcdefghi")]
+    path.write_text("\n".join(lines) + "\n")  # 1e9 values in under 1 KB
+    with pytest.raises(ValueError, match=r"stands for 1.23e\+09 values once its aliases are expanded: at most 10000") as error:
+        load_study(path)
+    assert len(str(error.value)) < 200
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path):
     path = tmp_path / "study.yml"
     path.write_text("name: x\nenvs: {a: 1\nmethods: []\n")

@@ -18,6 +18,7 @@ from sb3_masked_attention.evaluation.bootstrap import interval_estimates, seeded
 from sb3_masked_attention.evaluation.inference import area_under_curve, holm
 from sb3_masked_attention.evaluation.per_task import per_task_table, plot_learning_curves
 from sb3_masked_attention.evaluation.scores import (
+    common_budget,
     final_scores,
     normalize_scores,
     read_csv_file,
@@ -273,6 +274,7 @@ def write_report(
         message = str(error)
         where = f"scores file {str(scores_path)!r}: "
         raise ValueError(message if message.startswith("scores file") else where + message) from None
+    scores, budget_notes = common_budget(scores)
     scores = normalize_scores(scores, normalize)
     make_dir(out, "output directory")
     matrices, envs = score_matrices(scores)
@@ -307,6 +309,8 @@ def write_report(
         f"{os.fspath(normalize)}). "
         f"95% stratified-bootstrap CIs from rliable, {reps} resamples, seed {seed}.",
         "",
+        *[f"- Budget: {note}." for note in budget_notes],
+        *([""] if budget_notes else []),
         "## Per task",
         "",
         "Final score per env and method (IQM with its 95% CI over that env's runs)"

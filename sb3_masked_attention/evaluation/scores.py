@@ -88,6 +88,12 @@ def validate_scores(scores: pd.DataFrame, min_runs: int = 3) -> pd.DataFrame:
     key = ["method", "env", "seed"]
     if "timesteps" in scores.columns:
         scores["timesteps"] = _numeric(scores, "timesteps", integer=True)
+        negative = scores["timesteps"] < 0
+        if negative.any():
+            raise ValueError(
+                f"scores column 'timesteps' has {int(negative.sum())} negative value(s), first at CSV line(s) "
+                f"{_lines(scores.index[negative])}: expected environment steps >= 0"
+            )
         key.append("timesteps")
     repeated = scores.duplicated(key, keep=False)
     if repeated.any():
@@ -113,6 +119,39 @@ def validate_scores(scores: pd.DataFrame, min_runs: int = 3) -> pd.DataFrame:
         (method, env), count = next(iter(few.items()))
         raise ValueError(f"method {method!r} has {count} run(s) on {env!r}: a confidence interval needs at least {min_runs}")
     return scores
+
+
+def common_budget(scores: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Each env's learning curves cut to the budget every one of its runs reached, so that final scores and areas
+    compare runs of one length; and a line per env where that left evaluations out (for the report).
+
+    A run's final score is its last evaluation at or before the env's common budget (the smallest final
+    ``timesteps`` of its runs): PPO ends on a whole rollout, so runs of one budget end a few steps apart, and a run
+    stopped early shortens every run's comparison, which the returned lines say.
+
+    :raises ValueError: a run with no evaluation at or before the common budget.
+    """
+    if "timesteps" not in scores.columns:
+        return scores, []
+    kept, notes = [], []
+    for env, group in scores.groupby("env", sort=True):
+        ends = group.groupby(["method", "seed"])["timesteps"].max()
+        budget = int(ends.min())
+        inside = group[group["timesteps"] <= budget]
+        lost = sorted(set(ends.index) - set(inside.groupby(["method", "seed"]).size().index))
+        if lost:
+            method, seed = lost[0]
+            raise ValueError(
+                f"env {env!r}: run method={method!r}, seed={seed} has no evaluation at or before {budget} steps, where "
+                "another run of this env ends: the runs cannot be compared at one budget"
+            )
+        if len(inside) < len(group):
+            notes.append(
+                f"{env}: runs end between {budget} and {int(ends.max())} steps; each is compared at {budget} steps "
+                f"(its last evaluation at or before it; {len(group) - len(inside)} later evaluation(s) left out)"
+            )
+        kept.append(inside)
+    return pd.concat(kept).sort_index(), notes
 
 
 def final_scores(scores: pd.DataFrame) -> pd.DataFrame:

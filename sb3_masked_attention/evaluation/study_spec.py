@@ -46,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from sb3_masked_attention.io import yaml_data
 from sb3_masked_attention.validation import check_int
 
 TOP_KEYS = ("name", "seeds", "eval_freq", "eval_episodes", "envs", "methods")
@@ -226,7 +227,7 @@ def read_spec(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"study file {str(path)!r} does not exist")
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml_data(path.read_text(), f"study file {str(path)!r}")
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
