@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import tempfile
@@ -196,3 +197,49 @@ def _expanded_size(node: Any, sizes: dict[int, int], what: str) -> int:
         size += sum(_expanded_size(item, sizes, what) for item in node.value)
     sizes[id(node)] = size
     return size
+
+
+#: Folders whose lock this process holds (an open file each): a trainer called again in the same process, as in a
+#: notebook after an interrupted call, takes its folder over instead of refusing itself.
+_HELD_LOCKS: dict[Path, Any] = {}
+
+
+def hold_folder_lock(directory: str | os.PathLike, what: str = "run folder") -> bool:
+    """Make ``directory`` this process's: an exclusive lock on its ``.lock`` file, held until the process ends or
+    :func:`release_folder_lock` (the OS releases it on kill -9, so a killed run never blocks its rerun).
+
+    :return: whether the lock was taken now (False: this process held it already).
+    :raises ValueError: another process holds it.
+    """
+    import fcntl
+
+    directory = Path(directory).resolve()
+    if directory in _HELD_LOCKS:
+        return False
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / ".lock", "a+")  # noqa: SIM115  (held while the process writes the folder)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ValueError(f"{what} {str(directory)!r} is being written by another process: wait for it or stop it") from None
+    _HELD_LOCKS[directory] = handle
+    return True
+
+
+def _release_all_folder_locks() -> None:
+    for directory in list(_HELD_LOCKS):
+        release_folder_lock(directory)
+
+
+atexit.register(_release_all_folder_locks)
+
+
+def release_folder_lock(directory: str | os.PathLike) -> None:
+    """Give up :func:`hold_folder_lock`'s lock on ``directory`` (nothing if this process does not hold it)."""
+    import fcntl
+
+    handle = _HELD_LOCKS.pop(Path(directory).resolve(), None)
+    if handle is not None:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

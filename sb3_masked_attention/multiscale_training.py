@@ -39,7 +39,7 @@ from sb3_masked_attention.io import atomic_path
 from sb3_masked_attention.runs import RunDir, newest_files
 from sb3_masked_attention.validation import check_int, check_keywords
 from sb3_masked_attention.weights import load_matching_weights, load_weights, saved_policy_kwargs, saved_timesteps
-from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, literal_dict, zoo_entry
+from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, check_setting_ranges, literal_dict, zoo_entry
 
 PRESETS = ("small", "medium", "full")
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO}
@@ -147,6 +147,7 @@ def train_multiscale(
         check_int(name, getattr(config, name), minimum=0)
     given_here = ("self", "policy", "env", "seed", "device", "verbose", "policy_kwargs", "tensorboard_log")
     check_keywords(ALGORITHMS[config.algo], ppo_kwargs, "ppo_kwargs", exclude=given_here)
+    check_setting_ranges(ppo_kwargs, "ppo_kwargs")
     from envs.territory import TerritoryControlEnv  # by class, so SubprocVecEnv workers import it themselves
 
     env_kwargs = config.env_kwargs()
@@ -197,12 +198,14 @@ def train_multiscale(
         tensorboard_log=str(run.tensorboard),
         **ppo_kwargs,
     )
+    run.record()  # the settings built a model: recorded now, never before
     if final_path.exists() and saved_timesteps(final_path) >= total_timesteps:
         load_weights(model, final_path)
         env.close()
         eval_env.close()
         if verbose:
             print(f"{run.path} is finished ({model.num_timesteps} steps): nothing to do")
+        run.close()
         return model
     found = newest_files(run.path / "checkpoints", "model", ".zip")
     if found:
@@ -232,6 +235,7 @@ def train_multiscale(
     finally:
         env.close()
         eval_env.close()
+    run.close()
     return model
 
 

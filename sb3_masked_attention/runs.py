@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sb3_masked_attention.io import atomic_path, make_dir, write_text_atomic
+from sb3_masked_attention.io import atomic_path, hold_folder_lock, make_dir, release_folder_lock, write_text_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -174,13 +174,25 @@ class RunDir:
         defaults: dict[str, Any] | None = None,
     ) -> None:
         self.path = make_dir(path, "run folder")
-        recorded = self.path / SETTINGS_FILE
+        hold_folder_lock(self.path, "run folder")  # one writer per run folder
         for name in (SETTINGS_FILE, *LEGACY_SETTINGS_FILES):
             if (self.path / name).exists():
                 refuse_changes(json.loads((self.path / name).read_text()), settings, str(self.path), grow, defaults)
                 break
-        write_text_atomic(recorded, json.dumps(settings, indent=2) + "\n")
         self.settings = settings
+        self._recorded = False
+
+    def record(self) -> None:
+        """Write the settings to ``train_config.json`` (once). Trainers call it when the model has been built from
+        them, and :meth:`writer` and :meth:`save_state` before anything else is written: a setting the model
+        refuses is never recorded, so the corrected rerun is not refused as a changed one."""
+        if not self._recorded:
+            write_text_atomic(self.path / SETTINGS_FILE, json.dumps(self.settings, indent=2) + "\n")
+            self._recorded = True
+
+    def close(self) -> None:
+        """Release the folder's lock (the trainer is done with it)."""
+        release_folder_lock(self.path)
 
     @property
     def checkpoint(self) -> Path:
@@ -194,6 +206,7 @@ class RunDir:
         """A TensorBoard writer on :attr:`tensorboard`."""
         from torch.utils.tensorboard import SummaryWriter
 
+        self.record()
         return SummaryWriter(str(self.tensorboard))
 
     def save_state(
@@ -207,6 +220,7 @@ class RunDir:
         and ``progress`` (counters, histories, a numpy ``bit_generator.state``: plain data only)."""
         import torch
 
+        self.record()
         state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state()}
         save_file("checkpoint", {"model": model.state_dict(), **state, "progress": json.dumps(progress)}, self.checkpoint)
 

@@ -24,7 +24,7 @@ from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
 from sb3_masked_attention.environments import check_env_id, return_bounds
 from sb3_masked_attention.episodes import play_episodes
-from sb3_masked_attention.io import atomic_path, write_text_atomic
+from sb3_masked_attention.io import atomic_path, hold_folder_lock, release_folder_lock, write_text_atomic
 from sb3_masked_attention.strategies import HeadMaskStrategy, resolve_head_mask_strategy
 from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.weights import load_weights, restore_normalization, save_normalization
@@ -120,12 +120,15 @@ def train(
     :param total_timesteps: environment steps (default: the entry's ``n_timesteps``).
     :param n_envs: parallel environments.
     :param hyperparams: further overrides, as rl-zoo's ``-params`` takes them.
-    :param output_dir: where ``model.zip``, TensorBoard logs and rl-zoo's ``zoo/`` folder (its config) go; None: nowhere.
+    :param output_dir: a new or empty folder (locked while training; a run is not resumed) for ``model.zip``, TensorBoard
+        logs and rl-zoo's ``zoo/`` folder (its config); None: nowhere.
     :return: the trained model and the rl-zoo manager that makes its evaluation envs.
     """
     check_env_id(env_id)
     entry = zoo_entry(conf_file, env_id)
     overrides = {**entry_overrides(entry, head_mask_strategy, history_len, n_envs), **(hyperparams or {})}
+    if output_dir is not None:
+        _claim_empty_folder(Path(output_dir))
     log_folder = Path(output_dir) / "zoo" if output_dir is not None else Path(tempfile.mkdtemp(prefix="sb3ma-train-"))
     tensorboard = "" if output_dir is None else str(Path(output_dir) / "tensorboard")
     run = make_zoo_model(
@@ -157,7 +160,22 @@ def train(
         normalize = unwrap_vec_normalize(run.train_env)
         if normalize is not None:
             save_normalization(normalize, Path(output_dir) / "vecnormalize.npz")  # ... and arrays, read without pickle
+        release_folder_lock(output_dir)
     return run
+
+
+def _claim_empty_folder(path: Path) -> None:
+    """Lock ``path`` for this run (one writer) and refuse it unless it is new or empty: ``sb3ma train`` does not
+    resume, so a folder holding a run (finished or killed) is never trained into again."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--output-dir {str(path)!r} is a file, not a folder")
+    hold_folder_lock(path, "output folder")
+    if any(entry.name != ".lock" for entry in path.iterdir()):
+        release_folder_lock(path)
+        raise ValueError(
+            f"--output-dir {str(path)!r} is not empty: `sb3ma train` does not resume a run (a killed run would restart "
+            "at step 0 over its files); give a new folder, or delete this one to start over"
+        )
 
 
 def trained_settings(run_dir: str | os.PathLike) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +179,7 @@ def received_hyperparams(algo: str, hyperparams: dict[str, Any], where: str, his
         if not _plain(value):
             raise ValueError(f"{where}: {key}={_short(value)} is not plain data (numbers, strings, lists, mappings)")
         checked[key] = value
+    check_setting_ranges(checked, where)
     return checked
 
 
@@ -196,6 +198,66 @@ def _short(value: Any, limit: int = 80) -> str:
     """``repr(value)`` cut to ``limit`` characters: an error line never quotes a whole hostile value."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: The ranges SB3's algorithms assume of their settings, as (low, high, low included, integer): outside them SB3
+#: trains without a word and the run means nothing (``gamma=2`` lets returns grow without bound).
+SETTING_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "gamma": (0.0, 1.0, True, False),
+    "gae_lambda": (0.0, 1.0, True, False),
+    "tau": (0.0, 1.0, False, False),
+    "learning_rate": (0.0, math.inf, True, False),  # 0: weights held (a check, not a run)
+    "clip_range": (0.0, math.inf, False, False),
+    "clip_range_vf": (0.0, math.inf, False, False),
+    "target_kl": (0.0, math.inf, False, False),
+    "max_grad_norm": (0.0, math.inf, False, False),
+    "ent_coef": (0.0, math.inf, True, False),
+    "vf_coef": (0.0, math.inf, True, False),
+    "exploration_fraction": (0.0, 1.0, True, False),
+    "exploration_initial_eps": (0.0, 1.0, True, False),
+    "exploration_final_eps": (0.0, 1.0, True, False),
+    "n_steps": (1, math.inf, True, True),
+    "batch_size": (1, math.inf, True, True),
+    "n_epochs": (1, math.inf, True, True),
+    "n_envs": (1, math.inf, True, True),
+    "n_timesteps": (1, math.inf, True, True),
+    "buffer_size": (1, math.inf, True, True),
+    "learning_starts": (0, math.inf, True, True),
+    "stats_window_size": (1, math.inf, True, True),
+    "sde_sample_freq": (-1, math.inf, True, True),
+}
+#: settings rl-zoo also takes as a linear schedule, ``"lin_<initial value>"``.
+SCHEDULES = ("learning_rate", "clip_range", "clip_range_vf")
+
+
+def check_setting_ranges(hyperparams: dict[str, Any], where: str = "hyperparams") -> None:
+    """Raise ValueError naming a setting outside the range SB3 assumes (:data:`SETTING_RANGES`), or a schedule string
+    that is not ``"lin_<number>"`` (rl-zoo would read any ``"<word>_<number>"`` as linear)."""
+    for key, value in hyperparams.items():
+        if key not in SETTING_RANGES or value is None or (key == "ent_coef" and isinstance(value, str)):
+            continue  # None: the algorithm's "off" (clip_range_vf, target_kl); SAC's ent_coef may be "auto..."
+        low, high, closed, integer = SETTING_RANGES[key]
+        number = value
+        if key in SCHEDULES and isinstance(value, str):
+            prefix, _, initial = value.partition("_")
+            try:
+                number = float(initial) if prefix == "lin" else None
+            except ValueError:
+                number = None
+            if number is None:
+                raise ValueError(f"{where}: {key}={_short(value)} is not a schedule: expected a number or 'lin_<number>'")
+        kind = "an integer" if integer else "a number"
+        span = f"{'[' if closed else '('}{low}, {high}{']' if high != math.inf else ')'}"
+        valid = (
+            isinstance(number, (int, float))
+            and not isinstance(number, bool)
+            and math.isfinite(number)
+            and (number >= low if closed else number > low)
+            and number <= high
+            and (not integer or float(number).is_integer())
+        )
+        if not valid:
+            raise ValueError(f"{where}: {key}={_short(value)} is outside what SB3 assumes: expected {kind} in {span}")
 
 
 def literal_dict(text: str | dict[str, Any], what: str = "policy_kwargs") -> dict[str, Any]:
@@ -302,6 +364,8 @@ def make_zoo_model(
     config = Path(conf_file) if conf_file is not None else rl_zoo_config(algo)
     if not config.exists():
         raise FileNotFoundError(f"conf_file {config} does not exist")
+    check_setting_ranges(dict(hyperparams or {}), "hyperparams")
+    check_setting_ranges(zoo_entry(config, env_id), f"conf_file {str(config)!r} entry for {env_id!r}")
     manager = ExperimentManager(
         argparse.Namespace(algo=algo, env=env_id, conf_file=str(config), seed=seed),
         algo,

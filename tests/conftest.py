@@ -36,3 +36,29 @@ def saved_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "model.zip"
     model.save(path)
     return path
+
+
+@pytest.fixture
+def lock_held_elsewhere():
+    """A context manager: another process holds the folder lock of a run or study folder for the block."""
+    import contextlib
+    import subprocess
+    import sys
+
+    @contextlib.contextmanager
+    def hold(directory):
+        code = (
+            "import sys; from sb3_masked_attention.io import hold_folder_lock; "
+            "hold_folder_lock(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, str(directory)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert process.stdout.readline().strip() == "held"
+            yield
+        finally:
+            process.kill()
+            process.wait()
+
+    return hold

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -199,6 +201,17 @@ def test_training_resumes_to_the_same_weights(dataset, tmp_path, monkeypatch):
     assert any(not torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), longer.state_dict().values()))
     with pytest.raises(ValueError, match="updates=6, not 5"):
         train_ad(dataset, tmp_path / "resumed", **{**TINY, "updates": 5})
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"), [({"dropout": 2.0}, "dropout"), ({"context_len": 10_000}, "context_len=10000 is longer")]
+)
+def test_a_refused_setting_is_not_recorded_and_the_corrected_rerun_trains(dataset, tmp_path, bad, message):
+    with pytest.raises(ValueError, match=message):
+        train_ad(dataset, tmp_path / "run", **{**TINY, **bad})
+    assert not (tmp_path / "run" / "train_config.json").exists()
+    train_ad(dataset, tmp_path / "run", **TINY)  # not refused as "a changed setting"
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["dropout"] == TINY.get("dropout", 0.1)
 
 
 # ---------------------------------------------------------------- in-context evaluation

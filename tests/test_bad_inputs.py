@@ -94,6 +94,19 @@ def files(tmp_path_factory, saved_model) -> Path:
         ),
         (["train-multiscale", "--map-size", "64", "--ppo-kwargs", "bogus=1", "--output-dir", "m"], "['bogus'] not accepted"),
         (["train", "--env", "sb3ma/TMaze-v0", "--hyperparams", "bogus=1"], "hyperparams ['bogus'] are not arguments of ppo"),
+        # settings outside the ranges SB3 assumes train without a word: refused before anything is built
+        (
+            ["train", "--env", "sb3ma/TMaze-v0", "--hyperparams", "gamma=2"],
+            "gamma=2 is outside what SB3 assumes: expected a number in [0.0, 1.0]",
+        ),
+        (
+            ["train", "--env", "sb3ma/TMaze-v0", "--hyperparams", "learning_rate=exp_1e-3"],
+            "learning_rate='exp_1e-3' is not a schedule",
+        ),
+        (
+            ["train-multiscale", "--map-size", "64", "--ppo-kwargs", "n_steps=0", "--output-dir", "m"],
+            "ppo_kwargs: n_steps=0 is outside",
+        ),
         (["events", "train", "--events", "events.csv", "--out", "a_file"], "run folder 'a_file' cannot be made"),
         (["train-multiscale", "--map-size", "64", "--local-view-size", "4096", "--output-dir", "m"], "larger than the map"),
         (["train-multiscale", "--map", "objects.npy", "--output-dir", "m"], "map file 'objects.npy' is not a plain numpy"),
@@ -128,6 +141,39 @@ def test_cli_refuses_with_one_line(files, monkeypatch, capsys, args, message):
     assert len(lines) == 1 and message in lines[0], lines
     assert not any(advice in lines[0] for advice in UNSAFE_ADVICE), lines[0]
     assert not (files / "m").exists() and not (files / "s" / "runs").exists(), "a refused command wrote its output"
+
+
+@pytest.mark.parametrize(
+    ("args", "folder"),
+    [
+        (["train", "--env", "sb3ma/TMaze-v0", "--total-timesteps", "64", "--output-dir", "locked_t"], "locked_t"),
+        (["train-multiscale", "--map-size", "64", "--total-timesteps", "64", "--output-dir", "locked_m"], "locked_m"),
+        (["events", "train", "--events", "events.csv", "--epochs", "1", "--out", "locked_e"], "locked_e"),
+        (["pretrain", "--env", "sb3ma/TMaze-v0", "--steps", "1", "--collect-steps", "32", "--out", "p.pt"], "p.run"),
+        (["ad", "train", "--dataset", "ad.npz", "--updates", "1", "--out", "locked_a"], "locked_a"),
+    ],
+)
+def test_every_trainer_refuses_a_folder_another_process_writes(files, monkeypatch, capsys, lock_held_elsewhere, args, folder):
+    from sb3_masked_attention.ad.data import collect_histories, save_histories
+
+    monkeypatch.chdir(files)
+    if not Path("ad.npz").exists():
+        save_histories(collect_histories(goals=[(0, 0)], episodes=2, runs_per_goal=1, progress=False), "ad.npz")
+    with lock_held_elsewhere(files / folder):
+        assert main([*args, "--no-progress"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"{folder}' is being written by another process: wait for it or stop it" in lines[0], lines
+    assert [path.name for path in (files / folder).iterdir()] == [".lock"], "the refused trainer wrote into the folder"
+
+
+def test_train_refuses_a_folder_that_holds_a_run(files, monkeypatch, capsys):
+    monkeypatch.chdir(files)
+    (files / "old_run").mkdir()
+    (files / "old_run" / "model.zip").write_bytes(b"a killed or finished run")
+    assert main(["train", "--env", "sb3ma/TMaze-v0", "--total-timesteps", "64", "--output-dir", "old_run"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "--output-dir 'old_run' is not empty: `sb3ma train` does not resume a run" in line and "\n" not in line
+    assert (files / "old_run" / "model.zip").read_bytes() == b"a killed or finished run"
 
 
 # ---------------------------------------------------------------- crafted files: nothing in them may run

@@ -25,8 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_settings_are_recorded_and_a_change_is_refused_by_name(tmp_path):
     RunDir(tmp_path, {"lr": 0.1, "updates": 10}, grow=("updates",))
+    assert not (tmp_path / "train_config.json").exists()  # recorded once the trainer has built from them
+    RunDir(tmp_path, {"lr": 0.1, "updates": 10}, grow=("updates",)).record()
     assert json.loads((tmp_path / "train_config.json").read_text()) == {"lr": 0.1, "updates": 10}
-    RunDir(tmp_path, {"lr": 0.1, "updates": 20}, grow=("updates",))  # more updates: trains on
+    RunDir(tmp_path, {"lr": 0.1, "updates": 20}, grow=("updates",)).record()  # more updates: trains on
     with pytest.raises(ValueError, match="was started with lr=0.1, not 0.2"):
         RunDir(tmp_path, {"lr": 0.2, "updates": 20}, grow=("updates",))
     with pytest.raises(ValueError, match="updates=20, not 5"):

@@ -122,10 +122,12 @@ def test_workers_end_when_the_driver_is_killed(tmp_path):
     )
 
 
-def test_second_runner_is_refused(tmp_path):
+def test_second_runner_is_refused(tmp_path, lock_held_elsewhere):
     study = write_study(tmp_path / "study.yml")
-    with study_lock(tmp_path / "out"), pytest.raises(ValueError, match="being run by another process"):
+    with lock_held_elsewhere(tmp_path / "out"), pytest.raises(ValueError, match="being written by another process"):
         run_study(study, tmp_path / "out", progress=False)
+    with study_lock(tmp_path / "out"):  # the lock is free again once that process is gone
+        pass
 
 
 def test_changed_study_is_refused(tmp_path):
@@ -221,6 +223,8 @@ def test_local_ray_listens_on_the_loopback_interface_only():
         ({"methods": {"m": _method(policy="study.Evil")}}, "policy 'study.Evil' is not a policy name of ppo"),
         ({"methods": {"m": _method(replay_buffer_kwargs=CODE)}}, "'replay_buffer_kwargs' is not read from a received"),
         ({"methods": {"m": _method(action_noise="os.system")}}, "'action_noise' is not read from a received file"),
+        ({"methods": {"m": _method(gamma=2)}}, "gamma=2 is outside what SB3 assumes"),
+        ({"methods": {"m": _method(n_epochs=0)}}, "n_epochs=0 is outside what SB3 assumes"),
         ({"methods": {"m": _method(policy_kwargs=CODE)}}, "policy_kwargs=.* is not read: expected dict"),
         # rl-zoo would eval these strings: they must never reach it
         ({"methods": {"m": _method(normalize="__import__('os')")}}, "hyperparams: normalize=.* is not read"),

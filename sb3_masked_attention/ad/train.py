@@ -124,6 +124,7 @@ def train_ad(
     writer.close()
     model.eval()
     save_ad_model(model, meta, run.path / "model.pt")
+    run.close()
     return model
 
 

@@ -17,7 +17,6 @@ A lock file refuses a second runner on the same directory.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import time
@@ -31,7 +30,7 @@ import yaml
 
 from sb3_masked_attention.episodes import play_episodes
 from sb3_masked_attention.evaluation.study_spec import Method, Run, Study, check_buildable, load_study
-from sb3_masked_attention.io import atomic_path, write_text_atomic
+from sb3_masked_attention.io import atomic_path, hold_folder_lock, release_folder_lock, write_text_atomic
 from sb3_masked_attention.runs import refuse_changes
 from sb3_masked_attention.validation import check_int
 
@@ -123,21 +122,13 @@ def execute_run(run: Run, run_dir: str, torch_threads: int = 1) -> list[dict[str
 # ---------------------------------------------------------------- the study (driver)
 @contextlib.contextmanager
 def study_lock(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``directory`` (released by the OS even on kill -9)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    handle = open(directory / ".lock", "a+")  # noqa: SIM115  (held for the whole block)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise ValueError(
-            f"study directory {str(directory)!r} is being run by another process: wait for it or stop it"
-        ) from None
+    """Hold an exclusive lock on ``directory`` for the block (released by the OS even on kill -9)."""
+    taken = hold_folder_lock(directory, "study directory")
     try:
         yield
     finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+        if taken:
+            release_folder_lock(directory)
 
 
 def _check_spec(directory: Path, spec: dict[str, Any]) -> bool:

@@ -263,6 +263,7 @@ def pretrain(
     writer.close()
     extractor.eval()
     save_extractor(extractor, out)
+    run.close()
     return extractor
 
 

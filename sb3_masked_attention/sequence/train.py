@@ -173,4 +173,5 @@ def train_sequence_model(
             pd.DataFrame(history).to_csv(tmp, index=False)
     bar.close()
     writer.close()
+    run.close()
     return load_sequence_model(run.path / "model.pt")[0]
