@@ -79,6 +79,26 @@ def refuse_changes(
             )
 
 
+def input_identity(path: str | os.PathLike | None, what: str = "input file") -> dict[str, Any] | None:
+    """What identifies an input file to a resumed run: its size and SHA-256, never its path as typed (the same file
+    reached from another folder is the same input; another file at the same relative path is not). None: no file.
+
+    :raises ValueError: the file does not exist.
+    """
+    import hashlib
+
+    if path is None or str(path) == "":
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {str(path)!r} does not exist")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
 def _legacy_kind(payload: dict[str, Any]) -> str | None:
     """The kind of a format-1 file (written before files had a ``kind`` header), from its keys."""
     if "arch" in payload and "enum_values" in payload:

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -212,6 +213,19 @@ def test_a_refused_setting_is_not_recorded_and_the_corrected_rerun_trains(datase
     assert not (tmp_path / "run" / "train_config.json").exists()
     train_ad(dataset, tmp_path / "run", **TINY)  # not refused as "a changed setting"
     assert json.loads((tmp_path / "run" / "train_config.json").read_text())["dropout"] == TINY.get("dropout", 0.1)
+
+
+def test_a_resume_knows_its_dataset_by_content_not_by_the_path_as_typed(dataset, tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copy(dataset, tmp_path / "a" / "ad.npz")
+    save_histories(collect_histories(goals=[(1, 1)], episodes=2, runs_per_goal=1, progress=False), tmp_path / "b" / "ad.npz")
+    monkeypatch.chdir(tmp_path / "a")
+    train_ad("ad.npz", tmp_path / "run", **TINY)
+    train_ad(str(tmp_path / "a" / "ad.npz"), tmp_path / "run", **{**TINY, "updates": 5})  # the same file, typed otherwise
+    monkeypatch.chdir(tmp_path / "b")  # another file at the same relative path
+    with pytest.raises(ValueError, match="was started with dataset=.*'sha256'"):
+        train_ad("ad.npz", tmp_path / "run", **{**TINY, "updates": 6})
 
 
 # ---------------------------------------------------------------- in-context evaluation

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from sb3_masked_attention.ad.config import ADTrainConfig
 from sb3_masked_attention.ad.data import Histories, load_histories
 from sb3_masked_attention.ad.model import ADTransformer, transition_inputs
-from sb3_masked_attention.runs import RunDir, load_file, save_file, warmup_cosine
+from sb3_masked_attention.runs import RunDir, input_identity, load_file, save_file, warmup_cosine
 from sb3_masked_attention.validation import check_int
 
 
@@ -79,7 +79,7 @@ def train_ad(
         raise ValueError(f"learning_rate={learning_rate!r} is invalid: expected a positive number")
     histories = load_histories(dataset)
     meta = histories.meta
-    settings = {"dataset": str(dataset), **asdict(config)}
+    settings = {"dataset": input_identity(dataset), **asdict(config)}
     settings.pop("checkpoint_every")  # how often to save does not change the run
     run = RunDir(out, settings, grow=("updates",), defaults=asdict(ADTrainConfig()))
 

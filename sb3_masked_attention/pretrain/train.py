@@ -24,7 +24,7 @@ from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExt
 from sb3_masked_attention.extractors.trunk import save_extractor
 from sb3_masked_attention.io import load_npz, save_npz
 from sb3_masked_attention.pretrain.objectives import OBJECTIVES, TokenLayout, make_objectives
-from sb3_masked_attention.runs import RunDir, warmup_cosine
+from sb3_masked_attention.runs import RunDir, input_identity, warmup_cosine
 from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.wrappers import ACTION_KEY, EPISODE_START_KEY, OBS_KEY, VALID_KEY
 
@@ -183,8 +183,8 @@ def pretrain(
     settings = {
         "env_id": env_id,
         "env_kwargs": env_kwargs or {},
-        "model_path": model_path,
-        "dataset": str(dataset or ""),
+        "model_path": input_identity(model_path, "model"),
+        "dataset": input_identity(dataset, "window dataset"),
         **asdict(config),
         "extractor_kwargs": extractor_kwargs,
         "objective_options": options,

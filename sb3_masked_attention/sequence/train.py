@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sb3_masked_attention.io import atomic_path
-from sb3_masked_attention.runs import RunDir, load_file, save_file, warmup_cosine
+from sb3_masked_attention.runs import RunDir, input_identity, load_file, save_file, warmup_cosine
 from sb3_masked_attention.sequence.baselines import GRUDecoder
 from sb3_masked_attention.sequence.config import SequenceTrainConfig
 from sb3_masked_attention.sequence.data import WindowConfig, Windows, make_windows, split_sessions
@@ -116,7 +116,7 @@ def train_sequence_model(
     train_windows, val_windows = windows.select(~is_val), windows.select(is_val)
     model_kwargs = config.model_kwargs()
     settings = {
-        "events": str(events),
+        "events": input_identity(events),
         "arch": arch,
         "epochs": epochs,
         "batch_size": batch_size,
