@@ -50,6 +50,10 @@ def generate_map(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     return height >= np.quantile(height, 1.0 - land_fraction)
 
 
+#: The largest map image read (pixels): 4096 x 4096, far beyond any map_size the game plays on.
+MAX_MAP_PIXELS = 4096 * 4096
+
+
 def is_map_file(name: str) -> bool:
     return isinstance(name, (str, os.PathLike)) and str(name).lower().endswith(MAP_FILE_SUFFIXES)
 
@@ -64,6 +68,9 @@ def load_map(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     if not os.path.isfile(path):
         raise ValueError(f"map file {path!r} does not exist")
     if path.lower().endswith(".npy"):
+        from sb3_masked_attention.io import check_array_sizes
+
+        check_array_sizes(path, "map file")
         try:
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError):  # numpy suggests allow_pickle=True: a map never needs it
@@ -84,9 +91,16 @@ def load_map(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
         )
 
         try:
-            with Image.open(path) as image:
+            with Image.open(path) as image:  # reads the header only: the size is checked before any pixel is decoded
+                if image.width * image.height > MAX_MAP_PIXELS:
+                    raise ValueError(
+                        f"map file {path!r} is {image.width}x{image.height} pixels: at most {MAX_MAP_PIXELS} are read "
+                        "(a map is resampled to map_size anyway)"
+                    )
                 land = np.asarray(image.convert("L")) >= 128
-        except (OSError, ValueError):  # PIL's UnidentifiedImageError is an OSError
+        except Image.DecompressionBombError:  # PIL's own limit, met before ours on opening
+            raise ValueError(f"map file {path!r} has more pixels than PIL opens: at most {MAX_MAP_PIXELS} are read") from None
+        except OSError:  # PIL's UnidentifiedImageError is an OSError
             raise ValueError(f"map file {path!r} is not a readable image: expected a PNG land mask") from None
     if size is None:
         if land.shape[0] != land.shape[1]:

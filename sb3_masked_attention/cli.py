@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import gymnasium as gym
 
 from sb3_masked_attention.cli_args import Parser, UserError
+from sb3_masked_attention.io import release_all_folder_locks
 
 
 def build_parser() -> Parser:
@@ -49,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a path the user gave that cannot be written where a file or folder is expected
         print(f"sb3ma: error: {error.filename!r}: {error.strerror}", file=sys.stderr)
         return 2
+    finally:
+        release_all_folder_locks()  # the command is over, finished or refused: its folders are free
     return 0
 
 

@@ -104,6 +104,58 @@ def save_npz(path: str | os.PathLike, arrays: dict, meta: dict | None = None) ->
         np.savez_compressed(tmp, **extra, **arrays)  # type: ignore[arg-type]  # numpy types **kwds as bool
 
 
+def memory_bytes() -> int:
+    """This machine's physical memory: no file we read may claim arrays larger than it."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_array_sizes(path: str | os.PathLike, what: str) -> None:
+    """Refuse an ``.npy`` or ``.npz`` whose array headers claim more data than the file holds, or more than this
+    machine's memory, before numpy allocates it (a few KB of header can claim 10^12 elements).
+
+    :raises ValueError: naming the file and the array.
+    """
+    import numpy as np
+
+    path, limit = Path(path), memory_bytes()
+
+    def declared(handle: Any, name: str, stored: int) -> int:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            raise ValueError(f"{what} {str(path)!r}: array {name!r} has numpy format {version}: expected 1.0 or 2.0")
+        size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if dtype.hasobject:
+            return 0  # refused when loaded (allow_pickle=False), with its own message
+        if size > stored - handle.tell():
+            raise ValueError(
+                f"{what} {str(path)!r}: array {name!r} claims shape {shape[:8]} ({size:.3g} bytes) but the file holds "
+                f"{max(stored - handle.tell(), 0)} bytes for it: it is damaged or crafted"
+            )
+        return size
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                total = 0
+                for info in archive.infolist():
+                    if info.filename.endswith(".npy"):
+                        with archive.open(info) as handle:
+                            total += declared(handle, info.filename[:-4], info.file_size)
+        else:
+            with open(path, "rb") as handle:
+                total = declared(handle, path.stem, path.stat().st_size)
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError, SyntaxError) as error:
+        if isinstance(error, ValueError) and str(error).startswith(what):
+            raise
+        return  # not numpy's format at all: np.load refuses it with the caller's message
+    if total > limit:
+        raise ValueError(f"{what} {str(path)!r} claims {total:.3g} bytes of arrays, more than this machine's {limit:.3g}")
+
+
 def load_npz(path: str | os.PathLike, keys: tuple[str, ...], what: str, made_by: str) -> tuple[dict, dict | None]:
     """Read an ``.npz`` written by :func:`save_npz`: the ``keys`` arrays and the ``meta`` dict (None if absent).
 
@@ -119,6 +171,7 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...], what: str, made_by:
     expected = f"expected a file written by `{made_by}`"
     if not path.is_file():
         raise ValueError(f"{what} {str(path)!r} does not exist: write one with `{made_by}`")
+    check_array_sizes(path, what)
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, EOFError, ValueError, zipfile.BadZipFile):
@@ -227,12 +280,13 @@ def hold_folder_lock(directory: str | os.PathLike, what: str = "run folder") -> 
     return True
 
 
-def _release_all_folder_locks() -> None:
+def release_all_folder_locks() -> None:
+    """Give up every folder lock this process holds."""
     for directory in list(_HELD_LOCKS):
         release_folder_lock(directory)
 
 
-atexit.register(_release_all_folder_locks)
+atexit.register(release_all_folder_locks)
 
 
 def release_folder_lock(directory: str | os.PathLike) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import shutil
 import zipfile
@@ -11,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from sb3_masked_attention.cli import main
+from sb3_masked_attention.io import save_npz
 
 MARKER = "code-ran.marker"
 UNSAFE_ADVICE = ("weights_only", "allow_pickle", "Traceback", "trust the source")
@@ -35,6 +38,7 @@ def scores_csv(rows: list[str], header: str = "method,env,seed,score") -> str:
 GOOD_ROWS = [f"{m},sb3ma/TMaze-v0,{s},0.{s}" for m in ("a", "b") for s in range(3)]
 CURVE_HEADER = "method,env,seed,timesteps,score"
 CURVE_ROWS = [f"{m},e,{s},{t},0.{s}" for m in ("a", "b") for s in range(3) for t in (1, 2)]
+PRETRAIN = ["pretrain", "--env", "sb3ma/TMaze-v0", "--out", "p.pt", "--no-progress"]
 EVENTS = "session,t,event,x,y\n" + "".join(f"s{k},{i * 0.5},click,{10 + i},{20 + i}\n" for k in range(4) for i in range(12))
 
 
@@ -67,6 +71,30 @@ def files(tmp_path_factory, saved_model) -> Path:
     torch.save({"a": torch.zeros(4)}, d / "whole.pt")
     (d / "truncated.pt").write_bytes((d / "whole.pt").read_bytes()[:300])
     np.save(d / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    header = io.BytesIO()  # a .npy header claiming 10^12 float64 over 64 bytes of data
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)})
+    (d / "claims_8tb.npy").write_bytes(header.getvalue() + bytes(64))
+    with zipfile.ZipFile(d / "claims_8tb.npz", "w") as archive:
+        archive.writestr("last_query.npy", header.getvalue() + bytes(64))
+    Image.new("1", (5000, 5000)).save(d / "huge_map.png")  # 25 M pixels in 4 KB
+    steps, context = 3, 4
+    nan_weights = np.full((steps, 1, 2, context), 0.25, dtype=np.float16)
+    nan_weights[1, 0, 1] = np.nan
+    save_npz(
+        d / "nan_capture.npz",
+        {
+            "last_query": nan_weights,
+            "valid": np.ones((steps, context), bool),
+            "positions": np.tile(np.arange(context), (steps, 1)),
+            "rewards": np.zeros(steps, np.float32),
+            "episode_starts": np.zeros(steps, bool),
+            "full_steps": np.zeros(0, np.int64),
+            "full_attention": np.zeros((0, 1, 2, context, context), np.float16),
+            "full_valid": np.zeros((0, context), bool),
+            "head_fractions": np.zeros(2, np.float32),
+        },
+        {"kind": "policy"},
+    )
     np.savez(d / "objects.npz", last_query=np.array([{"a": 1}], dtype=object))
     model = load_sb3_model(saved_model)
     save_extractor(features_extractors(model.policy)[0], d / "trunk.pt")
@@ -111,6 +139,19 @@ def files(tmp_path_factory, saved_model) -> Path:
         (["train-multiscale", "--map-size", "64", "--local-view-size", "4096", "--output-dir", "m"], "larger than the map"),
         (["train-multiscale", "--map", "objects.npy", "--output-dir", "m"], "map file 'objects.npy' is not a plain numpy"),
         (["train-multiscale", "--map", "garbage.png", "--output-dir", "m"], "does not exist"),
+        # pretraining objectives that cannot be computed: refused before the first update (their loss would be NaN)
+        (
+            [*PRETRAIN, "--history-len", "1", "--collect-steps", "32"],
+            "objective 'inverse_dynamics' has no step to learn from in the",
+        ),
+        (
+            [*PRETRAIN, "--history-len", "3", "--inverse-horizon", "5", "--collect-steps", "32"],
+            "it needs 6 consecutive real steps of one episode (horizon=5)",
+        ),
+        (
+            [*PRETRAIN, "--objectives", "forward_dynamics", "--collect-steps", "1"],
+            "objective 'forward_dynamics' has no step to learn from in the 1 training windows",
+        ),
         # model files
         (["evaluate", "truncated.zip", "--env", "sb3ma/TMaze-v0"], "'truncated.zip' cannot be loaded as a ppo model"),
         (["evaluate", "model.zip", "--env", "sb3ma/TMaze-v0", "--algo", "ppo_lstm"], "as a ppo_lstm model (AttributeError: "),
@@ -129,6 +170,14 @@ def files(tmp_path_factory, saved_model) -> Path:
         (["ad", "eval", "trunk.pt", "--out", "e"], "is a pretrained trunk (written by `sb3ma pretrain`), not an AD model"),
         (["attention", "analyze", "objects.npy", "--out", "a"], "'objects.npy' is not a plain numpy archive"),
         (["attention", "analyze", "garbage.bin", "--out", "a"], "'garbage.bin' is not a plain numpy archive"),
+        # oversized or impossible contents: refused by their headers before anything is allocated or advised
+        (["attention", "analyze", "claims_8tb.npz", "--out", "a"], "array 'last_query' claims shape (1000000, 1000000)"),
+        (["train-multiscale", "--map", "claims_8tb.npy", "--output-dir", "m"], "(8e+12 bytes) but the file holds 64 bytes"),
+        (["train-multiscale", "--map", "huge_map.png", "--output-dir", "m"], "is 5000x5000 pixels: at most 16777216 are read"),
+        (
+            ["attention", "analyze", "nan_capture.npz", "--out", "a"],
+            "last_query has 4 value(s) that are NaN, infinite or outside [0, 1] (first nan)",
+        ),
         # event logs: off-screen coordinates are refused with their row, not clamped and scored
         (["events", "train", "--events", "events_1e12.csv", "--out", "ev"], "row 16: x=1e+12 is off the screen [0, 1920]"),
         (["events", "train", "--events", "events_1e39.csv", "--out", "ev"], "row 16: x=1e+39 is off the screen"),
@@ -149,7 +198,7 @@ def test_cli_refuses_with_one_line(files, monkeypatch, capsys, args, message):
         (["train", "--env", "sb3ma/TMaze-v0", "--total-timesteps", "64", "--output-dir", "locked_t"], "locked_t"),
         (["train-multiscale", "--map-size", "64", "--total-timesteps", "64", "--output-dir", "locked_m"], "locked_m"),
         (["events", "train", "--events", "events.csv", "--epochs", "1", "--out", "locked_e"], "locked_e"),
-        (["pretrain", "--env", "sb3ma/TMaze-v0", "--steps", "1", "--collect-steps", "32", "--out", "p.pt"], "p.run"),
+        (["pretrain", "--env", "sb3ma/TMaze-v0", "--steps", "1", "--collect-steps", "32", "--out", "pl.pt"], "pl.run"),
         (["ad", "train", "--dataset", "ad.npz", "--updates", "1", "--out", "locked_a"], "locked_a"),
     ],
 )

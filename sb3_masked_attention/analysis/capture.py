@@ -138,6 +138,16 @@ def load_capture(path: str | os.PathLike) -> dict[str, Any]:
     capture["meta"] = meta
     if capture["last_query"].shape[0] == 0:
         raise ValueError(f"{str(path)!r} holds no steps")
+    for key in ("last_query", "full_attention", "head_fractions"):  # attention weights and head fractions are shares
+        values = np.asarray(capture[key], dtype=np.float64)
+        bad = ~np.isfinite(values) | (values < 0) | (values > 1.001)  # float16 rounding of a weight of 1
+        if bad.any():
+            raise ValueError(
+                f"capture file {str(path)!r}: {key} has {int(bad.sum())} value(s) that are NaN, infinite or outside "
+                f"[0, 1] (first {float(values[bad][0])}): attention weights are shares; nothing is analysed from it"
+            )
+    if not np.isfinite(np.asarray(capture["rewards"], dtype=np.float64)).all():
+        raise ValueError(f"capture file {str(path)!r}: rewards has NaN or infinite values")
     return capture
 
 

@@ -79,6 +79,13 @@ class _Objective(nn.Module):
         self.d_model, self.layout = check_int("d_model", d_model), layout
         self.ratio, self.mask_value = _check_ratio(ratio), float(mask_value)
 
+    #: what a window must hold for the objective to have a step to learn from (for the error when none does).
+    needs = "real steps"
+
+    def eligible(self, valid: torch.Tensor, episode_start: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, T)`` the positions this objective can be trained at (hidden, read or predicted)."""
+        return valid.bool()
+
     def _action_loss(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.layout.discrete_action:
             return F.cross_entropy(predicted, target.argmax(-1))
@@ -104,15 +111,9 @@ class InverseDynamics(_Objective):
         super().__init__(d_model, layout, ratio, mask_value)
         self.horizon = check_int("horizon", horizon)
         self.head = _head(d_model, layout.action_size)
+        self.needs = f"{horizon + 1} consecutive real steps of one episode (horizon={horizon})"
 
-    def forward(
-        self,
-        encode: Encoder,
-        tokens: torch.Tensor,
-        valid: torch.Tensor,
-        episode_start: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def eligible(self, valid: torch.Tensor, episode_start: torch.Tensor | None = None) -> torch.Tensor:
         valid = valid.bool()
         starts = torch.zeros_like(valid) if episode_start is None else episode_start.bool()
         length, h = valid.shape[1], self.horizon
@@ -123,7 +124,19 @@ class InverseDynamics(_Objective):
             for k in range(1, h + 1):
                 ok &= valid[:, k : length - h + k] & ~starts[:, k : length - h + k]
             eligible[:, 1 : length - h + 1] = ok
-        hidden = _pick(eligible, self.ratio, generator)
+        return eligible
+
+    def forward(
+        self,
+        encode: Encoder,
+        tokens: torch.Tensor,
+        valid: torch.Tensor,
+        episode_start: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        valid = valid.bool()
+        length, h = valid.shape[1], self.horizon
+        hidden = _pick(self.eligible(valid, episode_start), self.ratio, generator)
         target = tokens[..., self.layout.action][hidden]
         masked = tokens.clone()
         part = masked[..., self.layout.action]
@@ -184,6 +197,13 @@ class ForwardDynamics(_Objective):
     def __init__(self, d_model: int, layout: TokenLayout, ratio: float = 1.0, mask_value: float = 0.0) -> None:
         super().__init__(d_model, layout, ratio, mask_value)
         self.head = _head(d_model + layout.action_size, layout.obs_size)
+        self.needs = "2 consecutive real steps of one episode"
+
+    def eligible(self, valid: torch.Tensor, episode_start: torch.Tensor | None = None) -> torch.Tensor:
+        pairs = valid[:, :-1].bool() & valid[:, 1:].bool()  # (B, T-1): step t and t+1 both real
+        if episode_start is not None:
+            pairs &= ~episode_start[:, 1:].bool()
+        return F.pad(pairs, (0, 1))  # position t: predicted from t
 
     def forward(
         self,
@@ -193,10 +213,7 @@ class ForwardDynamics(_Objective):
         episode_start: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        pairs = valid[:, :-1].bool() & valid[:, 1:].bool()  # (B, T-1): step t and t+1 both real
-        if episode_start is not None:
-            pairs &= ~episode_start[:, 1:].bool()
-        chosen = _pick(pairs, self.ratio, generator)
+        chosen = _pick(self.eligible(valid, episode_start)[:, :-1], self.ratio, generator)
         features = encode(tokens, valid)[:, :-1][chosen]
         action = tokens[:, 1:, self.layout.action][chosen]
         return F.mse_loss(self.head(torch.cat([features, action], dim=-1)), tokens[:, 1:, self.layout.obs][chosen])

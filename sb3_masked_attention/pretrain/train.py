@@ -227,6 +227,9 @@ def pretrain(
     tensors = {key: torch.as_tensor(value) for key, value in windows.items()}
     val_tensors = {key: torch.as_tensor(value) for key, value in val_windows.items()}
     n = len(tensors[VALID_KEY])
+    _check_learnable(heads, tensors, n, config.history_len)
+    if val_tensors:
+        _check_learnable(heads, val_tensors, len(val_tensors[VALID_KEY]), config.history_len, "validation")
     generator = torch.Generator().manual_seed(seed)
     start = 0
     state = run.load_state(trainee, optimizer, schedule)
@@ -268,6 +271,22 @@ def pretrain(
 
 
 @torch.no_grad()
+def _check_learnable(
+    heads: torch.nn.ModuleDict, tensors: dict[str, torch.Tensor], n: int, history_len: int, split: str = "training"
+) -> None:
+    """Refuse, before any update, objectives with no step to learn from in the training windows: their loss would be
+    NaN at every update and the trunk written as if trained."""
+    if n == 0:
+        raise ValueError(f"pretraining has no {split} windows: collect more steps (--collect-steps) or change --val-fraction")
+    for name, objective in heads.items():
+        count = int(objective.eligible(tensors[VALID_KEY], tensors.get(EPISODE_START_KEY)).sum())
+        if count == 0:
+            raise ValueError(
+                f"objective {name!r} has no step to learn from in the {n} {split} windows (history_len={history_len}): "
+                f"it needs {objective.needs}; use longer windows (--history-len), more steps or another objective"
+            )
+
+
 def validation_losses(
     trainee: torch.nn.Module, windows: dict[str, torch.Tensor], losses_of: Any, seed: int
 ) -> dict[str, float]:
