@@ -211,8 +211,9 @@ def test_pretrain_command_errors_exit_2(tmp_path):
 def test_pretraining_resumes_after_a_kill_as_if_it_never_stopped(tmp_path, monkeypatch):
     from sb3_masked_attention.pretrain import train as pretrain_module
 
-    kwargs = dict(env_id="sb3ma/TMaze-v0", updates=6, collect_steps=48, history_len=5, env_kwargs={"corridor_length": 2}, val_fraction=0.5,
-                  extractor_kwargs=EXTRACTOR, batch_size=4, eval_every=3, schedule="cosine", progress=False)  # fmt: skip
+    kwargs = dict(env_id="sb3ma/TMaze-v0", updates=6, collect_steps=48, history_len=5, env_kwargs={"corridor_length": 2},
+                  val_fraction=0.5, extractor_kwargs=EXTRACTOR, batch_size=4, eval_every=3, schedule="cosine",
+                  progress=False)  # fmt: skip
     straight = pretrain(tmp_path / "straight.pt", **kwargs)
     real, calls = pretrain_module.validation_losses, []
 
