@@ -73,7 +73,15 @@ def _head(d_in: int, d_out: int) -> nn.Module:
     return nn.Sequential(nn.Linear(d_in, d_in), nn.GELU(), nn.Linear(d_in, d_out))
 
 
-class _Objective(nn.Module):
+class Objective(nn.Module):
+    """A self-supervised loss on a batch of history windows, with its prediction head.
+
+    :param d_model: trunk width.
+    :param layout: where observation and previous action sit in a token.
+    :param ratio: share of eligible steps used per sequence.
+    :param mask_value: value written over what is hidden.
+    """
+
     def __init__(self, d_model: int, layout: TokenLayout, ratio: float, mask_value: float) -> None:
         super().__init__()
         self.d_model, self.layout = check_int("d_model", d_model), layout
@@ -92,7 +100,7 @@ class _Objective(nn.Module):
         return F.mse_loss(predicted, target)
 
 
-class InverseDynamics(_Objective):
+class InverseDynamics(Objective):
     """Predict ``a_t`` at step ``t + horizon`` after hiding the previous-action part of token ``t + 1`` (which holds ``a_t``).
 
     ``horizon=1`` reads ``a_t`` from ``o_t -> o_{t+1}``; environments integrated with explicit Euler (CartPole:
@@ -147,7 +155,7 @@ class InverseDynamics(_Objective):
         return self._action_loss(self.head(features[read]), target)
 
 
-class MaskedReconstruction(_Objective):
+class MaskedReconstruction(Objective):
     """Reconstruct the observation (and previous action) of randomly hidden steps.
 
     :param reconstruct_actions: also hide and reconstruct the previous action.
@@ -191,7 +199,7 @@ class MaskedReconstruction(_Objective):
         return loss
 
 
-class ForwardDynamics(_Objective):
+class ForwardDynamics(Objective):
     """Predict ``o_{t+1}`` from the trunk at ``t`` and the action ``a_t`` (read from token ``t+1``)."""
 
     def __init__(self, d_model: int, layout: TokenLayout, ratio: float = 1.0, mask_value: float = 0.0) -> None:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExtractor
 from sb3_masked_attention.extractors.trunk import save_extractor
 from sb3_masked_attention.io import load_npz, save_npz
-from sb3_masked_attention.pretrain.objectives import OBJECTIVES, TokenLayout, make_objectives
+from sb3_masked_attention.pretrain.objectives import OBJECTIVES, Objective, TokenLayout, make_objectives
 from sb3_masked_attention.runs import RunDir, input_identity, warmup_cosine
 from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.wrappers import ACTION_KEY, EPISODE_START_KEY, OBS_KEY, VALID_KEY
@@ -278,7 +278,8 @@ def _check_learnable(
     NaN at every update and the trunk written as if trained."""
     if n == 0:
         raise ValueError(f"pretraining has no {split} windows: collect more steps (--collect-steps) or change --val-fraction")
-    for name, objective in heads.items():
+    for name, module in heads.items():
+        objective = cast(Objective, module)
         count = int(objective.eligible(tensors[VALID_KEY], tensors.get(EPISODE_START_KEY)).sum())
         if count == 0:
             raise ValueError(
