@@ -99,6 +99,27 @@ def input_identity(path: str | os.PathLike | None, what: str = "input file") -> 
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
+def check_update_memory(
+    batch_size: int, tokens: int, d_model: int, n_layers: int, n_heads: int, ff_dim: int, what: str = "batch_size"
+) -> None:
+    """Refuse a transformer update that cannot fit in this machine's memory, before it is tried (the OOM killer
+    would end the run without a word). A rough count of float32 activations kept for the backward pass: per token
+    and layer the block's inputs, projections and feed-forward (about ``10 d_model + 2 ff_dim``) and each head's
+    attention row (``3 tokens``), doubled for the gradients.
+
+    :raises ValueError: naming ``what`` and the estimate, when it exceeds half the machine's memory.
+    """
+    from sb3_masked_attention.io import memory_bytes
+
+    per_token = 10 * d_model + 2 * ff_dim + 3 * n_heads * tokens
+    estimate = 2 * 4 * batch_size * tokens * n_layers * per_token
+    if estimate > memory_bytes() / 2:
+        raise ValueError(
+            f"{what}={batch_size} with {tokens} tokens per window needs about {estimate / 2**30:.0f} GiB for one update, "
+            f"more than half this machine's {memory_bytes() / 2**30:.0f} GiB: use a smaller batch or shorter windows"
+        )
+
+
 def _legacy_kind(payload: dict[str, Any]) -> str | None:
     """The kind of a format-1 file (written before files had a ``kind`` header), from its keys."""
     if "arch" in payload and "enum_values" in payload:

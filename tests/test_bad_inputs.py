@@ -45,6 +45,7 @@ EVENTS = "session,t,event,x,y\n" + "".join(f"s{k},{i * 0.5},click,{10 + i},{20 +
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, saved_model) -> Path:
     """A folder of bad (and a few good) input files, each named for what it is."""
+    from sb3_masked_attention.ad.data import collect_histories, save_histories
     from sb3_masked_attention.extractors.trunk import save_extractor
     from sb3_masked_attention.policies import features_extractors
     from sb3_masked_attention.weights import load_sb3_model
@@ -70,6 +71,7 @@ def files(tmp_path_factory, saved_model) -> Path:
     (d / "empty.pt").write_bytes(b"")
     torch.save({"a": torch.zeros(4)}, d / "whole.pt")
     (d / "truncated.pt").write_bytes((d / "whole.pt").read_bytes()[:300])
+    save_histories(collect_histories(goals=[(0, 0)], episodes=2, runs_per_goal=1, progress=False), d / "ad.npz")
     np.save(d / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     header = io.BytesIO()  # a .npy header claiming 10^12 float64 over 64 bytes of data
     np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)})
@@ -152,6 +154,19 @@ def files(tmp_path_factory, saved_model) -> Path:
             [*PRETRAIN, "--objectives", "forward_dynamics", "--collect-steps", "1"],
             "objective 'forward_dynamics' has no step to learn from in the 1 training windows",
         ),
+        # unbounded settings: refused before anything is allocated or looped over
+        (
+            ["events", "synth", "--sessions", "1", "--duration", "inf", "--out", "e.csv"],
+            "duration=inf is invalid: expected seconds in (1, 86400]",
+        ),
+        (
+            ["ad", "train", "--dataset", "ad.npz", "--batch-size", "100000000", "--context-len", "20", "--out", "big"],
+            "batch_size=100000000 with 20",
+        ),
+        (
+            [*PRETRAIN, "--batch-size", "100000000", "--collect-steps", "32"],
+            "batch_size=100000000 with 16 tokens per window needs about",
+        ),
         # model files
         (["evaluate", "truncated.zip", "--env", "sb3ma/TMaze-v0"], "'truncated.zip' cannot be loaded as a ppo model"),
         (["evaluate", "model.zip", "--env", "sb3ma/TMaze-v0", "--algo", "ppo_lstm"], "as a ppo_lstm model (AttributeError: "),
@@ -203,11 +218,7 @@ def test_cli_refuses_with_one_line(files, monkeypatch, capsys, args, message):
     ],
 )
 def test_every_trainer_refuses_a_folder_another_process_writes(files, monkeypatch, capsys, lock_held_elsewhere, args, folder):
-    from sb3_masked_attention.ad.data import collect_histories, save_histories
-
     monkeypatch.chdir(files)
-    if not Path("ad.npz").exists():
-        save_histories(collect_histories(goals=[(0, 0)], episodes=2, runs_per_goal=1, progress=False), "ad.npz")
     with lock_held_elsewhere(files / folder):
         assert main([*args, "--no-progress"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()

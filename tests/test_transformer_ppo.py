@@ -424,6 +424,8 @@ def test_bad_settings_are_refused():
         TransformerMemory(HistoryWrapper(gym.make("CartPole-v1"), 4).observation_space)
     with pytest.raises(ValueError, match="memory_len=0"):
         TransformerMemory(HistoryWrapper(gym.make("CartPole-v1"), 1).observation_space, memory_len=0)
+    with pytest.raises(ValueError, match="memory_len=100000000 is larger than 16384"):  # refused before allocating
+        TransformerMemory(HistoryWrapper(gym.make("CartPole-v1"), 1).observation_space, memory_len=10**8)
 
 
 def test_rl_zoo_trains_and_enjoys_ppo_tx_through_sb3ma_zoo(tmp_path):

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from sb3_masked_attention.ad.config import ADTrainConfig
 from sb3_masked_attention.ad.data import Histories, load_histories
 from sb3_masked_attention.ad.model import ADTransformer, transition_inputs
-from sb3_masked_attention.runs import RunDir, input_identity, load_file, save_file, warmup_cosine
+from sb3_masked_attention.runs import RunDir, check_update_memory, input_identity, load_file, save_file, warmup_cosine
 from sb3_masked_attention.validation import check_int
 
 
@@ -90,6 +90,7 @@ def train_ad(
     length = model.context_len
     if length > histories.actions.shape[1]:
         raise ValueError(f"context_len={length} is longer than the dataset's runs ({histories.actions.shape[1]} steps)")
+    check_update_memory(batch_size, length, config.d_model, config.n_layers, config.n_heads, config.ff_dim)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     schedule = warmup_cosine(optimizer, warmup=updates // 20, total=updates)
     rng = np.random.default_rng(seed)

@@ -24,7 +24,7 @@ from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExt
 from sb3_masked_attention.extractors.trunk import save_extractor
 from sb3_masked_attention.io import load_npz, save_npz
 from sb3_masked_attention.pretrain.objectives import OBJECTIVES, Objective, TokenLayout, make_objectives
-from sb3_masked_attention.runs import RunDir, input_identity, warmup_cosine
+from sb3_masked_attention.runs import RunDir, check_update_memory, input_identity, warmup_cosine
 from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.wrappers import ACTION_KEY, EPISODE_START_KEY, OBS_KEY, VALID_KEY
 
@@ -208,6 +208,8 @@ def pretrain(
         if save_data is not None:
             save_windows(windows, action_space, save_data)
     extractor = HeadMaskedTransformerExtractor(window_space(windows), **extractor_kwargs)
+    shape = {key: int(cast(int, extractor.config[key])) for key in ("d_model", "n_layers", "n_heads", "ff_dim")}
+    check_update_memory(batch_size, config.history_len, **shape)
     slices = extractor.token_slices()
     layout = TokenLayout(obs=slices[OBS_KEY], action=slices[ACTION_KEY], discrete_action=discrete)
     heads = make_objectives(list(config.objectives), int(cast(int, extractor.config["d_model"])), layout, options)

@@ -303,12 +303,12 @@ def synthesize_sessions(n_sessions: int, seed: int = 0, duration: float = 60.0, 
 
     :param n_sessions: number of sessions (>= 1).
     :param seed: random seed; the same seed gives the same sessions.
-    :param duration: seconds per session (> 1).
+    :param duration: seconds per session, in (1, 86400].
     :param prefix: session ids are ``{prefix}{i:04d}`` (use different prefixes for files you combine).
     """
     check_int("n_sessions", n_sessions)
-    if not duration > 1.0:
-        raise ValueError(f"duration={duration} is invalid: expected seconds > 1")
+    if not 1.0 < duration <= 86_400.0:  # NaN and infinity fail too: an endless session would never be written
+        raise ValueError(f"duration={duration} is invalid: expected seconds in (1, 86400]")
     rng = np.random.default_rng(seed)
     sessions = [_synth_session(f"{prefix}{i:04d}", duration, rng) for i in range(n_sessions)]
     return EventLog(sessions, list(SYNTH_EVENTS), {"button": list(SYNTH_BUTTONS), "key": list(SYNTH_KEYS)})

@@ -46,6 +46,10 @@ MEMORY_KEYS = (MEMORY_ENV, MEMORY_STEP, MEMORY_VALID, ACTION_MASK)
 MASKED_LOGIT = -1e8
 
 
+#: The longest memory a policy is built with (tokens per layer and env): 16,384 steps, beyond any episode we run.
+MAX_MEMORY_LEN = 16_384
+
+
 @dataclass
 class MemoryState:
     """Per-env memory of a :class:`TransformerMemory` (``N`` envs, ``L`` layers, ``M`` memory slots), a ring buffer
@@ -119,6 +123,11 @@ class TransformerMemory(BaseFeaturesExtractor):
                 f"not history_len={history_len}"
             )
         self.memory_len = check_int("memory_len", memory_len)
+        if memory_len > MAX_MEMORY_LEN:
+            raise ValueError(
+                f"memory_len={memory_len} is larger than {MAX_MEMORY_LEN}: each env keeps that many tokens per layer, "
+                "and training reads them for every sample; a longer memory than any episode buys nothing"
+            )
         for name, value in (("d_model", d_model), ("n_heads", n_heads), ("n_layers", n_layers)):
             check_int(name, value)
         if not isinstance(gated, bool):
