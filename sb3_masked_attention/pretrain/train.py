@@ -208,8 +208,10 @@ def pretrain(
         if save_data is not None:
             save_windows(windows, action_space, save_data)
     extractor = HeadMaskedTransformerExtractor(window_space(windows), **extractor_kwargs)
-    shape = {key: int(cast(int, extractor.config[key])) for key in ("d_model", "n_layers", "n_heads", "ff_dim")}
-    check_update_memory(batch_size, config.history_len, **shape)
+    d_model, n_layers, n_heads, ff_dim = (
+        int(cast(int, extractor.config[key])) for key in ("d_model", "n_layers", "n_heads", "ff_dim")
+    )
+    check_update_memory(batch_size, config.history_len, d_model, n_layers, n_heads, ff_dim)
     slices = extractor.token_slices()
     layout = TokenLayout(obs=slices[OBS_KEY], action=slices[ACTION_KEY], discrete_action=discrete)
     heads = make_objectives(list(config.objectives), int(cast(int, extractor.config["d_model"])), layout, options)
