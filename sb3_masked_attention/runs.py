@@ -243,12 +243,16 @@ class RunDir:
     def tensorboard(self) -> Path:
         return self.path / "tensorboard"
 
-    def writer(self) -> SummaryWriter:
-        """A TensorBoard writer on :attr:`tensorboard`."""
+    def writer(self, done: int = 0) -> SummaryWriter:
+        """A TensorBoard writer on :attr:`tensorboard`.
+
+        :param done: the step the run resumes after (0: from the start). Steps logged after it by a sitting that was
+            killed are purged (TensorBoard hides them), so a resumed run shows each step once.
+        """
         from torch.utils.tensorboard import SummaryWriter
 
         self.record()
-        return SummaryWriter(str(self.tensorboard))
+        return SummaryWriter(str(self.tensorboard), purge_step=done + 1)
 
     def save_state(
         self,

@@ -194,6 +194,10 @@ def test_training_resumes_to_the_same_weights(dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(ad_train, "_windows", real)
     assert not (tmp_path / "resumed" / "model.pt").exists()
     resumed = train_ad(dataset, tmp_path / "resumed", **TINY)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged = EventAccumulator(str(tmp_path / "resumed" / "tensorboard")).Reload().Scalars("train/loss")
+    assert [event.step for event in logged] == [1, 2, 3, 4]  # the killed sitting's steps purged, not shown twice
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="batch_size=4, not 8"):

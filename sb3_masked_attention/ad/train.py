@@ -103,7 +103,7 @@ def train_ad(
         rng.bit_generator.state = state["rng"]
         start = state["update"]
 
-    writer = run.writer()
+    writer = run.writer(done=start)
     model.train()
     bar = tqdm(range(start, updates), initial=start, total=updates, desc="AD training", unit="update", disable=not progress)
     for update in bar:

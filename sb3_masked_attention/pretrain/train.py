@@ -246,7 +246,7 @@ def pretrain(
         encode = lambda tokens, valid: extractor.encode(tokens, valid)[0]  # noqa: E731
         return {name: objective(encode, tokens, valid, batch.get(EPISODE_START_KEY), rng) for name, objective in heads.items()}
 
-    writer = run.writer()
+    writer = run.writer(done=start)
     trainee.train()
     for update in tqdm(
         range(start, updates), initial=start, total=updates, desc="pretraining", unit="update", disable=not progress

@@ -139,7 +139,7 @@ def train_sequence_model(
     if state is not None:
         history, best = state["history"], state["best"]
 
-    writer = run.writer()
+    writer = run.writer(done=len(history))
     model.train()
     bar = tqdm(
         total=epochs * batches, initial=len(history) * batches, desc=f"{arch} decoder", unit="batch", disable=not progress
