@@ -20,7 +20,6 @@ from sb3_masked_attention.extractors.multiscale import MultiScaleExtractor
 from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExtractor
 from sb3_masked_attention.io import append_row, atomic_path, read_rows
 from sb3_masked_attention.policies import features_extractors
-from sb3_masked_attention.runs import newest_files
 from sb3_masked_attention.validation import check_int
 
 _NOT_TEXT = ("stdout", "log", "json", "csv")  # images and histograms go to TensorBoard only
@@ -125,6 +124,9 @@ class EvaluationLogCallback(BaseCallback):
         wall-clock of training so far, evaluations excluded, summed over resumes (the time between a run's last
         evaluation and a kill is not counted).
     :param best_model_path: where the model with the best mean return is saved (None: not saved).
+    :param seed: when given, the evaluation env restarts from ``seed + steps`` at each evaluation, and evaluations
+        fall at the first step and then at the first step past each multiple of ``eval_freq``: both a function of
+        the step alone, so a run resumed from a checkpoint evaluates as the straight run did.
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class EvaluationLogCallback(BaseCallback):
         best_model_path: str | os.PathLike | None = None,
         info_keys: Sequence[str] = ("is_success",),
         deterministic: bool = True,
+        seed: int | None = None,
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
@@ -148,6 +151,7 @@ class EvaluationLogCallback(BaseCallback):
         self.best_model_path = None if best_model_path is None else Path(best_model_path)
         self.info_keys = tuple(info_keys)
         self.deterministic = deterministic
+        self.seed = seed
         self._next_eval = 0
 
     def _init_callback(self) -> None:
@@ -161,13 +165,21 @@ class EvaluationLogCallback(BaseCallback):
 
     def evaluate(self) -> dict[str, Any]:
         """Play ``n_eval_episodes`` episodes; mean and std of returns and the means of the final info values."""
+        if self.seed is not None:
+            self.eval_env.seed(self.seed + self.num_timesteps)
         episodes = play_episodes(self.model, self.eval_env, self.n_eval_episodes, self.deterministic, self.info_keys)
         row = {"timesteps": self.num_timesteps, "mean_return": episodes.mean, "std_return": episodes.std}
         row.update({f"mean_{key}": float(np.mean(values)) for key, values in episodes.finals.items() if values})
         return row
 
+    def _due(self) -> bool:
+        step, n_envs = self.num_timesteps, self.training_env.num_envs
+        if self.seed is None:  # the first step of this sitting, then every eval_freq steps after the last evaluation
+            return step >= self._next_eval
+        return step == n_envs or step // self.eval_freq > (step - n_envs) // self.eval_freq
+
     def _on_step(self) -> bool:
-        if self.num_timesteps < self._next_eval:
+        if not self._due():
             return True
         self._next_eval = self.num_timesteps + self.eval_freq
         started = time.perf_counter()
@@ -184,37 +196,4 @@ class EvaluationLogCallback(BaseCallback):
             self.best_return = row["mean_return"]
             with atomic_path(self.best_model_path, suffix=".zip") as tmp:
                 self.model.save(tmp)
-        return True
-
-
-class AtomicCheckpointCallback(BaseCallback):
-    """Save ``<prefix>_<steps>_steps.zip`` every ``save_freq`` environment steps, atomically
-    (a kill mid-save leaves no half-written zip), keeping the newest ``keep`` checkpoints.
-
-    :param save_freq: environment steps (summed over the vectorised envs) between two checkpoints.
-    """
-
-    def __init__(
-        self, save_freq: int, save_path: str | os.PathLike, name_prefix: str = "model", keep: int = 2, verbose: int = 0
-    ) -> None:
-        super().__init__(verbose)
-        self.save_freq = check_int("save_freq", save_freq)
-        self.keep = check_int("keep", keep)
-        self.save_path = Path(save_path)
-        self.name_prefix = name_prefix
-        self._next_save = 0
-
-    def _init_callback(self) -> None:
-        self._next_save = self.num_timesteps + self.save_freq
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps >= self._next_save:
-            self._next_save = self.num_timesteps + self.save_freq
-            path = self.save_path / f"{self.name_prefix}_{self.num_timesteps}_steps.zip"
-            with atomic_path(path, suffix=".zip") as tmp:
-                self.model.save(tmp)
-            for old in newest_files(self.save_path, self.name_prefix, ".zip")[: -self.keep]:
-                old.unlink(missing_ok=True)
-            if self.verbose:
-                print(f"checkpoint {path}")
         return True

@@ -6,10 +6,13 @@ The PPO settings (``n_envs``, ``n_timesteps``, ``n_steps``, ``batch_size``, ``n_
 and run settings are :class:`MultiscaleConfig`.
 
 A run directory holds ``train_config.json`` (the settings; a resumed run must match them),
-``checkpoints/`` (atomic, the newest two kept), ``evaluations.csv`` (one row per evaluation,
-appended), ``best_model.zip``, ``final_model.zip``, ``monitor/`` (episode CSVs) and
-``tensorboard/`` (losses, ``eval/*``, and ``attention/*`` from :class:`AttentionLoggingCallback`).
-Running the same command again after a kill resumes from the newest checkpoint.
+``checkpoints/`` (rollout-aligned, atomic, the newest two kept: :mod:`~sb3_masked_attention.checkpoints`),
+``evaluations.csv`` (one row per evaluation, appended), ``best_model.zip``, ``final_model.zip``, ``monitor/``
+(SB3's episode CSVs, read by ``stable_baselines3.common.monitor.load_results``) and ``tensorboard/`` (losses,
+``eval/*``, and ``attention/*`` from :class:`AttentionLoggingCallback`). Running the same command again after a
+kill resumes from the newest checkpoint to exactly the run it would have been: the training envs restart at each
+checkpoint from seeds of the run's seed and the step, evaluations restart their env the same way, and the rows the
+killed sitting logged after the checkpoint are dropped and replayed.
 
 Curriculum: ``init_from`` (``--init-from MODEL``) starts a new run from a model trained on another preset. The
 extractors do not depend on the map size, so the network is the source model's (its ``policy_kwargs`` replace the
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,9 +38,10 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-from sb3_masked_attention.callbacks import AtomicCheckpointCallback, AttentionLoggingCallback, EvaluationLogCallback
-from sb3_masked_attention.io import atomic_path
-from sb3_masked_attention.runs import RunDir, newest_files
+from sb3_masked_attention.callbacks import AttentionLoggingCallback, EvaluationLogCallback
+from sb3_masked_attention.checkpoints import RolloutCheckpointCallback, newest_checkpoint
+from sb3_masked_attention.io import atomic_path, write_text_atomic
+from sb3_masked_attention.runs import RunDir
 from sb3_masked_attention.validation import check_int, check_keywords
 from sb3_masked_attention.weights import load_matching_weights, load_weights, saved_policy_kwargs, saved_timesteps
 from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, check_setting_ranges, literal_dict, zoo_entry
@@ -176,6 +181,15 @@ def train_multiscale(
     }
     run = RunDir(output_dir, identity, grow=("total_timesteps",), defaults={"init_from": None})
     final_path = run.path / "final_model.zip"
+    finished = final_path.exists() and saved_timesteps(final_path) >= total_timesteps
+    monitors = [run.path / "monitor" / f"{rank}.monitor.csv" for rank in range(n_envs)]
+    logs = [run.path / "evaluations.csv", *monitors]
+    # before the monitors are opened for appending: the killed sitting's rows after the checkpoint are dropped
+    resume = None if finished else newest_checkpoint(run.path / "checkpoints", logs)
+    for monitor in monitors:  # SB3's header, so that stable_baselines3.common.monitor.load_results reads the folder
+        if not monitor.exists():
+            header = {"t_start": time.time(), "env_id": config.zoo_id()}
+            write_text_atomic(monitor, "#" + json.dumps(header) + "\nr,l,t\n")
     env_cls = SubprocVecEnv if config.subprocess_envs and n_envs > 1 else DummyVecEnv
     env = make_vec_env(
         TerritoryControlEnv,
@@ -199,7 +213,7 @@ def train_multiscale(
         **ppo_kwargs,
     )
     run.record()  # the settings built a model: recorded now, never before
-    if final_path.exists() and saved_timesteps(final_path) >= total_timesteps:
+    if finished:
         load_weights(model, final_path)
         env.close()
         eval_env.close()
@@ -207,11 +221,10 @@ def train_multiscale(
             print(f"{run.path} is finished ({model.num_timesteps} steps): nothing to do")
         run.close()
         return model
-    found = newest_files(run.path / "checkpoints", "model", ".zip")
-    if found:
-        load_weights(model, found[-1])
+    if resume is not None:
+        load_weights(model, resume[0])
         if verbose:
-            print(f"resuming {run.path} from {found[-1].name} ({model.num_timesteps} steps done)")
+            print(f"resuming {run.path} from {resume[0].name} ({model.num_timesteps} steps done)")
     elif config.init_from is not None:
         report = load_matching_weights(model, config.init_from, adapt=action_rows_adapter(env.action_space))
         if verbose:
@@ -219,7 +232,7 @@ def train_multiscale(
                 f"starting from {config.init_from}: {len(report['copied'])} tensors copied, "
                 f"{len(report['adapted'])} adapted ({', '.join(report['adapted']) or 'none'}), {len(report['fresh'])} fresh"
             )
-    callbacks = _callbacks(config, run.path, eval_env, callback, verbose)
+    callbacks = _callbacks(config, run.path, eval_env, callback, logs, None if resume is None else resume[1], verbose)
     remaining = total_timesteps - model.num_timesteps
     try:
         if remaining > 0:
@@ -227,7 +240,7 @@ def train_multiscale(
                 remaining,
                 callback=CallbackList(callbacks),
                 tb_log_name="run",
-                reset_num_timesteps=not found,
+                reset_num_timesteps=resume is None,
                 progress_bar=progress_bar,
             )
         with atomic_path(final_path, suffix=".zip") as tmp:
@@ -240,10 +253,17 @@ def train_multiscale(
 
 
 def _callbacks(
-    config: MultiscaleConfig, path: Path, eval_env: Any, extra: BaseCallback | None, verbose: int
+    config: MultiscaleConfig,
+    path: Path,
+    eval_env: Any,
+    extra: BaseCallback | None,
+    logs: list[Path],
+    resume: dict[str, Any] | None,
+    verbose: int,
 ) -> list[BaseCallback]:
     """Checkpoints, then evaluations and attention logs unless their frequency is 0, then the caller's callback."""
-    callbacks: list[BaseCallback] = [AtomicCheckpointCallback(config.checkpoint_freq, path / "checkpoints")]
+    checkpoints = RolloutCheckpointCallback(config.checkpoint_freq, path / "checkpoints", config.seed, logs, resume)
+    callbacks: list[BaseCallback] = [checkpoints]
     if config.eval_freq:
         callbacks.append(
             EvaluationLogCallback(
@@ -253,6 +273,7 @@ def _callbacks(
                 n_eval_episodes=config.eval_episodes,
                 best_model_path=path / "best_model.zip",
                 info_keys=("territory_share", "rank", "is_success"),
+                seed=config.seed + 10_000,
                 verbose=verbose,
             )
         )

@@ -11,7 +11,9 @@ import pytest
 import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.monitor import load_results
 
 from sb3_masked_attention.callbacks import AttentionLoggingCallback, head_statistics
 from sb3_masked_attention.environments import make_history_vec_env
@@ -34,32 +36,69 @@ TINY = dict(
 )
 
 
+SHORT = {**TINY, "max_steps": 10}  # episodes of 10 steps: several end between two checkpoints (each restarts the envs)
+
+
 def test_run_directory_and_resume(tmp_path):
-    model = train_multiscale(tmp_path, total_timesteps=64, **TINY)
+    model = train_multiscale(tmp_path, total_timesteps=64, **SHORT)
     assert isinstance(model, MaskablePPO) and model.num_timesteps == 64
     for name in ("final_model.zip", "best_model.zip", "train_config.json", "evaluations.csv"):
         assert (tmp_path / name).exists(), name
-    assert [p.name for p in newest_files(tmp_path / "checkpoints", "model", ".zip")] == [
-        "model_32_steps.zip",
-        "model_64_steps.zip",
-    ]
+    # rollout-aligned: at the first rollout start past each multiple of checkpoint_freq (none at the end of training)
+    assert [p.name for p in newest_files(tmp_path / "checkpoints", "model", ".zip")] == ["model_32_steps.zip"]
+    assert (tmp_path / "checkpoints" / "model_32_steps.state.pt").exists()
     first = pd.read_csv(tmp_path / "evaluations.csv")
-    assert list(first["timesteps"]) == [2, 34]
+    assert list(first["timesteps"]) == [2, 32, 64]  # the first step, then past each multiple of eval_freq
     assert {"mean_return", "mean_territory_share", "mean_rank"} <= set(first.columns)
+    episodes = load_results(str(tmp_path / "monitor"))  # SB3's reader: the monitor files carry SB3's header
+    assert len(episodes) and set(episodes.columns) >= {"r", "l", "t"}
 
-    # As after a kill: no final model, resume from the newest checkpoint and extend the budget.
+    # Extend the budget: resumes from the newest checkpoint (32), replays 32..64 as before, goes on to 128.
     (tmp_path / "final_model.zip").unlink()
-    model = train_multiscale(tmp_path, total_timesteps=128, **TINY)
+    model = train_multiscale(tmp_path, total_timesteps=128, **SHORT)
     assert model.num_timesteps == 128
     after = pd.read_csv(tmp_path / "evaluations.csv")
-    pd.testing.assert_frame_equal(after.iloc[: len(first)], first)  # nothing lost, nothing redone
-    assert after["timesteps"].is_monotonic_increasing and after["timesteps"].max() > 64
-    # Training wall-clock goes on from the last record instead of restarting at 0.
-    assert first["training_seconds"].iloc[0] < 1.0 and after["training_seconds"].is_monotonic_increasing
+    assert list(after["timesteps"]) == [2, 32, 64, 96, 128]  # nothing lost, nothing twice
+    assert after["training_seconds"].is_monotonic_increasing
     assert len(newest_files(tmp_path / "checkpoints", "model", ".zip")) == 2  # only the newest two are kept
 
     # Finished: a second call does nothing.
-    assert train_multiscale(tmp_path, total_timesteps=128, **TINY).num_timesteps == 128
+    assert train_multiscale(tmp_path, total_timesteps=128, **SHORT).num_timesteps == 128
+
+
+class KillAt(BaseCallback):
+    """Raise KeyboardInterrupt (as a kill would stop the process) at the first step at or past ``step``."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.step:
+            raise KeyboardInterrupt
+        return True
+
+
+@pytest.mark.parametrize("kill_at", [50, 66])  # mid-rollout after the checkpoint of 32; just after the one of 64
+def test_a_killed_run_resumes_to_the_run_it_would_have_been(tmp_path, kill_at):
+    straight = train_multiscale(tmp_path / "straight", total_timesteps=128, **SHORT)
+    with pytest.raises(KeyboardInterrupt):
+        train_multiscale(tmp_path / "killed", total_timesteps=128, callback=KillAt(kill_at), **SHORT)
+    resumed = train_multiscale(tmp_path / "killed", total_timesteps=128, **SHORT)
+    assert resumed.num_timesteps == straight.num_timesteps == 128
+    for (name, a), b in zip(straight.policy.state_dict().items(), resumed.policy.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    scores = ["timesteps", "mean_return", "mean_territory_share", "mean_rank"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "killed" / "evaluations.csv")[scores],
+        pd.read_csv(tmp_path / "straight" / "evaluations.csv")[scores],
+    )
+    for rank in range(TINY["n_envs"]):  # each episode once, the killed sitting's after the checkpoint dropped
+        killed, kept = (
+            pd.read_csv(tmp_path / run / "monitor" / f"{rank}.monitor.csv", skiprows=1) for run in ("killed", "straight")
+        )
+        assert len(kept) >= 4
+        pd.testing.assert_frame_equal(killed[["r", "l"]], kept[["r", "l"]])
 
 
 def test_resume_with_changed_settings_is_refused(tmp_path):
