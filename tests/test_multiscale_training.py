@@ -101,6 +101,14 @@ def test_a_killed_run_resumes_to_the_run_it_would_have_been(tmp_path, kill_at):
         pd.testing.assert_frame_equal(killed[["r", "l"]], kept[["r", "l"]])
 
 
+def test_the_same_seed_gives_the_same_run_in_subprocesses_or_not(tmp_path):
+    runs = [
+        train_multiscale(tmp_path / str(sub), total_timesteps=64, **{**SHORT, "subprocess_envs": sub}) for sub in (False, True)
+    ]
+    for a, b in zip(*(run.policy.parameters() for run in runs)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_resume_with_changed_settings_is_refused(tmp_path):
     train_multiscale(tmp_path, total_timesteps=32, attention=True, **TINY)
     with pytest.raises(ValueError, match="attention=True"):
