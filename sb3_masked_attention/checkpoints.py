@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import HumanOutputFormat, KVWriter, Logger, TensorBoardOutputFormat
 
 from sb3_masked_attention.io import atomic_path, write_text_atomic
 from sb3_masked_attention.runs import load_file, newest_files, save_file
@@ -139,3 +141,26 @@ def newest_checkpoint(save_path: Path, logs: list[Path]) -> tuple[Path, dict[str
     for log in logs:
         truncate_lines(log, int(state["logs"].get(log.name, count_lines(log))))
     return whole[-1], state
+
+
+class ResumedTensorBoard(TensorBoardOutputFormat):
+    """SB3's TensorBoard output, which on a resumed run purges the steps the killed sitting logged after the checkpoint
+    (TensorBoard hides them): each step is shown once.
+
+    :param folder: the event folder (one per run, the same on every sitting).
+    :param done: the step the run resumes from (0: from the start).
+    """
+
+    def __init__(self, folder: str, done: int = 0) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=folder, purge_step=done + 1)
+        self._is_closed = False
+
+
+def run_logger(folder: Path, done: int, verbose: int) -> Logger:
+    """SB3's logger for a resumable run: :class:`ResumedTensorBoard` in ``folder``, and stdout when ``verbose``."""
+    formats: list[KVWriter] = [ResumedTensorBoard(str(folder), done)]
+    if verbose:
+        formats.append(HumanOutputFormat(sys.stdout))
+    return Logger(str(folder), formats)

@@ -32,6 +32,18 @@ def build_parser() -> Parser:
     return parser
 
 
+#: The longest error line printed: a message that quotes a hostile value is cut, never megabytes long.
+MAX_ERROR_CHARS = 2000
+
+
+def _bounded(message: str) -> str:
+    """``message`` on one line, cut to :data:`MAX_ERROR_CHARS` characters."""
+    message = " ".join(message.splitlines())
+    if len(message) <= MAX_ERROR_CHARS:
+        return message
+    return f"{message[:MAX_ERROR_CHARS]}... ({len(message) - MAX_ERROR_CHARS} more characters)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
@@ -41,10 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.extra = extra
         args.func(args)
     except UserError as error:
-        print(error, file=sys.stderr)
+        print(_bounded(str(error)), file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, gym.error.Error) as error:
-        print(f"sb3ma: error: {error}", file=sys.stderr)
+        print(_bounded(f"sb3ma: error: {error}"), file=sys.stderr)
         return 2
     except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
         # a path the user gave that cannot be written where a file or folder is expected

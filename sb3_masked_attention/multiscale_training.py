@@ -39,7 +39,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from sb3_masked_attention.callbacks import AttentionLoggingCallback, EvaluationLogCallback
-from sb3_masked_attention.checkpoints import RolloutCheckpointCallback, newest_checkpoint
+from sb3_masked_attention.checkpoints import RolloutCheckpointCallback, newest_checkpoint, run_logger
 from sb3_masked_attention.io import atomic_path, write_text_atomic
 from sb3_masked_attention.runs import RunDir
 from sb3_masked_attention.validation import check_int, check_keywords
@@ -209,7 +209,6 @@ def train_multiscale(
         device=config.device,
         verbose=verbose,
         policy_kwargs=policy_kwargs,
-        tensorboard_log=str(run.tensorboard),
         **ppo_kwargs,
     )
     run.record()  # the settings built a model: recorded now, never before
@@ -221,6 +220,7 @@ def train_multiscale(
             print(f"{run.path} is finished ({model.num_timesteps} steps): nothing to do")
         run.close()
         return model
+    model.set_logger(run_logger(run.tensorboard / "run", 0 if resume is None else resume[1]["timesteps"], verbose))
     if resume is not None:
         load_weights(model, resume[0])
         if verbose:

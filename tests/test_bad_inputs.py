@@ -226,6 +226,15 @@ def test_every_trainer_refuses_a_folder_another_process_writes(files, monkeypatc
     assert [path.name for path in (files / folder).iterdir()] == [".lock"], "the refused trainer wrote into the folder"
 
 
+def test_an_error_quoting_a_huge_value_is_one_bounded_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    seeds = "[" + ", ".join(["-1"] * 5000) + "]"  # 5,000 values, each refused, all quoted by the message
+    Path("study.yml").write_text(f"name: x\nseeds: {seeds}\nenvs: {{}}\nmethods: {{}}\n")
+    assert main(["study", "run", "study.yml", "--dir", "s", "--no-progress"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 2100 and lines[0].endswith("more characters)"), lines[0][-200:]
+
+
 def test_train_refuses_a_folder_that_holds_a_run(files, monkeypatch, capsys):
     monkeypatch.chdir(files)
     (files / "old_run").mkdir()

@@ -79,12 +79,14 @@ class KillAt(BaseCallback):
         return True
 
 
-@pytest.mark.parametrize("kill_at", [50, 66])  # mid-rollout after the checkpoint of 32; just after the one of 64
-def test_a_killed_run_resumes_to_the_run_it_would_have_been(tmp_path, kill_at):
-    straight = train_multiscale(tmp_path / "straight", total_timesteps=128, **SHORT)
+# mid-rollout after the checkpoint of 32; just after the one of 64; two updates after the one of 64 (every 64 steps)
+@pytest.mark.parametrize(("kill_at", "every"), [(50, 32), (66, 32), (100, 64)])
+def test_a_killed_run_resumes_to_the_run_it_would_have_been(tmp_path, kill_at, every):
+    settings = {**SHORT, "checkpoint_freq": every}
+    straight = train_multiscale(tmp_path / "straight", total_timesteps=128, **settings)
     with pytest.raises(KeyboardInterrupt):
-        train_multiscale(tmp_path / "killed", total_timesteps=128, callback=KillAt(kill_at), **SHORT)
-    resumed = train_multiscale(tmp_path / "killed", total_timesteps=128, **SHORT)
+        train_multiscale(tmp_path / "killed", total_timesteps=128, callback=KillAt(kill_at), **settings)
+    resumed = train_multiscale(tmp_path / "killed", total_timesteps=128, **settings)
     assert resumed.num_timesteps == straight.num_timesteps == 128
     for (name, a), b in zip(straight.policy.state_dict().items(), resumed.policy.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
@@ -99,6 +101,16 @@ def test_a_killed_run_resumes_to_the_run_it_would_have_been(tmp_path, kill_at):
         )
         assert len(kept) >= 4
         pd.testing.assert_frame_equal(killed[["r", "l"]], kept[["r", "l"]])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps = [
+        [
+            event.step
+            for event in EventAccumulator(str(tmp_path / run / "tensorboard" / "run")).Reload().Scalars("eval/mean_return")
+        ]
+        for run in ("killed", "straight")
+    ]
+    assert steps[0] == steps[1] == [32, 64, 96, 128]  # SB3 dumps after each update; the killed sitting's purged
 
 
 def test_the_same_seed_gives_the_same_run_in_subprocesses_or_not(tmp_path):
