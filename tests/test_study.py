@@ -112,14 +112,14 @@ def test_workers_end_when_the_driver_is_killed(tmp_path):
     deadline = time.time() + 120
     while not (run_dir / "tensorboard").exists() and time.time() < deadline:
         time.sleep(0.2)
-    process.kill()  # only the driver: its worker must notice and stop
-    process.wait()
+    process.kill()  # only the driver, and not reaped yet (a zombie answers os.kill): its worker must notice and stop
     time.sleep(3)
     files = sorted(p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file())
     time.sleep(2)
     assert sorted(p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()) == files, (
         "an orphan worker is still training"
     )
+    process.wait()
 
 
 def test_second_runner_is_refused(tmp_path, lock_held_elsewhere):

@@ -226,14 +226,25 @@ def _exit_with_driver(driver_pid: int) -> None:
     import threading
 
     def watch() -> None:
-        while True:
+        while _alive(driver_pid):
             time.sleep(1.0)
-            try:
-                os.kill(driver_pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
+        os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a killed process its parent has not reaped yet (a zombie) still answers ``os.kill(pid,
+    0)``, so Linux's process state is read where there is one."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux), or just reaped: os.kill answers on the next look
+    return state not in ("Z", "X")
 
 
 def start_local_ray(num_cpus: int) -> None:
