@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sb3_masked_attention"
 LAYERS = {
     "core": {"masks", "strategies", "attention", "wrappers", "validation", "io", "runs", "environments", "episodes"}
     | {"cli_args"},
-    "models": {"extractors", "policies", "callbacks", "zoo", "samplers", "weights", "transformer_ppo"},
+    "models": {"extractors", "policies", "callbacks", "checkpoints", "zoo", "samplers", "weights", "transformer_ppo"},
     "features": {
         "training",
         "multiscale_training",

@@ -295,8 +295,8 @@ def test_spec_the_policy_rejects_is_refused_before_any_run(tmp_path):
 def test_a_failed_run_is_reported_and_the_others_kept(tmp_path):
     path = write_study(tmp_path / "study.yml", seeds=1, methods=("none",))
     spec = yaml.safe_load(path.read_text())
-    # target_kl="x" passes every check and fails at the first update
-    spec["methods"]["broken"] = {**spec["methods"]["none"], "hyperparams": {**TINY_PPO, "target_kl": "x"}}
+    # ent_coef="auto" (SAC's) passes every check and fails at PPO's first update
+    spec["methods"]["broken"] = {**spec["methods"]["none"], "hyperparams": {**TINY_PPO, "ent_coef": "auto"}}
     path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "out"
     with pytest.raises(StudyFailed, match="1 run.* failed, first broken/sb3ma-TMaze-v0/seed0: TypeError") as failure:
