@@ -292,6 +292,7 @@ def _check_learnable(
             )
 
 
+@torch.no_grad()
 def validation_losses(
     trainee: torch.nn.Module, windows: dict[str, torch.Tensor], losses_of: Any, seed: int
 ) -> dict[str, float]:
