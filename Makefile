@@ -17,7 +17,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 TORCH_INSTALL := $(BIN)/python -m pip install "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
-.PHONY: install install-dev demo test lint format bench masks ad attention pretraining-trunks sequence territory clean
+.PHONY: install install-dev demo test lint format docs package bench masks ad attention pretraining-trunks sequence territory clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,16 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The documentation site (Sphinx, API reference from the docstrings); warnings are errors, as in CI.
+docs: install-dev
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+# A release's files: sdist and wheel in dist/, checked as PyPI would (twine).
+package: install-dev
+	rm -rf dist
+	$(BIN)/python -m build --sdist --wheel --outdir dist . > /dev/null
+	$(BIN)/twine check --strict dist/*
 
 format: install-dev
 	$(BIN)/ruff check --fix .
@@ -111,4 +121,4 @@ territory: install
 	$(BIN)/python bench/multiscale.py tests
 
 clean:
-	rm -rf .install.stamp build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build dist docs/_build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -9,9 +9,9 @@ level         expand reserve  expand fraction  attack ratio  attack reserve  att
 ============  ==============  ===============  ============  ==============  ===============  ================
 ``passive``   --              0 (never)        --            --              0 (never)        --
 ``expander``  0.3 of cap      0.5              --            --              0 (never)        --
-``easy``      0.5 of cap      0.25             3.0 x        0.8 of cap      0.25             no
-``medium``    0.3 of cap      0.5              1.5 x        0.5 of cap      0.5              no
-``hard``      0.3 of cap      0.25             1.2 x        0.4 of cap      0.25             yes
+``easy``      0.5 of cap      0.25             3.0 x         0.8 of cap      0.25             no
+``medium``    0.3 of cap      0.5              1.5 x         0.5 of cap      0.5              no
+``hard``      0.3 of cap      0.25             1.2 x         0.4 of cap      0.25             yes
 ============  ==============  ===============  ============  ==============  ===============  ================
 
 Expand: into bordering neutral land when no expansion is under way and the troops at home are at least

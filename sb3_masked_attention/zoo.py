@@ -121,7 +121,7 @@ def check_hyperparams(algo: str, hyperparams: dict[str, Any], where: str = "hype
 
 #: Algorithm arguments whose values are plain data (numbers, flags, schedule strings such as ``"lin_3e-4"``), for
 #: every algorithm rl-zoo registers: the only constructor arguments read from a file we receive. The others carry
-#: objects (policy classes, buffers, noise, callbacks), and rl-zoo imports or ``eval``s a string given for some of them.
+#: objects (policy classes, buffers, noise, callbacks), and rl-zoo imports a string given for some of them, or evaluates it.
 PLAIN_ARGUMENTS = frozenset({
     "alive_bonus_offset", "batch_size", "buffer_size", "cg_damping", "cg_max_steps", "clip_range", "clip_range_vf",
     "delta_std", "ent_coef", "exploration_final_eps", "exploration_fraction", "exploration_initial_eps", "gae_lambda",
@@ -135,7 +135,7 @@ PLAIN_ARGUMENTS = frozenset({
 #: rl-zoo settings read from a received file, each as data: ``policy`` an alias the algorithm registers (rl-zoo
 #: imports a dotted name), the ``dict(...)`` strings rl-zoo would ``eval`` read as literals.
 RECEIVED_ZOO_KEYS = ("n_timesteps", "n_envs", "policy", "normalize", "frame_stack", "policy_kwargs", "monitor_kwargs")
-#: the settings above that rl-zoo ``eval``s when they are strings.
+#: the settings above that rl-zoo evaluates (``eval``) when they are strings.
 EVALUATED_KEYS = ("normalize", "policy_kwargs", "monitor_kwargs")
 #: The one env wrapper a received file may name (TransformerPPO's runs need it), imported by rl-zoo from this path.
 HISTORY_WRAPPER = "sb3_masked_attention.wrappers.HistoryWrapper"
@@ -143,7 +143,7 @@ HISTORY_WRAPPER = "sb3_masked_attention.wrappers.HistoryWrapper"
 
 def received_hyperparams(algo: str, hyperparams: dict[str, Any], where: str, history_wrapper: bool = False) -> dict[str, Any]:
     """Hyperparameters from a file we did not write (a study file, a run folder), checked against an allow-list of
-    plain data before rl-zoo sees them: rl-zoo imports a dotted ``policy``, wrapper and callback names and ``eval``s
+    plain data before rl-zoo sees them: rl-zoo imports a dotted ``policy``, wrapper and callback names and evaluates
     the ``dict(...)`` strings, so a key or value outside the list is refused, never filtered.
 
     :param algo: the rl-zoo algorithm they are for (its policy aliases and constructor arguments).

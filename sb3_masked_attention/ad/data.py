@@ -3,17 +3,17 @@ scratch, and every transition of its whole learning run is recorded.
 
 Dataset file (``.npz``, written atomically), ``R`` learning runs of ``N`` steps each:
 
-=================  ==================  =========================================================
-key                shape / dtype       meaning
-=================  ==================  =========================================================
-``observations``   (R, N, obs_dim) f32  observation the action was chosen in
-``actions``        (R, N) int64         the source algorithm's action
-``rewards``        (R, N) f32           reward of that step
-``timesteps``      (R, N) int64         step index inside its episode (0 = first step)
-``goals``          (R, 2) int64         the run's goal cell
-``meta``           () str               JSON: env_id, env_kwargs, source, episodes, episode_length,
-                                        n_actions, obs_low, obs_high, seed
-=================  ==================  =========================================================
+=================  ====================  =========================================================
+key                shape / dtype         meaning
+=================  ====================  =========================================================
+``observations``   (R, N, obs_dim) f32   observation the action was chosen in
+``actions``        (R, N) int64          the source algorithm's action
+``rewards``        (R, N) f32            reward of that step
+``timesteps``      (R, N) int64          step index inside its episode (0 = first step)
+``goals``          (R, 2) int64          the run's goal cell
+``meta``           () str                JSON: env_id, env_kwargs, source, episodes, episode_length,
+                                         n_actions, obs_low, obs_high, seed
+=================  ====================  =========================================================
 
 Runs have equal length because Dark Room episodes are fixed-length (truncated, never terminated).
 """

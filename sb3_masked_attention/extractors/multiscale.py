@@ -123,8 +123,14 @@ class AttentionCNNBranch(nn.Module):
         self.project = nn.Sequential(nn.Flatten(), nn.Linear(channels[-1] * pool_size**2, out_dim), nn.ReLU())
 
     def forward(self, x: torch.Tensor, maps: AttentionMaps | None = None, prefix: str = "") -> torch.Tensor:
-        """:param x: ``(B, C, H, W)``; :param maps: if given, receives ``{prefix}spatial_stage{i}``
-        ``(B, H_i, W_i)`` and ``{prefix}channel_stage{i}`` ``(B, C_i)``. :return: ``(B, out_dim)``."""
+        """Features of one image.
+
+        :param x: ``(B, C, H, W)``.
+        :param maps: if given, receives ``{prefix}spatial_stage{i}`` ``(B, H_i, W_i)`` and
+            ``{prefix}channel_stage{i}`` ``(B, C_i)``.
+        :param prefix: the maps' key prefix.
+        :return: ``(B, out_dim)``.
+        """
         for i, conv in enumerate(self.convs):
             x = torch.relu(conv(x))
             if i in self.attention_stages:
@@ -234,6 +240,7 @@ class MultiScaleExtractorWithAttention(MultiScaleExtractor):
     weighted scale features and the global features.
 
     :param n_heads: heads of the cross-attention (must divide ``branch_dim``).
+
     Other parameters as :class:`MultiScaleExtractor`.
     """
 
