@@ -39,7 +39,7 @@ demo: install
 
 # Learning runs and benchmarks are not tests: they live in bench/ and results/ scripts.
 test: install-dev
-	@echo "Tests: about 10 minutes on 2 cores (the README's own commands included, run as written)"
+	@echo "Tests: the README's commands included; duration: see the README's set-up section"
 	$(BIN)/python -m pytest -q
 
 lint: install-dev

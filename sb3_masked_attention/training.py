@@ -291,7 +291,9 @@ def _train_and_report(env_id: str, env_kwargs: dict[str, Any], args: Any, **over
     from sb3_masked_attention.cli_args import set_threads
 
     set_threads(args)
-    shown = {key: value for key, value in overrides.items() if value is not None}
+    check_env_id(env_id)  # a bad id is refused before anything is announced
+    shown = {key: str(value) if isinstance(value, os.PathLike) else value for key, value in overrides.items()}
+    shown = {key: value for key, value in shown.items() if value not in (None, {})}
     print(f"Training PPO on {env_id} {env_kwargs or ''} with its zoo_configs entry {shown or ''}, seed {args.seed}")
     run = train(
         env_id,

@@ -33,10 +33,18 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_masked_attention.io import save_npz
+from sb3_masked_attention.transformer_ppo import TransformerMemoryPolicy, TransformerPPO
 
 #: rl-zoo algorithm names, the classes that load their models and the policy family each needs.
-ALGORITHMS: dict[str, Any] = {"ppo": PPO, "a2c": A2C, "maskable_ppo": MaskablePPO, "ppo_lstm": RecurrentPPO}
+ALGORITHMS: dict[str, Any] = {
+    "ppo": PPO,
+    "a2c": A2C,
+    "maskable_ppo": MaskablePPO,
+    "ppo_lstm": RecurrentPPO,
+    "ppo_tx": TransformerPPO,
+}
 POLICY_FAMILIES: dict[str, type] = {
+    "ppo_tx": TransformerMemoryPolicy,
     "ppo": ActorCriticPolicy,
     "a2c": ActorCriticPolicy,
     "maskable_ppo": MaskableActorCriticPolicy,
@@ -52,7 +60,7 @@ def _reason(error: BaseException) -> str:
 
 
 def _family_of(policy: Any) -> str | None:
-    for algo in ("ppo_lstm", "maskable_ppo", "ppo"):
+    for algo in ("ppo_tx", "ppo_lstm", "maskable_ppo", "ppo"):
         if isinstance(policy, POLICY_FAMILIES[algo]):
             return algo
     return None
@@ -75,8 +83,9 @@ def load_sb3_model(path: str | os.PathLike, algo: str = "ppo", device: str = "cp
         found = _loading_algorithm(path, device, exclude=algo)
         hint = f": it is a {found} model, load it with --algo {found}" if found else ""
         raise ValueError(f"model file {str(path)!r} cannot be loaded as a {algo} model ({_reason(error)}){hint}") from None
-    if not isinstance(model.policy, POLICY_FAMILIES[algo]):
-        found = _family_of(model.policy)
+    found = _family_of(model.policy)
+    narrower = found is not None and POLICY_FAMILIES[found] is not POLICY_FAMILIES[algo]  # a TransformerPPO read as PPO
+    if not isinstance(model.policy, POLICY_FAMILIES[algo]) or (narrower and algo in ("ppo", "a2c")):
         hint = f": load it with --algo {found}" if found else ""
         raise ValueError(f"model file {str(path)!r} holds a {type(model.policy).__name__}, not a {algo} policy{hint}")
     return model

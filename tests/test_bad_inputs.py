@@ -38,6 +38,8 @@ def scores_csv(rows: list[str], header: str = "method,env,seed,score") -> str:
 GOOD_ROWS = [f"{m},sb3ma/TMaze-v0,{s},0.{s}" for m in ("a", "b") for s in range(3)]
 CURVE_HEADER = "method,env,seed,timesteps,score"
 CURVE_ROWS = [f"{m},e,{s},{t},0.{s}" for m in ("a", "b") for s in range(3) for t in (1, 2)]
+#: an `sb3ma train` run of 2 envs: minibatches that divide its rollout of 2 x 64 steps (the entry's 256 would not)
+SMALL_RUN = {"output_dir": "run", "hyperparams": {"batch_size": 64}}
 PRETRAIN = ["pretrain", "--env", "sb3ma/TMaze-v0", "--out", "p.pt", "--no-progress"]
 EVENTS = "session,t,event,x,y\n" + "".join(f"s{k},{i * 0.5},click,{10 + i},{20 + i}\n" for k in range(4) for i in range(12))
 
@@ -46,6 +48,8 @@ EVENTS = "session,t,event,x,y\n" + "".join(f"s{k},{i * 0.5},click,{10 + i},{20 +
 def files(tmp_path_factory, saved_model) -> Path:
     """A folder of bad (and a few good) input files, each named for what it is."""
     from sb3_masked_attention.ad.data import collect_histories, save_histories
+    from sb3_masked_attention.environments import make_history_vec_env
+    from sb3_masked_attention.transformer_ppo import TransformerPPO
     from sb3_masked_attention.extractors.trunk import save_extractor
     from sb3_masked_attention.policies import features_extractors
     from sb3_masked_attention.weights import load_sb3_model
@@ -72,6 +76,10 @@ def files(tmp_path_factory, saved_model) -> Path:
     torch.save({"a": torch.zeros(4)}, d / "whole.pt")
     (d / "truncated.pt").write_bytes((d / "whole.pt").read_bytes()[:300])
     save_histories(collect_histories(goals=[(0, 0)], episodes=2, runs_per_goal=1, progress=False), d / "ad.npz")
+    tx = make_history_vec_env("sb3ma/TMaze-v0", history_len=1, n_envs=2, env_kwargs={"corridor_length": 2})
+    TransformerPPO(
+        "TransformerMemoryPolicy", tx, n_steps=16, batch_size=32, policy_kwargs={"memory_len": 4, "d_model": 16}
+    ).save(d / "tx.zip")
     np.save(d / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     header = io.BytesIO()  # a .npy header claiming 10^12 float64 over 64 bytes of data
     np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)})
@@ -167,6 +175,7 @@ def files(tmp_path_factory, saved_model) -> Path:
             [*PRETRAIN, "--batch-size", "100000000", "--collect-steps", "32"],
             "batch_size=100000000 with 16 tokens per window needs about",
         ),
+        (["train", "--env", "Bad-v0"], "env 'Bad-v0' is not registered"),  # one line: nothing announced before it
         # model files
         (["evaluate", "truncated.zip", "--env", "sb3ma/TMaze-v0"], "'truncated.zip' cannot be loaded as a ppo model"),
         (["evaluate", "model.zip", "--env", "sb3ma/TMaze-v0", "--algo", "ppo_lstm"], "as a ppo_lstm model (AttributeError: "),
@@ -179,6 +188,10 @@ def files(tmp_path_factory, saved_model) -> Path:
             "'garbage.bin' is not readable",
         ),
         (["evaluate", "model.zip"], "env_id is needed"),
+        (
+            ["evaluate", "tx.zip", "--env", "sb3ma/TMaze-v0"],
+            "holds a TransformerMemoryPolicy, not a ppo policy: load it with --algo ppo_tx",
+        ),
         (["ad", "eval", "empty.pt", "--out", "e"], "'empty.pt' is not a readable AD model: the file is empty"),
         (["ad", "eval", "truncated.pt", "--out", "e"], "'truncated.pt' is not a readable AD model: the file is cut short"),
         (["ad", "eval", "garbage.bin", "--out", "e"], "nothing in it ran"),
@@ -372,7 +385,7 @@ def test_run_folder_settings_that_name_code_are_refused(tmp_path, monkeypatch, k
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(tmp_path)
     (tmp_path / "evil.py").write_text(f"import pathlib\npathlib.Path({MARKER!r}).touch()\nPolicy = None\n")
-    train("sb3ma/TMaze-v0", history_len=4, n_envs=2, total_timesteps=64, env_kwargs={"corridor_length": 2}, output_dir="run")
+    train("sb3ma/TMaze-v0", history_len=4, n_envs=2, total_timesteps=64, env_kwargs={"corridor_length": 2}, **SMALL_RUN)
     settings = json.loads(Path("run/train_config.json").read_text())
     settings["hyperparams"][key] = value
     Path("run/train_config.json").write_text(json.dumps(settings))
@@ -386,9 +399,7 @@ def test_a_train_run_folder_loads_weights_only_and_evaluates_like_the_zip(tmp_pa
     from sb3_masked_attention.training import load_trained, train
 
     monkeypatch.chdir(tmp_path)
-    run = train(
-        "sb3ma/TMaze-v0", history_len=4, n_envs=2, total_timesteps=256, env_kwargs={"corridor_length": 2}, output_dir="run"
-    )
+    run = train("sb3ma/TMaze-v0", history_len=4, n_envs=2, total_timesteps=256, env_kwargs={"corridor_length": 2}, **SMALL_RUN)
     rebuilt = load_trained("run").model
     for name, tensor in run.model.policy.state_dict().items():
         torch.testing.assert_close(rebuilt.policy.state_dict()[name], tensor)

@@ -64,6 +64,8 @@ def test_train_saves_a_loadable_model_and_evaluates(tmp_path, capsys):
             "512",
             "--n-envs",
             "2",
+            "--hyperparams",
+            "batch_size=64",
             "--eval-episodes",
             "3",
             "--output-dir",

@@ -147,7 +147,9 @@ def test_transformer_policies_use_sb3s_adam_settings_with_the_fused_step_unless_
         defaults = model.policy.optimizer.defaults
         assert isinstance(model.policy.optimizer, torch.optim.Adam) and defaults["fused"] is True
         assert defaults["eps"] == 1e-5  # SB3's own default for Adam is kept
-    told = PPO("HeadMaskedTransformerPolicy", env, n_steps=32, policy_kwargs=dict(optimizer_kwargs=dict(eps=1e-7)))
+    told = PPO(
+        "HeadMaskedTransformerPolicy", env, n_steps=32, batch_size=32, policy_kwargs=dict(optimizer_kwargs=dict(eps=1e-7))
+    )
     assert told.policy.optimizer.defaults["eps"] == 1e-7 and not told.policy.optimizer.defaults["fused"]
 
 
