@@ -49,9 +49,9 @@ def files(tmp_path_factory, saved_model) -> Path:
     """A folder of bad (and a few good) input files, each named for what it is."""
     from sb3_masked_attention.ad.data import collect_histories, save_histories
     from sb3_masked_attention.environments import make_history_vec_env
-    from sb3_masked_attention.transformer_ppo import TransformerPPO
     from sb3_masked_attention.extractors.trunk import save_extractor
     from sb3_masked_attention.policies import features_extractors
+    from sb3_masked_attention.transformer_ppo import TransformerPPO
     from sb3_masked_attention.weights import load_sb3_model
 
     d = tmp_path_factory.mktemp("bad")
