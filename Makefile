@@ -49,7 +49,7 @@ lint: install-dev
 
 # The documentation site (Sphinx, API reference from the docstrings); warnings are errors, as in CI.
 docs: install-dev
-	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	$(BIN)/sphinx-build -W --keep-going -q -c docs -b html . docs/_build/html
 
 # A release's files: sdist and wheel in dist/, checked as PyPI would (twine).
 package: install-dev

@@ -17,7 +17,12 @@ release = version = sb3_masked_attention.__version__
 
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.viewcode", "sphinx.ext.intersphinx", "myst_parser"]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build"]
+# The source folder is the repository (`sphinx-build -c docs . docs/_build/html`), so that the guides link the
+# committed results (results/**/*.md become pages, their CSVs and pictures downloads) by the paths the README uses.
+root_doc = "docs/index"
+include_patterns = ["docs/**", "results/**", "CHANGELOG.md"]
+exclude_patterns = ["docs/_build", "**/.ipynb_checkpoints"]
+suppress_warnings = ["myst.header"]  # generated result pages start at any heading level
 myst_heading_anchors = 3
 
 autodoc_default_options = {"show-inheritance": True, "member-order": "bysource"}

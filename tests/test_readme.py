@@ -1,5 +1,6 @@
-"""The README's commands, as written: the command table against `sb3ma --help`, and every shell command of the
-set-up, rl-zoo and command-line sections run (rl-zoo training with a small step count, `-n 256`)."""
+"""The README's and the guides' commands, as written: the command table (docs/guide/command_line.md) against
+`sb3ma --help`; the README's set-up, quickstart scripts, rl-zoo commands (training with a small step count, `-n 256`)
+and study; the command-line and head-mask guides' inline commands."""
 
 import os
 import re
@@ -14,13 +15,18 @@ from sb3_masked_attention.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+GUIDE = ROOT / "docs" / "guide"
 BIN = Path(sys.executable).parent
 
 
-def section(title: str) -> str:
-    start = README.index(f"\n## {title}")
-    end = README.find("\n## ", start + 1)
-    return README[start : end if end != -1 else None]
+def section(title: str, text: str = README) -> str:
+    start = text.index(f"\n## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def guide(name: str) -> str:
+    return (GUIDE / f"{name}.md").read_text()
 
 
 def bash_commands(text: str) -> list[str]:
@@ -48,7 +54,7 @@ def subcommands(parser=None, prefix=()):
 def table_rows() -> list[tuple[tuple[str, ...], str]]:
     """(command path, row text) of each `sb3ma ...` row of the README's command table; `a|b` expands."""
     rows = []
-    for line in section("Command line").splitlines():
+    for line in guide("command_line").splitlines():
         if not line.startswith("| `sb3ma"):
             continue
         cell = line.split(" | ")[0].replace("\\|", "|")  # markdown escapes the | of `ad collect|train|eval`
@@ -92,15 +98,37 @@ def test_setup_commands_as_written():
 
 def test_rl_zoo_commands_as_written(tmp_path):
     shutil.copytree(ROOT / "zoo_configs", tmp_path / "zoo_configs")
-    commands = bash_commands(section("rl-zoo"))
-    assert len(commands) == 3 and all(c.startswith("python -m rl_zoo3.") for c in commands)
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", section("Quickstarts"), flags=re.S) if "rl_zoo3" in b)
+    commands = bash_commands(f"```bash\n{block}```")
+    assert len(commands) == 3 and "sb3ma zoo train --algo ppo_tx" in commands[1], commands
     for command in commands:
-        run(command + (" -n 256" if "rl_zoo3.train" in command else ""), tmp_path)
+        run(command + (" -n 256" if " train " in command else ""), tmp_path)
     assert list((tmp_path / "logs" / "ppo").glob("sb3ma-TMaze-v0_1/sb3ma-TMaze-v0.zip"))
+    assert list((tmp_path / "logs" / "ppo_tx").glob("sb3ma-TMaze-v0_1/sb3ma-TMaze-v0.zip"))
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_quickstart_scripts_learn_and_print_their_evaluation(tmp_path, index):
+    script = re.findall(r"```python\n(.*?)```", section("Quickstarts"), flags=re.S)[index]
+    (tmp_path / "quickstart.py").write_text(script)
+    out = run(f"{sys.executable} quickstart.py", tmp_path).stdout
+    assert "mean return 1.000 over 50 episodes" in out, out
+
+
+def test_study_quickstart_ends_in_a_report(tmp_path):
+    shutil.copytree(ROOT / "studies", tmp_path / "studies")
+    shutil.copytree(ROOT / "zoo_configs", tmp_path / "zoo_configs")
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", section("Quickstarts"), flags=re.S) if "study" in b)
+    commands = bash_commands(f"```bash\n{block}```")
+    assert [c.split()[:3] for c in commands] == [["sb3ma", "study", "run"], ["sb3ma", "study", "report"]]
+    for command in commands:
+        run(command + (" --no-progress" if " run " in command else ""), tmp_path)
+    report = tmp_path / "runs" / "quickstart" / "report"
+    assert (report / "report.md").exists() and (report / "aggregate_intervals.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_command_line_section_commands_as_written(tmp_path):
-    text = section("Command line") + section("Head-mask strategies")
+    text = guide("command_line") + guide("head_masks")
     inline = [c for c in re.findall(r"`(sb3ma [^`]*)`", text) if not re.search(r"\b[A-Z]+\b|\.\.\.|\[", c)]  # no placeholders
     assert "sb3ma strategies" in inline and any(c.startswith("sb3ma masks") for c in inline), inline
     for command in inline:
