@@ -130,6 +130,14 @@ def test_second_runner_is_refused(tmp_path, lock_held_elsewhere):
         pass
 
 
+def test_a_finished_study_says_it_has_nothing_to_do(tmp_path, capsys):
+    study = write_study(tmp_path / "study.yml", seeds=1, methods=("none",), n_timesteps=64)
+    run_study(study, tmp_path / "out", workers=1, progress=False)
+    assert "already in" not in capsys.readouterr().out
+    run_study(study, tmp_path / "out", workers=1, progress=False)
+    assert f"1 of 1 runs already in {tmp_path / 'out'} (kept): nothing to do; pass --dir NEW" in capsys.readouterr().out
+
+
 def test_changed_study_is_refused(tmp_path):
     study = write_study(tmp_path / "study.yml", seeds=1, methods=("none",), n_timesteps=64)
     run_study(study, tmp_path / "out", workers=1, progress=False)

@@ -79,7 +79,7 @@ def _cmd_study_run(args: argparse.Namespace) -> None:
         print(f"sb3ma study run: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     finished = scores.groupby(["method", "env", "seed"]).ngroups if len(scores) else 0
-    print(f"{finished} runs finished; scores in {args.dir or 'runs/<name>'}/scores.csv")
+    print(f"scores of {finished} finished runs in {args.dir or 'runs/<name>'}/scores.csv")
 
 
 def _cmd_study_report(args: argparse.Namespace) -> None:

@@ -167,10 +167,12 @@ def run_study(
     workers: int = 2,
     address: str | None = None,
     progress: bool = True,
+    verbose: int = 1,
 ) -> pd.DataFrame:
     """Run every unfinished run of ``study_file``; return the scores of all finished runs.
 
     :param directory: the study directory (default ``runs/<name>``).
+    :param verbose: 1: say how many runs are already in the directory (kept, not rerun) before starting.
     :param backend: ``"local"`` (a process pool of ``workers``) or ``"ray"`` (``address`` of an existing
         cluster, or a local Ray on 127.0.0.1 when None; one CPU per run).
     :raises ValueError: the study file has a mistake (nothing has run).
@@ -188,7 +190,11 @@ def run_study(
             check_buildable(study, todo)
         if not started:  # recorded once the whole spec has been checked, so a refused spec can be fixed and rerun
             write_text_atomic(directory / "study.yml", yaml.safe_dump(study.spec, sort_keys=False))
-        bar = _progress(len(study.runs), len(study.runs) - len(todo), progress)
+        done = len(study.runs) - len(todo)
+        if verbose and done:
+            rest = f"running the other {len(todo)}" if todo else "nothing to do"
+            print(f"{done} of {len(study.runs)} runs already in {directory} (kept): {rest}; pass --dir NEW to rerun them all")
+        bar = _progress(len(study.runs), done, progress)
         failed: dict[str, str] = {}
         if todo:
             submit = _run_local if backend == "local" else _run_ray
