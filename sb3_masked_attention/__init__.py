@@ -27,7 +27,7 @@ from sb3_masked_attention.strategies import (
 )
 from sb3_masked_attention.wrappers import HistoryWrapper
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "HEAD_MASK_STRATEGIES",

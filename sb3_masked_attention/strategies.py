@@ -44,6 +44,8 @@ def resolve_head_mask_strategy(strategy: HeadMaskStrategy, n_heads: int) -> tupl
                 f"{sorted(HEAD_MASK_STRATEGIES)} or a list of {n_heads} fractions in [0, 1)"
             )
         fractions = HEAD_MASK_STRATEGIES[strategy]
+        if strategy == "none":  # no head hides anything: defined for any number of heads
+            return (0.0,) * n_heads
         if len(fractions) != n_heads:
             raise ValueError(
                 f"head_mask_strategy={strategy!r} defines {len(fractions)} heads but n_heads={n_heads}: "

@@ -9,6 +9,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_masked_attention import HeadMaskedTransformerExtractor, HistoryWrapper
 from sb3_masked_attention.masks import head_window_mask
+from sb3_masked_attention.strategies import resolve_head_mask_strategy
 
 
 def history_space(history_len=8, obs_dim=3, n_actions=2, across_episodes=False):
@@ -82,7 +83,7 @@ def test_returns_attention_weights_that_respect_the_mask():
         (spaces.Box(-1, 1, (4,)), {}, "not a HistoryWrapper window"),
         (spaces.Dict({"obs": spaces.Box(-1, 1, (4, 2))}), {}, "not a HistoryWrapper window"),
         (None, dict(n_heads=3, d_model=32, head_mask_strategy="none"), "does not divide"),
-        (None, dict(n_heads=4), "defines 8 heads but n_heads=4"),
+        (None, dict(n_heads=4, head_mask_strategy="specialized"), "defines 8 heads but n_heads=4"),
         (None, dict(positional="sinusoidal"), "positional='sinusoidal'"),
         (None, dict(n_layers=0), "n_layers=0"),
     ],
@@ -90,6 +91,34 @@ def test_returns_attention_weights_that_respect_the_mask():
 def test_clear_errors(space, kwargs, match):
     with pytest.raises(ValueError, match=match):
         HeadMaskedTransformerExtractor(space or history_space(), **kwargs)
+
+
+def test_the_default_is_no_mask_and_any_head_count_takes_it():
+    extractor = HeadMaskedTransformerExtractor(history_space(), n_heads=4, d_model=32)
+    assert extractor.head_fractions == (0.0, 0.0, 0.0, 0.0)
+    assert extractor.state_dict()["head_fractions_saved"].tolist() == [0.0] * 4
+
+
+def test_a_loaded_model_keeps_its_saved_head_fractions_whatever_the_default():
+    trained = HeadMaskedTransformerExtractor(history_space(), head_mask_strategy="diversified")
+    rebuilt = HeadMaskedTransformerExtractor(history_space())  # built with today's default
+    rebuilt.load_state_dict(trained.state_dict())
+    assert rebuilt.head_fractions == trained.head_fractions == resolve_head_mask_strategy("diversified", 8)
+    obs = {key: torch.as_tensor(value) for key, value in history_space().sample().items()}
+    obs = {key: value[None].float() for key, value in obs.items()}
+    obs["valid"] = torch.ones_like(obs["valid"])
+    torch.testing.assert_close(rebuilt(obs), trained(obs))
+
+
+def test_a_model_saved_before_fractions_were_saved_gets_the_default_it_was_built_with():
+    legacy = HeadMaskedTransformerExtractor(history_space(), head_mask_strategy="specialized").state_dict()
+    del legacy["head_fractions_saved"]  # 0.1.0 did not save them; its default was "specialized"
+    defaulted = HeadMaskedTransformerExtractor(history_space())
+    defaulted.load_state_dict(legacy)  # strict: the missing entry is not an error
+    assert defaulted.head_fractions == resolve_head_mask_strategy("specialized", 8)
+    explicit = HeadMaskedTransformerExtractor(history_space(), head_mask_strategy="monotonic")
+    explicit.load_state_dict(legacy)  # built with an explicit strategy: 0.1.0 built it the same way
+    assert explicit.head_fractions == resolve_head_mask_strategy("monotonic", 8)
 
 
 def test_mismatched_window_lengths_are_rejected():

@@ -218,3 +218,29 @@ def test_forget_gate_lstm_policy_refuses_a_bias_that_is_not_a_finite_number(valu
     env = make_vec_env("CartPole-v1", n_envs=1)
     with pytest.raises(ValueError, match="lstm_forget_bias"):
         RecurrentPPO("ForgetGateMlpLstmPolicy", env, n_steps=16, policy_kwargs=dict(lstm_forget_bias=value))
+
+
+def test_a_zip_saved_by_0_1_0_with_the_default_strategy_loads_with_0_1_0s_default(tmp_path):
+    import io
+    import zipfile
+
+    from sb3_masked_attention.strategies import resolve_head_mask_strategy
+    from sb3_masked_attention.weights import load_weights
+
+    model = PPO("HeadMaskedTransformerPolicy", history_env(), n_steps=32, batch_size=32, policy_kwargs=SMALL)
+    model.save(tmp_path / "new.zip")
+    assert PPO.load(tmp_path / "new.zip").policy.features_extractor.head_fractions == (0.0,) * 8  # today's default kept
+    with zipfile.ZipFile(tmp_path / "new.zip") as source, zipfile.ZipFile(tmp_path / "old.zip", "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "policy.pth":  # as 0.1.0 wrote it: no head fractions
+                state = torch.load(io.BytesIO(data), weights_only=True)
+                buffer = io.BytesIO()
+                torch.save({k: v for k, v in state.items() if not k.endswith("head_fractions_saved")}, buffer)
+                data = buffer.getvalue()
+            target.writestr(item, data)
+    specialized = resolve_head_mask_strategy("specialized", 8)
+    assert PPO.load(tmp_path / "old.zip").policy.features_extractor.head_fractions == specialized
+    rebuilt = PPO("HeadMaskedTransformerPolicy", history_env(), n_steps=32, batch_size=32, policy_kwargs=SMALL)
+    load_weights(rebuilt, tmp_path / "old.zip")  # the weights-only path too
+    assert rebuilt.policy.features_extractor.head_fractions == specialized

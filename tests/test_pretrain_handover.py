@@ -46,6 +46,7 @@ def test_unfrozen_trunk_fine_tunes_and_other_strategy_is_allowed(tmp_path):
     path = tmp_path / "trunk.pt"
     save_extractor(model(0).policy.features_extractor, path)
     target = load_pretrained_extractor(model(1, head_mask_strategy=[0.0, 0.0, 0.0, 0.0]), path)
+    assert target.policy.features_extractor.head_fractions == (0.0, 0.0, 0.0, 0.0)  # the trunk's weights, its own masks
     before = target.policy.features_extractor.embed.weight.clone()
     target.learn(64)
     assert not torch.equal(before, target.policy.features_extractor.embed.weight)

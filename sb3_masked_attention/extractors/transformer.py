@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,6 +23,10 @@ from sb3_masked_attention.wrappers import (
 )
 
 POSITIONAL_ENCODINGS = ("learned", "rotary")
+#: The window extractor's head-mask strategy when none is given (0.2.0 on; heads_v2 found no mask faster to learn).
+DEFAULT_HEAD_MASK_STRATEGY = "none"
+#: 0.1.0's default, which a model saved by 0.1.0 without its fractions was built with.
+LEGACY_DEFAULT_HEAD_MASK_STRATEGY = "specialized"
 
 
 def history_layout(observation_space: spaces.Space) -> tuple[int, int]:
@@ -68,7 +72,10 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
     :param n_heads: attention heads per layer.
     :param n_layers: number of transformer blocks.
     :param ff_dim: hidden width of the block MLPs (default ``4 * d_model``).
-    :param head_mask_strategy: a name in ``HEAD_MASK_STRATEGIES`` or one fraction per head.
+    :param head_mask_strategy: a name in ``HEAD_MASK_STRATEGIES`` or one fraction per head; None (the default):
+        ``"none"``. The resolved fractions are saved with the weights (``head_fractions_saved``) and a loaded model
+        takes the saved ones, so a model keeps its masks whatever the default; a model saved by 0.1.0 without them
+        and built with the default gets 0.1.0's default, ``"specialized"``.
     :param positional: ``"learned"`` (absolute, added to the tokens) or ``"rotary"``.
     :param dropout: dropout inside the blocks; keep 0 for PPO (log-probs must match in train and eval mode).
     """
@@ -80,7 +87,7 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
         n_heads: int = 8,
         n_layers: int = 2,
         ff_dim: int | None = None,
-        head_mask_strategy: HeadMaskStrategy = "specialized",
+        head_mask_strategy: HeadMaskStrategy | None = None,
         positional: str = "learned",
         dropout: float = 0.0,
     ) -> None:
@@ -97,7 +104,12 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
         super().__init__(observation_space, features_dim=d_model)
 
         self.history_len = history_len
-        self.head_fractions = resolve_head_mask_strategy(head_mask_strategy, n_heads)
+        self.head_fractions = resolve_head_mask_strategy(
+            DEFAULT_HEAD_MASK_STRATEGY if head_mask_strategy is None else head_mask_strategy, n_heads
+        )
+        self._strategy_defaulted = head_mask_strategy is None
+        # float64: the window sizes are computed from these, and float32 rounding could move a boundary
+        self.register_buffer("head_fractions_saved", torch.tensor(self.head_fractions, dtype=torch.float64))
         #: Everything that fixes the shapes of the weights (checked when pretrained weights are loaded).
         self.config = {
             "history_len": history_len,
@@ -119,6 +131,21 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
         self.ln_final = nn.LayerNorm(d_model)
         if self.pos_embedding is not None:
             nn.init.normal_(self.pos_embedding, std=0.02)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        key = prefix + "head_fractions_saved"
+        if key in state_dict:  # the saved model's masks, whatever this one was built with
+            saved = state_dict[key]
+            if saved.shape != self.head_fractions_saved.shape:
+                raise ValueError(
+                    f"the saved model has {saved.shape[0]} head fractions, this extractor {len(self.head_fractions)} heads"
+                )
+            self.head_fractions = tuple(float(f) for f in saved.tolist())
+        else:  # saved by 0.1.0: its default strategy was "specialized"
+            if self._strategy_defaulted:
+                self.head_fractions = resolve_head_mask_strategy(LEGACY_DEFAULT_HEAD_MASK_STRATEGY, len(self.head_fractions))
+            state_dict = {**state_dict, key: torch.tensor(self.head_fractions, dtype=torch.float64)}
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def attention_mask(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         """The head masks the layers use for this batch: BoolTensor ``(B, H, T, T)``."""

@@ -35,6 +35,7 @@ def load_into_extractor(extractor: HeadMaskedTransformerExtractor, path: str | o
                 f"pretrained extractor {str(path)!r} has {key}={saved!r} but the model's extractor has "
                 f"{key}={extractor.config.get(key)!r}"
             )
-    extractor.load_state_dict(payload["state_dict"])
+    # the trunk's weights, the model's own masks (a trunk pretrained under one strategy serves a policy with another)
+    extractor.load_state_dict({**payload["state_dict"], "head_fractions_saved": extractor.head_fractions_saved.clone()})
     for parameter in extractor.parameters():
         parameter.requires_grad_(not freeze)
