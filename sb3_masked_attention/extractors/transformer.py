@@ -80,6 +80,8 @@ class HeadMaskedTransformerExtractor(BaseFeaturesExtractor):
     :param dropout: dropout inside the blocks; keep 0 for PPO (log-probs must match in train and eval mode).
     """
 
+    head_fractions_saved: torch.Tensor
+
     def __init__(
         self,
         observation_space: spaces.Dict,
