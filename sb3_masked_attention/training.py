@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,18 +132,28 @@ def train(
         _claim_empty_folder(Path(output_dir))
     log_folder = Path(output_dir) / "zoo" if output_dir is not None else Path(tempfile.mkdtemp(prefix="sb3ma-train-"))
     tensorboard = "" if output_dir is None else str(Path(output_dir) / "tensorboard")
-    run = make_zoo_model(
-        "ppo",
-        env_id,
-        log_folder,
-        conf_file=conf_file,
-        hyperparams=overrides,
-        env_kwargs=env_kwargs,
-        seed=seed,
-        tensorboard_log=tensorboard,
-        verbose=verbose,
-    )
-    steps = check_int("total_timesteps", total_timesteps if total_timesteps is not None else run.n_timesteps)
+    try:
+        run = make_zoo_model(
+            "ppo",
+            env_id,
+            log_folder,
+            conf_file=conf_file,
+            hyperparams=overrides,
+            env_kwargs=env_kwargs,
+            seed=seed,
+            tensorboard_log=tensorboard,
+            verbose=verbose,
+        )
+        steps = check_int("total_timesteps", total_timesteps if total_timesteps is not None else run.n_timesteps)
+    except Exception as error:
+        if output_dir is not None:  # refused before training: the folder was empty, so leave it so (the fix reruns)
+            for leftover in Path(output_dir).iterdir():
+                if leftover.name != ".lock":
+                    shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            release_folder_lock(output_dir)
+        if isinstance(error, TypeError):  # a keyword the policy or algorithm does not take
+            raise ValueError(f"PPO on {env_id!r} cannot be built from these settings: {error}") from None
+        raise
     run.model.learn(steps, progress_bar=progress_bar, tb_log_name="run")
     if output_dir is not None:
         own_conf = Path(conf_file).resolve() == PROJECT_PPO_CONFIG

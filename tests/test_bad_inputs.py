@@ -248,6 +248,15 @@ def test_an_error_quoting_a_huge_value_is_one_bounded_line(tmp_path, monkeypatch
     assert len(lines) == 1 and len(lines[0]) < 2100 and lines[0].endswith("more characters)"), lines[0][-200:]
 
 
+def test_a_refused_train_leaves_its_folder_empty_for_the_corrected_rerun(files, monkeypatch, capsys):
+    monkeypatch.chdir(files)
+    bad = ["train", "--env", "sb3ma/TMaze-v0", "--total-timesteps", "64", "--output-dir", "fixed_run", "--no-progress"]
+    assert main([*bad, "--hyperparams", "policy_kwargs=dict(no_such_argument=1)"]) == 2  # refused by the policy
+    assert [path.name for path in (files / "fixed_run").iterdir()] == [".lock"]
+    assert main([*bad, "--hyperparams", "batch_size=64", "--n-envs", "2"]) == 0  # not refused as "not empty"
+    assert (files / "fixed_run" / "model.zip").exists()
+
+
 def test_train_refuses_a_folder_that_holds_a_run(files, monkeypatch, capsys):
     monkeypatch.chdir(files)
     (files / "old_run").mkdir()
