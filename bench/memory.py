@@ -80,10 +80,12 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
 
 #: T-Maze methods: every one gets the same PPO settings (``TMAZE_PPO``) and budget; what differs is stated here.
 #: RecurrentPPO also had a settings pilot of its own, as many variants as the transformer's (``PILOT_VARIANTS``).
-TMAZE_METHODS = ("transformer_ppo", "recurrent_ppo", "mlp_framestack", "recurrent_ppo_fg")
+TMAZE_METHODS = ("transformer_ppo", "recurrent_ppo", "mlp_framestack", "recurrent_ppo_fg", "recurrent_ppo_fg1")
 #: recurrent_ppo_fg (issue 35's baseline): RecurrentPPO with ForgetGateMlpLstmPolicy (forget-gate bias 2) and as many
 #: gradient steps per rollout as TransformerPPO (two minibatches of whole episodes per epoch: 8 a rollout), where the
-#: sweep's recurrent_ppo has one minibatch (4 a rollout) and PyTorch's forget-gate bias (~0).
+#: sweep's recurrent_ppo has one minibatch (4 a rollout) and PyTorch's forget-gate bias (~0). recurrent_ppo_fg1: the
+#: same gradient steps per rollout from one minibatch of all the rollout's episodes, run for as many more epochs
+#: (sb3-contrib rolls the minibatch boundaries by a random offset each epoch, so a second minibatch cuts episodes).
 #: normalize_advantage=False: only the turn is rewarded, so per-minibatch normalisation rescales the value noise of the
 #: corridor steps (all but one step in corridor + 1) to unit size; see the pilot (``python bench/memory.py pilot``).
 TMAZE_PPO: dict[str, Any] = dict(n_epochs=4, ent_coef=0.01, max_grad_norm=0.5, batch_size=256, normalize_advantage=False)
@@ -169,6 +171,9 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
     if method == "recurrent_ppo_fg":  # TransformerPPO's gradient steps per rollout: n_steps * 8 envs / 256 per epoch
         minibatches = max(64, episode) * TMAZE_ENVS // TMAZE_PPO["batch_size"]
         settings.update(n_steps=episode, batch_size=episode * TMAZE_ENVS // minibatches)
+    if method == "recurrent_ppo_fg1":
+        minibatches = max(64, episode) * TMAZE_ENVS // TMAZE_PPO["batch_size"]
+        settings.update(n_steps=episode, batch_size=episode * TMAZE_ENVS, n_epochs=TMAZE_PPO["n_epochs"] * minibatches)
     settings.update(overrides or {})
     start_lr, warmup = settings.pop("learning_rate", TMAZE_LR), settings.pop("warmup", 0.0)
     forget_bias = settings.pop("lstm_forget_bias", None)
@@ -185,8 +190,8 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
     if method == "transformer_ppo":
         settings["policy_kwargs"] = dict(settings["policy_kwargs"], memory_len=memory)
         model = TransformerPPO("TransformerMemoryPolicy", envs(TMAZE_ENVS, seed), **settings)
-    elif method in ("recurrent_ppo", "recurrent_ppo_fg"):
-        policy = "ForgetGateMlpLstmPolicy" if method == "recurrent_ppo_fg" else "MlpLstmPolicy"
+    elif method in ("recurrent_ppo", "recurrent_ppo_fg", "recurrent_ppo_fg1"):
+        policy = "MlpLstmPolicy" if method == "recurrent_ppo" else "ForgetGateMlpLstmPolicy"
         model = RecurrentPPO(policy, envs(TMAZE_ENVS, seed), **settings)
         if forget_bias is not None:
             set_forget_bias(model, forget_bias)
