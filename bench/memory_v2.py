@@ -3,7 +3,7 @@
     python bench/memory_v2.py factors [--dir results/memory_v2] [--out results/memory_v2/factors.md]
     python bench/memory_v2.py lstm-gradients [--out results/memory_v2/lstm_gradients.csv]
     python bench/memory_v2.py pilot [--dir results/memory_v2] [--out results/memory_v2/pilot.md]
-    python bench/memory_v2.py tuning [--dir results/memory_v2]   (the search's trials: DIR/tuning/trials.csv)
+    python bench/memory_v2.py tuning [--dir results/memory_v2] [--search tuning_20k]   (DIR/SEARCH/trials.csv)
     python bench/memory_v2.py count-probe [--out results/memory_v2/count_probe.csv]
 
 Each study folder under ``--dir`` that has a ``scores.csv`` (written by ``sb3ma study run``) becomes a table: per task
@@ -190,14 +190,14 @@ def pilot_report(directory: Path, out: Path) -> None:
     print(text)
 
 
-def tuning_trials(directory: Path) -> None:
+def tuning_trials(directory: Path, search: str = "tuning") -> None:
     """Every trial of the equal-budget search (``bench/memory_v2_tune.sh``) as rows: study, number, state, objective
     (rl-zoo's: the mean evaluation return), duration and the sampled parameters; written to ``tuning/trials.csv``."""
     import optuna
 
     from sb3_masked_attention.io import write_text_atomic
 
-    database = directory / "tuning" / "optuna.db"
+    database = directory / search / "optuna.db"
     if not database.exists():
         print(f"{database} does not exist: run `bash bench/memory_v2_tune.sh` first")
         return
@@ -211,9 +211,9 @@ def tuning_trials(directory: Path) -> None:
             rows.append({"study": summary.study_name, "trial": trial.number, "state": trial.state.name,
                          "value": trial.value, "seconds": seconds, **trial.params})  # fmt: skip
     table = pd.DataFrame(rows)
-    write_text_atomic(directory / "tuning" / "trials.csv", table.to_csv(index=False))
+    write_text_atomic(directory / search / "trials.csv", table.to_csv(index=False))
     done = table[table["state"] == "COMPLETE"].groupby("study").size() if len(table) else pd.Series(dtype=int)
-    print(f"{len(table)} trials; complete per study: {done.to_dict()}; wrote {directory / 'tuning' / 'trials.csv'}")
+    print(f"{len(table)} trials; complete per study: {done.to_dict()}; wrote {directory / search / 'trials.csv'}")
 
 
 #: CountRecall as supervised learning: the models of the count probe.
@@ -364,13 +364,14 @@ if __name__ == "__main__":
     parser.add_argument("part", choices=["factors", "lstm-gradients", "pilot", "tuning", "count-probe"])
     parser.add_argument("--dir", type=Path, default=DIR, help="folder of study folders (default results/memory_v2)")
     parser.add_argument("--out", type=Path, default=None, help="output file (default DIR/factors.md, DIR/lstm_gradients.csv)")
+    parser.add_argument("--search", default="tuning", help="tuning: the search's folder in DIR (default tuning)")
     args = parser.parse_args()
     if args.part == "factors":
         factors(args.dir, args.out or args.dir / "factors.md")
     elif args.part == "pilot":
         pilot_report(args.dir, args.out or args.dir / "pilot.md")
     elif args.part == "tuning":
-        tuning_trials(args.dir)
+        tuning_trials(args.dir, args.search)
     elif args.part == "count-probe":
         count_probe(args.out or args.dir / "count_probe.csv")
     else:

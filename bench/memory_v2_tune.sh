@@ -5,6 +5,7 @@
 # finished trials and a rerun adds trials until --max-total-trials (a trial killed mid-way is marked failed and its
 # budget spent again).
 #   bash bench/memory_v2_tune.sh [OUT]      (default results/memory_v2/tuning; run at low priority: nice -n 19)
+#   STEPS=20000 bash bench/memory_v2_tune.sh results/memory_v2/tuning_20k   (another budget, in its own folder)
 set -euo pipefail
 OUT=${1:-results/memory_v2/tuning}
 TRIALS=${TRIALS:-12}
