@@ -1,5 +1,8 @@
 """Long-memory benchmark: TransformerPPO against RecurrentPPO, the window transformer and frame-stacked PPO-MLP.
 
+Measuring parts write into --out (default: a new runs/bench/memory-<time> folder; --out results/benchmarks adds to
+the committed results, skipping what is there and saying so); report reads --out (default results/benchmarks).
+
     python bench/memory.py throughput   # env steps/s over a whole learn() and in rollouts alone, peak RSS (1, 2 threads)
     python bench/memory.py threads      # two runs at once (a busy machine), 1 and 2 threads each
     python bench/memory.py tmaze [--corridors 50 200 500 1000] [--seeds 0 1 2] [--methods transformer_ppo ...]
@@ -288,11 +291,11 @@ def tmaze(corridors: list[int], seeds: list[int], methods: list[str], out: Path 
                 print(row, flush=True)
 
 
-def pilot(methods: list[str]) -> None:
-    """The settings pilots: one run per method and variant (resumable)."""
+def pilot(methods: list[str], out: Path = OUT) -> None:
+    """The settings pilots: one run per method and variant (resumable), into ``out/memory_tmaze_pilot.csv``."""
     from sb3_masked_attention.io import append_row, read_rows
 
-    path = OUT / "memory_tmaze_pilot.csv"
+    path = out / "memory_tmaze_pilot.csv"
     for method in methods:
         for variant, (overrides, budget, evals, corridor, seed) in PILOT_VARIANTS.get(method, {}).items():
             done = read_rows(path)
@@ -454,7 +457,8 @@ def throughput_section(table: pd.DataFrame) -> str:
     if not len(table):
         return ""
     return (
-        f"Command: `python bench/memory.py throughput && python bench/memory.py report`. {ENV_ID} at rl-zoo's tuned "
+        "Command: `python bench/memory.py throughput --out results/benchmarks && python bench/memory.py report`. "
+        f"{ENV_ID} at rl-zoo's tuned "
         f"`ppo_lstm` settings (8 envs, n_steps 32, batch 256, 20 epochs) for every method, {STEPS} steps each, each "
         "method in its own process, one after another, in rounds (each method once per round and thread count; "
         "`vs_recurrent_ppo` divides by RecurrentPPO's run of the same round and thread count). `threads`: "
@@ -463,40 +467,43 @@ def throughput_section(table: pd.DataFrame) -> str:
     )
 
 
-def report() -> None:
+def report(out: Path = OUT) -> None:
+    """``out/memory.md`` from the CSVs in ``out`` (default the committed results/benchmarks)."""
     from sb3_masked_attention.evaluation.inference import seeds_summary
     from sb3_masked_attention.evaluation.report import to_markdown
     from sb3_masked_attention.io import read_rows, write_text_atomic
 
-    tmaze_rows = read_rows(OUT / "memory_tmaze.csv")
-    text = "# Long-memory benchmark\n\n" + throughput_section(read_rows(OUT / "memory_throughput.csv"))
-    before = read_rows(OUT / "memory_throughput_before.csv")
+    tmaze_rows = read_rows(out / "memory_tmaze.csv")
+    text = "# Long-memory benchmark\n\n" + throughput_section(read_rows(out / "memory_throughput.csv"))
+    before = read_rows(out / "memory_throughput_before.csv")
     if len(before):
         text += (
             "\n### Before issue 34 (the speed work)\n\nThe same command at commit f0dc202 (one torch thread only), kept "
             "as the baseline the speed-ups are measured against; `memory_throughput_before.csv`.\n\n"
             + throughput_tables(before)
         )
-    busy = read_rows(OUT / "memory_threads.csv")
+    busy = read_rows(out / "memory_threads.csv")
     if len(busy):
         per_copy = busy.pivot_table(index="method", columns="threads", values="steps_per_s", aggfunc="mean")
         per_copy.columns = [f"{n} thread(s): steps/s per run" for n in per_copy.columns]
         text += (
-            "\n## Threads on a busy machine\n\nCommand: `python bench/memory.py threads`. Two copies of each method "
+            "\n## Threads on a busy machine\n\nCommand: `python bench/memory.py threads --out results/benchmarks`. "
+            "Two copies of each method "
             "train at once (two runs sharing the two cores, as a study with two workers does), at each thread count; "
             "the mean steps/s of the two copies. With the quiet-machine rounds above this is what `--threads` "
             "defaults to (1).\n\n" + to_markdown(per_copy.reset_index()) + "\n\nEvery run:\n\n" + to_markdown(busy) + "\n"
         )
     if len(tmaze_rows):
-        curves = read_rows(OUT / "memory_tmaze_curves.csv")
+        curves = read_rows(out / "memory_tmaze_curves.csv")
         finished = curves.merge(tmaze_rows[["method", "corridor", "seed"]])  # runs with a summary row only
-        plot_tmaze(finished, OUT / "memory_tmaze.png")
+        plot_tmaze(finished, out / "memory_tmaze.png")
         order = finished["method"].map({method: i for i, method in enumerate(TMAZE_METHODS)})
         finished = finished.assign(order=order).sort_values(["order", "corridor", "seed", "timesteps"]).drop(columns="order")
         summary = seeds_summary(finished.rename(columns={"success": "score"}), 0.95, by=("method", "corridor"))
         text += (
             "\n## Passive T-Maze range\n\n"
-            "Command: `python bench/memory.py tmaze --methods transformer_ppo recurrent_ppo mlp_framestack`. "
+            "Command: `python bench/memory.py tmaze --methods transformer_ppo recurrent_ppo mlp_framestack "
+            "--out results/benchmarks`. "
             f"Budget per run: max(200k, 400 episodes) env steps, the same for every method at a corridor length; "
             f"{TMAZE_ENVS} envs, {TMAZE_PPO}, learning rate {TMAZE_LR} decayed linearly to 0, evaluated "
             f"{TMAZE_EVALS} times per run on {TMAZE_EVAL_EPISODES} greedy episodes (success = the right turn). "
@@ -508,11 +515,12 @@ def report() -> None:
             + "\n\nEvery run:\n\n"
             + to_markdown(tmaze_rows)
         )
-    pilot_rows = read_rows(OUT / "memory_tmaze_pilot.csv")
+    pilot_rows = read_rows(out / "memory_tmaze_pilot.csv")
     if len(pilot_rows):
         text += (
             "\n## T-Maze settings pilots\n\n"
-            "Command: `python bench/memory.py pilot --methods transformer_ppo recurrent_ppo`. The sweep's settings with "
+            "Command: `python bench/memory.py pilot --methods transformer_ppo recurrent_ppo --out results/benchmarks`. "
+            "The sweep's settings with "
             "the variant's changes, four variants per method at corridor 200, seed 0 (and two more for TransformerPPO "
             "on the sweep run that dipped after solving: corridor 500, seed 1); `success_curve` lists the greedy "
             "success at each evaluation (evenly spaced, then the final one). One run per variant: a pilot, not a study. "
@@ -534,7 +542,7 @@ def report() -> None:
             "475: the median over the seeds that reached it (k/n); final: the last evaluation.\n\n"
             + to_markdown(seeds_summary(scores, 475.0, by=("method",)))
         )
-    write_text_atomic(OUT / "memory.md", text)
+    write_text_atomic(out / "memory.md", text)
     print(text)
 
 
@@ -547,21 +555,26 @@ if __name__ == "__main__":
         "--out",
         type=Path,
         default=None,
-        help="throughput: the CSV to append to (default results/benchmarks/memory_throughput.csv); tmaze: the folder "
-        "(default results/benchmarks); both resumable",
+        help="the folder of the CSVs: measuring parts write (resumably) into it, default a new runs/bench/memory-<time> "
+        "folder (pass results/benchmarks to add to the committed results); report reads it (default results/benchmarks)",
     )
     parser.add_argument("--corridors", type=int, nargs="+", default=[50, 200, 500, 1000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(TMAZE_METHODS), choices=TMAZE_METHODS)
     args = parser.parse_args()
+    if args.out is None and args.part != "report":
+        args.out = Path("runs") / "bench" / f"memory-{time.strftime('%Y%m%d-%H%M%S')}"
+        print(f"writing to {args.out} (a new folder; --out results/benchmarks adds to the committed results)", flush=True)
+    out = args.out or OUT
+    out.mkdir(parents=True, exist_ok=True)
     if args.part == "tmaze":
-        tmaze(args.corridors, args.seeds, args.methods, args.out or OUT)
+        tmaze(args.corridors, args.seeds, args.methods, out)
     elif args.part == "pilot":
-        pilot(args.methods)
+        pilot(args.methods, out)
+    elif args.part == "throughput":
+        throughput(args.rounds, tuple(args.threads), out / "memory_throughput.csv")
+    elif args.part == "threads":
+        busy_threads(tuple(args.threads), out / "memory_threads.csv")
     else:
-        {
-            "throughput": lambda: throughput(args.rounds, tuple(args.threads), args.out or OUT / "memory_throughput.csv"),
-            "threads": lambda: busy_threads(tuple(args.threads)),
-            "report": report,
-        }[args.part]()
+        report(out)
     sys.exit(0)
