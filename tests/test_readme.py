@@ -177,3 +177,9 @@ def test_every_sb3ma_command_of_the_guides_is_one_sb3ma_takes():
                 parser.parse_args(command.split()[1:])
             checked += 1
     assert checked > 20, checked
+
+
+def test_the_readme_is_short_and_every_link_resolves():
+    assert len(README.splitlines()) <= 250
+    links = [target.split("#")[0] for target in re.findall(r"\]\(([^)\s]+)\)", README) if not target.startswith("http")]
+    assert links and not [link for link in links if link and not (ROOT / link).exists()]
