@@ -109,6 +109,22 @@ def memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def _npy_header(handle: Any) -> tuple[tuple[int, ...], Any] | None:
+    """The shape and dtype an ``.npy`` header declares (the handle left at the data), or None if it is not one numpy
+    writes (then ``np.load`` refuses the file with its caller's message)."""
+    import numpy as np
+
+    try:
+        version = np.lib.format.read_magic(handle)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            return None
+        shape, _, dtype = read(handle)
+    except (OSError, EOFError, ValueError, SyntaxError, zipfile.BadZipFile):
+        return None
+    return shape, dtype
+
+
 def check_array_sizes(path: str | os.PathLike, what: str) -> None:
     """Refuse an ``.npy`` or ``.npz`` whose array headers claim more data than the file holds, or more than this
     machine's memory, before numpy allocates it (a few KB of header can claim 10^12 elements).
@@ -120,16 +136,11 @@ def check_array_sizes(path: str | os.PathLike, what: str) -> None:
     path, limit = Path(path), memory_bytes()
 
     def declared(handle: Any, name: str, stored: int) -> int:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-        else:
-            raise ValueError(f"{what} {str(path)!r}: array {name!r} has numpy format {version}: expected 1.0 or 2.0")
+        header = _npy_header(handle)
+        if header is None or header[1].hasobject:  # not numpy's format, or objects: np.load refuses either
+            return 0
+        shape, dtype = header
         size = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        if dtype.hasobject:
-            return 0  # refused when loaded (allow_pickle=False), with its own message
         if size > stored - handle.tell():
             raise ValueError(
                 f"{what} {str(path)!r}: array {name!r} claims shape {shape[:8]} ({size:.3g} bytes) but the file holds "
@@ -137,21 +148,20 @@ def check_array_sizes(path: str | os.PathLike, what: str) -> None:
             )
         return size
 
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                total = 0
-                for info in archive.infolist():
-                    if info.filename.endswith(".npy"):
-                        with archive.open(info) as handle:
-                            total += declared(handle, info.filename[:-4], info.file_size)
-        else:
-            with open(path, "rb") as handle:
-                total = declared(handle, path.stem, path.stat().st_size)
-    except (OSError, EOFError, zipfile.BadZipFile, ValueError, SyntaxError) as error:
-        if isinstance(error, ValueError) and str(error).startswith(what):
-            raise
-        return  # not numpy's format at all: np.load refuses it with the caller's message
+    total = 0
+    if zipfile.is_zipfile(path):
+        try:
+            archive = zipfile.ZipFile(path)
+        except (OSError, zipfile.BadZipFile):
+            return  # np.load refuses it with the caller's message
+        with archive:
+            for info in archive.infolist():
+                if info.filename.endswith(".npy"):
+                    with archive.open(info) as handle:
+                        total += declared(handle, info.filename[:-4], info.file_size)
+    else:
+        with open(path, "rb") as handle:
+            total = declared(handle, path.stem, path.stat().st_size)
     if total > limit:
         raise ValueError(f"{what} {str(path)!r} claims {total:.3g} bytes of arrays, more than this machine's {limit:.3g}")
 
