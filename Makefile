@@ -61,8 +61,12 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The core benchmark, every part, into a new folder (BENCH_OUT=results/benchmarks adds to the committed results).
+BENCH_OUT ?= runs/bench/core-$(shell date +%Y%m%d-%H%M%S)
 bench: install
-	$(BIN)/python bench/core.py
+	$(BIN)/python bench/core.py throughput --out $(BENCH_OUT)
+	$(BIN)/python bench/core.py kernel --out $(BENCH_OUT)
+	$(BIN)/python bench/core.py sample-efficiency --out $(BENCH_OUT)
 
 masks: install
 	$(BIN)/sb3ma masks --strategy specialized --history-len 16 --out results/masks/specialized.png
@@ -103,22 +107,25 @@ sequence: install
 		--events results/sequence/test.csv --out results/sequence/seed1
 
 # TerritoryControl learning runs (results/multiscale/README.md): small, medium, medium from small; hours on 2 cores.
-# Every step resumes or skips what is done, so the target can be killed and run again.
+# Into a new folder (TERRITORY_OUT=results/multiscale resumes the committed study); every step resumes or skips what
+# is done in that folder, so the target can be killed and run again with the same TERRITORY_OUT.
+TERRITORY_OUT ?= runs/bench/multiscale-$(shell date +%Y%m%d-%H%M%S)
 territory: install
-	$(BIN)/python bench/multiscale.py pilot
-	$(BIN)/python bench/multiscale.py learn --preset small
-	$(BIN)/python bench/multiscale.py learn --preset medium
-	$(BIN)/python bench/multiscale.py learn --preset medium --init-from small
+	$(BIN)/python bench/multiscale.py pilot --out $(TERRITORY_OUT)
+	$(BIN)/python bench/multiscale.py learn --preset small --out $(TERRITORY_OUT)
+	$(BIN)/python bench/multiscale.py learn --preset medium --out $(TERRITORY_OUT)
+	$(BIN)/python bench/multiscale.py learn --preset medium --init-from small --out $(TERRITORY_OUT)
 	for preset in small medium; do \
-		$(BIN)/python bench/multiscale.py final-eval --preset $$preset && \
-		$(BIN)/python bench/multiscale.py plot --preset $$preset && \
-		$(BIN)/python bench/multiscale.py rliable --preset $$preset && \
-		$(BIN)/python bench/multiscale.py attention --preset $$preset && \
-		$(BIN)/python bench/multiscale.py game --preset $$preset && \
-		$(BIN)/python bench/multiscale_actions.py --preset $$preset || exit 1; \
+		$(BIN)/python bench/multiscale.py final-eval --preset $$preset --out $(TERRITORY_OUT) && \
+		$(BIN)/python bench/multiscale.py plot --preset $$preset --out $(TERRITORY_OUT) && \
+		$(BIN)/python bench/multiscale.py rliable --preset $$preset --out $(TERRITORY_OUT) && \
+		$(BIN)/python bench/multiscale.py attention --preset $$preset --out $(TERRITORY_OUT) && \
+		$(BIN)/python bench/multiscale.py game --preset $$preset --out $(TERRITORY_OUT) && \
+		$(BIN)/python bench/multiscale_actions.py --preset $$preset --study $(TERRITORY_OUT) \
+			--out $(TERRITORY_OUT)/$$preset || exit 1; \
 	done
-	$(BIN)/python bench/multiscale.py curriculum-sources --preset medium
-	$(BIN)/python bench/multiscale.py tests
+	$(BIN)/python bench/multiscale.py curriculum-sources --preset medium --out $(TERRITORY_OUT)
+	$(BIN)/python bench/multiscale.py tests --out $(TERRITORY_OUT)
 
 clean:
 	rm -rf build dist docs/_build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """In-context evaluation of a trained AD model: key/value cache vs recomputing the context, per step.
 
-    python bench/ad_eval.py results/ad/model          # -> results/benchmarks/ad_eval.md
+    python bench/ad_eval.py results/ad/model          # -> <out>/ad_eval.md (--out results/benchmarks: the committed)
 
 Both runs evaluate the same model on the 16 held-out Dark Room goals at once (batch 16), same sampling
 seed, ``episodes`` consecutive episodes. Timed: the model call of each step (embedding, every layer,
@@ -21,6 +21,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+from folders import measuring_folder, out_option  # noqa: E402
+
 from sb3_masked_attention.ad.evaluate import env_goals, in_context_returns  # noqa: E402
 from sb3_masked_attention.ad.train import load_ad_model  # noqa: E402
 from sb3_masked_attention.io import write_text_atomic  # noqa: E402
@@ -32,7 +35,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--min-context", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
+    out_option(parser)
     args = parser.parse_args()
+    out = measuring_folder(args.out, "ad_eval")
     torch.set_num_threads(args.threads)
     model, meta = load_ad_model(args.model)
     goals = env_goals(meta["env_id"], "test", meta["env_kwargs"])
@@ -51,7 +56,7 @@ def main() -> None:
         "# AD in-context evaluation: key/value cache vs recomputation",
         "",
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s). "
-        f"Command: `python bench/ad_eval.py {args.model} --episodes {args.episodes}`.",
+        f"Command: `python bench/ad_eval.py {args.model} --episodes {args.episodes} --out {out}`.",
         "",
         f"Model: {model.config['n_layers']} layers, d_model {model.config['d_model']}, {model.config['n_heads']} heads, "
         f"context {model.context_len} tokens; batch = {len(goals)} held-out goals; {args.episodes} episodes "
@@ -67,7 +72,7 @@ def main() -> None:
         "after that the cache slides (deeper cached keys keep what their tokens saw before the window) while "
         "recomputation starts each window afresh, so the two runs may diverge.",
     ]
-    write_text_atomic(ROOT / "results" / "benchmarks" / "ad_eval.md", "\n".join(lines) + "\n")
+    write_text_atomic(out / "ad_eval.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

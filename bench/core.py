@@ -5,10 +5,11 @@ Run side by side, same machine, same env (CartPoleNoVel-v1), same PPO budget:
     python bench/core.py throughput          # env steps/s over a full learn()
     python bench/core.py sample-efficiency   # env steps until mean eval return >= 475 (resumable)
     python bench/core.py kernel              # attention forward+backward: masked vs unmasked SDPA vs per-head loop
-    python bench/core.py report              # writes results/benchmarks/core.md from the CSVs
+    python bench/core.py report              # writes core.md beside the CSVs (--out, default results/benchmarks)
 
-Each part appends to ``results/benchmarks/core_<part>.csv`` atomically, one row per finished run,
-and skips runs already there, so a killed benchmark resumes where it stopped.
+Each measuring part appends to ``<out>/core_<part>.csv`` atomically, one row per finished run, and skips runs already
+there (saying so), so a killed benchmark resumes where it stopped; ``--out`` defaults to a new folder
+(``--out results/benchmarks`` adds to the committed results), and the part ends by writing ``<out>/core.md``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import math
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,6 +28,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this script, however it is loaded
+from folders import measuring_folder, out_option, say_skipped
 
 from sb3_masked_attention.io import append_row, read_rows, write_text_atomic
 from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, ZooRun, make_zoo_model, rl_zoo_config
@@ -82,20 +87,19 @@ def _done(path: Path, **keys: Any) -> bool:
 
 
 # ---------------------------------------------------------------- 1. throughput
-def throughput(steps: int, seeds: list[int]) -> None:
-    path = OUT / "core_throughput.csv"
-    for seed in seeds:
-        for method in METHODS:
-            if _done(path, method=method, seed=seed, steps=steps):
-                continue
-            with tempfile.TemporaryDirectory() as logs:
-                model = make_run(method, seed, logs).model
-                start = time.perf_counter()
-                model.learn(steps)
-                elapsed = time.perf_counter() - start
-            row = dict(method=method, seed=seed, steps=steps, seconds=elapsed, steps_per_second=model.num_timesteps / elapsed)
-            print(row, flush=True)
-            append_row(path, row)
+def throughput(steps: int, seeds: list[int], out: Path) -> None:
+    path = out / "core_throughput.csv"
+    todo = [(seed, method) for seed in seeds for method in METHODS if not _done(path, method=method, seed=seed, steps=steps)]
+    say_skipped(len(seeds) * len(METHODS) - len(todo), len(seeds) * len(METHODS), path)
+    for seed, method in todo:
+        with tempfile.TemporaryDirectory() as logs:
+            model = make_run(method, seed, logs).model
+            start = time.perf_counter()
+            model.learn(steps)
+            elapsed = time.perf_counter() - start
+        row = dict(method=method, seed=seed, steps=steps, seconds=elapsed, steps_per_second=model.num_timesteps / elapsed)
+        print(row, flush=True)
+        append_row(path, row)
 
 
 # ---------------------------------------------------------------- 2. sample efficiency
@@ -130,14 +134,17 @@ def _steps_to_threshold(args: tuple[str, int, int, int, float]) -> dict[str, Any
     )
 
 
-def sample_efficiency(seeds: list[int], budget: int, eval_freq: int, workers: int, threshold: float = 475.0) -> None:
-    path = OUT / "core_sample_efficiency.csv"
+def sample_efficiency(
+    seeds: list[int], budget: int, eval_freq: int, workers: int, out: Path, threshold: float = 475.0
+) -> None:
+    path = out / "core_sample_efficiency.csv"
     todo = [
         (m, s, budget, eval_freq, threshold)
         for s in seeds
         for m in METHODS
         if not _done(path, method=m, seed=s, budget=budget)
     ]
+    say_skipped(len(seeds) * len(METHODS) - len(todo), len(seeds) * len(METHODS), path)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for future in as_completed([pool.submit(_steps_to_threshold, args) for args in todo]):
             row = future.result()  # written as soon as it finishes, whatever the order
@@ -160,7 +167,7 @@ def _time(variants: dict[str, Callable[[], None]], repeats: int, rounds: int = 7
     return {name: float(np.median(times)) for name, times in samples.items()}
 
 
-def kernel(batch: int, history_len: int, repeats: int) -> None:
+def kernel(batch: int, history_len: int, repeats: int, out: Path) -> None:
     import torch.nn.functional as F
 
     from sb3_masked_attention import HEAD_MASK_STRATEGIES
@@ -196,7 +203,7 @@ def kernel(batch: int, history_len: int, repeats: int) -> None:
     variants = dict(masked=masked, masked_prebuilt_mask=masked_prebuilt, unmasked_sdpa=unmasked, per_head_loop=per_head_loop)
     row.update({f"{name}_us": seconds * 1e6 for name, seconds in _time(variants, repeats).items()})
     print(row, flush=True)
-    append_row(OUT / "core_kernel.csv", row)
+    append_row(out / "core_kernel.csv", row)
 
 
 # ---------------------------------------------------------------- report
@@ -219,21 +226,28 @@ def _machine() -> str:
     )
 
 
-def report() -> None:
+def _machine_of(out: Path) -> str:
+    """The machine the folder's rows were measured on (recorded by each measuring part), not the one reporting."""
+    path = out / "core_machine.txt"
+    return path.read_text().strip() if path.exists() else "not recorded"
+
+
+def report(out: Path) -> None:
     lines = [
         "# Core benchmark",
         "",
-        f"Machine: {_machine()}",
+        f"Machine (of the last measuring run into this folder): {_machine_of(out)}",
         "",
         f"Env: {ENV_ID}; every contender is built by rl-zoo's ExperimentManager from a YAML entry "
         "(`sb3_masked_attention.zoo.make_zoo_model`): rl-zoo's tuned `ppo_lstm` entry for RecurrentPPO, the same "
         "entry with `policy: MlpPolicy, frame_stack: 16` for PPO-MLP and with the head-masked policy and a 16-step "
         "HistoryWrapper for the transformer at ppo_lstm's settings, and `zoo_configs/ppo.yml` for the transformer "
         "as shipped (ppo_lstm's settings but n_epochs 10 and normalising only `obs` and `prev_reward`). Same budget "
-        "(100k steps), same env. Made by `python bench/core.py <part>` then `python bench/core.py report`.",
+        "(100k steps), same env. Made by `python bench/core.py <part> --out results/benchmarks` (each part ends by "
+        "rewriting this report; `python bench/core.py report` rewrites it alone).",
         "",
     ]
-    tp = read_rows(OUT / "core_throughput.csv")
+    tp = read_rows(out / "core_throughput.csv")
     if not tp.empty:
         sps = tp.groupby("method")["steps_per_second"].median()
         lines += [
@@ -252,7 +266,7 @@ def report() -> None:
             ratio = sps["transformer"] / sps["recurrent_ppo"]
             lines += ["", f"Target >= 1.5x RecurrentPPO: measured **{ratio:.2f}x** ({'met' if ratio >= 1.5 else 'missed'})."]
         lines.append("")
-    se = read_rows(OUT / "core_sample_efficiency.csv")
+    se = read_rows(out / "core_sample_efficiency.csv")
     if not se.empty:
         lines += [
             f"## 2. Sample efficiency (`python bench/core.py sample-efficiency`): env steps until the mean return of 10 "
@@ -280,7 +294,7 @@ def report() -> None:
                 f"({medians['transformer']:.0f} vs {medians['recurrent_ppo']:.0f}).",
             ]
         lines.append("")
-    kn = read_rows(OUT / "core_kernel.csv")
+    kn = read_rows(out / "core_kernel.csv")
     if not kn.empty:
         r = kn.iloc[-1]
         lines += [
@@ -301,7 +315,7 @@ def report() -> None:
             f"per-head loop / head-masked: **{speedup:.1f}x** (target >= 3x: {'met' if speedup >= 3 else 'missed'}).",
             "",
         ]
-    write_text_atomic(OUT / "core.md", "\n".join(lines))
+    write_text_atomic(out / "core.md", "\n".join(lines))
     print("\n".join(lines))
 
 
@@ -321,15 +335,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--history-len", type=int, default=16)
     p.add_argument("--repeats", type=int, default=50)
     parts.add_parser("report")
+    for part in parts.choices.values():
+        out_option(part)
     args = parser.parse_args(argv)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = (args.out or OUT) if args.part == "report" else measuring_folder(args.out, "core")
+    if args.part != "report":
+        write_text_atomic(out / "core_machine.txt", _machine() + "\n")
     if args.part == "throughput":
-        throughput(args.steps, args.seeds)
+        throughput(args.steps, args.seeds, out)
     elif args.part == "sample-efficiency":
-        sample_efficiency(args.seeds, args.budget, args.eval_freq, args.workers)
+        sample_efficiency(args.seeds, args.budget, args.eval_freq, args.workers, out)
     elif args.part == "kernel":
-        kernel(args.batch, args.history_len, args.repeats)
-    report()
+        kernel(args.batch, args.history_len, args.repeats, out)
+    report(out)
 
 
 if __name__ == "__main__":

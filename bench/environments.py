@@ -2,15 +2,18 @@
 
     python bench/environments.py speed    # env steps/s alone: one process, random actions, no wrappers
     python bench/environments.py learn    # PPO + head-masked transformer from zoo_configs/ppo.yml (resumable)
-    python bench/environments.py render   # results/envs/<env>.png, the pictures in the README
-    python bench/environments.py report   # writes results/benchmarks/envs.md from the CSVs
+    python bench/environments.py render   # <env>.png per env (the docs' pictures: --out results/envs)
+    python bench/environments.py report   # writes envs.md beside the CSVs (--out, default results/benchmarks)
 
-Rows are appended atomically to ``results/benchmarks/envs_<part>.csv``; finished runs are skipped.
+Rows are appended atomically to ``<out>/envs_<part>.csv``; finished runs are skipped (and said so). Measuring parts
+write into a new folder unless ``--out`` names one (``--out results/benchmarks`` adds to the committed results) and
+end by rewriting ``<out>/envs.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +22,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this script, however it is loaded
+from folders import measuring_folder, out_option, say_skipped
 
 import envs
 from sb3_masked_attention.episodes import play_episodes
@@ -38,7 +44,7 @@ LEARNING_RUNS: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-def speed(steps: int) -> None:
+def speed(steps: int, out: Path) -> None:
     rows = []
     for env_id in sorted(envs.ENV_IDS):
         env = gym.make(env_id).unwrapped  # the environment alone, no checker or wrappers
@@ -52,16 +58,16 @@ def speed(steps: int) -> None:
                 env.reset()
         rows.append(dict(env=env_id, steps=steps, steps_per_second=steps / (time.perf_counter() - start)))
         print(rows[-1], flush=True)
-    with atomic_path(OUT / "envs_speed.csv") as tmp:
+    with atomic_path(out / "envs_speed.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
-def learn(seed: int, eval_episodes: int) -> None:
-    path = OUT / "envs_learning.csv"
+def learn(seed: int, eval_episodes: int, out: Path) -> None:
+    path = out / "envs_learning.csv"
     done = read_rows(path)
-    for env_id, env_kwargs, target in LEARNING_RUNS:
-        if not done.empty and ((done.env == env_id) & (done.seed == seed)).any():
-            continue
+    todo = [run for run in LEARNING_RUNS if done.empty or not ((done.env == run[0]) & (done.seed == seed)).any()]
+    say_skipped(len(LEARNING_RUNS) - len(todo), len(LEARNING_RUNS), path)
+    for env_id, env_kwargs, target in todo:
         with tempfile.TemporaryDirectory() as logs:
             run = make_zoo_model("ppo", env_id, logs, conf_file=PROJECT_PPO_CONFIG, env_kwargs=env_kwargs, seed=seed)
             start = time.perf_counter()
@@ -88,8 +94,7 @@ def learn(seed: int, eval_episodes: int) -> None:
         append_row(path, row)
 
 
-def render() -> None:
-    folder = ROOT / "results" / "envs"
+def render(folder: Path) -> None:
     for env_id in sorted(envs.ENV_IDS):
         env = gym.make(env_id, render_mode="rgb_array")
         env.reset(seed=1)
@@ -108,15 +113,15 @@ def render() -> None:
     print(f"wrote {folder}")
 
 
-def report() -> None:
+def report(out: Path) -> None:
     lines = [
         "# Environment benchmark",
         "",
-        "Made by `python bench/environments.py speed`, `python bench/environments.py learn`, then `python "
-        "bench/environments.py report`.",
+        "Made by `python bench/environments.py speed --out results/benchmarks` and `python bench/environments.py "
+        "learn --out results/benchmarks` (each ends by rewriting this report).",
         "",
     ]
-    sp = read_rows(OUT / "envs_speed.csv")
+    sp = read_rows(out / "envs_speed.csv")
     if not sp.empty:
         lines += [
             f"## Speed: env steps per second alone (one process, random actions, no wrappers, {int(sp.steps.iloc[0])} steps)",
@@ -126,7 +131,7 @@ def report() -> None:
         ]
         lines += [f"| `{r.env}` | {r.steps_per_second:,.0f} |" for r in sp.itertuples()]
         lines.append("")
-    ln = read_rows(OUT / "envs_learning.csv")
+    ln = read_rows(out / "envs_learning.csv")
     if not ln.empty:
         lines += [
             "## Learning runs: PPO + HeadMaskedTransformerPolicy with the `zoo_configs/ppo.yml` entry, "
@@ -143,7 +148,7 @@ def report() -> None:
             for r in ln.itertuples()
         ]
         lines.append("")
-    write_text_atomic(OUT / "envs.md", "\n".join(lines))
+    write_text_atomic(out / "envs.md", "\n".join(lines))
     print("\n".join(lines))
 
 
@@ -156,16 +161,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-episodes", type=int, default=100)
     parts.add_parser("render")
     parts.add_parser("report")
+    for part in parts.choices.values():
+        out_option(part, "results/envs" if part.prog.endswith("render") else "results/benchmarks")
     args = parser.parse_args(argv)
-    OUT.mkdir(parents=True, exist_ok=True)
-    if args.part == "speed":
-        speed(args.steps)
-    elif args.part == "learn":
-        learn(args.seed, args.eval_episodes)
-    elif args.part == "render":
-        render()
+    if args.part == "render":
+        render(measuring_folder(args.out, "envs-render", "results/envs"))
         return
-    report()
+    out = (args.out or OUT) if args.part == "report" else measuring_folder(args.out, "envs")
+    if args.part == "speed":
+        speed(args.steps, out)
+    elif args.part == "learn":
+        learn(args.seed, args.eval_episodes, out)
+    report(out)
 
 
 if __name__ == "__main__":

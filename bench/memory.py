@@ -36,6 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this script, however it is loaded
+from folders import measuring_folder, out_option
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -551,22 +554,12 @@ if __name__ == "__main__":
     parser.add_argument("part", choices=["throughput", "threads", "tmaze", "pilot", "report"])
     parser.add_argument("--rounds", type=int, default=2, help="throughput: rounds of every method (default: 2)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="throughput: torch threads (default: 1 2)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="the folder of the CSVs: measuring parts write (resumably) into it, default a new runs/bench/memory-<time> "
-        "folder (pass results/benchmarks to add to the committed results); report reads it (default results/benchmarks)",
-    )
+    out_option(parser)
     parser.add_argument("--corridors", type=int, nargs="+", default=[50, 200, 500, 1000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(TMAZE_METHODS), choices=TMAZE_METHODS)
     args = parser.parse_args()
-    if args.out is None and args.part != "report":
-        args.out = Path("runs") / "bench" / f"memory-{time.strftime('%Y%m%d-%H%M%S')}"
-        print(f"writing to {args.out} (a new folder; --out results/benchmarks adds to the committed results)", flush=True)
-    out = args.out or OUT
-    out.mkdir(parents=True, exist_ok=True)
+    out = (args.out or OUT) if args.part == "report" else measuring_folder(args.out, "memory")
     if args.part == "tmaze":
         tmaze(args.corridors, args.seeds, args.methods, out)
     elif args.part == "pilot":

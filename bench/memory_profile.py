@@ -1,7 +1,7 @@
 """Where TransformerPPO's time goes: torch-profiler summaries of its rollouts and updates beside RecurrentPPO's, and the
 arithmetic (FLOPs and bytes) that bounds them on this machine.
 
-    python bench/memory_profile.py [--out results/benchmarks/memory_profile.md] [--compile]
+    python bench/memory_profile.py [--out results/benchmarks] [--compile]   # -> <out>/memory_profile.md
 
 Each method is built as ``bench/memory.py throughput`` builds it (CartPoleNoVel-v1, rl-zoo's tuned ``ppo_lstm``
 settings: 8 envs, n_steps 32, one minibatch of 256, 20 epochs), one torch thread, in its own process. After one warm-up
@@ -21,7 +21,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from memory import ENV_ID, METHODS, OUT
+from folders import measuring_folder, out_option
+from memory import ENV_ID, METHODS
 
 PROFILED = ("recurrent_ppo", "transformer_ppo_m16", "transformer_ppo_m1024", "window_transformer_h16")
 TOP_OPS = 12
@@ -259,7 +260,7 @@ def write_report(results: list[dict[str, Any]], rates: dict[str, float], path: P
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT / "memory_profile.md")
+    out_option(parser)
     parser.add_argument("--compile", action="store_true", help="also time the rollout step under torch.compile")
     parser.add_argument("--note", default="", help="a sentence for the report's header (e.g. which commit ran)")
     args = parser.parse_args()
@@ -270,7 +271,7 @@ def main() -> None:
             results.append(pool.submit(profile_method, method, args.compile).result())
     with ProcessPoolExecutor(max_workers=1) as pool:
         rates = pool.submit(gemm_gflops).result()
-    print(write_report(results, rates, args.out, args.note))
+    print(write_report(results, rates, measuring_folder(args.out, "memory_profile") / "memory_profile.md", args.note))
 
 
 if __name__ == "__main__":

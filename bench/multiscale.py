@@ -17,6 +17,13 @@
     python bench/multiscale.py tests                    # the pre-registered tests (results/multiscale/README.md)
     python bench/multiscale.py report                   # results/benchmarks/multiscale*.md
 
+Where it writes: the cost parts (extractors, throughput, profile) and the study parts that run games or training
+(baselines, pilot, learn, final-eval, curriculum-sources) write into ``--out``, by default a new ``runs/bench/...``
+folder, so that a fresh clone measures instead of finding the committed rows; ``--out results/benchmarks`` (costs)
+or ``--out results/multiscale`` (study) adds to, or resumes, the committed results. The parts that only read (plot,
+rliable, attention, game, tests, report) read the committed folders unless told. The pilot's chosen settings
+(results/multiscale/settings.json) are always the committed ones: they are pre-registered.
+
 The learning study is in multiscale_study.py (the ladder, the pilot, the runs and their archive) and its reports in
 multiscale_report.py; this file holds the costs (extractors, throughput, profile, report) and the command line.
 """
@@ -39,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the study modules be
 
 import multiscale_report as reports
 import multiscale_study as study
+from folders import measuring_folder, out_option
 
 from sb3_masked_attention.io import append_row, read_rows, write_text_atomic
 
@@ -301,6 +309,20 @@ def throughput_report() -> None:
     print(f"wrote {BENCH / 'multiscale_training.md'}")
 
 
+#: Parts that measure costs (their --out holds CSVs like results/benchmarks) and parts that play or train (their --out
+#: is a study folder like results/multiscale).
+COST_PARTS = ("extractors", "throughput", "profile")
+STUDY_PARTS = ("baselines", "pilot", "learn", "final-eval", "curriculum-sources")
+
+
+def _use_folders(bench: Path) -> None:
+    """Point the cost parts' CSVs and reports at ``bench`` (module constants, read when each part runs)."""
+    global BENCH, EXTRACTOR_CSV, THROUGHPUT_CSV, PROFILE_CSV
+    BENCH = bench
+    EXTRACTOR_CSV, THROUGHPUT_CSV = bench / "multiscale_extractors.csv", bench / "multiscale_training.csv"
+    PROFILE_CSV = bench / "multiscale_training_profile.csv"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -336,7 +358,17 @@ def main() -> None:
     commands.add_parser("tests")
     pilot_parser = commands.add_parser("pilot")
     pilot_parser.add_argument("--workers", type=int, default=2)
+    for name, sub in commands.choices.items():
+        out_option(sub, "results/benchmarks" if name in (*COST_PARTS, "report") else "results/multiscale")
     args = parser.parse_args()
+    if args.command in COST_PARTS:
+        _use_folders(bench=measuring_folder(args.out, f"multiscale-{args.command}"))
+    elif args.command == "report":
+        _use_folders(bench=args.out or BENCH)
+    elif args.command in STUDY_PARTS:
+        study.RESULTS = measuring_folder(args.out, f"multiscale-{args.command}", "results/multiscale")
+    elif args.out is not None:
+        study.RESULTS = args.out
     actions = {
         "throughput": lambda: throughput(args.presets, args.variants, args.steps, args.repeats, args.label),
         "profile": lambda: profile(args.preset, args.extractor, args.steps),

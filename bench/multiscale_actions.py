@@ -9,7 +9,8 @@ target it picks in few of its sampled steps, and a held-out game played greedily
 one trained. For every finished run of ``bench/multiscale.py learn`` this plays the first ``games`` held-out games of
 its final-eval (the same seeds, so the same games), greedy and sampled, and records at every step the chosen target
 (wait, neutral land, a bot) and troop fraction, and the policy's masked probabilities of the three kinds of target.
--> results/multiscale/{preset}/action_choices.csv (one row per run and action mode) and action_choices.md.
+-> <out>/action_choices.csv (one row per run and action mode) and action_choices.md; ``--out`` defaults to a new
+folder (``--out results/multiscale/<preset>`` replaces the committed tables).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))  # the study module beside this one, however this is loaded
 
 import multiscale_study as study  # noqa: E402
+from folders import measuring_folder, out_option  # noqa: E402
 
 from sb3_masked_attention.io import write_text_atomic  # noqa: E402
 
@@ -128,8 +130,8 @@ def choices_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def action_choices(preset: str, games: int, workers: int) -> None:
-    """Every finished run of ``preset`` -> {preset}/action_choices.csv and .md (rewritten whole)."""
+def action_choices(preset: str, games: int, workers: int, out: Path) -> None:
+    """Every finished run of ``preset`` -> ``out``/action_choices.csv and .md (rewritten whole)."""
     for name, value in (("games", games), ("workers", workers)):
         if value < 1:
             raise SystemExit(f"--{name} {value} is invalid: expected at least 1")
@@ -143,14 +145,13 @@ def action_choices(preset: str, games: int, workers: int) -> None:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(_run_choices, jobs))
     table = pd.DataFrame([row for rows in results for row in rows])
-    out = study.RESULTS / preset
     write_text_atomic(out / "action_choices.csv", table.to_csv(index=False))
     text = (
         f"# {preset}: what the trained models choose ({games} held-out games per run and action mode)\n\n"
-        f"Command: `python bench/multiscale_actions.py --preset {preset} --games {games}`. Shares of steps per target "
-        "kind; fraction sent: mean share of troops sent when not waiting; front steps: steps at which a bot could be "
-        "attacked, with the share of them attacking a bot, the policy's mean probability there of a bot target (any bot), "
-        "of the likeliest single bot (the one a greedy action could pick) and of waiting.\n\n"
+        f"Command: `python bench/multiscale_actions.py --preset {preset} --games {games} --out {out}`. "
+        "Shares of steps per target kind; fraction sent: mean share of troops sent when not waiting; front steps: "
+        "steps at which a bot could be attacked, with the share of them attacking a bot, the policy's mean probability "
+        "there of a bot target (any bot), of the likeliest single bot (the one a greedy action could pick) and of waiting.\n\n"
         f"{choices_table(table)}\n"
     )
     write_text_atomic(out / "action_choices.md", text)
@@ -162,8 +163,15 @@ def main() -> None:
     parser.add_argument("--preset", default="small", choices=list(study.EVALUATION))
     parser.add_argument("--games", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--study", type=Path, default=None, help="the study folder of the runs (default results/multiscale)")
+    out_option(parser, "results/multiscale/<preset>")
     args = parser.parse_args()
-    action_choices(args.preset, args.games, args.workers)
+    if args.study is not None:
+        study.RESULTS = args.study
+    committed = f"results/multiscale/{args.preset}"
+    action_choices(
+        args.preset, args.games, args.workers, measuring_folder(args.out, f"action_choices-{args.preset}", committed)
+    )
 
 
 if __name__ == "__main__":

@@ -180,7 +180,7 @@ def _ppo_args(settings: dict) -> list[str]:
 PILOT_GRID = {"learning_rate": (2.5e-4, 1e-4), "ent_coef": (0.01, 0.001)}
 PILOT_SEEDS = (200, 201)
 PILOT_STEPS, PILOT_EVAL_FREQ = 150_000, 15_000
-SETTINGS_FILE = RESULTS / "settings.json"
+SETTINGS_FILE = RESULTS / "settings.json"  # the committed pilot's choice, whatever folder a rerun writes into
 
 
 def pilot_settings() -> list[dict]:
@@ -231,9 +231,10 @@ def pilot(workers: int) -> None:
         rows = summary[summary["extractor"] == extractor].reset_index(drop=True)  # grid order: the entry's values first
         best = rows.loc[rows["mean"].idxmax(), "setting"]
         choice[extractor] = {key: float(value) for key, value in (item.split("=") for item in best.split())}
-    write_text_atomic(SETTINGS_FILE, json.dumps(choice, indent=2) + "\n")
+    chosen = RESULTS / "settings.json"  # the learning runs read the committed, pre-registered SETTINGS_FILE
+    write_text_atomic(chosen, json.dumps(choice, indent=2) + "\n")
     print(summary.to_string(index=False))
-    print(f"chosen: {choice} -> {SETTINGS_FILE}")
+    print(f"chosen: {choice} -> {chosen}")
 
 
 def chosen_settings(extractor: str) -> dict:
@@ -262,6 +263,9 @@ def learn(preset: str, seeds: list[int], extractors: list[str], workers: int, in
         chosen_settings(extractor)  # refuse before anything starts
     jobs = [(preset, extractor, seed, init_from) for seed in seeds for extractor in extractors]
     archived = evaluated_runs(preset)
+    kept = sum((method_name(extractor, source), seed) in archived for _, extractor, seed, source in jobs)
+    if kept:
+        print(f"{kept} of {len(jobs)} runs already in {RESULTS / preset} (kept); pass --out NEW to rerun them", flush=True)
     lock = threading.Lock()  # one archiving at a time: each rewrites the preset's CSVs
 
     def run(job: tuple[str, str, int, str | None]) -> int:

@@ -1,8 +1,11 @@
 """TerritoryControl speed (single process, one core, observation included) and a picture of what the agent sees.
 
-    python bench/territory.py speed     # steps/s per map size and bot count -> results/benchmarks/territory_speed.csv
-    python bench/territory.py picture   # results/envs/territory_control.png: the map and the three observation maps
-    python bench/territory.py report    # results/benchmarks/territory.md
+    python bench/territory.py speed     # steps/s per map size and bot count -> <out>/territory_speed.csv, territory.md
+    python bench/territory.py picture   # <out>/territory_control.png: the map and the three observation maps
+    python bench/territory.py report    # <out>/territory.md from the CSV (--out, default results/benchmarks)
+
+``speed`` and ``picture`` write into a new folder unless ``--out`` names one (the committed ones: ``--out
+results/benchmarks``, ``--out results/envs``).
 
 The agent plays the ``hard`` scripted level or picks uniformly among valid actions
 (``envs.territory_policies.reference_policy``); resets (fixed map seed) are counted in the time.
@@ -22,11 +25,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+from folders import measuring_folder, out_option  # noqa: E402
+
 from envs.territory import TerritoryControlEnv  # noqa: E402
 from envs.territory_policies import reference_policy  # noqa: E402
 from sb3_masked_attention.io import append_row, read_rows, save_figure, write_text_atomic  # noqa: E402
 
-SPEED_CSV = ROOT / "results" / "benchmarks" / "territory_speed.csv"
+OUT = ROOT / "results" / "benchmarks"
 #: (map size, bots, target steps/s)
 CONFIGS = [(256, 4, 3000), (1024, 10, 500), (64, 2, None), (512, 8, None), (2048, 64, None)]
 
@@ -70,15 +76,26 @@ def measure(map_size: int, num_bots: int, policy: str, steps: int, seed: int = 0
     }
 
 
-def speed(steps: int) -> None:
+def _machine() -> str:
+    cpu = platform.processor()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{cpu}; one process, one core; Python {platform.python_version()}, numpy {np.__version__}"
+
+
+def speed(steps: int, out: Path) -> None:
+    write_text_atomic(out / "territory_machine.txt", _machine() + "\n")  # the report names the measuring machine
     for map_size, num_bots, _ in CONFIGS:
         for policy in ("hard", "random"):
             row = measure(map_size, num_bots, policy, steps if map_size <= 1024 else steps // 4)
-            append_row(SPEED_CSV, row)
+            append_row(out / "territory_speed.csv", row)
             print(row)
+    report(out)
 
 
-def picture() -> None:
+def picture(out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,24 +144,18 @@ def picture() -> None:
         fontsize=10,
     )
     fig.tight_layout()
-    save_figure(fig, ROOT / "results" / "envs" / "territory_control.png", dpi=90)
-    print("wrote results/envs/territory_control.png")
+    save_figure(fig, out / "territory_control.png", dpi=90)
+    print(f"wrote {out / 'territory_control.png'}")
 
 
-def report() -> None:
-    import torch
-
-    table = read_rows(SPEED_CSV)
-    cpu = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+def report(out: Path) -> None:
+    table = read_rows(out / "territory_speed.csv")
+    machine = out / "territory_machine.txt"
     lines = [
         "# TerritoryControl speed",
         "",
-        f"Machine: {cpu}; one process, one core; Python {platform.python_version()}, numpy {np.__version__}, "
-        f"torch {torch.__version__} (not used here). Command: `python bench/territory.py speed`.",
+        f"Machine: {machine.read_text().strip() if machine.exists() else 'not recorded'}. "
+        "Command: `python bench/territory.py speed --out results/benchmarks`.",
         "",
         "Steps per second of `env.step` including the observation (all three maps and the vector), "
         "action masks and resets (fixed map seed, 1000-step cap), the bots playing the `medium` level; observations "
@@ -163,8 +174,8 @@ def report() -> None:
             f"| {row.map_size}x{row.map_size} | {row.num_bots} | {row.policy} | {row.steps_per_s:,.0f} | "
             f"{row.ms_per_step} | {'' if target is None else f'>= {target}'} | {met} |"
         )
-    write_text_atomic(ROOT / "results" / "benchmarks" / "territory.md", "\n".join(lines) + "\n")
-    print("wrote results/benchmarks/territory.md")
+    write_text_atomic(out / "territory.md", "\n".join(lines) + "\n")
+    print(f"wrote {out / 'territory.md'}")
 
 
 def main() -> None:
@@ -172,10 +183,16 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     speed_parser = commands.add_parser("speed")
     speed_parser.add_argument("--steps", type=int, default=3000)
-    commands.add_parser("picture")
-    commands.add_parser("report")
+    out_option(speed_parser)
+    out_option(commands.add_parser("picture"), "results/envs")
+    out_option(commands.add_parser("report"))
     args = parser.parse_args()
-    {"speed": lambda: speed(args.steps), "picture": picture, "report": report}[args.command]()
+    if args.command == "report":
+        report(args.out or OUT)
+    elif args.command == "speed":
+        speed(args.steps, measuring_folder(args.out, "territory"))
+    else:
+        picture(measuring_folder(args.out, "territory-picture", "results/envs"))
 
 
 if __name__ == "__main__":

@@ -2,32 +2,53 @@
 
 Importing this package registers ``"HeadMaskedTransformerPolicy"`` with PPO, A2C and MaskablePPO,
 ``"MultiScaleAttentionPolicy"`` with PPO and MaskablePPO, and ``"ForgetGateMlpLstmPolicy"`` /
-``"ForgetGateMultiInputLstmPolicy"`` (an LSTM whose forget gates start open) with sb3-contrib's RecurrentPPO.
+``"ForgetGateMultiInputLstmPolicy"`` (an LSTM whose forget gates start open) with sb3-contrib's RecurrentPPO:
+at once if SB3 is loaded, else when it is. The import itself loads neither torch nor SB3 (the command line's
+``--help`` stays fast); the public names below load their module on first use.
 """
 
-from sb3_masked_attention.extractors import (
-    AttentionCNNBranch,
-    ChannelAttention,
-    HeadMaskedTransformerExtractor,
-    MultiScaleExtractor,
-    MultiScaleExtractorWithAttention,
-    SpatialAttention,
-)
-from sb3_masked_attention.policies import (
-    ForgetGateLstmPolicy,
-    ForgetGateMultiInputLstmPolicy,
-    HeadMaskedTransformerPolicy,
-    MaskableHeadMaskedTransformerPolicy,
-    MaskableMultiScaleAttentionPolicy,
-    MultiScaleAttentionPolicy,
-)
-from sb3_masked_attention.strategies import (
-    HEAD_MASK_STRATEGIES,
-    resolve_head_mask_strategy,
-)
-from sb3_masked_attention.wrappers import HistoryWrapper
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from sb3_masked_attention.registration import register_policy_aliases
 
 __version__ = "0.2.0"
+
+#: Public name -> the module that defines it (loaded on first access).
+_EXPORTS = {
+    "HEAD_MASK_STRATEGIES": "strategies",
+    "resolve_head_mask_strategy": "strategies",
+    "HistoryWrapper": "wrappers",
+    "AttentionCNNBranch": "extractors",
+    "ChannelAttention": "extractors",
+    "HeadMaskedTransformerExtractor": "extractors",
+    "MultiScaleExtractor": "extractors",
+    "MultiScaleExtractorWithAttention": "extractors",
+    "SpatialAttention": "extractors",
+    "ForgetGateLstmPolicy": "policies",
+    "ForgetGateMultiInputLstmPolicy": "policies",
+    "HeadMaskedTransformerPolicy": "policies",
+    "MaskableHeadMaskedTransformerPolicy": "policies",
+    "MaskableMultiScaleAttentionPolicy": "policies",
+    "MultiScaleAttentionPolicy": "policies",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # found directly next time
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+register_policy_aliases()
 
 __all__ = [
     "HEAD_MASK_STRATEGIES",

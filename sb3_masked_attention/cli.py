@@ -7,29 +7,36 @@ mistakes (unknown strategy or env, bad number, missing file) exit with status 2 
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-import gymnasium as gym
-
-from sb3_masked_attention.cli_args import Parser, UserError
+from sb3_masked_attention.cli_args import COMMANDS, Parser, UserError
 from sb3_masked_attention.io import release_all_folder_locks
 
 
-def build_parser() -> Parser:
-    """The ``sb3ma`` parser, its subcommands in the order the README lists them."""
-    from sb3_masked_attention import multiscale_play, multiscale_training, rl_zoo, training
-    from sb3_masked_attention.ad import commands as ad
-    from sb3_masked_attention.analysis import commands as analysis
-    from sb3_masked_attention.evaluation import commands as evaluation
-    from sb3_masked_attention.pretrain import commands as pretrain
-    from sb3_masked_attention.sequence import commands as sequence
+def build_parser(load: Iterable[str] | None = None) -> Parser:
+    """The ``sb3ma`` parser, its subcommands in :data:`~sb3_masked_attention.cli_args.COMMANDS`' order.
 
+    :param load: the commands whose feature module is imported to declare their flags (``None``: every command);
+        the others are listed by name and help only, so that a command (or ``--help``) loads just its own feature.
+    """
     parser = Parser(prog="sb3ma", description="Head-masked attention for Stable-Baselines3.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for feature in (training, analysis, evaluation, multiscale_training, multiscale_play, ad, pretrain, sequence, rl_zoo):
-        feature.add_subparsers(commands)
+    modules = {COMMANDS[name][0] for name in (COMMANDS if load is None else load)}
+    for module in dict.fromkeys(module for module, _ in COMMANDS.values()):  # each feature once, in order
+        if module in modules:
+            importlib.import_module(f"sb3_masked_attention.{module}").add_subparsers(commands)
+    for name, (_, help_line) in COMMANDS.items():
+        if name not in commands.choices:
+            commands.add_parser(name, help=help_line)
     return parser
+
+
+def _invoked(argv: Sequence[str]) -> list[str]:
+    """The command named on the command line (its first word that is not an option), if it is one."""
+    words = [word for word in argv if not word.startswith("-")]
+    return [words[0]] if words and words[0] in COMMANDS else []
 
 
 #: The longest error line printed: a message that quotes a hostile value is cut, never megabytes long.
@@ -46,7 +53,8 @@ def _bounded(message: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        parser = build_parser()
+        argv = sys.argv[1:] if argv is None else list(argv)
+        parser = build_parser(load=_invoked(argv))
         args, extra = parser.parse_known_args(argv)
         if extra and not getattr(args, "passthrough", False):  # only `sb3ma zoo` hands arguments on (to rl-zoo)
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -55,12 +63,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(_bounded(str(error)), file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, gym.error.Error) as error:
+    except (ValueError, FileNotFoundError) as error:
         print(_bounded(f"sb3ma: error: {error}"), file=sys.stderr)
         return 2
     except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
         # a path the user gave that cannot be written where a file or folder is expected
         print(f"sb3ma: error: {error.filename!r}: {error.strerror}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        gym_error = sys.modules.get("gymnasium.error")  # loaded by any command that made an env; --help does not
+        if gym_error is None or not isinstance(error, gym_error.Error):  # an unknown env id, a bad env setting
+            raise
+        print(_bounded(f"sb3ma: error: {error}"), file=sys.stderr)
         return 2
     finally:
         release_all_folder_locks()  # the command is over, finished or refused: its folders are free

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from sb3_masked_attention.source_values import source_default
 from sb3_masked_attention.strategies import HeadMaskStrategy
 
 
@@ -24,6 +25,39 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{self.prog}: {message}")
+
+
+#: Every ``sb3ma`` command: the module of ``sb3_masked_attention`` that declares and runs it, and its line in
+#: ``sb3ma --help`` (in this order). The command line imports only the invoked command's module: building every
+#: feature's parser first would load torch, SB3 and pandas (seconds) before ``--help`` could answer.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("training_commands", "train an env's zoo_configs/ppo.yml entry (as rl_zoo3.train would) and evaluate it"),
+    "demo": ("training_commands", "train a small model on a short T-maze and print its evaluation"),
+    "strategies": ("analysis.commands", "list the named head-mask strategies"),
+    "masks": ("analysis.commands", "draw each head's mask as a PNG"),
+    "attention": ("analysis.commands", "capture, analyse and compress attention"),
+    "report": (
+        "evaluation.commands",
+        "rliable statistics, tables and plots from a scores CSV (method,env,seed,score[,timesteps])",
+    ),
+    "study": ("evaluation.commands", "resumable studies: every (method, env, seed) run of a study file"),
+    "evaluate": ("evaluation.commands", "evaluate a saved model over seeds; --ablate-heads: return drop per zeroed head"),
+    "train-multiscale": ("multiscale_commands", "train (or resume) PPO with the multi-scale extractors on TerritoryControl"),
+    "play-multiscale": (
+        "multiscale_commands",
+        "play TerritoryControl with a train-multiscale model; record the game as a GIF",
+    ),
+    "ad": ("ad.commands", "Algorithm Distillation on Dark Room: collect, train, eval"),
+    "pretrain": ("pretrain.commands", "self-supervised pretraining of the head-masked transformer trunk"),
+    "events": ("sequence.commands", "action-sequence decoder on input-event logs: synth, train, eval, generate"),
+    "zoo": ("rl_zoo", "rl-zoo's train/enjoy with the package's algorithms registered (--algo ppo_tx)"),
+}
+
+
+def command_parser(commands: Any, name: str) -> Parser:
+    """Add command ``name`` (one of :data:`COMMANDS`) to ``commands`` (an ``add_subparsers`` action), its help from
+    the table (also shown at the top of its own ``--help``)."""
+    return commands.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1])
 
 
 def strategy(text: str) -> HeadMaskStrategy:
@@ -61,8 +95,15 @@ def key_value(text: str) -> tuple[str, Any]:
     return key, yaml.safe_load(value)
 
 
-def default_of(source: type | Callable[..., Any], name: str) -> Any:
+#: What owns a flag's default: a config dataclass, a function, or a reference ``"module:qualname"`` to one, read from
+#: its source without importing it (:mod:`~sb3_masked_attention.source_values`), so that ``--help`` stays light.
+Source = type | Callable[..., Any] | str
+
+
+def default_of(source: Source, name: str) -> Any:
     """The default of field ``name`` of a dataclass, or of parameter ``name`` of a function."""
+    if isinstance(source, str):
+        return source_default(source, name)
     if dataclasses.is_dataclass(source):
         for field in dataclasses.fields(source):
             if field.name == name:
@@ -77,7 +118,7 @@ def default_of(source: type | Callable[..., Any], name: str) -> Any:
     return parameter.default
 
 
-def option(parser: argparse.ArgumentParser, source: type | Callable[..., Any], name: str, *flags: str, **kwargs: Any) -> None:
+def option(parser: argparse.ArgumentParser, source: Source, name: str, *flags: str, **kwargs: Any) -> None:
     """Add ``--name`` (or ``flags``) whose default is ``source``'s default for ``name``.
 
     The type is the default's (``int``, ``float``, ``str``) unless given; a ``False`` default makes a switch;

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -304,81 +304,3 @@ def action_rows_adapter(action_space: Any) -> Any:
         return saved[rows].clone()
 
     return adapt
-
-
-# ---------------------------------------------------------------- command line
-def add_subparsers(commands: Any) -> None:
-    """``sb3ma train-multiscale``."""
-    from sb3_masked_attention.cli_args import key_value, non_negative_int, option, positive_int, threads_option
-
-    cmd = commands.add_parser(
-        "train-multiscale", help="train (or resume) PPO with the multi-scale extractors on TerritoryControl"
-    )
-    option(cmd, MultiscaleConfig, "preset", choices=list(PRESETS), help="game settings and the zoo entry's PPO settings")
-    option(cmd, MultiscaleConfig, "map_name", "--map", help="plains, islands, continents, or a .png/.npy map file")
-    for name in ("map_size", "max_steps", "map_resolution", "tactical_size", "action_interval"):
-        option(cmd, MultiscaleConfig, name, type=positive_int, help="None: the preset's")
-    option(cmd, MultiscaleConfig, "bot_level", type=str, help="passive, expander, easy, medium or hard; None: the preset's")
-    option(
-        cmd,
-        MultiscaleConfig,
-        "local_view_size",
-        type=positive_int,
-        help="at most --map-size; None: the preset's, else min(256, map size)",
-    )
-    option(cmd, MultiscaleConfig, "num_bots", type=int, help="None: the preset's")
-    cmd.add_argument("--total-timesteps", type=positive_int, default=None, help="(default: the zoo entry's n_timesteps)")
-    cmd.add_argument("--n-envs", type=positive_int, default=None, help="(default: the zoo entry's)")
-    cmd.add_argument("--no-attention", dest="attention", action="store_false", help="MultiScaleExtractor instead")
-    option(cmd, MultiscaleConfig, "algo", choices=list(ALGORITHMS))
-    cmd.add_argument("--output-dir", required=True, help="run directory (resumed if it holds checkpoints)")
-    option(cmd, MultiscaleConfig, "device")
-    option(cmd, MultiscaleConfig, "seed")
-    for name in ("checkpoint_freq", "eval_episodes"):
-        option(cmd, MultiscaleConfig, name, type=positive_int)
-    for name in ("eval_freq", "attention_log_freq"):
-        option(cmd, MultiscaleConfig, name, type=non_negative_int, help="0: none")
-    cmd.add_argument(
-        "--ppo-kwargs",
-        type=key_value,
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="PPO arguments over the zoo entry's, e.g. n_epochs=2 learning_rate=1e-4 batch_size=64",
-    )
-    threads_option(cmd, "--torch-threads")
-    cmd.add_argument(
-        "--no-subprocess", dest="subprocess_envs", action="store_false", help="DummyVecEnv instead of SubprocVecEnv"
-    )
-    cmd.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    option(
-        cmd,
-        MultiscaleConfig,
-        "init_from",
-        type=str,
-        help="curriculum: start from this model of `sb3ma train-multiscale` (e.g. a small preset's final_model.zip)",
-    )
-    cmd.set_defaults(func=_cmd_train_multiscale)
-
-
-def _cmd_train_multiscale(args: Any) -> None:
-    from sb3_masked_attention.cli_args import set_threads
-
-    set_threads(args)
-    fields = set(asdict(MultiscaleConfig()))
-    config = MultiscaleConfig(**{key: value for key, value in vars(args).items() if key in fields})
-    extractor = "MultiScaleExtractorWithAttention" if config.attention else "MultiScaleExtractor"
-    print(f"Training {config.algo} + {extractor} on {config.zoo_id()} ({config.env_kwargs()}) into {args.output_dir}")
-    model = train_multiscale(
-        args.output_dir,
-        config,
-        total_timesteps=args.total_timesteps,
-        n_envs=args.n_envs,
-        ppo_kwargs=dict(args.ppo_kwargs),
-        progress_bar=not args.no_progress,
-        verbose=0 if args.no_progress else 1,
-    )
-    print(
-        f"Done: {model.num_timesteps} steps; final_model.zip, best_model.zip, evaluations.csv, TensorBoard logs "
-        f"in {args.output_dir}"
-    )

@@ -19,9 +19,9 @@ SCRIPTS = {"train": "rl_zoo3.train", "enjoy": "rl_zoo3.enjoy"}
 
 
 def add_subparsers(commands: Any) -> None:
-    from sb3_masked_attention.cli_args import Parser
+    from sb3_masked_attention.cli_args import Parser, command_parser
 
-    zoo = commands.add_parser("zoo", help="rl-zoo's train/enjoy with the package's algorithms registered (--algo ppo_tx)")
+    zoo = command_parser(commands, "zoo")
     scripts = zoo.add_subparsers(dest="script", required=True, parser_class=Parser)
     for name, module in SCRIPTS.items():
         script = scripts.add_parser(

@@ -8,11 +8,23 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "sb3_masked_attention"
 LAYERS = {
     "core": {"masks", "strategies", "attention", "wrappers", "validation", "io", "runs", "environments", "episodes"}
-    | {"cli_args"},
-    "models": {"extractors", "policies", "callbacks", "checkpoints", "zoo", "samplers", "weights", "transformer_ppo"},
+    | {"cli_args", "source_values"},
+    "models": {
+        "registration",
+        "extractors",
+        "policies",
+        "callbacks",
+        "checkpoints",
+        "zoo",
+        "samplers",
+        "weights",
+        "transformer_ppo",
+    },
     "features": {
         "training",
+        "training_commands",
         "multiscale_training",
+        "multiscale_commands",
         "multiscale_play",
         "evaluation",
         "analysis",

@@ -85,7 +85,7 @@ def test_the_command_writes_one_row_per_run_and_mode(model_and_env, tmp_path, mo
         folder = actions.study.run_dir("small", extractor, seed)
         folder.mkdir(parents=True)
         model.save(folder / "final_model.zip")
-    actions.action_choices("small", games=1, workers=1)
+    actions.action_choices("small", games=1, workers=1, out=tmp_path / "small")
     table = pd.read_csv(tmp_path / "small" / "action_choices.csv")
     assert sorted(zip(table["method"], table["seed"], table["actions"])) == [
         ("attention", 0, "greedy"),
@@ -98,6 +98,6 @@ def test_the_command_writes_one_row_per_run_and_mode(model_and_env, tmp_path, mo
     text = (tmp_path / "small" / "action_choices.md").read_text()
     assert text.count("\n| attention | 0 |") == 2 and "--preset small --games 1" in text
     with pytest.raises(SystemExit, match="--games 0"):
-        actions.action_choices("small", games=0, workers=1)
+        actions.action_choices("small", games=0, workers=1, out=tmp_path)
     with pytest.raises(SystemExit, match="no finished run of the medium preset"):
-        actions.action_choices("medium", games=1, workers=1)
+        actions.action_choices("medium", games=1, workers=1, out=tmp_path)

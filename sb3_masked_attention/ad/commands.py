@@ -1,4 +1,5 @@
-"""``sb3ma ad collect|train|eval``: Algorithm Distillation on Dark Room."""
+"""``sb3ma ad collect|train|eval``: Algorithm Distillation on Dark Room (light to import: each command imports what
+it runs; flag defaults are read from their owners' source)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from dataclasses import fields
 from typing import Any
 
 from sb3_masked_attention.ad.config import ADTrainConfig
-from sb3_masked_attention.ad.data import RUNNERS, collect_histories
-from sb3_masked_attention.ad.evaluate import evaluate_ad
 from sb3_masked_attention.cli_args import (
     Parser,
+    command_parser,
     env_kwargs_option,
     no_progress_option,
     option,
@@ -19,21 +19,24 @@ from sb3_masked_attention.cli_args import (
     strategy,
     threads_option,
 )
+from sb3_masked_attention.source_values import source_constant
 
 SPLITS = ["test", "train", "all"]
+COLLECT = "sb3_masked_attention.ad.data:collect_histories"
+EVALUATE = "sb3_masked_attention.ad.evaluate:evaluate_ad"
 
 
 def add_subparsers(commands: Any) -> None:
-    ad = commands.add_parser("ad", help="Algorithm Distillation on Dark Room: collect, train, eval")
+    ad = command_parser(commands, "ad")
     sub = ad.add_subparsers(dest="ad_command", required=True, parser_class=Parser)
 
     collect = sub.add_parser("collect", help="record a source algorithm's learning runs on the training goals")
-    option(collect, collect_histories, "env_id", "--env", help="Dark Room id")
+    option(collect, COLLECT, "env_id", "--env", help="Dark Room id")
     env_kwargs_option(collect)
-    option(collect, collect_histories, "source", choices=list(RUNNERS))
-    option(collect, collect_histories, "episodes", type=positive_int, help="episodes per learning run")
-    option(collect, collect_histories, "runs_per_goal", type=positive_int)
-    option(collect, collect_histories, "seed")
+    option(collect, COLLECT, "source", choices=list(source_constant("sb3_masked_attention.ad.data:RUNNERS")))
+    option(collect, COLLECT, "episodes", type=positive_int, help="episodes per learning run")
+    option(collect, COLLECT, "runs_per_goal", type=positive_int)
+    option(collect, COLLECT, "seed")
     collect.add_argument("--out", required=True, help="dataset .npz")
     no_progress_option(collect)
     collect.set_defaults(func=_cmd_collect)
@@ -56,19 +59,19 @@ def add_subparsers(commands: Any) -> None:
     evaluate = sub.add_parser("eval", help="in-context evaluation on held-out goals (no weight updates) vs the source")
     evaluate.add_argument("model", help="model.pt or its run directory")
     evaluate.add_argument("--out", required=True, help="output directory")
-    option(evaluate, evaluate_ad, "episodes", type=positive_int, help="consecutive episodes per goal")
-    option(evaluate, evaluate_ad, "split", "--goals", choices=SPLITS)
-    option(evaluate, evaluate_ad, "greedy", help="most likely action instead of sampling")
+    option(evaluate, EVALUATE, "episodes", type=positive_int, help="consecutive episodes per goal")
+    option(evaluate, EVALUATE, "split", "--goals", choices=SPLITS)
+    option(evaluate, EVALUATE, "greedy", help="most likely action instead of sampling")
     evaluate.add_argument("--no-cache", action="store_true", help="recompute the context every step")
-    option(evaluate, evaluate_ad, "source_runs", type=positive_int, help="source learning runs per goal for its curve")
-    option(evaluate, evaluate_ad, "last", type=positive_int, help="episodes averaged for the final return")
-    option(evaluate, evaluate_ad, "seed")
+    option(evaluate, EVALUATE, "source_runs", type=positive_int, help="source learning runs per goal for its curve")
+    option(evaluate, EVALUATE, "last", type=positive_int, help="episodes averaged for the final return")
+    option(evaluate, EVALUATE, "seed")
     evaluate.add_argument("--compress", default=None, help="window:W[:M], topk:K[:A] or hierarchy:R:M[:r1[:r2]]")
     evaluate.set_defaults(func=_cmd_eval)
 
 
 def _cmd_collect(args: argparse.Namespace) -> None:
-    from sb3_masked_attention.ad.data import save_histories
+    from sb3_masked_attention.ad.data import collect_histories, save_histories
 
     histories = collect_histories(
         args.env_id,
@@ -98,6 +101,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> None:
     from sb3_masked_attention.ad.compression import parse_compressor
+    from sb3_masked_attention.ad.evaluate import evaluate_ad
 
     compress = parse_compressor(args.compress) if args.compress else None
     summary = evaluate_ad(

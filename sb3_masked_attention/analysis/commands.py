@@ -1,4 +1,7 @@
-"""``sb3ma strategies``, ``sb3ma masks`` and ``sb3ma attention capture|analyze|compress``."""
+"""``sb3ma strategies``, ``sb3ma masks`` and ``sb3ma attention capture|analyze|compress``.
+
+Light to import (``--help``): the flags' defaults are read from their owners' source; each command imports what it
+runs."""
 
 from __future__ import annotations
 
@@ -7,42 +10,47 @@ from pathlib import Path
 from typing import Any
 
 from sb3_masked_attention.ad.commands import SPLITS
-from sb3_masked_attention.ad.evaluate import compare_compression
-from sb3_masked_attention.analysis.capture import capture_ad, capture_sb3
-from sb3_masked_attention.cli_args import Parser, UserError, env_kwargs_option, option, positive_int, strategy
-from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExtractor
+from sb3_masked_attention.cli_args import Parser, UserError, command_parser, env_kwargs_option, option, positive_int, strategy
 from sb3_masked_attention.strategies import HEAD_MASK_STRATEGIES, resolve_head_mask_strategy
-from sb3_masked_attention.wrappers import HistoryWrapper
+
+CAPTURE_AD = "sb3_masked_attention.analysis.capture:capture_ad"
+COMPARE_COMPRESSION = "sb3_masked_attention.ad.evaluate:compare_compression"
 
 
 def add_subparsers(commands: Any) -> None:
-    commands.add_parser("strategies", help="list the named head-mask strategies").set_defaults(func=_cmd_strategies)
+    command_parser(commands, "strategies").set_defaults(func=_cmd_strategies)
 
-    masks = commands.add_parser("masks", help="draw each head's mask as a PNG")
+    masks = command_parser(commands, "masks")
     option(
         masks,
-        HeadMaskedTransformerExtractor.__init__,
+        "sb3_masked_attention.extractors.transformer:HeadMaskedTransformerExtractor.__init__",
         "head_mask_strategy",
         "--strategy",
         type=strategy,
         help="name or fractions",
     )
-    option(masks, HistoryWrapper.__init__, "history_len", type=positive_int)
+    option(masks, "sb3_masked_attention.wrappers:HistoryWrapper.__init__", "history_len", type=positive_int)
     masks.add_argument("--out", required=True, help="output PNG")
     masks.set_defaults(func=_cmd_masks)
 
-    attention = commands.add_parser("attention", help="capture, analyse and compress attention")
+    attention = command_parser(commands, "attention")
     sub = attention.add_subparsers(dest="attention_command", required=True, parser_class=Parser)
     capture = sub.add_parser("capture", help="record attention while a model acts (AD model.pt or SB3 .zip)")
     capture.add_argument("--model", required=True, help="AD model.pt (or its directory) or an SB3 model .zip")
     capture.add_argument("--env", default=None, help="gymnasium id (SB3 models; AD models use their training env)")
     env_kwargs_option(capture)
-    option(capture, capture_sb3, "algo", choices=["ppo", "a2c", "maskable_ppo"], help="SB3 models")
+    option(
+        capture,
+        "sb3_masked_attention.analysis.capture:capture_sb3",
+        "algo",
+        choices=["ppo", "a2c", "maskable_ppo"],
+        help="SB3 models",
+    )
     capture.add_argument("--goal", type=_goal, default=None, help="AD: goal X,Y (default: the first held-out goal)")
-    option(capture, capture_ad, "steps", type=positive_int, help="steps recorded")
-    option(capture, capture_ad, "stride", type=positive_int, help="record every k-th step (long runs)")
-    option(capture, capture_ad, "full_samples", help="steps whose full query-by-key matrices are kept")
-    option(capture, capture_ad, "seed")
+    option(capture, CAPTURE_AD, "steps", type=positive_int, help="steps recorded")
+    option(capture, CAPTURE_AD, "stride", type=positive_int, help="record every k-th step (long runs)")
+    option(capture, CAPTURE_AD, "full_samples", help="steps whose full query-by-key matrices are kept")
+    option(capture, CAPTURE_AD, "seed")
     capture.add_argument("--out", required=True, help="output .npz")
     capture.set_defaults(func=_cmd_capture)
 
@@ -56,10 +64,10 @@ def add_subparsers(commands: Any) -> None:
     compress.add_argument(
         "--compress", nargs="+", required=True, help="settings: window:W[:M] topk:K[:A] hierarchy:R:M[:r1[:r2]]"
     )
-    option(compress, compare_compression, "episodes", type=positive_int)
-    option(compress, compare_compression, "split", "--goals", choices=SPLITS)
-    option(compress, compare_compression, "repeats", type=positive_int, help="action-sampling seeds per setting")
-    option(compress, compare_compression, "seed")
+    option(compress, COMPARE_COMPRESSION, "episodes", type=positive_int)
+    option(compress, COMPARE_COMPRESSION, "split", "--goals", choices=SPLITS)
+    option(compress, COMPARE_COMPRESSION, "repeats", type=positive_int, help="action-sampling seeds per setting")
+    option(compress, COMPARE_COMPRESSION, "seed")
     compress.add_argument("--out", required=True, help="output directory")
     compress.set_defaults(func=_cmd_compress)
 
@@ -89,6 +97,8 @@ def _cmd_masks(args: argparse.Namespace) -> None:
 
 
 def _cmd_capture(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.analysis.capture import capture_ad, capture_sb3
+
     if Path(args.model).suffix == ".zip":
         if not args.env:
             raise UserError("sb3ma attention capture: --env is required for an SB3 model (.zip)")
@@ -129,6 +139,8 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
 
 
 def _cmd_compress(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.ad.evaluate import compare_compression
+
     table = compare_compression(
         args.model, args.out, args.compress, episodes=args.episodes, split=args.split, seed=args.seed, repeats=args.repeats
     )

@@ -1,4 +1,5 @@
-"""``sb3ma report``, ``sb3ma study run|report`` and ``sb3ma evaluate``."""
+"""``sb3ma report``, ``sb3ma study run|report`` and ``sb3ma evaluate`` (light to import: flag defaults are read from
+their owners' source; each command imports what it runs)."""
 
 from __future__ import annotations
 
@@ -7,29 +8,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sb3_masked_attention.cli_args import Parser, UserError, env_kwargs_option, option, positive_int
-from sb3_masked_attention.evaluation.model_eval import evaluate_model
-from sb3_masked_attention.evaluation.report import write_report
-from sb3_masked_attention.evaluation.study import BACKENDS, StudyFailed, run_study
-from sb3_masked_attention.weights import ALGORITHMS
+from sb3_masked_attention.cli_args import Parser, UserError, command_parser, env_kwargs_option, option, positive_int
+from sb3_masked_attention.source_values import source_constant
+
+RUN_STUDY = "sb3_masked_attention.evaluation.study:run_study"
+EVALUATE_MODEL = "sb3_masked_attention.evaluation.model_eval:evaluate_model"
+WRITE_REPORT = "sb3_masked_attention.evaluation.report:write_report"
 
 
 def add_subparsers(commands: Any) -> None:
-    report = commands.add_parser(
-        "report", help="rliable statistics, tables and plots from a scores CSV (method,env,seed,score[,timesteps])"
-    )
+    report = command_parser(commands, "report")
     report.add_argument("scores", help="scores CSV")
     report.add_argument("--out", required=True, help="output directory")
     _report_options(report)
     report.set_defaults(func=_cmd_report)
 
-    study = commands.add_parser("study", help="resumable studies: every (method, env, seed) run of a study file")
+    study = command_parser(commands, "study")
     study_commands = study.add_subparsers(dest="study_command", required=True, parser_class=Parser)
     run = study_commands.add_parser("run", help="run (or resume) a study")
     run.add_argument("study", help="study YAML file")
     run.add_argument("--dir", default=None, help="study directory (default runs/<name>)")
-    option(run, run_study, "backend", choices=list(BACKENDS))
-    option(run, run_study, "workers", type=positive_int, help="parallel runs (one torch thread each)")
+    option(run, RUN_STUDY, "backend", choices=list(source_constant("sb3_masked_attention.evaluation.study:BACKENDS")))
+    option(run, RUN_STUDY, "workers", type=positive_int, help="parallel runs (one torch thread each)")
     run.add_argument("--address", default=None, help="Ray cluster address (backend ray; default: a local Ray)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.set_defaults(func=_cmd_study_run)
@@ -39,17 +39,15 @@ def add_subparsers(commands: Any) -> None:
     _report_options(study_report)
     study_report.set_defaults(func=_cmd_study_report)
 
-    evaluate = commands.add_parser(
-        "evaluate", help="evaluate a saved model over seeds; --ablate-heads: return drop per zeroed head"
-    )
+    evaluate = command_parser(commands, "evaluate")
     evaluate.add_argument(
         "model", help="an sb3ma train --output-dir (weights only: safe) or an SB3 model .zip (unpickled: trusted files only)"
     )
     evaluate.add_argument("--env", default=None, help="gymnasium id (default for an sb3ma train folder: its env)")
     env_kwargs_option(evaluate)
-    option(evaluate, evaluate_model, "algo", choices=list(ALGORITHMS))
-    option(evaluate, evaluate_model, "episodes", type=positive_int, help="episodes per seed")
-    option(evaluate, evaluate_model, "seeds", type=int, nargs="+")
+    option(evaluate, EVALUATE_MODEL, "algo", choices=list(source_constant("sb3_masked_attention.weights:ALGORITHMS")))
+    option(evaluate, EVALUATE_MODEL, "episodes", type=positive_int, help="episodes per seed")
+    option(evaluate, EVALUATE_MODEL, "seeds", type=int, nargs="+")
     evaluate.add_argument("--vecnormalize", default=None, help="VecNormalize statistics (rl-zoo vecnormalize.pkl)")
     evaluate.add_argument("--ablate-heads", action="store_true", help="also evaluate with each head's output zeroed in turn")
     evaluate.add_argument("--out", default=None, help="CSV of every (seed, ablated head, layer) evaluation")
@@ -57,12 +55,14 @@ def add_subparsers(commands: Any) -> None:
 
 
 def _report_options(parser: argparse.ArgumentParser) -> None:
-    option(parser, write_report, "reps", type=positive_int, help="bootstrap resamples")
-    option(parser, write_report, "seed")
-    option(parser, write_report, "normalize", help="none, min-max (documented random/optimal returns) or an env,low,high CSV")
+    option(parser, WRITE_REPORT, "reps", type=positive_int, help="bootstrap resamples")
+    option(parser, WRITE_REPORT, "seed")
+    option(parser, WRITE_REPORT, "normalize", help="none, min-max (documented random/optimal returns) or an env,low,high CSV")
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.evaluation.report import write_report
+
     summary = write_report(args.scores, args.out, reps=args.reps, seed=args.seed, normalize=args.normalize)
     for row in summary.itertuples():
         print(
@@ -72,6 +72,8 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_study_run(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.evaluation.study import StudyFailed, run_study
+
     try:
         progress = not args.no_progress
         scores = run_study(args.study, args.dir, args.backend, args.workers, args.address, progress=progress)
@@ -91,7 +93,7 @@ def _cmd_study_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from sb3_masked_attention.evaluation.model_eval import summarize
+    from sb3_masked_attention.evaluation.model_eval import evaluate_model, summarize
 
     table = evaluate_model(
         args.model,

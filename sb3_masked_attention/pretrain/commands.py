@@ -1,4 +1,5 @@
-"""``sb3ma pretrain``: self-supervised pretraining of the head-masked transformer trunk."""
+"""``sb3ma pretrain``: self-supervised pretraining of the head-masked transformer trunk (light to import: flag
+defaults are read from their owners' source; the command imports what it runs)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from sb3_masked_attention.cli_args import (
     UserError,
+    command_parser,
     env_kwargs_option,
     no_progress_option,
     option,
@@ -15,33 +17,41 @@ from sb3_masked_attention.cli_args import (
     strategy,
     threads_option,
 )
-from sb3_masked_attention.extractors.transformer import HeadMaskedTransformerExtractor
-from sb3_masked_attention.pretrain.objectives import OBJECTIVES
-from sb3_masked_attention.pretrain.train import PretrainConfig, pretrain
+from sb3_masked_attention.source_values import source_constant
+
+CONFIG = "sb3_masked_attention.pretrain.train:PretrainConfig"
+EXTRACTOR = "sb3_masked_attention.extractors.transformer:HeadMaskedTransformerExtractor.__init__"
+OBJECTIVES = source_constant("sb3_masked_attention.pretrain.objectives:OBJECTIVES")
 
 
 def add_subparsers(commands: Any) -> None:
-    cmd = commands.add_parser("pretrain", help="self-supervised pretraining of the head-masked transformer trunk")
+    cmd = command_parser(commands, "pretrain")
     cmd.add_argument("--env", default=None, help="gymnasium id to collect history windows from")
     env_kwargs_option(cmd)
-    option(cmd, PretrainConfig, "objectives", type=_names, help=f"comma-separated, losses summed: {', '.join(OBJECTIVES)}")
-    option(cmd, PretrainConfig, "updates", "--steps", type=positive_int, help="gradient updates (more on resume: trains on)")
-    option(cmd, PretrainConfig, "inverse_horizon", type=positive_int, help="predict a_t at step t+H (2 for Euler physics)")
-    option(cmd, PretrainConfig, "collect_steps", type=positive_int, help="environment steps (windows) to collect")
-    option(cmd, PretrainConfig, "history_len", type=positive_int, help="must match the PPO model's")
-    option(cmd, PretrainConfig, "normalize_keys", type=_names, help="keys standardised like the PPO run's VecNormalize")
+    option(
+        cmd,
+        CONFIG,
+        "objectives",
+        type=_names,
+        help=f"comma-separated, losses summed: {', '.join(OBJECTIVES)}",
+    )
+    option(cmd, CONFIG, "updates", "--steps", type=positive_int, help="gradient updates (more on resume: trains on)")
+    option(cmd, CONFIG, "inverse_horizon", type=positive_int, help="predict a_t at step t+H (2 for Euler physics)")
+    option(cmd, CONFIG, "collect_steps", type=positive_int, help="environment steps (windows) to collect")
+    option(cmd, CONFIG, "history_len", type=positive_int, help="must match the PPO model's")
+    option(cmd, CONFIG, "normalize_keys", type=_names, help="keys standardised like the PPO run's VecNormalize")
     cmd.add_argument("--model", default=None, help="collect with this SB3 model (.zip) instead of random actions")
     cmd.add_argument("--dataset", default=None, help="train on windows saved with --save-data instead of collecting")
     cmd.add_argument("--save-data", default=None, help="also save the collected windows (.npz)")
     for name in ("d_model", "n_heads", "n_layers"):
-        option(cmd, HeadMaskedTransformerExtractor.__init__, name, type=positive_int)
-    option(cmd, HeadMaskedTransformerExtractor.__init__, "head_mask_strategy", "--strategy", type=strategy)
-    option(cmd, PretrainConfig, "batch_size", type=positive_int)
-    option(cmd, PretrainConfig, "learning_rate")
-    option(cmd, PretrainConfig, "schedule", choices=["constant", "cosine"])
-    option(cmd, PretrainConfig, "val_fraction", help="validation windows, as a share of --collect-steps")
-    option(cmd, PretrainConfig, "eval_every", type=positive_int, help="updates between validations and checkpoints")
-    option(cmd, PretrainConfig, "seed")
+        option(cmd, EXTRACTOR, name, type=positive_int)
+    option(cmd, EXTRACTOR, "head_mask_strategy", "--strategy", type=strategy)
+    option(cmd, CONFIG, "batch_size", type=positive_int)
+    option(cmd, CONFIG, "learning_rate")
+    option(cmd, CONFIG, "schedule", choices=["constant", "cosine"])
+    option(cmd, CONFIG, "val_fraction", help="validation windows, as a share of --collect-steps")
+    option(cmd, CONFIG, "eval_every", type=positive_int, help="updates between validations and checkpoints")
+    option(cmd, CONFIG, "seed")
     cmd.add_argument("--out", required=True, help="saved trunk (.pt); run folder beside it (<name>.run/)")
     no_progress_option(cmd)
     threads_option(cmd)
@@ -54,6 +64,8 @@ def _names(text: str) -> tuple[str, ...]:
 
 def _cmd_pretrain(args: argparse.Namespace) -> None:
     from dataclasses import fields
+
+    from sb3_masked_attention.pretrain.train import PretrainConfig, pretrain
 
     if args.env is None and args.dataset is None:
         raise UserError("sb3ma pretrain: give --env (collect windows) or --dataset (saved windows)")

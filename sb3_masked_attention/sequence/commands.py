@@ -1,4 +1,5 @@
-"""``sb3ma events synth|train|eval|generate``: the action-sequence decoder on input-event logs."""
+"""``sb3ma events synth|train|eval|generate``: the action-sequence decoder on input-event logs (light to import:
+flag defaults are read from their owners' source; each command imports what it runs)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from sb3_masked_attention.cli_args import (
     Parser,
+    command_parser,
     no_progress_option,
     option,
     positive_int,
@@ -17,21 +19,22 @@ from sb3_masked_attention.cli_args import (
     threads_option,
 )
 from sb3_masked_attention.sequence.config import ARCHITECTURE_NAMES, SequenceTrainConfig
-from sb3_masked_attention.sequence.data import WindowConfig
-from sb3_masked_attention.sequence.evaluate import evaluate_event_models, generate_after
-from sb3_masked_attention.sequence.events import synthesize_sessions
+
+SYNTHESIZE = "sb3_masked_attention.sequence.events:synthesize_sessions"
+WINDOW = "sb3_masked_attention.sequence.data:WindowConfig"
+GENERATE = "sb3_masked_attention.sequence.evaluate:generate_after"
 
 
 def add_subparsers(commands: Any) -> None:
-    events = commands.add_parser("events", help="action-sequence decoder on input-event logs: synth, train, eval, generate")
+    events = command_parser(commands, "events")
     sub = events.add_subparsers(dest="events_command", required=True, parser_class=Parser)
 
     synth = sub.add_parser("synth", help="write synthetic human-like sessions (clicks, drags, key presses) as CSV")
     synth.add_argument("--sessions", type=positive_int, required=True)
     synth.add_argument("--out", required=True, help="CSV file")
-    option(synth, synthesize_sessions, "duration", help="seconds per session")
-    option(synth, synthesize_sessions, "seed")
-    option(synth, synthesize_sessions, "prefix", help="session ids are PREFIX0000, PREFIX0001, ...")
+    option(synth, SYNTHESIZE, "duration", help="seconds per session")
+    option(synth, SYNTHESIZE, "seed")
+    option(synth, SYNTHESIZE, "prefix", help="session ids are PREFIX0000, PREFIX0001, ...")
     synth.set_defaults(func=_cmd_synth)
 
     train = sub.add_parser("train", help="train (or resume) a decoder; validation split by session")
@@ -44,11 +47,11 @@ def add_subparsers(commands: Any) -> None:
     option(train, SequenceTrainConfig, "learning_rate")
     option(train, SequenceTrainConfig, "val_fraction", help="share of sessions for validation")
     option(train, SequenceTrainConfig, "head_mask_strategy", "--strategy", type=strategy, help="head masks of the history")
-    option(train, WindowConfig, "history_seconds")
-    option(train, WindowConfig, "max_history", type=positive_int, help="most history events kept")
-    option(train, WindowConfig, "max_actions", type=positive_int)
-    option(train, WindowConfig, "pause", help="a longer gap (s) ends a sequence")
-    option(train, WindowConfig, "screen", type=float, nargs=2, metavar=("WIDTH", "HEIGHT"))
+    option(train, WINDOW, "history_seconds")
+    option(train, WINDOW, "max_history", type=positive_int, help="most history events kept")
+    option(train, WINDOW, "max_actions", type=positive_int)
+    option(train, WINDOW, "pause", help="a longer gap (s) ends a sequence")
+    option(train, WINDOW, "screen", type=float, nargs=2, metavar=("WIDTH", "HEIGHT"))
     option(train, SequenceTrainConfig, "seed")
     no_progress_option(train)
     threads_option(train)
@@ -59,20 +62,25 @@ def add_subparsers(commands: Any) -> None:
     evaluate.add_argument("--compare", nargs="*", default=[], help="more trained models in the same table (e.g. the GRU)")
     evaluate.add_argument("--events", required=True, help="held-out sessions (CSV)")
     evaluate.add_argument("--out", default=None, help="write metrics.csv, metrics.md and timing_distribution.png here")
-    option(evaluate, evaluate_event_models, "seed", help="sampling seed of the generated timing distribution")
+    option(
+        evaluate,
+        "sb3_masked_attention.sequence.evaluate:evaluate_event_models",
+        "seed",
+        help="sampling seed of the generated timing distribution",
+    )
     evaluate.set_defaults(func=_cmd_eval)
 
     generate = sub.add_parser("generate", help="generate the next action sequence after each session of a history CSV")
     generate.add_argument("--model", required=True)
     generate.add_argument("--history", required=True, help="CSV; each session's last event is the decision point")
     generate.add_argument("--out", default=None, help="CSV of generated events (default: print)")
-    option(generate, generate_after, "greedy", help="most likely values instead of sampling")
-    option(generate, generate_after, "seed")
+    option(generate, GENERATE, "greedy", help="most likely values instead of sampling")
+    option(generate, GENERATE, "seed")
     generate.set_defaults(func=_cmd_generate)
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
-    from sb3_masked_attention.sequence.events import save_events
+    from sb3_masked_attention.sequence.events import save_events, synthesize_sessions
 
     log = synthesize_sessions(args.sessions, seed=args.seed, duration=args.duration, prefix=args.prefix)
     save_events(log, args.out)
@@ -80,6 +88,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.sequence.data import WindowConfig
     from sb3_masked_attention.sequence.train import train_sequence_model
 
     set_threads(args)
@@ -106,7 +115,7 @@ def _load_models(paths: Sequence[str]) -> dict:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from sb3_masked_attention.sequence.evaluate import markdown_table
+    from sb3_masked_attention.sequence.evaluate import evaluate_event_models, markdown_table
 
     table = evaluate_event_models(_load_models([args.model, *args.compare]), args.events, out=args.out, seed=args.seed)
     print(markdown_table(table), end="")
@@ -115,6 +124,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
+    from sb3_masked_attention.sequence.evaluate import generate_after
+
     model = next(iter(_load_models([args.model]).values()))
     rows = generate_after(model, args.history, greedy=args.greedy, seed=args.seed)
     if args.out:
