@@ -84,11 +84,13 @@ attention: install
 	$(BIN)/sb3ma attention analyze results/attention/capture.npz --out results/attention
 
 # The pretrained trunks of studies/pretraining.yml (issue 7).
+# The committed trunks (specialized masks: the default before 0.2.0). Into TRUNKS_OUT, a new folder unless given.
+TRUNKS_OUT ?= runs/pretraining-trunks-$(shell date +%Y%m%d-%H%M%S)
 pretraining-trunks: install
-	$(BIN)/sb3ma pretrain --env sb3ma/TMaze-v0 --env-kwargs corridor_length=20 --history-len 24 \
-		--steps 2000 --collect-steps 20000 --out results/pretraining/trunks/sb3ma-TMaze-v0.pt
+	$(BIN)/sb3ma pretrain --env sb3ma/TMaze-v0 --env-kwargs corridor_length=20 --history-len 24 --strategy specialized \
+		--steps 2000 --collect-steps 20000 --out $(TRUNKS_OUT)/sb3ma-TMaze-v0.pt
 	$(BIN)/sb3ma pretrain --env CartPoleNoVel-v1 --history-len 16 --normalize-keys obs,prev_reward --inverse-horizon 2 \
-		--steps 2000 --collect-steps 20000 --out results/pretraining/trunks/CartPoleNoVel-v1.pt
+		--strategy specialized --steps 2000 --collect-steps 20000 --out $(TRUNKS_OUT)/CartPoleNoVel-v1.pt
 
 # The action-sequence decoder, its GRU baseline and their comparison on held-out sessions (issue 8).
 sequence: install
