@@ -214,6 +214,52 @@ def tuning_trials(directory: Path, search: str = "tuning") -> None:
     write_text_atomic(directory / search / "trials.csv", table.to_csv(index=False))
     done = table[table["state"] == "COMPLETE"].groupby("study").size() if len(table) else pd.Series(dtype=int)
     print(f"{len(table)} trials; complete per study: {done.to_dict()}; wrote {directory / search / 'trials.csv'}")
+    write_text_atomic(directory / search / "tuning.md", tuning_summary(table, search))
+
+
+def tuning_summary(table: pd.DataFrame, search: str) -> str:
+    """Markdown: per study, trials by state, the best complete trial (rl-zoo's objective: the mean return of the last
+    evaluation, 10 episodes, one seed) and its parameters; every trial is in trials.csv."""
+    lines = [
+        f"# Equal-budget tuning ({search})",
+        "",
+        "Made by `bash bench/memory_v2_tune.sh` (rl-zoo `-optimize`: TPE, median pruner, 4 start-up trials, 2 "
+        "evaluations of 10 episodes per trial, seed 0), then `python bench/memory_v2.py tuning`. A failed trial is one "
+        "killed with a sitting: not counted, its budget spent again. Objective: the last evaluation's mean return "
+        "(CartPoleNoVel's maximum is 500), one seed per trial, so a trial's value is a noisy estimate of its settings.",
+        "",
+        "A resumed search restarts rl-zoo's sampler from its seed, so its random start-up trials repeat settings an "
+        "earlier sitting drew: the *distinct* column counts the different settings among the counted trials.",
+        "",
+        "| study | complete | pruned | failed | distinct settings (counted trials) | best trial | best value | "
+        "complete trials' values |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    bests = {}
+    for study, trials in table.groupby("study"):
+        states = trials["state"].value_counts()
+        complete = trials[trials["state"] == "COMPLETE"]
+        best = complete.loc[complete["value"].idxmax()] if len(complete) else None
+        bests[study] = best
+        values = ", ".join(f"{v:g}" for v in complete["value"])
+        counted = trials[trials["state"] != "FAIL"].drop(columns=["study", "trial", "state", "value", "seconds"])
+        distinct = len(counted.astype(str).drop_duplicates())
+        lines.append(
+            f"| {study} | {states.get('COMPLETE', 0)} | {states.get('PRUNED', 0)} | {states.get('FAIL', 0)} | "
+            f"{distinct} ({len(counted)}) | "
+            f"{'-' if best is None else int(best['trial'])} | {'-' if best is None else f'{best.value:g}'} | {values} |"
+        )
+    for study, best in bests.items():
+        if best is None:
+            continue
+        params = {key: value for key, value in best.items() if key not in ("study", "trial", "state", "value", "seconds")}
+        shown = ", ".join(
+            f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+            for key, value in params.items()
+            if pd.notna(value)
+        )
+        lines += ["", f"{study}, trial {int(best['trial'])} (raw optuna parameters): {shown}"]
+    return "\n".join(lines) + "\n"
 
 
 #: CountRecall as supervised learning: the models of the count probe.

@@ -6,12 +6,17 @@
 # budget spent again).
 #   bash bench/memory_v2_tune.sh [OUT]      (default results/memory_v2/tuning; run at low priority: nice -n 19)
 #   STEPS=20000 bash bench/memory_v2_tune.sh results/memory_v2/tuning_20k   (another budget, in its own folder)
+#   LSTM_TRIALS=14 bash bench/memory_v2_tune.sh   (RecurrentPPO's search alone to 14 counted trials: a resumed search
+#   restarts the sampler from its seed, so its start-up trials can repeat earlier settings; see tuning.md's count of
+#   distinct settings)
 set -euo pipefail
 OUT=${1:-results/memory_v2/tuning}
 TRIALS=${TRIALS:-12}
+TX_TRIALS=${TX_TRIALS:-$TRIALS}
+LSTM_TRIALS=${LSTM_TRIALS:-$TRIALS}
 STEPS=${STEPS:-50000}
 mkdir -p "$OUT"
-common=(--env CartPoleNoVel-v1 --gym-packages envs -optimize --max-total-trials "$TRIALS" -n "$STEPS"
+common=(--env CartPoleNoVel-v1 --gym-packages envs -optimize -n "$STEPS"
         --n-evaluations 2 --eval-episodes 10 --sampler tpe --pruner median --n-startup-trials 4 --seed 0
         --no-optim-plots --storage "sqlite:///$OUT/optuna.db" -f "$OUT/logs")
 # both studies made first, one after the other (two processes creating one sqlite schema at once collide); a trial
@@ -26,7 +31,8 @@ for name in sys.argv[2:]:
         print(f'{name}: trial {trial.number} was killed mid-way: marked FAILED, run again')
 " "sqlite:///$OUT/optuna.db" ppo_tx-CartPoleNoVel ppo_lstm_fair-CartPoleNoVel
 python -m sb3_masked_attention.cli zoo train --algo ppo_tx --conf-file zoo_configs/ppo_tx.yml \
-  --study-name ppo_tx-CartPoleNoVel "${common[@]}" &
+  --study-name ppo_tx-CartPoleNoVel --max-total-trials "$TX_TRIALS" "${common[@]}" &
 python -m sb3_masked_attention.cli zoo train --algo ppo_lstm_fair --conf-file zoo_configs/ppo_lstm.yml \
-  -params policy:"'ForgetGateMlpLstmPolicy'" --study-name ppo_lstm_fair-CartPoleNoVel "${common[@]}" &
+  -params policy:"'ForgetGateMlpLstmPolicy'" --study-name ppo_lstm_fair-CartPoleNoVel --max-total-trials "$LSTM_TRIALS" \
+  "${common[@]}" &
 wait
