@@ -24,6 +24,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this script, however it is loaded
+from folders import measuring_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 DIR = ROOT / "results" / "memory_v2"
 REPS = 10_000
@@ -409,7 +412,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["factors", "lstm-gradients", "pilot", "tuning", "count-probe"])
     parser.add_argument("--dir", type=Path, default=DIR, help="folder of study folders (default results/memory_v2)")
-    parser.add_argument("--out", type=Path, default=None, help="output file (default DIR/factors.md, DIR/lstm_gradients.csv)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output file: the reports' default DIR/factors.md, DIR/pilot.md; the measuring parts' (lstm-gradients, "
+        "count-probe) a new runs/bench folder (pass results/memory_v2/<file> to replace the committed one)",
+    )
     parser.add_argument("--search", default="tuning", help="tuning: the search's folder in DIR (default tuning)")
     args = parser.parse_args()
     if args.part == "factors":
@@ -419,7 +428,9 @@ if __name__ == "__main__":
     elif args.part == "tuning":
         tuning_trials(args.dir, args.search)
     elif args.part == "count-probe":
-        count_probe(args.out or args.dir / "count_probe.csv")
+        count_probe(args.out or measuring_folder(None, "memory_v2-count_probe", "results/memory_v2") / "count_probe.csv")
     else:
-        lstm_gradients(args.out or args.dir / "lstm_gradients.csv")
+        lstm_gradients(
+            args.out or measuring_folder(None, "memory_v2-lstm_gradients", "results/memory_v2") / "lstm_gradients.csv"
+        )
     sys.exit(0)
