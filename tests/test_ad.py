@@ -274,6 +274,7 @@ def test_eval_command_writes_curve_table_and_plot(dataset, tmp_path, capsys):
     assert (tmp_path / "eval" / "in_context.png").read_bytes()[:4] == b"\x89PNG"
     summary = evaluate_ad(tmp_path / "run", tmp_path / "eval2", episodes=2, last=1, source_runs=1)
     assert summary["goals"] == 16 and 0 < summary["optimal"] <= 20
+    assert summary["fraction_of_optimal_low"] <= summary["fraction_of_optimal"] <= summary["fraction_of_optimal_high"]
     assert (
         main(
             [
@@ -308,3 +309,20 @@ def test_ad_commands_report_user_errors(tmp_path):
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
     result = run_cli("ad", "eval", str(tmp_path), "--out", str(tmp_path / "eval"))
     assert result.returncode == 2 and "sb3ma ad train" in result.stderr
+
+
+def test_the_fraction_of_optimal_interval_is_a_bootstrap_over_goals():
+    from sb3_masked_attention.ad.evaluate import fraction_of_optimal_interval
+
+    optimal = np.array([10.0, 20.0, 10.0, 20.0])
+    assert fraction_of_optimal_interval(0.5 * optimal, optimal) == pytest.approx((0.5, 0.5))  # every resample: 0.5
+    returns = np.array([10.0, 0.0, 10.0, 0.0])  # half the goals solved, half not
+    low, high = fraction_of_optimal_interval(returns, optimal, reps=20_000)
+    draws = np.random.default_rng(1).integers(4, size=(20_000, 4))  # the same statistic, resampled independently
+    ratios = returns[draws].sum(axis=1) / optimal[draws].sum(axis=1)
+    assert low == pytest.approx(np.quantile(ratios, 0.025), abs=0.03) and high == pytest.approx(
+        np.quantile(ratios, 0.975), abs=0.03
+    )
+    assert low < returns.sum() / optimal.sum() < high
+    with pytest.raises(ValueError, match="one return and one optimal return per goal"):
+        fraction_of_optimal_interval(returns[:3], optimal)

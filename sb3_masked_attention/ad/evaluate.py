@@ -200,6 +200,20 @@ def plot_curves(
     save_figure(fig, out, dpi=120)
 
 
+def fraction_of_optimal_interval(
+    last_returns: np.ndarray, optimal: np.ndarray, reps: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile-bootstrap interval, over goals, of the fraction of optimal: ``sum(last_returns) / sum(optimal)``
+    of goals drawn with replacement (one row per goal: its mean return over the last episodes, its optimal return).
+    It covers which goals were held out, not the sampling of actions (one sampling run per goal)."""
+    last_returns, optimal = np.asarray(last_returns, dtype=float), np.asarray(optimal, dtype=float)
+    if last_returns.shape != optimal.shape or last_returns.ndim != 1 or len(last_returns) < 2:
+        raise ValueError(f"expected one return and one optimal return per goal, at least 2 goals; got {last_returns.shape}")
+    draws = np.random.default_rng(seed).integers(len(optimal), size=(reps, len(optimal)))
+    ratios = last_returns[draws].sum(axis=1) / optimal[draws].sum(axis=1)
+    return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
+
+
 def evaluate_ad(
     model_path: str | os.PathLike,
     out: str | os.PathLike,
@@ -217,7 +231,8 @@ def evaluate_ad(
 
     Writes ``OUT/in_context.csv`` (``method,goal_x,goal_y,episode,return``), ``OUT/in_context.png`` and
     ``OUT/summary.csv``; returns the summary: first and last-``last`` episodes' mean return of both, the
-    optimal and random returns, the last episodes' fraction of optimal, and the model's seconds per step.
+    optimal and random returns, the last episodes' fraction of optimal with a 95% bootstrap interval over the goals
+    (:func:`fraction_of_optimal_interval`), and the model's seconds per step.
     """
 
     from sb3_masked_attention.ad.train import load_ad_model
@@ -235,7 +250,8 @@ def evaluate_ad(
     )
     source = source_returns(env_id, goals, episodes, runs=source_runs, env_kwargs=env_kwargs, seed=seed)
     probe: Any = make_goal_envs(env_id, goals[:1], env_kwargs)[0].unwrapped
-    optimal = float(np.mean([probe.optimal_return_for(g) for g in goals]))
+    optimals = np.array([probe.optimal_return_for(g) for g in goals], dtype=float)
+    optimal = float(optimals.mean())
     random = float(np.mean([probe.random_return_for(g) for g in goals]))
     table = curves_table({label: result.returns, f"source ({meta['source']})": source}, goals)
     with atomic_path(out / "in_context.csv") as tmp:
@@ -257,6 +273,12 @@ def evaluate_ad(
         "optimal": optimal,
         "random": random,
         "fraction_of_optimal": float(result.returns[:, -last:].mean() / optimal),
+        **dict(
+            zip(
+                ("fraction_of_optimal_low", "fraction_of_optimal_high"),
+                fraction_of_optimal_interval(result.returns[:, -last:].mean(axis=1), optimals, seed=seed),
+            )
+        ),
         "seconds_per_step": result.seconds_per_step,
     }
     with atomic_path(out / "summary.csv") as tmp:
