@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,9 +34,9 @@ def main() -> None:
     ad = table[table["method"] == "AD"]
     final = ad[ad["episode"] > ad["episode"].max() - args.last].groupby(["goal_x", "goal_y"])["return"].mean()
     goals = env_goals(args.env, "test")
-    probe = make_goal_envs(args.env, goals[:1])[0].unwrapped
-    optimal = np.array([probe.optimal_return_for(goal) for goal in goals], dtype=float)
-    returns = np.array([final.loc[goal] for goal in goals], dtype=float)
+    probe: Any = make_goal_envs(args.env, goals[:1])[0].unwrapped  # a Dark Room env: optimal return per goal
+    optimal = np.array([float(probe.optimal_return_for(goal)) for goal in goals])
+    returns = np.array([float(final.loc[goal]) for goal in goals])
     low, high = fraction_of_optimal_interval(returns, optimal)
     fraction = returns.sum() / optimal.sum()
     met = "yes" if low >= 0.8 else "no: the point estimate is above it; the interval includes it" if fraction >= 0.8 else "no"

@@ -2,7 +2,8 @@
 
 Importing this package registers ``"HeadMaskedTransformerPolicy"`` with PPO, A2C and MaskablePPO,
 ``"MultiScaleAttentionPolicy"`` with PPO and MaskablePPO, and ``"ForgetGateMlpLstmPolicy"`` /
-``"ForgetGateMultiInputLstmPolicy"`` (an LSTM whose forget gates start open) with sb3-contrib's RecurrentPPO:
+``"ForgetGateMultiInputLstmPolicy"`` (an LSTM whose forget gates start open) and ``"MlpGruPolicy"`` /
+``"MultiInputGruPolicy"`` (a GRU in place of the LSTM) with sb3-contrib's RecurrentPPO:
 at once if SB3 is loaded, else when it is. The import itself loads neither torch nor SB3 (the command line's
 ``--help`` stays fast); the public names below load their module on first use.
 """
@@ -29,6 +30,8 @@ _EXPORTS = {
     "SpatialAttention": "extractors",
     "ForgetGateLstmPolicy": "policies",
     "ForgetGateMultiInputLstmPolicy": "policies",
+    "GruPolicy": "policies",
+    "MultiInputGruPolicy": "policies",
     "HeadMaskedTransformerPolicy": "policies",
     "MaskableHeadMaskedTransformerPolicy": "policies",
     "MaskableMultiScaleAttentionPolicy": "policies",
@@ -56,11 +59,13 @@ __all__ = [
     "ChannelAttention",
     "ForgetGateLstmPolicy",
     "ForgetGateMultiInputLstmPolicy",
+    "GruPolicy",
     "HeadMaskedTransformerExtractor",
     "HeadMaskedTransformerPolicy",
     "HistoryWrapper",
     "MaskableHeadMaskedTransformerPolicy",
     "MaskableMultiScaleAttentionPolicy",
+    "MultiInputGruPolicy",
     "MultiScaleAttentionPolicy",
     "MultiScaleExtractor",
     "MultiScaleExtractorWithAttention",

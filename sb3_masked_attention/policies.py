@@ -240,3 +240,65 @@ class ForgetGateMultiInputLstmPolicy(_OpenForgetGates, RecurrentMultiInputActorC
 
 _register(RecurrentPPO, "ForgetGateMlpLstmPolicy", ForgetGateLstmPolicy)
 _register(RecurrentPPO, "ForgetGateMultiInputLstmPolicy", ForgetGateMultiInputLstmPolicy)
+
+
+# ---------------------------------------------------------------- RecurrentPPO with a GRU
+class LstmShapedGRU(nn.Module):
+    """A GRU that sb3-contrib's RecurrentPPO can call where it calls its ``nn.LSTM``: ``forward(input, (h, c))``
+    returns ``(output, (h, c))`` and ``input_size``, ``hidden_size``, ``num_layers`` are the LSTM's. RecurrentPPO's
+    buffers, ``predict`` and episode resets handle an LSTM's two states, so the GRU's one state travels as ``h`` and
+    ``c`` stays zero (memory for an unused state, no other cost).
+
+    :param input_size: features per step.
+    :param hidden_size: the GRU's state size.
+    :param num_layers: stacked GRU layers.
+    :param kwargs: everything ``nn.GRU`` takes (sb3-contrib's ``lstm_kwargs``).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **kwargs: Any) -> None:
+        super().__init__()
+        self.gru = nn.GRU(input_size, hidden_size, num_layers=num_layers, **kwargs)
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+
+    def forward(
+        self, sequence: th.Tensor, states: tuple[th.Tensor, th.Tensor]
+    ) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
+        output, hidden = self.gru(sequence, states[0].contiguous())
+        return output, (hidden, th.zeros_like(hidden))
+
+
+class _GruInstead(RecurrentActorCriticPolicy):
+    """What both GRU policies change in sb3-contrib's: each LSTM it built becomes a :class:`LstmShapedGRU` of the same
+    sizes (POPGym, Morad et al. 2023, found the GRU the strongest of its memory models), and the optimizer is rebuilt
+    over the new parameters. Everything else, ``lstm_hidden_size`` and ``n_lstm_layers`` included, is RecurrentPPO's."""
+
+    def __init__(self, observation_space: Any, action_space: Any, lr_schedule: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+        # typed as nn.LSTM by sb3-contrib; RecurrentPPO uses only what LstmShapedGRU shares with it
+        self.lstm_actor = self._gru_like(self.lstm_actor)  # type: ignore[assignment]
+        if self.lstm_critic is not None:
+            self.lstm_critic = self._gru_like(self.lstm_critic)  # type: ignore[assignment]
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+
+    def _gru_like(self, lstm: nn.LSTM) -> LstmShapedGRU:
+        return LstmShapedGRU(lstm.input_size, lstm.hidden_size, lstm.num_layers, **self.lstm_kwargs).to(self.device)
+
+
+class GruPolicy(_GruInstead):
+    """sb3-contrib's ``MlpLstmPolicy`` with GRUs in place of its LSTMs (actor's and, with ``enable_critic_lstm``, the
+    critic's). Alias ``"MlpGruPolicy"`` for RecurrentPPO: ``RecurrentPPO("MlpGruPolicy", env)``, or in rl-zoo
+    ``policy: 'MlpGruPolicy'`` in a ``ppo_lstm`` entry; ``lstm_hidden_size`` sets the GRU's state size.
+
+    :param kwargs: everything ``MlpLstmPolicy`` takes.
+    """
+
+
+class MultiInputGruPolicy(_GruInstead, RecurrentMultiInputActorCriticPolicy):
+    """:class:`GruPolicy` for Dict observations (``MultiInputLstmPolicy``); alias ``"MultiInputGruPolicy"``.
+
+    :param kwargs: everything ``MultiInputLstmPolicy`` takes.
+    """
+
+
+_register(RecurrentPPO, "MlpGruPolicy", GruPolicy)
+_register(RecurrentPPO, "MultiInputGruPolicy", MultiInputGruPolicy)

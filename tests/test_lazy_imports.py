@@ -14,7 +14,7 @@ from stable_baselines3 import A2C, PPO
 assert "HeadMaskedTransformerPolicy" in PPO.policy_aliases and "HeadMaskedTransformerPolicy" in A2C.policy_aliases
 assert {"HeadMaskedTransformerPolicy", "MultiScaleAttentionPolicy"} <= set(MaskablePPO.policy_aliases)
 assert "MultiScaleAttentionPolicy" in PPO.policy_aliases
-assert {"ForgetGateMlpLstmPolicy", "ForgetGateMultiInputLstmPolicy"} <= set(RecurrentPPO.policy_aliases)
+assert {"ForgetGateMlpLstmPolicy", "ForgetGateMultiInputLstmPolicy", "MlpGruPolicy"} <= set(RecurrentPPO.policy_aliases)
 assert not [f for f in sys.meta_path if type(f).__name__ == "_RegisterAfterLoad"], "the finder outlived its work"
 print("registered")
 """

@@ -244,3 +244,84 @@ def test_a_zip_saved_by_0_1_0_with_the_default_strategy_loads_with_0_1_0s_defaul
     rebuilt = PPO("HeadMaskedTransformerPolicy", history_env(), n_steps=32, batch_size=32, policy_kwargs=SMALL)
     load_weights(rebuilt, tmp_path / "old.zip")  # the weights-only path too
     assert rebuilt.policy.features_extractor.head_fractions == specialized
+
+
+def test_lstm_shaped_gru_is_a_gru_behind_an_lstms_interface():
+    import torch
+
+    from sb3_masked_attention.policies import LstmShapedGRU
+
+    torch.manual_seed(0)
+    gru = LstmShapedGRU(5, 7, num_layers=2)
+    sequence, h = torch.randn(6, 3, 5), torch.randn(2, 3, 7)
+    output, (hidden, cell) = gru(sequence, (h, torch.randn(2, 3, 7)))
+    expected, expected_hidden = gru.gru(sequence, h)
+    torch.testing.assert_close(output, expected)
+    torch.testing.assert_close(hidden, expected_hidden)
+    assert torch.equal(cell, torch.zeros(2, 3, 7))  # the unused second state stays zero whatever came in
+    assert (gru.input_size, gru.hidden_size, gru.num_layers) == (5, 7, 2)
+    stepped, state = [], (h, torch.zeros_like(h))
+    for step in sequence:  # RecurrentPPO's per-step path (episode starts inside a sequence) = the whole sequence at once
+        out, state = gru(step.unsqueeze(0), state)
+        stepped.append(out)
+    torch.testing.assert_close(torch.cat(stepped), output)
+
+
+def test_gru_policy_trains_with_recurrent_ppo_and_round_trips(tmp_path):
+    import gymnasium as gym
+    import torch
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_masked_attention import HistoryWrapper
+    from sb3_masked_attention.policies import GruPolicy, LstmShapedGRU, MultiInputGruPolicy
+
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=32, seed=3, policy_kwargs=dict(lstm_hidden_size=8))
+    policy = model.policy
+    assert isinstance(policy, GruPolicy)
+    assert isinstance(policy.lstm_actor, LstmShapedGRU) and isinstance(policy.lstm_critic, LstmShapedGRU)
+    assert not any(isinstance(module, torch.nn.LSTM) for module in policy.modules())
+    optimized = {id(p) for group in policy.optimizer.param_groups for p in group["params"]}
+    assert optimized == {id(p) for p in policy.parameters()}  # the optimizer holds the GRUs' weights, no stale LSTM's
+    before = [p.detach().clone() for p in policy.lstm_actor.parameters()]
+    model.learn(64)
+    assert any(not torch.equal(a, b) for a, b in zip(before, policy.lstm_actor.parameters()))  # the GRU learns
+
+    model.save(tmp_path / "gru.zip")
+    loaded = RecurrentPPO.load(tmp_path / "gru.zip")
+    assert isinstance(loaded.policy, GruPolicy)
+    for value, expected in zip(loaded.policy.state_dict().values(), policy.state_dict().values()):
+        assert torch.equal(value, expected)
+    obs, states, starts = env.reset(), None, torch.ones(2).numpy()
+    for _ in range(5):  # the loaded model acts and carries its state as the trained one does
+        action, next_states = model.predict(obs, state=states, episode_start=starts, deterministic=True)
+        loaded_action, loaded_states = loaded.predict(obs, state=states, episode_start=starts, deterministic=True)
+        assert (action == loaded_action).all() and all((x == y).all() for x, y in zip(next_states, loaded_states))
+        states = next_states
+        obs, _, starts, _ = env.step(action)
+
+    dict_env = make_vec_env(lambda: HistoryWrapper(gym.make("CartPole-v1"), history_len=1), n_envs=1)
+    multi = RecurrentPPO("MultiInputGruPolicy", dict_env, n_steps=16, batch_size=16)
+    assert isinstance(multi.policy, MultiInputGruPolicy) and isinstance(multi.policy.lstm_actor, LstmShapedGRU)
+    multi.learn(16)
+
+
+def test_gru_policy_log_probs_and_values_equal_in_train_and_eval_mode():
+    import torch
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=32, seed=1, policy_kwargs=dict(lstm_hidden_size=8))
+    model.learn(32)
+    data = next(model.rollout_buffer.get(batch_size=None))
+    results = []
+    for train in (True, False):
+        model.policy.set_training_mode(train)
+        with torch.no_grad():
+            values, log_prob, _ = model.policy.evaluate_actions(
+                data.observations, data.actions, data.lstm_states, data.episode_starts
+            )
+        results.append((values, log_prob))
+    torch.testing.assert_close(results[0], results[1])
