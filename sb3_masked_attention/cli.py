@@ -1,8 +1,10 @@
 """``sb3ma``: the command line of sb3-masked-attention, a dispatcher.
 
-Each feature owns its subcommands next to its code (an ``add_subparsers(commands)`` and the command
-functions); their flags take their defaults from the feature's config dataclass or function. User
-mistakes (unknown strategy or env, bad number, missing file) exit with status 2 and one line, no traceback.
+Each feature owns its subcommands in a light module (an ``add_subparsers(commands)`` and the command functions, which
+import what they run), named in :data:`~sb3_masked_attention.cli_args.COMMANDS`; their flags take their defaults
+from the feature's config dataclass or function, read from its source. Only the invoked command's module is
+imported, so ``--help`` answers without loading torch. User mistakes (unknown strategy or env, bad number, missing
+file) exit with status 2 and one line, no traceback.
 """
 
 from __future__ import annotations
