@@ -179,7 +179,7 @@ def targets_table(
             "task": env, "runs": f"{len(finals[method])} / {len(finals[reference])}",
             f"final_{method}_minus_{reference}": f"{difference:+.3g} [{low:+.3g}, {high:+.3g}]",
             "final_target": ("met" if low >= 0 else "missed") if complete else "open",
-            "wall_clock_to_level": f"{np.median(mine):.0f} s ({len(mine)}/{n_mine}) vs "
+            "wall_clock_to_level": (f"{np.median(mine):.0f} s" if mine else "never") + f" ({len(mine)}/{n_mine}) vs "
             + (f"{np.median(theirs):.0f} s" if theirs else "never"),
             "wall_clock_target": ("met" if faster else "missed") if complete else "open",
         })  # fmt: skip

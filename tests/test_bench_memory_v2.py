@@ -49,3 +49,22 @@ def test_reach_table_counts_when_each_seed_first_reached_the_reference_final():
 def test_bootstrap_interval_of_a_constant_is_the_constant():
     low, high = memory_v2.bootstrap_mean(np.array([3.0, 3.0, 3.0]), np.random.default_rng(0))
     assert low == high == 3.0
+
+
+def test_an_interval_does_not_move_when_another_task_gets_a_run():
+    other = run("recurrent_ppo", 0, [0.0, 0.0, 1.0], [1, 2, 3]).assign(env="another")
+    alone = memory_v2.study_table(SCORES).set_index("method")
+    beside = memory_v2.study_table(pd.concat([SCORES, other])).query("task == 'task'").set_index("method")
+    assert alone.loc["recurrent_ppo", "minus_transformer_ppo"] == beside.loc["recurrent_ppo", "minus_transformer_ppo"]
+    assert alone.loc["transformer_ppo", "final"] == beside.loc["transformer_ppo", "final"]
+
+
+def test_targets_are_open_until_every_seed_is_in_then_met_or_missed():
+    table = memory_v2.targets_table(SCORES, seeds=2).set_index("task")
+    # TransformerPPO ends at 9 and 11 against 4 and 6: difference +5 with a CI above 0; it reaches 5 (RecurrentPPO's
+    # final mean) at 2 s on both seeds, RecurrentPPO at 9 s (its seed 1 only): both targets met
+    assert table.loc["task", "final_target"] == "met" and table.loc["task", "wall_clock_target"] == "met"
+    assert table.loc["task", "wall_clock_to_level"] == "2 s (2/2) vs 9 s"
+    assert memory_v2.targets_table(SCORES, seeds=5).loc[0, "final_target"] == "open"
+    swapped = memory_v2.targets_table(SCORES, method="recurrent_ppo", reference="transformer_ppo", seeds=2)
+    assert swapped.loc[0, "final_target"] == "missed" and swapped.loc[0, "wall_clock_target"] == "missed"
