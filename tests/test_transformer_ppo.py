@@ -479,3 +479,30 @@ def test_on_cuda_every_tensor_stays_on_the_device_and_training_replays_the_rollo
         assert log_prob_difference < 1e-5 and value_difference < 1e-5, check.differences
     actions, state = model.predict(env.reset(), deterministic=True)
     assert actions.shape == (3,) and state.kv.device.type == "cuda"
+
+
+def test_a_token_without_the_previous_action_replays_and_saves(tmp_path):
+    env = token_env("sb3ma/TMaze-v0", corridor_length=3)
+    full = TransformerMemory(env.observation_space, **TINY)
+    kwargs = dict(TINY, token_inputs=["obs", "prev_reward"])
+    model = TransformerPPO("TransformerMemoryPolicy", env, n_steps=40, batch_size=60, n_epochs=2, seed=0, policy_kwargs=kwargs)
+    memory = model.policy.memory
+    action_size = int(np.prod(env.observation_space["prev_action"].shape[1:]))
+    assert memory.token_keys == ["obs", "prev_reward"] and memory.embed.in_features == full.embed.in_features - action_size
+    obs = {key: torch.as_tensor(value) for key, value in env.reset().items()}
+    tokens = memory.tokens(obs)
+    expected = torch.cat([obs["obs"].reshape(3, -1), obs["prev_reward"].reshape(3, -1)], -1).float()  # 3 envs
+    torch.testing.assert_close(tokens, expected)
+    check = ReplayCheck()
+    model.learn(2 * 120, callback=check)
+    assert max(max(pair) for pair in check.differences) < 1e-5, check.differences  # first epoch replays the rollout
+    model.save(tmp_path / "inputs.zip")
+    loaded = TransformerPPO.load(tmp_path / "inputs.zip", env=env)
+    assert loaded.policy.memory.token_keys == ["obs", "prev_reward"]
+    observation = env.reset()
+    np.testing.assert_array_equal(
+        model.predict(observation, deterministic=True)[0], loaded.predict(observation, deterministic=True)[0]
+    )
+    for bad in (["prev_reward"], ["obs", "obs"], ["obs", "reward"], "obs"):
+        with pytest.raises(ValueError, match="token_inputs="):
+            TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, token_inputs=bad))

@@ -19,7 +19,8 @@ Tokens are the observations of :class:`~sb3_masked_attention.wrappers.HistoryWra
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -41,6 +42,8 @@ from sb3_masked_attention.validation import check_int
 from sb3_masked_attention.wrappers import ACTION_KEY, EPISODE_START_KEY, OBS_KEY, REWARD_KEY
 
 TOKEN_KEYS = (OBS_KEY, ACTION_KEY, REWARD_KEY, EPISODE_START_KEY)
+#: What a token may hold (``token_inputs``); the episode-start flag joins them when the memory runs across episodes.
+TOKEN_INPUTS = (OBS_KEY, ACTION_KEY, REWARD_KEY)
 MEMORY_KEYS = (MEMORY_ENV, MEMORY_STEP, MEMORY_VALID, ACTION_MASK)
 #: Logit of an invalid action: finite (so entropies stay finite), far below any real logit (probability exactly 0).
 MASKED_LOGIT = -1e8
@@ -99,6 +102,8 @@ class TransformerMemory(BaseFeaturesExtractor):
     :param rotary_base: wavelength base of the rotary positions (10,000 as RoFormer; with heads of 8 channels only two
         of their four frequencies then turn by more than 0.64 rad over 64 steps).
     :param gated: GTrXL's gated residuals (:class:`~sb3_masked_attention.attention.GatedResidual`) in every block.
+    :param token_inputs: what each step's token holds, of :data:`TOKEN_INPUTS` (``obs`` always): leaving out the
+        previous action, say, tests whether a policy leans on its own last action rather than on what it observed.
     """
 
     window_sizes: torch.Tensor
@@ -115,8 +120,9 @@ class TransformerMemory(BaseFeaturesExtractor):
         head_mask_strategy: HeadMaskStrategy = "none",
         rotary_base: float = 10_000.0,
         gated: bool = False,
+        token_inputs: Sequence[str] = TOKEN_INPUTS,
     ) -> None:
-        history_len, token_size = history_layout(observation_space)
+        history_len, _ = history_layout(observation_space)
         if history_len != 1:
             raise ValueError(
                 f"the transformer memory reads one token per step: wrap the env in HistoryWrapper(env, history_len=1), "
@@ -132,12 +138,23 @@ class TransformerMemory(BaseFeaturesExtractor):
             check_int(name, value)
         if not isinstance(gated, bool):
             raise ValueError(f"gated={gated!r} is invalid: expected True or False")
+        inputs: tuple[str, ...] = tuple(token_inputs) if isinstance(token_inputs, (list, tuple)) else ()
+        if OBS_KEY not in inputs or len(set(inputs)) != len(inputs) or not set(inputs) <= set(TOKEN_INPUTS):
+            raise ValueError(
+                f"token_inputs={token_inputs!r} is invalid: expected a list of distinct names of {list(TOKEN_INPUTS)} "
+                f"holding {OBS_KEY!r}"
+            )
         if d_model % n_heads != 0 or (d_model // n_heads) % 2 != 0:
             raise ValueError(f"d_model={d_model} must be n_heads={n_heads} times an even head size (rotary positions)")
         super().__init__(observation_space, features_dim=d_model)
         self.head_fractions = resolve_head_mask_strategy(head_mask_strategy, n_heads)
         self.across_episodes = EPISODE_START_KEY in observation_space.spaces
-        self.token_keys = [key for key in TOKEN_KEYS if key in observation_space.spaces]
+        self.token_inputs = inputs
+        self.token_keys = [
+            key for key in TOKEN_KEYS if key in observation_space.spaces and key in (*inputs, EPISODE_START_KEY)
+        ]
+        shapes: list[tuple[int, ...]] = [tuple(observation_space.spaces[key].shape or ()) for key in self.token_keys]
+        token_size = sum(math.prod(shape[1:]) for shape in shapes)  # history_layout checked: (1, ...) each
         self.n_layers, self.n_heads, self.d_model = n_layers, n_heads, d_model
         self.embed = nn.Linear(token_size, d_model)
         ff_dim = 4 * d_model if ff_dim is None else check_int("ff_dim", ff_dim)
@@ -283,6 +300,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
     :param head_mask_strategy: a strategy name or one fraction per head.
     :param rotary_base: wavelength base of the rotary positions.
     :param gated: GTrXL's gated residuals in every block.
+    :param token_inputs: what each step's token holds (default: the observation, the previous action and reward).
     :param exact_memory: in training, re-encode each rollout with the current weights at every minibatch (the
         memory's hidden states then change with the weights and pass gradients, as in a window transformer) instead of
         reading the block inputs stored during the rollout (Transformer-XL's stale memory). Costs one pass over the
@@ -304,6 +322,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         head_mask_strategy: HeadMaskStrategy = "none",
         rotary_base: float = 10_000.0,
         gated: bool = False,
+        token_inputs: Sequence[str] = TOKEN_INPUTS,
         exact_memory: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -323,6 +342,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
             head_mask_strategy=head_mask_strategy,
             rotary_base=rotary_base,
             gated=gated,
+            token_inputs=tuple(token_inputs) if isinstance(token_inputs, (list, tuple)) else token_inputs,
         )
         self.memory_settings = dict(kwargs["features_extractor_kwargs"], exact_memory=exact_memory)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
