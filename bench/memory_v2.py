@@ -314,6 +314,47 @@ def tuning_summary(table: pd.DataFrame, search: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The SB3 training scalars ``training-logs`` keeps.
+TRAINING_TAGS = (
+    "rollout/ep_rew_mean", "train/entropy_loss", "train/approx_kl", "train/clip_fraction", "train/explained_variance",
+    "train/value_loss", "train/learning_rate",
+)  # fmt: skip
+
+
+def training_logs(study: Path, method: str, env: str, out: Path) -> None:
+    """The SB3 training scalars (:data:`TRAINING_TAGS`) of every seed of ``method`` on ``env`` in a study folder, read
+    from the runs' TensorBoard logs (not committed) into one long CSV (committed): method, env, seed, step, tag, value.
+    A diagnostic source, e.g. for a learning curve that falls back."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from sb3_masked_attention.evaluation.study_spec import env_slug
+    from sb3_masked_attention.io import write_text_atomic
+
+    rows = []
+    for folder in sorted((study / "runs" / method / env_slug(env)).glob("seed*")):
+        for events_dir in sorted({path.parent for path in (folder / "tensorboard").rglob("events.out.tfevents.*")}):
+            events = EventAccumulator(str(events_dir))
+            events.Reload()
+            for tag in TRAINING_TAGS:
+                if tag in events.Tags()["scalars"]:
+                    rows += [
+                        {
+                            "method": method,
+                            "env": env,
+                            "seed": int(folder.name[4:]),
+                            "step": e.step,
+                            "tag": tag,
+                            "value": e.value,
+                        }
+                        for e in events.Scalars(tag)
+                    ]
+    if not rows:
+        print(f"no TensorBoard logs of {method} on {env} under {study}: nothing to write", flush=True)
+        return
+    write_text_atomic(out, pd.DataFrame(rows).to_csv(index=False))
+    print(f"wrote {out}: {len(rows)} rows", flush=True)
+
+
 #: CountRecall as supervised learning: the models of the count probe.
 COUNT_MODELS = ("transformer", "transformer_sink", "lstm64", "lstm256_bias2")
 
@@ -459,7 +500,10 @@ def lstm_gradients(out: Path, inits: int = 20, hidden: int = 256) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["factors", "lstm-gradients", "pilot", "tuning", "count-probe"])
+    parser.add_argument("part", choices=["factors", "lstm-gradients", "pilot", "tuning", "count-probe", "training-logs"])
+    parser.add_argument("--study", default="pilot", help="training-logs: the study folder in DIR (default pilot)")
+    parser.add_argument("--method", default="transformer_ppo", help="training-logs: the method (default transformer_ppo)")
+    parser.add_argument("--env", default="CartPoleNoVel-v1", help="training-logs: the env (default CartPoleNoVel-v1)")
     parser.add_argument("--dir", type=Path, default=DIR, help="folder of study folders (default results/memory_v2)")
     parser.add_argument(
         "--out",
@@ -476,6 +520,9 @@ if __name__ == "__main__":
         pilot_report(args.dir, args.out or args.dir / "pilot.md")
     elif args.part == "tuning":
         tuning_trials(args.dir, args.search)
+    elif args.part == "training-logs":
+        name = f"training_logs_{args.study}_{args.method}_{args.env.replace('/', '-')}.csv"
+        training_logs(args.dir / args.study, args.method, args.env, args.out or args.dir / name)
     elif args.part == "count-probe":
         count_probe(args.out or measuring_folder(None, "memory_v2-count_probe", "results/memory_v2") / "count_probe.csv")
     else:
