@@ -10,9 +10,7 @@ at once if SB3 is loaded, else when it is. The import itself loads neither torch
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from sb3_masked_attention.lazy import lazy_attributes
 from sb3_masked_attention.registration import register_policy_aliases
 
 __version__ = "0.2.0"
@@ -39,17 +37,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value  # found directly next time
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
+__getattr__, __dir__ = lazy_attributes(globals(), {name: f"{__name__}.{module}" for name, module in _EXPORTS.items()})
 
 register_policy_aliases()
 

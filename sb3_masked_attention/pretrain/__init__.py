@@ -5,8 +5,7 @@ The two public names load their module (and torch) on first use, so that ``sb3ma
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sb3_masked_attention.lazy import lazy_attributes
 
 _EXPORTS = {
     "save_extractor": "sb3_masked_attention.extractors.trunk",
@@ -16,11 +15,4 @@ _EXPORTS = {
 __all__ = ["load_pretrained_extractor", "save_extractor"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_attributes(globals(), _EXPORTS)

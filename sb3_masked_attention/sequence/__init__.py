@@ -5,8 +5,7 @@ The public names load their module (and torch) on first use, so that ``sb3ma eve
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sb3_masked_attention.lazy import lazy_attributes
 
 _EXPORTS = {
     "GRUDecoder": "baselines",
@@ -39,11 +38,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_attributes(globals(), {name: f"{__name__}.{module}" for name, module in _EXPORTS.items()})
