@@ -5,6 +5,7 @@
     python bench/memory_v2.py pilot [--dir results/memory_v2] [--out results/memory_v2/pilot.md]
     python bench/memory_v2.py tuning [--dir results/memory_v2] [--search tuning_20k]   (DIR/SEARCH/trials.csv)
     python bench/memory_v2.py count-probe [--out results/memory_v2/count_probe.csv]
+    python bench/memory_v2.py previous-probe [--out results/memory_v2/previous_probe.csv]
 
 Each study folder under ``--dir`` that has a ``scores.csv`` (written by ``sb3ma study run``) becomes a table: per task
 and method, the runs, the final evaluation's mean with a 95% percentile-bootstrap CI over seeds, the mean of the area
@@ -97,6 +98,14 @@ CSV_SECTIONS = {
         "every step (1,500 Adam updates of 64 episodes, lr 1e-3), scored on 1,000 fresh episodes: exact answers, over "
         "all steps and over the last 10, and the mean absolute error.",
     ),
+    "previous_probe.csv": (
+        "RepeatPrevious as supervised learning",
+        "Command: `python bench/memory_v2.py previous-probe`. Each model trained to name the suit dealt 4 steps before "
+        "on POPGym RepeatPreviousEasy's stream (Adam at lr 3e-4, TransformerPPO's default; batches of 64 episodes), "
+        "scored on 1,000 fresh episodes (steps 4-50) after each number of updates; each seed's accuracy (chance 0.25). "
+        "`transformer`: TransformerPPO's memory over the whole episode (rotary base 10,000); `_rotary100`: base 100; "
+        "`_window16`: reading the last 16 steps only.",
+    ),
 }
 
 
@@ -104,11 +113,22 @@ def csv_sections(directory: Path) -> str:
     """The :data:`CSV_SECTIONS` whose file exists in ``directory``, each as a heading, its text and the table."""
     from sb3_masked_attention.evaluation.report import to_markdown
 
+    tables = {name: pd.read_csv(directory / name) for name in CSV_SECTIONS if (directory / name).exists()}
+    shapes = {"previous_probe.csv": previous_probe_table}
     return "".join(
-        f"\n## {heading}\n\n{text}\n\n" + to_markdown(pd.read_csv(directory / name)) + "\n"
-        for name, (heading, text) in CSV_SECTIONS.items()
-        if (directory / name).exists()
+        f"\n## {CSV_SECTIONS[name][0]}\n\n{CSV_SECTIONS[name][1]}\n\n"
+        + to_markdown(shapes.get(name, lambda table: table)(table))
+        + "\n"
+        for name, table in tables.items()
     )
+
+
+def previous_probe_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The lag probe's rows as one line per model: accuracy after each number of updates, every seed's (``a / b``)."""
+    cells = rows.groupby(["model", "updates"], sort=False)["accuracy"].agg(lambda v: " / ".join(f"{x:.3g}" for x in v))
+    table = cells.unstack("updates")
+    table.columns = [f"after {updates}" for updates in table.columns]
+    return table.reset_index()
 
 
 def factors(directory: Path, out: Path) -> None:
@@ -137,10 +157,44 @@ def factors(directory: Path, out: Path) -> None:
         "train_s = training wall-clock (evaluations excluded) on the 2-core machine, shared by up to three runs at "
         "once: compare within a table only. The last column: the method's final mean minus the table's first "
         "method's, with a 95% bootstrap CI. Pilots of 2-5 seeds: a difference whose CI covers 0 is not shown to "
-        "exist.\n\n" + "\n".join(sections) + csv_sections(directory)
+        "exist.\n\n" + "\n".join(sections) + csv_sections(directory) + training_log_sections(directory)
     )
     write_text_atomic(out, text)
     print(f"wrote {out}")
+
+
+#: The training scalars summarised from each training_logs_*.csv, and the width of the step bins they are averaged in.
+SUMMARY_TAGS = ("rollout/ep_rew_mean", "train/approx_kl", "train/clip_fraction", "train/entropy_loss",
+                "train/explained_variance")  # fmt: skip
+SUMMARY_BIN = 25_000
+
+
+def training_log_summary(logs: pd.DataFrame) -> pd.DataFrame:
+    """One row per tag of :data:`SUMMARY_TAGS`: its mean over seeds and updates in each :data:`SUMMARY_BIN` of steps
+    (``0-25k`` holds steps below 25,000), and the range of the seeds' own means in that bin (``mean (low-high)``)."""
+    logs = logs[logs["tag"].isin(SUMMARY_TAGS)].assign(bin=lambda d: d["step"] // SUMMARY_BIN)
+    per_seed = logs.groupby(["tag", "bin", "seed"])["value"].mean()
+    cells = per_seed.groupby(["tag", "bin"]).agg(lambda v: f"{v.mean():.3g} ({v.min():.3g} to {v.max():.3g})")
+    table = cells.unstack("bin").reindex([tag for tag in SUMMARY_TAGS if tag in set(logs["tag"])])
+    table.columns = [f"{b * SUMMARY_BIN // 1000}-{(b + 1) * SUMMARY_BIN // 1000}k" for b in table.columns]
+    return table.rename_axis("tag").reset_index()
+
+
+def training_log_sections(directory: Path) -> str:
+    """A section per ``training_logs_*.csv`` in ``directory`` (:func:`training_logs`): :func:`training_log_summary`."""
+    from sb3_masked_attention.evaluation.report import to_markdown
+
+    sections = []
+    for path in sorted(directory.glob("training_logs_*.csv")):
+        logs = pd.read_csv(path)
+        method, env = logs["method"].iloc[0], logs["env"].iloc[0]
+        sections.append(
+            f"\n## Training logs: {method} on {env}\n\n`{path.name}` (`python bench/memory_v2.py training-logs "
+            f"--method {method} --env {env}`), {logs['seed'].nunique()} seeds: SB3's scalars averaged over each "
+            f"seed's updates in bins of {SUMMARY_BIN:,} steps, then over seeds (in brackets: the lowest and highest "
+            "seed's). entropy_loss is minus the entropy.\n\n" + to_markdown(training_log_summary(logs)) + "\n"
+        )
+    return "".join(sections)
 
 
 def _reached(runs: pd.DataFrame, level: float) -> tuple[list[float], list[float], int]:
@@ -374,9 +428,12 @@ def count_batch(rng: np.random.Generator, batch: int, length: int = 51) -> tuple
     return tokens, answer
 
 
-def count_model(kind: str):
-    """A sequence model from 5 token features to 27 count logits per step (the transformer is TransformerPPO's memory
-    as a causal pass over the episode, which its tests show the memory equals when it holds the whole episode)."""
+def probe_model(kind: str, n_in: int = 5, n_out: int = 27):
+    """A sequence model from ``n_in`` token features to ``n_out`` logits per step. ``transformer*``: TransformerPPO's
+    memory as a causal pass over the episode (its tests show the memory equals one when it holds the whole episode),
+    64 wide, 8 heads, 2 blocks; ``_sink``: a learned token every step can read; ``_rotary100``: rotary base 100, not
+    10,000; ``_window16``: each step reads only the last 16 (a memory of 15 slots and itself). ``lstm64``, ``lstm256_bias2``:
+    an LSTM (width, forget-gate bias 2)."""
     import torch
     from torch import nn
 
@@ -385,18 +442,21 @@ def count_model(kind: str):
     from sb3_masked_attention.policies import set_lstm_forget_bias
 
     class Transformer(nn.Module):
-        def __init__(self, sink: bool) -> None:
+        def __init__(self, sink: bool = False, rotary_base: float = 10_000.0, window: int | None = None) -> None:
             super().__init__()
-            self.embed = nn.Linear(5, 64)
-            self.blocks = nn.ModuleList(TransformerBlock(64, 8, 256, rotary=True) for _ in range(2))
-            self.sink = nn.Parameter(torch.zeros(1, 1, 64)) if sink else None  # a learned token every step can read
-            self.head = nn.Sequential(nn.LayerNorm(64), nn.Linear(64, 27))
+            self.embed = nn.Linear(n_in, 64)
+            self.blocks = nn.ModuleList(TransformerBlock(64, 8, 256, rotary=True, rotary_base=rotary_base) for _ in range(2))
+            self.sink = nn.Parameter(torch.zeros(1, 1, 64)) if sink else None
+            self.window = window
+            self.head = nn.Sequential(nn.LayerNorm(64), nn.Linear(64, n_out))
 
         def forward(self, tokens: torch.Tensor) -> torch.Tensor:
             x = self.embed(tokens)
             if self.sink is not None:
                 x = torch.cat([self.sink.expand(len(x), 1, 64), x], dim=1)
             mask = causal_mask(x.shape[1])
+            if self.window is not None:
+                mask = mask & ~causal_mask(x.shape[1]).tril(-self.window)  # keys older than window - 1 steps: hidden
             for block in self.blocks:
                 x, _ = block(x, mask=mask)
             return self.head(x[:, 1:] if self.sink is not None else x)
@@ -404,20 +464,55 @@ def count_model(kind: str):
     class Recurrent(nn.Module):
         def __init__(self, hidden: int, forget_bias: float | None) -> None:
             super().__init__()
-            self.lstm = nn.LSTM(5, hidden, batch_first=True)
+            self.lstm = nn.LSTM(n_in, hidden, batch_first=True)
             if forget_bias is not None:
                 set_lstm_forget_bias(self.lstm, forget_bias)
-            self.head = nn.Linear(hidden, 27)
+            self.head = nn.Linear(hidden, n_out)
 
         def forward(self, tokens: torch.Tensor) -> torch.Tensor:
             return self.head(self.lstm(tokens)[0])
 
     return {
-        "transformer": lambda: Transformer(False),
-        "transformer_sink": lambda: Transformer(True),
+        "transformer": lambda: Transformer(),
+        "transformer_sink": lambda: Transformer(sink=True),
+        "transformer_rotary100": lambda: Transformer(rotary_base=100.0),
+        "transformer_window16": lambda: Transformer(window=16),
         "lstm64": lambda: Recurrent(64, None),
         "lstm256_bias2": lambda: Recurrent(256, 2.0),
     }[kind]()
+
+
+def supervised_step(model, optimizer, tokens: np.ndarray, answer: np.ndarray):
+    """One Adam step of cross-entropy between ``model(tokens)`` and the class ``answer`` of every step (-1: unscored);
+    returns the loss."""
+    import torch
+
+    logits = model(torch.as_tensor(tokens))
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), torch.as_tensor(answer).reshape(-1), ignore_index=-1
+    )
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def probes_to_run(out: Path, models: tuple[str, ...], seeds: tuple[int, ...]):
+    """The (model, seed) pairs of a probe that have no row in ``out`` yet (saying which are skipped), each with torch
+    seeded and on one thread."""
+    import torch
+
+    from sb3_masked_attention.io import read_rows
+
+    torch.set_num_threads(1)
+    for kind in models:
+        for seed in seeds:
+            done = read_rows(out)
+            if len(done) and ((done["model"] == kind) & (done["seed"] == seed)).any():
+                print(f"{kind}, seed {seed}: already in {out}, skipped", flush=True)
+                continue
+            torch.manual_seed(seed)
+            yield kind, seed
 
 
 def count_probe(out: Path, seeds: tuple[int, ...] = (0,), steps: int = 1500) -> None:
@@ -426,37 +521,75 @@ def count_probe(out: Path, seeds: tuple[int, ...] = (0,), steps: int = 1500) -> 
     model and seed, appended as each finishes (a rerun skips the rows already in ``out``)."""
     import torch
 
-    from sb3_masked_attention.io import append_row, read_rows
+    from sb3_masked_attention.io import append_row
 
-    torch.set_num_threads(1)
-    for kind in COUNT_MODELS:
-        for seed in seeds:
-            done = read_rows(out)
-            if len(done) and ((done["model"] == kind) & (done["seed"] == seed)).any():
-                print(f"{kind}, seed {seed}: already in {out}, skipped", flush=True)
-                continue
-            torch.manual_seed(seed)
-            rng = np.random.default_rng(seed)
-            model = count_model(kind)
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-            start = time.perf_counter()
-            for _ in range(steps):
-                tokens, answer = count_batch(rng, 64)
-                logits = model(torch.as_tensor(tokens))
-                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 27), torch.as_tensor(answer).reshape(-1))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            tokens, answer = count_batch(np.random.default_rng(10_000 + seed), 1000)
-            with torch.no_grad():
-                guess = model(torch.as_tensor(tokens)).argmax(-1).numpy()
-            row = {"model": kind, "seed": seed, "updates": steps, "train_loss": round(float(loss.detach()), 4),
-                   "exact": round(float((guess == answer).mean()), 4),
-                   "exact_last_10_steps": round(float((guess[:, -10:] == answer[:, -10:]).mean()), 4),
-                   "mean_abs_error": round(float(np.abs(guess - answer).mean()), 3),
-                   "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+    for kind, seed in probes_to_run(out, COUNT_MODELS, seeds):
+        rng = np.random.default_rng(seed)
+        model = probe_model(kind)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        start = time.perf_counter()
+        for _ in range(steps):
+            tokens, answer = count_batch(rng, 64)
+            loss = supervised_step(model, optimizer, tokens, answer)
+        tokens, answer = count_batch(np.random.default_rng(10_000 + seed), 1000)
+        with torch.no_grad():
+            guess = model(torch.as_tensor(tokens)).argmax(-1).numpy()
+        row = {"model": kind, "seed": seed, "updates": steps, "train_loss": round(float(loss.detach()), 4),
+               "exact": round(float((guess == answer).mean()), 4),
+               "exact_last_10_steps": round(float((guess[:, -10:] == answer[:, -10:]).mean()), 4),
+               "mean_abs_error": round(float(np.abs(guess - answer).mean()), 3),
+               "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+        append_row(out, row)
+        print(row, flush=True)
+
+
+#: RepeatPrevious as supervised learning: the models of the lag probe, and when their accuracy is measured.
+PREVIOUS_MODELS = ("transformer", "transformer_rotary100", "transformer_window16", "lstm64")
+PREVIOUS_CHECKPOINTS = (25, 50, 100, 200, 400, 800)
+PREVIOUS_LAG = 4
+
+
+def previous_batch(rng: np.random.Generator, batch: int, length: int = 51) -> tuple[np.ndarray, np.ndarray]:
+    """POPGym RepeatPreviousEasy's stream without the RL: the suits of a shuffled 52-card deck, one a step; the answer
+    at step ``t >= 4`` is the suit dealt at ``t - 4`` (-1 before: not scored). Tokens: one-hot suit and a first-step
+    flag."""
+    suits = np.stack([rng.permutation(np.repeat(np.arange(4), 13))[:length] for _ in range(batch)])
+    answer = np.full_like(suits, -1)
+    answer[:, PREVIOUS_LAG:] = suits[:, :-PREVIOUS_LAG]
+    first = np.zeros((batch, length, 1))
+    first[:, 0] = 1.0
+    return np.concatenate([np.eye(4)[suits], first], axis=-1).astype(np.float32), answer
+
+
+def previous_probe(out: Path, seeds: tuple[int, ...] = (0, 1), lr: float = 3e-4) -> None:
+    """Train each model to name the suit dealt 4 steps before (Adam at TransformerPPO's default learning rate, batches
+    of 64 episodes) and score it on 1,000 fresh episodes after each of :data:`PREVIOUS_CHECKPOINTS` updates: how fast
+    does each architecture learn a fixed-lag lookup, apart from RL? One row per model, seed and checkpoint, appended
+    as each model finishes (a rerun skips the models and seeds already in ``out``)."""
+    import torch
+
+    from sb3_masked_attention.io import append_row
+
+    for kind, seed in probes_to_run(out, PREVIOUS_MODELS, seeds):
+        rng = np.random.default_rng(seed)
+        model = probe_model(kind, n_in=5, n_out=4)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        test_tokens, test_answer = previous_batch(np.random.default_rng(10_000 + seed), 1000)
+        scored = test_answer >= 0
+        rows, start = [], time.perf_counter()
+        for update in range(1, PREVIOUS_CHECKPOINTS[-1] + 1):
+            tokens, answer = previous_batch(rng, 64)
+            loss = supervised_step(model, optimizer, tokens, answer)
+            if update in PREVIOUS_CHECKPOINTS:
+                with torch.no_grad():
+                    guess = model(torch.as_tensor(test_tokens)).argmax(-1).numpy()
+                rows.append({"model": kind, "seed": seed, "lr": lr, "updates": update,
+                             "train_loss": round(float(loss.detach()), 4),
+                             "accuracy": round(float((guess == test_answer)[scored].mean()), 4),
+                             "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
+        for row in rows:  # appended once the model has finished: a run killed while training leaves no row
             append_row(out, row)
-            print(row, flush=True)
+        print(rows[-1], flush=True)
 
 
 #: sb3-contrib's LSTM (RecurrentPPO's default width) at the forget-gate biases compared, over T-Maze-like inputs.
@@ -500,7 +633,8 @@ def lstm_gradients(out: Path, inits: int = 20, hidden: int = 256) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["factors", "lstm-gradients", "pilot", "tuning", "count-probe", "training-logs"])
+    parts = ["factors", "lstm-gradients", "pilot", "tuning", "count-probe", "previous-probe", "training-logs"]
+    parser.add_argument("part", choices=parts)
     parser.add_argument("--study", default="pilot", help="training-logs: the study folder in DIR (default pilot)")
     parser.add_argument("--method", default="transformer_ppo", help="training-logs: the method (default transformer_ppo)")
     parser.add_argument("--env", default="CartPoleNoVel-v1", help="training-logs: the env (default CartPoleNoVel-v1)")
@@ -510,7 +644,7 @@ if __name__ == "__main__":
         type=Path,
         default=None,
         help="output file: the reports' default DIR/factors.md, DIR/pilot.md; the measuring parts' (lstm-gradients, "
-        "count-probe) a new runs/bench folder (pass results/memory_v2/<file> to replace the committed one)",
+        "count-probe, previous-probe) a new runs/bench folder (pass results/memory_v2/<file> to replace the committed one)",
     )
     parser.add_argument("--search", default="tuning", help="tuning: the search's folder in DIR (default tuning)")
     args = parser.parse_args()
@@ -523,6 +657,10 @@ if __name__ == "__main__":
     elif args.part == "training-logs":
         name = f"training_logs_{args.study}_{args.method}_{args.env.replace('/', '-')}.csv"
         training_logs(args.dir / args.study, args.method, args.env, args.out or args.dir / name)
+    elif args.part == "previous-probe":
+        previous_probe(
+            args.out or measuring_folder(None, "memory_v2-previous_probe", "results/memory_v2") / "previous_probe.csv"
+        )
     elif args.part == "count-probe":
         count_probe(args.out or measuring_folder(None, "memory_v2-count_probe", "results/memory_v2") / "count_probe.csv")
     else:

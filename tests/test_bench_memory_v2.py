@@ -68,3 +68,34 @@ def test_targets_are_open_until_every_seed_is_in_then_met_or_missed():
     assert memory_v2.targets_table(SCORES, seeds=5).loc[0, "final_target"] == "open"
     swapped = memory_v2.targets_table(SCORES, method="recurrent_ppo", reference="transformer_ppo", seeds=2)
     assert swapped.loc[0, "final_target"] == "missed" and swapped.loc[0, "wall_clock_target"] == "missed"
+
+
+def test_previous_batch_answers_the_suit_dealt_four_steps_before():
+    tokens, answer = memory_v2.previous_batch(np.random.default_rng(0), batch=3)
+    assert tokens.shape == (3, 51, 5) and answer.shape == (3, 51)
+    suits = tokens[..., :4].argmax(-1)
+    assert (tokens[..., :4].sum(-1) == 1).all() and (tokens[:, 0, 4] == 1).all() and (tokens[:, 1:, 4] == 0).all()
+    assert (answer[:, :4] == -1).all() and (answer[:, 4:] == suits[:, :-4]).all()
+    assert all(np.bincount(row, minlength=4).max() <= 13 for row in suits)  # dealt from one 52-card deck
+
+
+def test_previous_probe_table_lists_each_seed_per_checkpoint():
+    rows = pd.DataFrame(
+        {"model": ["a", "a", "a", "a"], "seed": [0, 0, 1, 1], "updates": [25, 50, 25, 50], "accuracy": [0.3, 1, 0.25, 0.9]}
+    )
+    table = memory_v2.previous_probe_table(rows)
+    assert table.columns.tolist() == ["model", "after 25", "after 50"]
+    assert table.loc[0, "after 25"] == "0.3 / 0.25" and table.loc[0, "after 50"] == "1 / 0.9"
+
+
+def test_training_log_summary_averages_each_seed_per_bin_then_over_seeds():
+    def log(seed, step, value, tag="train/approx_kl"):
+        return {"method": "m", "env": "e", "seed": seed, "step": step, "tag": tag, "value": value}
+
+    logs = pd.DataFrame(
+        [log(0, 1_000, 0.1), log(0, 2_000, 0.3), log(1, 1_000, 0.4), log(0, 30_000, 1.0), log(0, 1_000, 5.0, "other")]
+    )
+    table = memory_v2.training_log_summary(logs).set_index("tag")
+    assert table.index.tolist() == ["train/approx_kl"]  # tags outside SUMMARY_TAGS left out
+    assert table.loc["train/approx_kl", "0-25k"] == "0.3 (0.2 to 0.4)"  # seed means 0.2 and 0.4
+    assert table.loc["train/approx_kl", "25-50k"] == "1 (1 to 1)"
