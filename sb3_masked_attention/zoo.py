@@ -130,7 +130,7 @@ PLAIN_ARGUMENTS = frozenset({
     "n_steps", "n_top", "normalize_advantage", "optimize_memory_usage", "policy_delay", "rms_prop_eps",
     "sde_sample_freq", "stats_window_size", "sub_sampling_factor", "target_entropy", "target_kl", "target_noise_clip",
     "target_policy_noise", "target_update_interval", "tau", "top_quantiles_to_drop_per_net", "train_freq",
-    "use_rms_prop", "use_sde", "use_sde_at_warmup", "zero_policy",
+    "use_rms_prop", "use_sde", "use_sde_at_warmup", "vf_coef", "zero_policy",
 })  # fmt: skip
 #: rl-zoo settings read from a received file, each as data: ``policy`` an alias the algorithm registers (rl-zoo
 #: imports a dotted name), the ``dict(...)`` strings rl-zoo would ``eval`` read as literals.

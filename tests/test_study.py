@@ -233,6 +233,7 @@ def test_local_ray_listens_on_the_loopback_interface_only():
         ({"methods": {"m": _method(action_noise="os.system")}}, "'action_noise' is not read from a received file"),
         ({"methods": {"m": _method(gamma=2)}}, "gamma=2 is outside what SB3 assumes"),
         ({"methods": {"m": _method(n_epochs=0)}}, "n_epochs=0 is outside what SB3 assumes"),
+        ({"methods": {"m": _method(vf_coef="os.system")}}, "vf_coef='os.system' is outside what SB3 assumes"),
         ({"methods": {"m": _method(policy_kwargs=CODE)}}, "policy_kwargs=.* is not read: expected dict"),
         # rl-zoo would eval these strings: they must never reach it
         ({"methods": {"m": _method(normalize="__import__('os')")}}, "hyperparams: normalize=.* is not read"),
@@ -339,6 +340,18 @@ def test_env_placeholder_in_hyperparams(tmp_path, monkeypatch):
     assert runs[("specialized", "sb3ma/TMaze-v0")] == {"pretrained_extractor": str(tmp_path / "trunks/sb3ma-TMaze-v0.pt")}
     assert runs[("specialized", "CartPoleNoVel-v1")] == {"pretrained_extractor": str(tmp_path / "trunks/CartPoleNoVel-v1.pt")}
     assert runs[("none", "CartPoleNoVel-v1")] == {"head_mask_strategy": "none"}
+
+
+def test_plain_ppo_settings_are_read_from_a_study_file(tmp_path):
+    spec = yaml.safe_load(write_study(tmp_path / "s.yml").read_text())
+    spec["methods"]["none"]["hyperparams"].update(vf_coef=0.1, target_kl=0.02, ent_coef=0.0)
+    (tmp_path / "s.yml").write_text(yaml.safe_dump(spec))
+    run = next(run for run in load_study(tmp_path / "s.yml").runs if run.method.name == "none")
+    assert {key: run.method.hyperparams[key] for key in ("vf_coef", "target_kl", "ent_coef")} == {
+        "vf_coef": 0.1,
+        "target_kl": 0.02,
+        "ent_coef": 0.0,
+    }
 
 
 def test_one_env_id_as_two_named_tasks(tmp_path):
