@@ -20,6 +20,7 @@ import argparse
 import sys
 import time
 import zlib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -432,9 +433,11 @@ def probe_model(kind: str, n_in: int = 5, n_out: int = 27):
     """A sequence model from ``n_in`` token features to ``n_out`` logits per step. ``transformer*``: TransformerPPO's
     memory as a causal pass over the episode (its tests show the memory equals one when it holds the whole episode),
     64 wide, 8 heads, 2 blocks; ``_sink``: a learned token every step can read; ``_rotary100``: rotary base 100, not
-    10,000; ``_window16``: each step reads only the last 16 (a memory of 15 slots and itself). ``lstm64``, ``lstm256_bias2``:
+    10,000; ``_window16``: each step reads only the last 16 (a memory of 15 slots and itself); ``_ortho``: initialised as
+    SB3's ActorCriticPolicy initialises a features extractor (orthogonal, gain sqrt 2). ``lstm64``, ``lstm256_bias2``:
     an LSTM (width, forget-gate bias 2)."""
     import torch
+    from stable_baselines3.common.policies import ActorCriticPolicy
     from torch import nn
 
     from sb3_masked_attention.attention import TransformerBlock
@@ -472,11 +475,19 @@ def probe_model(kind: str, n_in: int = 5, n_out: int = 27):
         def forward(self, tokens: torch.Tensor) -> torch.Tensor:
             return self.head(self.lstm(tokens)[0])
 
+    def sb3_orthogonal(model: Transformer) -> Transformer:
+        # what SB3's ActorCriticPolicy (ortho_init=True) does to a features extractor: every linear layer orthogonal
+        # with gain sqrt(2), biases 0; the head keeps PyTorch's initialisation here (SB3 gives its own gains to heads)
+        for module in (model.embed, model.blocks):
+            module.apply(partial(ActorCriticPolicy.init_weights, gain=np.sqrt(2)))
+        return model
+
     return {
         "transformer": lambda: Transformer(),
         "transformer_sink": lambda: Transformer(sink=True),
         "transformer_rotary100": lambda: Transformer(rotary_base=100.0),
         "transformer_window16": lambda: Transformer(window=16),
+        "transformer_ortho": lambda: sb3_orthogonal(Transformer()),
         "lstm64": lambda: Recurrent(64, None),
         "lstm256_bias2": lambda: Recurrent(256, 2.0),
     }[kind]()
@@ -544,7 +555,7 @@ def count_probe(out: Path, seeds: tuple[int, ...] = (0,), steps: int = 1500) -> 
 
 
 #: RepeatPrevious as supervised learning: the models of the lag probe, and when their accuracy is measured.
-PREVIOUS_MODELS = ("transformer", "transformer_rotary100", "transformer_window16", "lstm64")
+PREVIOUS_MODELS = ("transformer", "transformer_rotary100", "transformer_window16", "lstm64", "transformer_ortho")
 PREVIOUS_CHECKPOINTS = (25, 50, 100, 200, 400, 800)
 PREVIOUS_LAG = 4
 

@@ -506,3 +506,30 @@ def test_a_token_without_the_previous_action_replays_and_saves(tmp_path):
     for bad in (["prev_reward"], ["obs", "obs"], ["obs", "reward"], "obs"):
         with pytest.raises(ValueError, match="token_inputs="):
             TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, token_inputs=bad))
+
+
+def _orthogonal_with_gain(weight: torch.Tensor, gain: float) -> bool:
+    """Whether a (square or wide) weight's rows are orthogonal with norm ``gain``, as SB3's init_weights draws them."""
+    w = weight.detach()
+    rows = w if w.shape[0] <= w.shape[1] else w.T
+    return torch.allclose(rows @ rows.T, gain**2 * torch.eye(len(rows)), atol=1e-4)
+
+
+def test_the_memory_keeps_pytorch_initialisation_unless_ortho_init_is_asked_for(tmp_path):
+    """SB3's ActorCriticPolicy re-draws a features extractor orthogonally (gain sqrt 2): off by default here."""
+    env = token_env("sb3ma/TMaze-v0", corridor_length=3)
+    default = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=TINY).policy
+    ortho = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(TINY, ortho_init=True)).policy
+
+    def layers(policy):
+        return [policy.memory.embed, *(m for m in policy.memory.blocks.modules() if isinstance(m, torch.nn.Linear))]
+
+    assert not default.ortho_init and ortho.ortho_init
+    assert not any(_orthogonal_with_gain(layer.weight, 2**0.5) for layer in layers(default))
+    assert all(_orthogonal_with_gain(layer.weight, 2**0.5) for layer in layers(ortho))
+    assert _orthogonal_with_gain(ortho.action_net.weight, 0.01) and not _orthogonal_with_gain(default.action_net.weight, 0.01)
+    model = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(TINY, ortho_init=True))
+    model.save(tmp_path / "ortho.zip")
+    assert TransformerPPO.load(tmp_path / "ortho.zip", env=env).policy.ortho_init  # the choice is saved
+    with pytest.raises(ValueError, match="ortho_init='no'"):
+        TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, ortho_init="no"))

@@ -305,6 +305,11 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         memory's hidden states then change with the weights and pass gradients, as in a window transformer) instead of
         reading the block inputs stored during the rollout (Transformer-XL's stale memory). Costs one pass over the
         whole rollout per minibatch; the rollout itself is unchanged.
+    :param ortho_init: SB3's orthogonal initialisation (gain sqrt 2 for every linear layer of the memory and the heads'
+        MLPs, 0.01 for the action layer). Off by default, unlike SB3's ``ActorCriticPolicy``: with it on, POPGym's
+        RepeatPreviousEasy stayed near random at 50k steps (+0.06, -0.35 over two seeds; random -0.5) where with
+        PyTorch's initialisation of the transformer and heads it reached 0.93 and 0.85 (issue 35,
+        results/memory_v2/repeat_previous_init).
     :param kwargs: ``ActorCriticPolicy`` arguments (``net_arch`` for the heads after the transformer ...).
     """
 
@@ -324,10 +329,12 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         gated: bool = False,
         token_inputs: Sequence[str] = TOKEN_INPUTS,
         exact_memory: bool = False,
+        ortho_init: bool = False,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(exact_memory, bool):
-            raise ValueError(f"exact_memory={exact_memory!r} is invalid: expected True or False")
+        for name, flag in (("exact_memory", exact_memory), ("ortho_init", ortho_init)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name}={flag!r} is invalid: expected True or False")
         self.exact_memory = exact_memory
         if not kwargs.pop("share_features_extractor", True):
             raise ValueError("share_features_extractor=False is not supported: actor and critic read one memory")
@@ -345,7 +352,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
             token_inputs=tuple(token_inputs) if isinstance(token_inputs, (list, tuple)) else token_inputs,
         )
         self.memory_settings = dict(kwargs["features_extractor_kwargs"], exact_memory=exact_memory)
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+        super().__init__(observation_space, action_space, lr_schedule, ortho_init=ortho_init, **kwargs)
 
     @property
     def memory(self) -> TransformerMemory:
