@@ -292,9 +292,37 @@ def pilot_report(directory: Path, out: Path) -> None:
         "methods that ran side by side, not absolute speed); median over the seeds that got there, with k/n.\n\n"
         + to_markdown(reach_table(scores))
         + "\n"
+        + before_init_change(directory, scores)
     )
     write_text_atomic(out, text)
     print(text)
+
+
+#: The pilot's TransformerPPO rows from before TransformerMemoryPolicy kept PyTorch's initialisation (ortho_init=True,
+#: SB3's default), taken out of pilot/ when it reran them (commit 080b563).
+BEFORE_INIT_CHANGE = "pilot_tx_ortho_init.csv"
+
+
+def before_init_change(directory: Path, scores: pd.DataFrame) -> str:
+    """A section comparing the pilot's TransformerPPO with its runs from before the initialisation change (both
+    against RecurrentPPO), when :data:`BEFORE_INIT_CHANGE` is in ``directory``."""
+    from sb3_masked_attention.evaluation.report import to_markdown
+
+    path = directory / BEFORE_INIT_CHANGE
+    if not path.exists():
+        return ""
+    old = pd.read_csv(path).assign(method="transformer_ppo_sb3_init")
+    both = pd.concat([scores[scores["method"].isin(["recurrent_ppo", "transformer_ppo"])], old])
+    return (
+        "\n## TransformerPPO before and after keeping PyTorch's initialisation\n\n"
+        f"`transformer_ppo_sb3_init`: the pilot's TransformerPPO runs with SB3's orthogonal initialisation of the "
+        f"memory (`{BEFORE_INIT_CHANGE}`; taken out of `pilot/` when TransformerMemoryPolicy's default became "
+        "ortho_init=False, commit 080b563, and the pilot reran TransformerPPO; CountRecallEasy's seed 4 started one "
+        "minute after the change, and which initialisation it ran is not recorded: it is not in the file, and the pilot "
+        "ran it again).\n\n"
+        + to_markdown(study_table(both, order=["recurrent_ppo", "transformer_ppo", "transformer_ppo_sb3_init"]))
+        + "\n"
+    )
 
 
 def tuning_trials(directory: Path, search: str = "tuning") -> None:
