@@ -299,28 +299,33 @@ def pilot_report(directory: Path, out: Path) -> None:
 
 
 #: The pilot's TransformerPPO rows from before TransformerMemoryPolicy kept PyTorch's initialisation (ortho_init=True,
-#: SB3's default), taken out of pilot/ when it reran them (commit 080b563).
+#: SB3's default), taken out of pilot/ when it reran them (commit 080b563); and the CartPoleNoVel entry's runs with
+#: PyTorch's initialisation (the entry then went back to SB3's, and its first rows back into pilot/).
 BEFORE_INIT_CHANGE = "pilot_tx_ortho_init.csv"
+CARTPOLE_PYTORCH_INIT = "pilot_tx_cartpole_pytorch_init.csv"
 
 
 def before_init_change(directory: Path, scores: pd.DataFrame) -> str:
-    """A section comparing the pilot's TransformerPPO with its runs from before the initialisation change (both
-    against RecurrentPPO), when :data:`BEFORE_INIT_CHANGE` is in ``directory``."""
+    """A section comparing the pilot's TransformerPPO with its runs at the other initialisation (all against
+    RecurrentPPO), when :data:`BEFORE_INIT_CHANGE` is in ``directory``."""
     from sb3_masked_attention.evaluation.report import to_markdown
 
     path = directory / BEFORE_INIT_CHANGE
     if not path.exists():
         return ""
-    old = pd.read_csv(path).assign(method="transformer_ppo_sb3_init")
-    both = pd.concat([scores[scores["method"].isin(["recurrent_ppo", "transformer_ppo"])], old])
+    both = [scores[scores["method"].isin(["recurrent_ppo", "transformer_ppo"])], pd.read_csv(path).assign(method="sb3_init")]
+    if (directory / CARTPOLE_PYTORCH_INIT).exists():
+        both.append(pd.read_csv(directory / CARTPOLE_PYTORCH_INIT).assign(method="pytorch_init"))
     return (
-        "\n## TransformerPPO before and after keeping PyTorch's initialisation\n\n"
-        f"`transformer_ppo_sb3_init`: the pilot's TransformerPPO runs with SB3's orthogonal initialisation of the "
-        f"memory (`{BEFORE_INIT_CHANGE}`; taken out of `pilot/` when TransformerMemoryPolicy's default became "
-        "ortho_init=False, commit 080b563, and the pilot reran TransformerPPO; CountRecallEasy's seed 4 started one "
-        "minute after the change, and which initialisation it ran is not recorded: it is not in the file, and the pilot "
-        "ran it again).\n\n"
-        + to_markdown(study_table(both, order=["recurrent_ppo", "transformer_ppo", "transformer_ppo_sb3_init"]))
+        "\n## TransformerPPO at SB3's and at PyTorch's initialisation\n\n"
+        "`transformer_ppo`: the entries as they are now, the POPGym card tasks' (the `default` entry) with PyTorch's "
+        "initialisation (TransformerMemoryPolicy's default since commit 080b563), CartPoleNoVel's, "
+        "StatelessCartPoleEasy's and PendulumNoVel's with `ortho_init=True` (SB3's, with which they were tuned: their "
+        f"rows are the runs made before the change). `sb3_init`: every pilot run before the change (`{BEFORE_INIT_CHANGE}`"
+        "; CountRecallEasy's seed 4 started one minute after the change, and which initialisation it ran is not "
+        f"recorded: it is not in the file). `pytorch_init`: CartPoleNoVel's entry with PyTorch's initialisation "
+        f"(`{CARTPOLE_PYTORCH_INIT}`, the four seeds run before the entry went back to SB3's).\n\n"
+        + to_markdown(study_table(pd.concat(both), order=["recurrent_ppo", "transformer_ppo", "sb3_init", "pytorch_init"]))
         + "\n"
     )
 
