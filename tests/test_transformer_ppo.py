@@ -533,3 +533,30 @@ def test_the_memory_keeps_pytorch_initialisation_unless_ortho_init_is_asked_for(
     assert TransformerPPO.load(tmp_path / "ortho.zip", env=env).policy.ortho_init  # the choice is saved
     with pytest.raises(ValueError, match="ortho_init='no'"):
         TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, ortho_init="no"))
+    with pytest.raises(ValueError, match="ortho_init_memory=1"):
+        TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, ortho_init_memory=1))
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_ortho_init_memory_chooses_the_memory_s_initialisation_apart_from_the_heads(gated, tmp_path):
+    env = token_env("sb3ma/TMaze-v0", corridor_length=3)
+    kwargs = dict(TINY, gated=gated)
+    torch.manual_seed(0)
+    own = TransformerMemory(env.observation_space, **{k: v for k, v in kwargs.items()})
+    sb3 = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(kwargs, ortho_init=True)).policy
+    heads_only = TransformerPPO(
+        "TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(kwargs, ortho_init=True, ortho_init_memory=False)
+    )
+    policy = heads_only.policy
+    # the memory is drawn as the policy's own TransformerMemory would be (gate biases too), the heads as SB3 draws them
+    for (name, value), (_, expected) in zip(policy.memory.state_dict().items(), own.state_dict().items()):
+        torch.testing.assert_close(value, expected, rtol=0, atol=0, msg=name)
+    for name in ("action_net", "value_net", "mlp_extractor"):
+        for value, expected in zip(getattr(policy, name).parameters(), getattr(sb3, name).parameters()):
+            torch.testing.assert_close(value, expected, rtol=0, atol=0)
+    memory_only = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(kwargs, ortho_init_memory=True))
+    assert _orthogonal_with_gain(memory_only.policy.memory.embed.weight, 2**0.5)
+    assert not _orthogonal_with_gain(memory_only.policy.action_net.weight, 0.01)
+    heads_only.save(tmp_path / "heads.zip")
+    loaded = TransformerPPO.load(tmp_path / "heads.zip", env=env).policy
+    assert loaded.ortho_init and not loaded.ortho_init_memory

@@ -19,9 +19,11 @@ Tokens are the observations of :class:`~sb3_masked_attention.wrappers.HistoryWra
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
@@ -310,6 +312,9 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         RepeatPreviousEasy stayed near random at 50k steps (+0.06, -0.35 over two seeds; random -0.5) where with
         PyTorch's initialisation of the transformer and heads it reached 0.93 and 0.85 (issue 35,
         results/memory_v2/repeat_previous_init).
+    :param ortho_init_memory: whether the memory (the transformer) gets SB3's orthogonal initialisation too (default:
+        as ``ortho_init``). ``ortho_init=True, ortho_init_memory=False`` initialises the heads as SB3 does and keeps
+        the transformer's own initialisation (PyTorch's, GTrXL's gate biases included).
     :param kwargs: ``ActorCriticPolicy`` arguments (``net_arch`` for the heads after the transformer ...).
     """
 
@@ -330,11 +335,15 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         token_inputs: Sequence[str] = TOKEN_INPUTS,
         exact_memory: bool = False,
         ortho_init: bool = False,
+        ortho_init_memory: bool | None = None,
         **kwargs: Any,
     ) -> None:
         for name, flag in (("exact_memory", exact_memory), ("ortho_init", ortho_init)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{name}={flag!r} is invalid: expected True or False")
+        if ortho_init_memory is not None and not isinstance(ortho_init_memory, bool):
+            raise ValueError(f"ortho_init_memory={ortho_init_memory!r} is invalid: expected True, False or None")
+        self.ortho_init_memory = ortho_init if ortho_init_memory is None else ortho_init_memory
         self.exact_memory = exact_memory
         if not kwargs.pop("share_features_extractor", True):
             raise ValueError("share_features_extractor=False is not supported: actor and critic read one memory")
@@ -351,8 +360,19 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
             gated=gated,
             token_inputs=tuple(token_inputs) if isinstance(token_inputs, (list, tuple)) else token_inputs,
         )
-        self.memory_settings = dict(kwargs["features_extractor_kwargs"], exact_memory=exact_memory)
+        self.memory_settings = dict(
+            kwargs["features_extractor_kwargs"], exact_memory=exact_memory, ortho_init_memory=self.ortho_init_memory
+        )
         super().__init__(observation_space, action_space, lr_schedule, ortho_init=ortho_init, **kwargs)
+
+    def _build(self, lr_schedule: Any) -> None:
+        # SB3 re-draws the features extractor with the heads when ortho_init is on: the memory may keep its own
+        own = copy.deepcopy(self.features_extractor.state_dict()) if self.ortho_init and not self.ortho_init_memory else None
+        super()._build(lr_schedule)
+        if own is not None:
+            self.features_extractor.load_state_dict(own)
+        elif self.ortho_init_memory and not self.ortho_init:
+            self.features_extractor.apply(partial(self.init_weights, gain=math.sqrt(2)))
 
     @property
     def memory(self) -> TransformerMemory:
