@@ -99,3 +99,15 @@ def test_training_log_summary_averages_each_seed_per_bin_then_over_seeds():
     assert table.index.tolist() == ["train/approx_kl"]  # tags outside SUMMARY_TAGS left out
     assert table.loc["train/approx_kl", "0-25k"] == "0.3 (0.2 to 0.4)"  # seed means 0.2 and 0.4
     assert table.loc["train/approx_kl", "25-50k"] == "1 (1 to 1)"
+
+
+def test_learns_table_places_the_final_between_random_and_optimal():
+    # RepeatFirstEasy: random -0.5, optimal 1; finals 0.4 and 0.7 (mean 0.55: 0.7 of the range)
+    scores = pd.concat([run("transformer_ppo", seed, [0.0, 0.1, final], [1, 2, 3]) for seed, final in ((0, 0.4), (1, 0.7))])
+    table = memory_v2.learns_table(scores.assign(env="sb3ma/popgym-RepeatFirstEasy-v0")).set_index("task")
+    row = table.loc["sb3ma/popgym-RepeatFirstEasy-v0"]
+    assert row["final"].startswith("0.55 [0.4, 0.7]") and row["share_of_range"] == "0.70 [0.60, 0.80]"
+    assert row["learns"] == "yes"  # the CI's low end, 0.6 of the range, clears 0.25
+    low = scores.assign(env="sb3ma/popgym-RepeatFirstEasy-v0", score=lambda d: d["score"] - 0.75)  # -0.35, -0.05
+    assert memory_v2.learns_table(low).loc[0, "learns"] == "no"  # low end 0.1 of the range
+    assert memory_v2.learns_table(scores.assign(env="CartPole-v1")).empty  # no stated random and optimal returns
