@@ -30,6 +30,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this script, however it is loaded
 from folders import measuring_folder
 
+from sb3_masked_attention.evaluation.scores import final_scores
+
 ROOT = Path(__file__).resolve().parents[1]
 DIR = ROOT / "results" / "memory_v2"
 REPS = 10_000
@@ -59,7 +61,7 @@ def study_table(scores: pd.DataFrame, seed: int = 0, order: list[str] | None = N
 
     order = [*(order or []), *(m for m in dict.fromkeys(scores["method"]) if m not in (order or []))]
     areas = area_under_curve(scores).set_index(["method", "env", "seed"])["score"]
-    last = scores.sort_values("timesteps").groupby(["method", "env", "seed"]).tail(1)
+    last = final_scores(scores)
     rows = []
     for env, group in last.groupby("env", sort=True):
         finals = {m: g.sort_values("seed")["score"].to_numpy(float) for m, g in group.groupby("method")}
@@ -216,7 +218,7 @@ def targets_table(
     """Issue 35's two targets per task, once both methods have all ``seeds`` runs ("open" before): ``method``'s final
     mean minus ``reference``'s with a 95% bootstrap CI (met: the CI's low end >= 0), and the median training wall-clock
     to ``reference``'s final mean level (met: every seed of ``method`` got there, in no more median time)."""
-    last = scores.sort_values("timesteps").groupby(["method", "env", "seed"]).tail(1)
+    last = final_scores(scores)
     rows = []
     for env, group in last.groupby("env", sort=True):
         finals = {m: g.sort_values("seed")["score"].to_numpy(float) for m, g in group.groupby("method")}
@@ -248,21 +250,19 @@ LEARNS_MARGIN = 0.25
 
 
 def learns_table(scores: pd.DataFrame, method: str = "transformer_ppo", seed: int = 0) -> pd.DataFrame:
-    """Per task whose env states ``random_return`` and ``optimal_return`` (the POPGym tasks): ``method``'s final mean
+    """Per POPGym task (their envs state ``random_return`` and ``optimal_return``): ``method``'s final mean
     with its 95% bootstrap CI, on the task's scale and as a share of the random-to-optimal range, and whether the CI's
     low end clears :data:`LEARNS_MARGIN`."""
-    import gymnasium as gym
-
-    from sb3_masked_attention.environments import register_envs
+    from sb3_masked_attention.environments import register_envs, return_bounds
 
     register_envs()
-    last = scores[scores["method"] == method].sort_values("timesteps").groupby(["env", "seed"]).tail(1)
+    last = final_scores(scores[scores["method"] == method])
     rows = []
     for env, group in last.groupby("env", sort=True):
-        task = gym.make(env).unwrapped
-        if not hasattr(task, "random_return") or not hasattr(task, "optimal_return"):
+        bounds = return_bounds(env) if env.startswith("sb3ma/popgym-") else None
+        if bounds is None:
             continue
-        random, optimal = float(task.random_return), float(task.optimal_return)
+        random, optimal = bounds
         finals = group["score"].to_numpy(float)
         low, high = bootstrap_mean(finals, _rng(seed, env, method, "learns"))
 
@@ -281,7 +281,7 @@ def learns_table(scores: pd.DataFrame, method: str = "transformer_ppo", seed: in
 def reach_table(scores: pd.DataFrame, reference: str = "recurrent_ppo") -> pd.DataFrame:
     """Per task and method: when each seed first evaluated at or above the ``reference`` method's final mean on that
     task, in environment steps and in training wall-clock (median over the seeds that did, with k/n)."""
-    last = scores.sort_values("timesteps").groupby(["method", "env", "seed"]).tail(1)
+    last = final_scores(scores)
     rows = []
     for env, group in scores.groupby("env", sort=True):
         finals = last[(last["env"] == env) & (last["method"] == reference)]["score"]
