@@ -20,6 +20,7 @@ import argparse
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -745,14 +746,13 @@ if __name__ == "__main__":
     elif args.part == "training-logs":
         name = f"training_logs_{args.study}_{args.method}_{args.env.replace('/', '-')}.csv"
         training_logs(args.dir / args.study, args.method, args.env, args.out or args.dir / name)
-    elif args.part == "previous-probe":
-        previous_probe(
-            args.out or measuring_folder(None, "memory_v2-previous_probe", "results/memory_v2") / "previous_probe.csv"
-        )
-    elif args.part == "count-probe":
-        count_probe(args.out or measuring_folder(None, "memory_v2-count_probe", "results/memory_v2") / "count_probe.csv")
-    else:
-        lstm_gradients(
-            args.out or measuring_folder(None, "memory_v2-lstm_gradients", "results/memory_v2") / "lstm_gradients.csv"
-        )
+    else:  # the measuring parts: a CSV in a new runs/bench folder unless --out names one
+        measures: dict[str, tuple[Callable[[Path], None], str]] = {
+            "previous-probe": (previous_probe, "previous_probe"),
+            "count-probe": (count_probe, "count_probe"),
+            "lstm-gradients": (lstm_gradients, "lstm_gradients"),
+        }
+        measure, stem = measures[args.part]
+        committed = f"results/memory_v2/{stem}.csv"
+        measure(args.out or measuring_folder(None, f"memory_v2-{stem}", committed) / f"{stem}.csv")
     sys.exit(0)
