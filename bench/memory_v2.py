@@ -337,10 +337,32 @@ def pilot_report(directory: Path, out: Path) -> None:
         "a task the default was not tuned on).\n\n"
         + to_markdown(learns_table(scores))
         + "\n"
+        + against_gru(directory, scores)
         + before_init_change(directory, scores)
     )
     write_text_atomic(out, text)
     print(text)
+
+
+def against_gru(directory: Path, scores: pd.DataFrame) -> str:
+    """A section with TransformerPPO's differences to RecurrentPPO with a GRU (``pilot_gru/``, the card tasks) beside
+    the LSTM's, when that study's scores are in ``directory``."""
+    from sb3_masked_attention.evaluation.report import to_markdown
+
+    path = directory / "pilot_gru" / "scores.csv"
+    if not path.exists():
+        return ""
+    gru = pd.read_csv(path)
+    both = pd.concat([gru, scores[scores["env"].isin(set(gru["env"]))]])
+    return (
+        "\n## Against RecurrentPPO with a GRU\n\n"
+        "On RepeatFirstEasy RecurrentPPO's LSTM is not shown to leave random (its CI includes -0.5); `recurrent_ppo_gru` "
+        f"(`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`: MultiInputGruPolicy, the LSTM's entry "
+        "otherwise, 5 seeds) is, so it is the baseline that learns there. Each method's final mean minus "
+        "the GRU's, with a 95% bootstrap CI.\n\n"
+        + to_markdown(study_table(both, order=["recurrent_ppo_gru", "transformer_ppo", "recurrent_ppo", "mlp_framestack"]))
+        + "\n"
+    )
 
 
 #: The pilot's TransformerPPO rows from before TransformerMemoryPolicy kept PyTorch's initialisation (ortho_init=True,

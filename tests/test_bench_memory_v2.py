@@ -111,3 +111,14 @@ def test_learns_table_places_the_final_between_random_and_optimal():
     low = scores.assign(env="sb3ma/popgym-RepeatFirstEasy-v0", score=lambda d: d["score"] - 0.75)  # -0.35, -0.05
     assert memory_v2.learns_table(low).loc[0, "learns"] == "no"  # low end 0.1 of the range
     assert memory_v2.learns_table(scores.assign(env="CartPole-v1")).empty  # no stated random and optimal returns
+
+
+def test_against_gru_reads_the_gru_study_beside_the_pilot(tmp_path):
+    assert memory_v2.against_gru(tmp_path, SCORES) == ""  # no GRU study: no section
+    (tmp_path / "pilot_gru").mkdir()
+    pd.concat([run("recurrent_ppo_gru", seed, [0.0, 1.0, final], [1, 2, 3]) for seed, final in ((0, 6.0), (1, 8.0))]).to_csv(
+        tmp_path / "pilot_gru" / "scores.csv", index=False
+    )
+    section = memory_v2.against_gru(tmp_path, SCORES)
+    row = next(line for line in section.splitlines() if line.startswith("| task | transformer_ppo"))
+    assert "| 10 [9, 11] |" in row and "+3 [+1, +5]" in row  # transformer finals 9, 11 against the GRU's 6, 8
