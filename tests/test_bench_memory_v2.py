@@ -1,4 +1,5 @@
-"""bench/memory_v2.py's tables: finals with bootstrap CIs and differences, steps and wall-clock to a reference level."""
+"""bench/memory_v2.py's tables (finals with bootstrap CIs and differences, steps and wall-clock to a reference level)
+and memory_v2_probes.py's task streams."""
 
 import importlib.util
 from pathlib import Path
@@ -10,6 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench_memory_v2", ROOT / "bench" / "memory_v2.py")
 memory_v2 = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(memory_v2)
+_spec = importlib.util.spec_from_file_location("bench_memory_v2_probes", ROOT / "bench" / "memory_v2_probes.py")
+probes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(probes)
 
 
 def run(method, seed, scores, seconds):
@@ -71,7 +75,7 @@ def test_targets_are_open_until_every_seed_is_in_then_met_or_missed():
 
 
 def test_previous_batch_answers_the_suit_dealt_four_steps_before():
-    tokens, answer = memory_v2.previous_batch(np.random.default_rng(0), batch=3)
+    tokens, answer = probes.previous_batch(np.random.default_rng(0), batch=3)
     assert tokens.shape == (3, 51, 5) and answer.shape == (3, 51)
     suits = tokens[..., :4].argmax(-1)
     assert (tokens[..., :4].sum(-1) == 1).all() and (tokens[:, 0, 4] == 1).all() and (tokens[:, 1:, 4] == 0).all()
