@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Issue 35, part 1: the same tuning budget for both memory policies on one env (CartPoleNoVel-v1 unless ENV names another) (rl-zoo's -optimize: TPE,
-# median pruner, the same trials, steps per trial, evaluations and seed; samplers: ppo_tx and ppo_lstm_fair, which
-# draw PPO's settings from one space; RecurrentPPO with ForgetGateMlpLstmPolicy). Resumable: the optuna database keeps
+# Issue 35, part 1: the same tuning budget for both memory policies on one env, CartPoleNoVel-v1 unless ENV names
+# another (rl-zoo's -optimize: TPE, median pruner, the same trials, steps per trial, evaluations and seed; samplers:
+# ppo_tx and ppo_lstm_fair, which draw PPO's settings from one space; RecurrentPPO with LSTM_POLICY, default
+# ForgetGateMlpLstmPolicy). Resumable: the optuna database keeps
 # finished trials and a rerun adds trials until --max-total-trials (a trial killed mid-way is marked failed and its
 # budget spent again).
 #   bash bench/memory_v2_tune.sh [OUT]      (default results/memory_v2/tuning; run at low priority: nice -n 19)
