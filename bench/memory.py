@@ -86,7 +86,14 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
 
 #: T-Maze methods: every one gets the same PPO settings (``TMAZE_PPO``) and budget; what differs is stated here.
 #: RecurrentPPO also had a settings pilot of its own, as many variants as the transformer's (``PILOT_VARIANTS``).
-TMAZE_METHODS = ("transformer_ppo", "recurrent_ppo", "mlp_framestack", "recurrent_ppo_fg", "recurrent_ppo_fg1")
+TMAZE_METHODS = (
+    "transformer_ppo", "recurrent_ppo", "mlp_framestack", "recurrent_ppo_fg", "recurrent_ppo_fg1",
+    "transformer_ppo_pytorch_init",
+)  # fmt: skip
+#: transformer_ppo: the policy's default initialisation, SB3's orthogonal one (``ortho_init=True``), with which the T-Maze
+#: range in results/benchmarks ran; transformer_ppo_pytorch_init: PyTorch's (``ortho_init=False``), the zoo's default
+#: entry's choice for POPGym's tasks (issue 35).
+TRANSFORMERS = ("transformer_ppo", "transformer_ppo_pytorch_init")
 #: recurrent_ppo_fg (issue 35's baseline): RecurrentPPO with ForgetGateMlpLstmPolicy (forget-gate bias 2) and as many
 #: gradient steps per rollout as TransformerPPO (two minibatches of whole episodes per epoch: 8 a rollout), where the
 #: sweep's recurrent_ppo has one minibatch (4 a rollout) and PyTorch's forget-gate bias (~0). recurrent_ppo_fg1: the
@@ -166,7 +173,7 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
 
     def envs(n: int, env_seed: int):
         wrapped: dict[str, Any] = (
-            dict(wrapper_class=HistoryWrapper, wrapper_kwargs=dict(history_len=1)) if method == "transformer_ppo" else {}
+            dict(wrapper_class=HistoryWrapper, wrapper_kwargs=dict(history_len=1)) if method in TRANSFORMERS else {}
         )
         vec = make_vec_env("sb3ma/TMaze-v0", n, env_seed, env_kwargs=dict(corridor_length=corridor), **wrapped)
         return VecFrameStack(vec, episode) if method == "mlp_framestack" else vec
@@ -193,8 +200,10 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
         settings["policy_kwargs"] = dict(settings["policy_kwargs"])
         settings["policy_kwargs"]["activation_fn"] = getattr(torch.nn, settings["policy_kwargs"]["activation_fn"])
     model: OnPolicyAlgorithm
-    if method == "transformer_ppo":
+    if method in TRANSFORMERS:
         settings["policy_kwargs"] = dict(settings["policy_kwargs"], memory_len=memory)
+        if method == "transformer_ppo_pytorch_init":
+            settings["policy_kwargs"]["ortho_init"] = False
         model = TransformerPPO("TransformerMemoryPolicy", envs(TMAZE_ENVS, seed), **settings)
     elif method in ("recurrent_ppo", "recurrent_ppo_fg", "recurrent_ppo_fg1"):
         policy = "MlpLstmPolicy" if method == "recurrent_ppo" else "ForgetGateMlpLstmPolicy"
@@ -203,7 +212,7 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
             set_forget_bias(model, forget_bias)
     else:
         model = PPO("MlpPolicy", envs(TMAZE_ENVS, seed), **settings)
-    return model, envs(10, seed + 10_000), memory if method == "transformer_ppo" else None
+    return model, envs(10, seed + 10_000), memory if method in TRANSFORMERS else None
 
 
 def set_forget_bias(model: Any, value: float) -> None:

@@ -333,9 +333,9 @@ def pilot_report(directory: Path, out: Path) -> None:
         + "\n\n## Does the `default` entry learn?\n\n"
         f"TransformerPPO's final mean on each POPGym task with its 95% bootstrap CI, on the task's scale and as a share "
         f"of the range from random (0) to optimal (1); 'learns': the CI's low end at {LEARNS_MARGIN} or more (a margin "
-        "stated after these runs). The card tasks run the `default` entry unchanged; StatelessCartPoleEasy runs "
-        "CartPoleNoVel's entry, and RepeatPreviousEasy is where the default's initialisation was chosen (so it is not "
-        "a task the default was not tuned on).\n\n"
+        "stated after these runs). RepeatFirstEasy and CountRecallEasy run the `default` entry unchanged; "
+        "StatelessCartPoleEasy runs CartPoleNoVel's entry, and RepeatPreviousEasy its own tuned entry (the default's "
+        "rows there are in the last section), so neither counts as a task the default was not tuned on.\n\n"
         + to_markdown(learns_table(scores))
         + "\n"
         + against_gru(directory, scores)
@@ -367,10 +367,12 @@ def against_gru(directory: Path, scores: pd.DataFrame) -> str:
 
 
 #: The pilot's TransformerPPO rows from before TransformerMemoryPolicy kept PyTorch's initialisation (ortho_init=True,
-#: SB3's default), taken out of pilot/ when it reran them (commit 080b563); and the CartPoleNoVel entry's runs with
-#: PyTorch's initialisation (the entry then went back to SB3's, and its first rows back into pilot/).
+#: SB3's default), taken out of pilot/ when it reran them (commit 080b563); the CartPoleNoVel entry's runs with
+#: PyTorch's initialisation (the entry then went back to SB3's, and its first rows back into pilot/); and
+#: RepeatPreviousEasy's runs of the `default` entry, taken out when that task got its tuned entry.
 BEFORE_INIT_CHANGE = "pilot_tx_ortho_init.csv"
 CARTPOLE_PYTORCH_INIT = "pilot_tx_cartpole_pytorch_init.csv"
+REPEAT_PREVIOUS_DEFAULT = "pilot_tx_repeat_previous_default.csv"
 
 
 def before_init_change(directory: Path, scores: pd.DataFrame) -> str:
@@ -384,15 +386,20 @@ def before_init_change(directory: Path, scores: pd.DataFrame) -> str:
     both = [scores[scores["method"].isin(["recurrent_ppo", "transformer_ppo"])], pd.read_csv(path).assign(method="sb3_init")]
     if (directory / CARTPOLE_PYTORCH_INIT).exists():
         both.append(pd.read_csv(directory / CARTPOLE_PYTORCH_INIT).assign(method="pytorch_init"))
+    if (directory / REPEAT_PREVIOUS_DEFAULT).exists():
+        both.append(pd.read_csv(directory / REPEAT_PREVIOUS_DEFAULT).assign(method="pytorch_init"))
     return (
         "\n## TransformerPPO at SB3's and at PyTorch's initialisation\n\n"
-        "`transformer_ppo`: the entries as they are now, the POPGym card tasks' (the `default` entry) with PyTorch's "
-        "initialisation (TransformerMemoryPolicy's default since commit 080b563), CartPoleNoVel's, "
-        "StatelessCartPoleEasy's and PendulumNoVel's with `ortho_init=True` (SB3's, with which they were tuned: their "
-        f"rows are the runs made before the change). `sb3_init`: every pilot run before the change (`{BEFORE_INIT_CHANGE}`"
-        "; CountRecallEasy's seed 4 started one minute after the change, and which initialisation it ran is not "
-        f"recorded: it is not in the file). `pytorch_init`: CartPoleNoVel's entry with PyTorch's initialisation "
-        f"(`{CARTPOLE_PYTORCH_INIT}`, the four seeds run before the entry went back to SB3's).\n\n"
+        "`transformer_ppo`: the entries as they are now: RepeatFirstEasy's and CountRecallEasy's (the `default` entry) "
+        "and RepeatPreviousEasy's (tuned) with PyTorch's initialisation (`ortho_init=False`), CartPoleNoVel's, "
+        "StatelessCartPoleEasy's and PendulumNoVel's with SB3's (`ortho_init=True`, with which they were tuned: their "
+        "rows are the runs made before commit 080b563 made PyTorch's the policy's default). `sb3_init`: every pilot run "
+        f"before that change, all with the `default` entry on the card tasks (`{BEFORE_INIT_CHANGE}`; CountRecallEasy's "
+        "seed 4 started one minute after the change, and which initialisation it ran is not recorded: it is not in the "
+        "file). `pytorch_init`: the same entries with PyTorch's initialisation where `transformer_ppo` has SB3's or a "
+        f"tuned entry: CartPoleNoVel's (`{CARTPOLE_PYTORCH_INIT}`, the four seeds run before the entry went back to "
+        f"SB3's) and RepeatPreviousEasy's `default` entry (`{REPEAT_PREVIOUS_DEFAULT}`, before it got its tuned one)."
+        "\n\n"
         + to_markdown(study_table(pd.concat(both), order=["recurrent_ppo", "transformer_ppo", "sb3_init", "pytorch_init"]))
         + "\n"
     )

@@ -515,22 +515,22 @@ def _orthogonal_with_gain(weight: torch.Tensor, gain: float) -> bool:
     return torch.allclose(rows @ rows.T, gain**2 * torch.eye(len(rows)), atol=1e-4)
 
 
-def test_the_memory_keeps_pytorch_initialisation_unless_ortho_init_is_asked_for(tmp_path):
-    """SB3's ActorCriticPolicy re-draws a features extractor orthogonally (gain sqrt 2): off by default here."""
+def test_ortho_init_is_sb3_s_by_default_and_off_keeps_pytorch_s_initialisation(tmp_path):
+    """SB3's ActorCriticPolicy re-draws a features extractor orthogonally (gain sqrt 2): on by default, as in SB3."""
     env = token_env("sb3ma/TMaze-v0", corridor_length=3)
-    default = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=TINY).policy
-    ortho = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(TINY, ortho_init=True)).policy
+    ortho = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=TINY).policy
+    pytorch = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(TINY, ortho_init=False)).policy
 
     def layers(policy):
         return [policy.memory.embed, *(m for m in policy.memory.blocks.modules() if isinstance(m, torch.nn.Linear))]
 
-    assert not default.ortho_init and ortho.ortho_init
-    assert not any(_orthogonal_with_gain(layer.weight, 2**0.5) for layer in layers(default))
+    assert ortho.ortho_init and not pytorch.ortho_init
+    assert not any(_orthogonal_with_gain(layer.weight, 2**0.5) for layer in layers(pytorch))
     assert all(_orthogonal_with_gain(layer.weight, 2**0.5) for layer in layers(ortho))
-    assert _orthogonal_with_gain(ortho.action_net.weight, 0.01) and not _orthogonal_with_gain(default.action_net.weight, 0.01)
-    model = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(TINY, ortho_init=True))
-    model.save(tmp_path / "ortho.zip")
-    assert TransformerPPO.load(tmp_path / "ortho.zip", env=env).policy.ortho_init  # the choice is saved
+    assert _orthogonal_with_gain(ortho.action_net.weight, 0.01) and not _orthogonal_with_gain(pytorch.action_net.weight, 0.01)
+    model = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(TINY, ortho_init=False))
+    model.save(tmp_path / "pytorch.zip")
+    assert not TransformerPPO.load(tmp_path / "pytorch.zip", env=env).policy.ortho_init  # the choice is saved
     with pytest.raises(ValueError, match="ortho_init='no'"):
         TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, ortho_init="no"))
     with pytest.raises(ValueError, match="ortho_init_memory=1"):
@@ -554,7 +554,9 @@ def test_ortho_init_memory_chooses_the_memory_s_initialisation_apart_from_the_he
     for name in ("action_net", "value_net", "mlp_extractor"):
         for value, expected in zip(getattr(policy, name).parameters(), getattr(sb3, name).parameters()):
             torch.testing.assert_close(value, expected, rtol=0, atol=0)
-    memory_only = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(kwargs, ortho_init_memory=True))
+    memory_only = TransformerPPO(
+        "TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(kwargs, ortho_init=False, ortho_init_memory=True)
+    )
     assert _orthogonal_with_gain(memory_only.policy.memory.embed.weight, 2**0.5)
     assert not _orthogonal_with_gain(memory_only.policy.action_net.weight, 0.01)
     heads_only.save(tmp_path / "heads.zip")

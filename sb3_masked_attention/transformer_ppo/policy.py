@@ -308,10 +308,11 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         reading the block inputs stored during the rollout (Transformer-XL's stale memory). Costs one pass over the
         whole rollout per minibatch; the rollout itself is unchanged.
     :param ortho_init: SB3's orthogonal initialisation (gain sqrt 2 for every linear layer of the memory and the heads'
-        MLPs, 0.01 for the action layer). Off by default, unlike SB3's ``ActorCriticPolicy``: with it on, POPGym's
-        RepeatPreviousEasy stayed near random at 50k steps (+0.06, -0.35 over two seeds; random -0.5) where with
-        PyTorch's initialisation of the transformer and heads it reached 0.93 and 0.85 (issue 35,
-        results/memory_v2/repeat_previous_init).
+        MLPs, 0.01 for the action layer), on by default as in SB3's ``ActorCriticPolicy``; off keeps PyTorch's. Which
+        is better depends on the task (issue 35, results/memory_v2): with SB3's, TransformerPPO solved the Passive
+        T-Maze at corridor 200 on 3 of 3 seeds, with PyTorch's on none (``tmaze_init``); with the ``default`` zoo
+        entry's settings on POPGym's RepeatPreviousEasy, SB3's kept it near random (-0.136 against 0.923 over 5
+        seeds), so that entry and the POPGym entries set ``ortho_init=False``.
     :param ortho_init_memory: whether the memory (the transformer) gets SB3's orthogonal initialisation too (default:
         as ``ortho_init``). ``ortho_init=True, ortho_init_memory=False`` initialises the heads as SB3 does and keeps
         the transformer's own initialisation (PyTorch's, GTrXL's gate biases included).
@@ -334,7 +335,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         gated: bool = False,
         token_inputs: Sequence[str] = TOKEN_INPUTS,
         exact_memory: bool = False,
-        ortho_init: bool = False,
+        ortho_init: bool = True,
         ortho_init_memory: bool | None = None,
         **kwargs: Any,
     ) -> None:
