@@ -331,18 +331,27 @@ def pilot_report(directory: Path, out: Path) -> None:
         "methods that ran side by side, not absolute speed); median over the seeds that got there, with k/n.\n\n"
         + to_markdown(reach_table(scores))
         + "\n\n## Does the `default` entry learn?\n\n"
-        f"TransformerPPO's final mean on each POPGym task with its 95% bootstrap CI, on the task's scale and as a share "
-        f"of the range from random (0) to optimal (1); 'learns': the CI's low end at {LEARNS_MARGIN} or more (a margin "
-        "stated after these runs). RepeatFirstEasy and CountRecallEasy run the `default` entry unchanged; "
-        "StatelessCartPoleEasy runs CartPoleNoVel's entry, and RepeatPreviousEasy its own tuned entry (the default's "
-        "rows there are in the last section), so neither counts as a task the default was not tuned on.\n\n"
-        + to_markdown(learns_table(scores))
+        f"The `default` entry's final mean on each POPGym task with its 95% bootstrap CI, on the task's scale and as a "
+        f"share of the range from random (0) to optimal (1); 'learns': the CI's low end at {LEARNS_MARGIN} or more (a "
+        "margin stated after these runs). CountRecallEasy: the pilot's rows; RepeatFirstEasy and RepeatPreviousEasy: "
+        f"the runs made before those tasks got tuned entries (`{'`, `'.join(TX_DEFAULT_ENTRY)}`). "
+        "StatelessCartPoleEasy runs CartPoleNoVel's entry, and RepeatPreviousEasy is where the default's "
+        "initialisation was chosen, so neither counts as a task the default was not tuned on.\n\n"
+        + to_markdown(learns_table(default_entry_scores(directory, scores)))
         + "\n"
         + against_gru(directory, scores)
         + before_init_change(directory, scores)
     )
     write_text_atomic(out, text)
     print(text)
+
+
+def default_entry_scores(directory: Path, scores: pd.DataFrame) -> pd.DataFrame:
+    """The pilot's scores with TransformerPPO's rows on each task that later got a tuned entry replaced by the
+    `default` entry's archived runs there (:data:`TX_DEFAULT_ENTRY`)."""
+    default = archived(directory, TX_DEFAULT_ENTRY, "transformer_ppo")
+    replaced = (scores["method"] == "transformer_ppo") & scores["env"].isin(set(default["env"]))
+    return pd.concat([frame for frame in (scores[~replaced], default) if len(frame)], ignore_index=True)
 
 
 def against_gru(directory: Path, scores: pd.DataFrame) -> str:
@@ -354,14 +363,16 @@ def against_gru(directory: Path, scores: pd.DataFrame) -> str:
     if not path.exists():
         return ""
     gru = pd.read_csv(path)
-    both = pd.concat([gru, scores[scores["env"].isin(set(gru["env"]))]])
+    untuned = archived(directory, LSTM_DEFAULT_ENTRY, "recurrent_ppo_untuned")
+    both = pd.concat([frame for frame in (gru, scores[scores["env"].isin(set(gru["env"]))], untuned) if len(frame)])
+    order = ["recurrent_ppo_gru", "transformer_ppo", "recurrent_ppo", "recurrent_ppo_untuned", "mlp_framestack"]
     return (
         "\n## Against RecurrentPPO with a GRU\n\n"
-        "On RepeatFirstEasy RecurrentPPO's LSTM is not shown to leave random (its CI includes -0.5); `recurrent_ppo_gru` "
-        f"(`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`: MultiInputGruPolicy, the LSTM's entry "
-        "otherwise, 5 seeds) is, so it is the baseline that learns there. Each method's final mean minus "
-        "the GRU's, with a 95% bootstrap CI.\n\n"
-        + to_markdown(study_table(both, order=["recurrent_ppo_gru", "transformer_ppo", "recurrent_ppo", "mlp_framestack"]))
+        f"`recurrent_ppo_gru` (`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`: MultiInputGruPolicy, "
+        "5 seeds) ran the LSTM's untuned card-task entry (CartPoleNoVel's settings), with which the LSTM stayed near "
+        "random on RepeatFirstEasy (`recurrent_ppo_untuned`, its pilot runs before that task got a tuned LSTM entry: "
+        f"`{LSTM_DEFAULT_ENTRY}`). Each method's final mean minus the GRU's, with a 95% bootstrap CI.\n\n"
+        + to_markdown(study_table(both, order=order))
         + "\n"
     )
 
@@ -369,10 +380,19 @@ def against_gru(directory: Path, scores: pd.DataFrame) -> str:
 #: The pilot's TransformerPPO rows from before TransformerMemoryPolicy kept PyTorch's initialisation (ortho_init=True,
 #: SB3's default), taken out of pilot/ when it reran them (commit 080b563); the CartPoleNoVel entry's runs with
 #: PyTorch's initialisation (the entry then went back to SB3's, and its first rows back into pilot/); and
-#: RepeatPreviousEasy's runs of the `default` entry, taken out when that task got its tuned entry.
+#: the `default` entry's runs on the tasks that later got tuned entries, taken out of pilot/ then.
 BEFORE_INIT_CHANGE = "pilot_tx_ortho_init.csv"
 CARTPOLE_PYTORCH_INIT = "pilot_tx_cartpole_pytorch_init.csv"
-REPEAT_PREVIOUS_DEFAULT = "pilot_tx_repeat_previous_default.csv"
+TX_DEFAULT_ENTRY = ("pilot_tx_repeat_first_default.csv", "pilot_tx_repeat_previous_default.csv")
+#: RecurrentPPO's runs of its untuned entry (CartPoleNoVel's settings) on RepeatFirstEasy, before its tuned entry.
+LSTM_DEFAULT_ENTRY = "pilot_lstm_repeat_first_default.csv"
+
+
+def archived(directory: Path, names: tuple[str, ...] | str, method: str) -> pd.DataFrame:
+    """The archived pilot rows in ``names`` (those that exist in ``directory``) under the method name ``method``."""
+    names = (names,) if isinstance(names, str) else names
+    frames = [pd.read_csv(directory / name).assign(method=method) for name in names if (directory / name).exists()]
+    return pd.concat(frames) if frames else pd.DataFrame(columns=["method", "env", "seed", "timesteps", "score"])
 
 
 def before_init_change(directory: Path, scores: pd.DataFrame) -> str:
@@ -386,11 +406,10 @@ def before_init_change(directory: Path, scores: pd.DataFrame) -> str:
     both = [scores[scores["method"].isin(["recurrent_ppo", "transformer_ppo"])], pd.read_csv(path).assign(method="sb3_init")]
     if (directory / CARTPOLE_PYTORCH_INIT).exists():
         both.append(pd.read_csv(directory / CARTPOLE_PYTORCH_INIT).assign(method="pytorch_init"))
-    if (directory / REPEAT_PREVIOUS_DEFAULT).exists():
-        both.append(pd.read_csv(directory / REPEAT_PREVIOUS_DEFAULT).assign(method="pytorch_init"))
+    both.append(archived(directory, TX_DEFAULT_ENTRY, "pytorch_init"))
     return (
         "\n## TransformerPPO at SB3's and at PyTorch's initialisation\n\n"
-        "`transformer_ppo`: the entries as they are now: RepeatFirstEasy's and CountRecallEasy's (the `default` entry) "
+        "`transformer_ppo`: the entries as they are now: CountRecallEasy's (the `default` entry) and RepeatFirstEasy's "
         "and RepeatPreviousEasy's (tuned) with PyTorch's initialisation (`ortho_init=False`), CartPoleNoVel's, "
         "StatelessCartPoleEasy's and PendulumNoVel's with SB3's (`ortho_init=True`, with which they were tuned: their "
         "rows are the runs made before commit 080b563 made PyTorch's the policy's default). `sb3_init`: every pilot run "
@@ -398,9 +417,14 @@ def before_init_change(directory: Path, scores: pd.DataFrame) -> str:
         "seed 4 started one minute after the change, and which initialisation it ran is not recorded: it is not in the "
         "file). `pytorch_init`: the same entries with PyTorch's initialisation where `transformer_ppo` has SB3's or a "
         f"tuned entry: CartPoleNoVel's (`{CARTPOLE_PYTORCH_INIT}`, the four seeds run before the entry went back to "
-        f"SB3's) and RepeatPreviousEasy's `default` entry (`{REPEAT_PREVIOUS_DEFAULT}`, before it got its tuned one)."
+        f"SB3's) and the `default` entry on RepeatFirstEasy and RepeatPreviousEasy (`{'`, `'.join(TX_DEFAULT_ENTRY)}`, "
+        "before they got tuned ones)."
         "\n\n"
-        + to_markdown(study_table(pd.concat(both), order=["recurrent_ppo", "transformer_ppo", "sb3_init", "pytorch_init"]))
+        + to_markdown(
+            study_table(
+                pd.concat([f for f in both if len(f)]), order=["recurrent_ppo", "transformer_ppo", "sb3_init", "pytorch_init"]
+            )
+        )
         + "\n"
     )
 
