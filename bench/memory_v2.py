@@ -403,10 +403,11 @@ def before_init_change(directory: Path, scores: pd.DataFrame) -> str:
     path = directory / BEFORE_INIT_CHANGE
     if not path.exists():
         return ""
-    both = [scores[scores["method"].isin(["recurrent_ppo", "transformer_ppo"])], pd.read_csv(path).assign(method="sb3_init")]
-    if (directory / CARTPOLE_PYTORCH_INIT).exists():
-        both.append(pd.read_csv(directory / CARTPOLE_PYTORCH_INIT).assign(method="pytorch_init"))
-    both.append(archived(directory, TX_DEFAULT_ENTRY, "pytorch_init"))
+    both = [
+        scores[scores["method"].isin(["recurrent_ppo", "transformer_ppo"])],
+        archived(directory, BEFORE_INIT_CHANGE, "sb3_init"),
+        archived(directory, (CARTPOLE_PYTORCH_INIT, *TX_DEFAULT_ENTRY), "pytorch_init"),
+    ]
     return (
         "\n## TransformerPPO at SB3's and at PyTorch's initialisation\n\n"
         "`transformer_ppo`: the entries as they are now: CountRecallEasy's (the `default` entry) and RepeatFirstEasy's "
