@@ -3,7 +3,8 @@
 rl-zoo picks a hyperparameter sampler by ``--algo``. :func:`~sb3_masked_attention.zoo.register_algorithms` adds:
 
 - ``ppo_tx`` (TransformerPPO): PPO's settings plus the memory (``memory_len``, ``d_model``, ``n_layers``,
-  ``head_mask_strategy``);
+  ``head_mask_strategy``, GTrXL's ``gated`` residuals and ``ortho_init``: which initialisation learns differed by task,
+  so the search decides it rather than the policy's default);
 - ``ppo_window``: stock PPO under a second name, so that ``-optimize`` can sample the window transformer's
   ``d_model``, ``n_layers`` and ``head_mask_strategy`` (rl-zoo's ``ppo`` sampler only knows MLP sizes). Use it with
   an entry whose policy is ``HeadMaskedTransformerPolicy`` (e.g. ``zoo_configs/ppo.yml``).
@@ -28,6 +29,8 @@ D_MODELS = (32, 64, 128)
 N_LAYERS = (1, 2, 3)
 STRATEGIES = ("none", "specialized", "diversified", "monotonic")
 MEMORY_LENS = (16, 64, 256, 1024)
+#: TransformerMemoryPolicy's switches that ``ppo_tx`` draws (searches before they were drawn ran the defaults then).
+TX_SWITCHES = ("gated", "ortho_init")
 
 
 def _ppo_params(trial: Any) -> dict[str, Any]:
@@ -54,9 +57,12 @@ def _transformer_kwargs(trial: Any) -> dict[str, Any]:
 
 
 def sample_ppo_tx_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
-    """TransformerPPO: PPO's settings and the memory policy's ``memory_len``, width, depth and head masks."""
+    """TransformerPPO: PPO's settings and the memory policy's ``memory_len``, width, depth, head masks, gated residuals
+    and initialisation."""
     policy_kwargs = {"memory_len": trial.suggest_categorical("memory_len", list(MEMORY_LENS)), **_transformer_kwargs(trial)}
-    return {**_ppo_params(trial), "policy_kwargs": policy_kwargs}
+    params = _ppo_params(trial)
+    policy_kwargs.update({name: trial.suggest_categorical(name, [False, True]) for name in TX_SWITCHES})
+    return {**params, "policy_kwargs": policy_kwargs}
 
 
 def sample_ppo_lstm_fair_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
@@ -87,8 +93,15 @@ class _Fixed:
 
 
 def convert_ppo_tx_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
-    """A finished ``ppo_tx`` trial's raw params -> hyperparameters (rl-zoo ``--trial-id`` / ``load_trial``)."""
-    return sample_ppo_tx_params(_Fixed(sampled_params), 0, 0, {})
+    """A finished ``ppo_tx`` trial's raw params -> hyperparameters (rl-zoo ``--trial-id`` / ``load_trial``).
+
+    A trial from a search made before the sampler drew :data:`TX_SWITCHES` leaves them out, so the policy's current
+    defaults apply: they may differ from the defaults it ran with (results/memory_v2/README.md names them)."""
+    older = [name for name in TX_SWITCHES if name not in sampled_params]
+    params = sample_ppo_tx_params(_Fixed({**sampled_params, **dict.fromkeys(older)}), 0, 0, {})
+    for name in older:
+        del params["policy_kwargs"][name]
+    return params
 
 
 def convert_ppo_window_params(sampled_params: dict[str, Any]) -> dict[str, Any]:

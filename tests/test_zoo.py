@@ -171,6 +171,9 @@ def test_optimize_samplers_build_models_and_convert_back():
             if algo == "ppo_tx":
                 model = TransformerPPO("TransformerMemoryPolicy", env, **params)
                 assert model.policy.memory.memory_len == params["policy_kwargs"]["memory_len"]
+                assert model.policy.ortho_init is params["policy_kwargs"]["ortho_init"]
+                gates = [block.gates is not None for block in model.policy.memory.blocks]
+                assert gates == [params["policy_kwargs"]["gated"]] * len(gates)
             elif algo == "ppo_lstm_fair":  # the same PPO space as ppo_tx's, and the LSTM's width
                 assert set(params) == set(HYPERPARAMS_SAMPLER["ppo_tx"](study.ask(), 2, 2, {}))
                 model = RecurrentPPO("ForgetGateMultiInputLstmPolicy", env, **params)
@@ -182,3 +185,23 @@ def test_optimize_samplers_build_models_and_convert_back():
                 assert len(extractor.blocks) == params["policy_kwargs"]["features_extractor_kwargs"]["n_layers"]
             model.learn(16)
             study.tell(trial, 0.0)
+
+
+def test_ppo_tx_converter_leaves_out_switches_an_older_search_never_drew():
+    """A trial from a search made before `ppo_tx` drew `gated` and `ortho_init` converts without them (the policy's
+    defaults apply), the rest of its settings unchanged; a trial that drew them keeps what it drew."""
+    from sb3_masked_attention.samplers import convert_ppo_tx_params
+
+    older = {
+        "memory_len": 64, "d_model": 64, "n_layers": 2, "head_mask_strategy": "monotonic", "n_steps_pow": 5,
+        "batch_size_pow": 6, "one_minus_gamma": 0.001, "one_minus_gae_lambda": 0.08, "learning_rate": 3.6e-4,
+        "ent_coef": 0.0067, "clip_range": 0.1, "n_epochs": 4, "max_grad_norm": 0.54,
+    }  # fmt: skip
+    params = convert_ppo_tx_params(older)
+    assert params["policy_kwargs"] == {"memory_len": 64, "d_model": 64, "n_layers": 2, "head_mask_strategy": "monotonic"}
+    assert (params["n_steps"], params["batch_size"], params["gamma"]) == (32, 64, 0.999)
+    newer = convert_ppo_tx_params({**older, "gated": True, "ortho_init": False})
+    assert (newer["policy_kwargs"]["gated"], newer["policy_kwargs"]["ortho_init"]) == (True, False)
+    assert {key: value for key, value in newer.items() if key != "policy_kwargs"} == {
+        key: value for key, value in params.items() if key != "policy_kwargs"
+    }
