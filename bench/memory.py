@@ -88,7 +88,7 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
 #: RecurrentPPO also had a settings pilot of its own, as many variants as the transformer's (``PILOT_VARIANTS``).
 TMAZE_METHODS = (
     "transformer_ppo", "recurrent_ppo", "mlp_framestack", "recurrent_ppo_fg", "recurrent_ppo_fg1",
-    "transformer_ppo_pytorch_init",
+    "transformer_ppo_pytorch_init", "recurrent_ppo_tuned",
 )  # fmt: skip
 #: transformer_ppo: the policy's default initialisation, SB3's orthogonal one (``ortho_init=True``), with which the T-Maze
 #: range in results/benchmarks ran; transformer_ppo_pytorch_init: PyTorch's (``ortho_init=False``), the zoo's default
@@ -102,6 +102,15 @@ TRANSFORMERS = ("transformer_ppo", "transformer_ppo_pytorch_init")
 #: normalize_advantage=False: only the turn is rewarded, so per-minibatch normalisation rescales the value noise of the
 #: corridor steps (all but one step in corridor + 1) to unit size; see the pilot (``python bench/memory.py pilot``).
 TMAZE_PPO: dict[str, Any] = dict(n_epochs=4, ent_coef=0.01, max_grad_norm=0.5, batch_size=256, normalize_advantage=False)
+#: recurrent_ppo_tuned: the settings of RecurrentPPO's equal-budget search on POPGym RepeatFirstEasy, a recall-the-first
+#: -observation task as the T-Maze is (trial 8, results/memory_v2/tuning_repeat_first; zoo_configs/ppo_lstm.yml's
+#: entry there), with a constant learning rate as searched; none of TMAZE_PPO's settings.
+TUNED_LSTM: dict[str, Any] = dict(
+    n_steps=1024, batch_size=256, gamma=0.9874870641161577, gae_lambda=0.9277462226754423,
+    learning_rate=0.0009266654484753833, lr_decay=False, ent_coef=0.00011629577311404254, clip_range=0.2, n_epochs=10,
+    max_grad_norm=1.6551764715637467, normalize_advantage=True,
+    policy_kwargs=dict(lstm_hidden_size=64, enable_critic_lstm=True),
+)  # fmt: skip
 #: rl-zoo's tuned ppo_lstm entry for CartPoleNoVel-v1 (the settings RecurrentPPO runs in the heads study), but a
 #: constant clip range (rl-zoo decays it: a schedule does not pickle into the run's process); activation by name.
 ZOO_LSTM: dict[str, Any] = dict(
@@ -155,6 +164,8 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
     n_steps = the episode exactly (every rollout then holds whole episodes, which all last corridor + 1 steps) and one
     minibatch per epoch, so backpropagation through time runs from the turn back to the cue. PPO-MLP sees the last
     corridor + 1 observations stacked (the cue is the oldest at the turn), n_steps = max(64, episode).
+    ``recurrent_ppo_tuned`` runs ``TUNED_LSTM`` instead (rollouts of 1024 steps cut episodes; sb3-contrib carries the
+    LSTM state across the cut).
     """
     import torch
     from sb3_contrib import RecurrentPPO
@@ -187,13 +198,16 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
     if method == "recurrent_ppo_fg1":
         minibatches = max(64, episode) * TMAZE_ENVS // TMAZE_PPO["batch_size"]
         settings.update(n_steps=episode, batch_size=episode * TMAZE_ENVS, n_epochs=TMAZE_PPO["n_epochs"] * minibatches)
+    if method == "recurrent_ppo_tuned":
+        settings = dict(TUNED_LSTM)
     settings.update(overrides or {})
     start_lr, warmup = settings.pop("learning_rate", TMAZE_LR), settings.pop("warmup", 0.0)
+    decay = settings.pop("lr_decay", True)
     forget_bias = settings.pop("lstm_forget_bias", None)
 
     def learning_rate(progress_remaining: float) -> float:
         rise = min(1.0, max(1.0 - progress_remaining, 0.01) / warmup) if warmup else 1.0
-        return start_lr * rise * progress_remaining
+        return start_lr * rise * (progress_remaining if decay else 1.0)
 
     settings.update(learning_rate=learning_rate, seed=seed)
     if isinstance(settings["policy_kwargs"].get("activation_fn"), str):
@@ -205,7 +219,7 @@ def tmaze_model(method: str, corridor: int, seed: int, overrides: dict[str, Any]
         if method == "transformer_ppo_pytorch_init":
             settings["policy_kwargs"]["ortho_init"] = False
         model = TransformerPPO("TransformerMemoryPolicy", envs(TMAZE_ENVS, seed), **settings)
-    elif method in ("recurrent_ppo", "recurrent_ppo_fg", "recurrent_ppo_fg1"):
+    elif method.startswith("recurrent_ppo"):
         policy = "MlpLstmPolicy" if method == "recurrent_ppo" else "ForgetGateMlpLstmPolicy"
         model = RecurrentPPO(policy, envs(TMAZE_ENVS, seed), **settings)
         if forget_bias is not None:
