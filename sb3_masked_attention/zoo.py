@@ -12,7 +12,7 @@ import contextlib
 import io
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -290,11 +290,16 @@ def _literal(node: Any) -> Any:
 
 @dataclass
 class ZooRun:
-    """A model built from an rl-zoo entry, and the manager that knows how to make its evaluation envs."""
+    """A model built from an rl-zoo entry, and the manager that knows how to make its evaluation envs.
+
+    ``settings``: the entry with the overrides applied, as rl-zoo's ``config.yml`` records them, in plain data
+    (:func:`plain_settings`).
+    """
 
     model: BaseAlgorithm
     manager: Any  # rl_zoo3.exp_manager.ExperimentManager
     n_timesteps: int
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def train_env(self) -> VecEnv:
@@ -381,5 +386,17 @@ def make_zoo_model(
         config=str(config),
     )
     with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):  # rl-zoo prints its config
-        model, _ = manager.setup_experiment()  # type: ignore[misc]  # None only with --optimize
-    return ZooRun(model=model, manager=manager, n_timesteps=manager.n_timesteps)
+        model, saved = manager.setup_experiment()  # type: ignore[misc]  # None only with --optimize
+    return ZooRun(model=model, manager=manager, n_timesteps=manager.n_timesteps, settings=plain_settings(saved))
+
+
+def plain_settings(value: Any) -> Any:
+    """``value`` as YAML's plain data: mappings (keys sorted) and lists of numbers, strings, booleans and None; anything
+    else (a class, a callable) as its ``repr`` string, so that a record of what ran never has to run code to be read."""
+    if isinstance(value, dict):
+        return {str(key): plain_settings(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [plain_settings(item) for item in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)

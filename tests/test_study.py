@@ -52,6 +52,12 @@ def test_local_study_writes_scores_and_skips_finished_runs(tmp_path):
         assert run["steps_per_s"].iloc[0] == pytest.approx(128 / last, rel=0.5)
     assert set(scores["score"]) <= {-1.0, 0.0, 1.0}
     result = tmp_path / "out" / "runs" / "none" / "sb3ma-TMaze-v0" / "seed1" / "result.csv"
+    # what ran, as plain data: the conf file's entry with the study's overrides (a changed conf file shows)
+    settings = yaml.safe_load((result.parent / "hyperparams.yml").read_text())
+    assert {key: settings[key] for key in TINY_PPO} == TINY_PPO and settings["n_timesteps"] == 128
+    assert settings["policy_kwargs"] == {"head_mask_strategy": "none"}
+    entry = yaml.safe_load((ROOT / "zoo_configs" / "ppo.yml").read_text())["sb3ma/TMaze-v0"]
+    assert settings["policy"] == entry["policy"] and settings["env_wrapper"] == entry["env_wrapper"]
     before = result.stat().st_mtime_ns
     again = run_study(study, tmp_path / "out", workers=2, progress=False)
     pd.testing.assert_frame_equal(again, scores)

@@ -42,6 +42,10 @@ def test_rl_zoo_own_entries_and_overrides(tmp_path):
         hyperparams=dict(policy="MlpPolicy", frame_stack=4, policy_kwargs="dict(net_arch=[8])"),
     )
     assert isinstance(run.model.get_env(), VecFrameStack)
+    # the record of what ran: rl-zoo's entry with the overrides, sorted, plain data
+    assert run.settings["frame_stack"] == 4 and run.settings["policy"] == "MlpPolicy"
+    assert run.settings["policy_kwargs"] == "dict(net_arch=[8])" and run.settings["n_steps"] == 32
+    assert list(run.settings) == sorted(run.settings)
     with pytest.raises(ValueError, match="algo='nope'"):
         rl_zoo_config("nope")
 
@@ -96,3 +100,13 @@ def test_hyperparameter_names_include_what_a_subclass_passes_on_to_ppo():
     assert "kwargs" not in names and "self" not in names
     with pytest.raises(ValueError, match=r"\['n_epoch'\] are not arguments of ppo_tx"):
         check_hyperparams("ppo_tx", dict(n_epoch=3))
+
+
+def test_plain_settings_keeps_data_and_names_the_rest():
+    import torch
+
+    from sb3_masked_attention.zoo import plain_settings
+
+    value = {"b": [1, 2.5, None, True], "a": {"z": "x", "y": (3,)}, "fn": torch.nn.ReLU}
+    assert plain_settings(value) == {"a": {"y": [3], "z": "x"}, "b": [1, 2.5, None, True], "fn": repr(torch.nn.ReLU)}
+    assert list(plain_settings(value)) == ["a", "b", "fn"]

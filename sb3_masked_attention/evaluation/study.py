@@ -4,8 +4,10 @@ The study file and its checks are in :mod:`~sb3_masked_attention.evaluation.stud
 checked, and each (method, env) model built once, before any run starts.
 
 The study directory holds ``study.yml`` (a copy of the spec; a restart must match it),
-``runs/<method>/<env>/seed<k>/`` (rl-zoo logs, TensorBoard, and ``result.csv`` once the run has
-finished: its evaluations and its wall time in ``seconds``, to size a study's budget) and
+``runs/<method>/<env>/seed<k>/`` (rl-zoo logs, TensorBoard, ``hyperparams.yml``: the settings the run trained with,
+its conf file's entry with the study's overrides, as rl-zoo's ``config.yml``, so that a record shows what ran even
+after the conf file changes; and ``result.csv`` once the run has finished: its evaluations and its wall time in
+``seconds``, to size a study's budget) and
 ``scores.csv`` (``method,env,seed,timesteps,score``, rebuilt from the finished runs).
 Each finished run's result is written atomically, and ``scores.csv`` too: a study killed at any
 point (kill -9 included) and started again skips finished runs and starts unfinished ones afresh.
@@ -41,6 +43,8 @@ SCORE_COLUMNS = ["method", "env", "seed", "timesteps", "score"]
 #: finished before they were recorded lack them, and scores.csv then leaves them out.
 TIMING_COLUMNS = ["wall_seconds", "steps_per_s"]
 BACKENDS = ("local", "ray")
+#: Each run's settings as rl-zoo resolved them (plain YAML), beside its result.csv.
+SETTINGS_FILE = "hyperparams.yml"
 
 
 class StudyFailed(RuntimeError):
@@ -83,6 +87,8 @@ def execute_run(run: Run, run_dir: str, torch_threads: int = 1) -> list[dict[str
         seed=run.seed,
         tensorboard_log=str(run_path / "tensorboard"),
     )
+    settings = {**zoo.settings, "n_timesteps": run.n_timesteps}  # the study's budget, not the entry's
+    write_text_atomic(run_path / SETTINGS_FILE, yaml.safe_dump(settings, sort_keys=False))
     model, train_env, eval_env = zoo.model, zoo.train_env, zoo.make_eval_env(1, seed=run.seed + 10_000)
     rows: list[dict[str, Any]] = []
     evaluating = 0.0  # seconds spent in evaluations so far: not training time
