@@ -162,10 +162,63 @@ def factors(directory: Path, out: Path) -> None:
         "train_s = training wall-clock (evaluations excluded) on the 2-core machine, shared by up to three runs at "
         "once: compare within a table only. The last column: the method's final mean minus the table's first "
         "method's, with a 95% bootstrap CI. Pilots of 2-5 seeds: a difference whose CI covers 0 is not shown to "
-        "exist.\n\n" + "\n".join(sections) + csv_sections(directory) + training_log_sections(directory)
+        "exist.\n\n"
+        + "\n".join(sections)
+        + fall_back_section(directory)
+        + csv_sections(directory)
+        + training_log_sections(directory)
     )
     write_text_atomic(out, text)
     print(f"wrote {out}")
+
+
+#: Fall-backs after solving: a POPGym task, the level at which a run counts as having solved it, and the level below
+#: which a later evaluation counts as fallen back (optimal 1, random -0.5).
+FALL_BACK = ("sb3ma/popgym-RepeatFirstEasy-v0", 0.95, 0.9)
+
+
+def fall_back_table(scores: pd.DataFrame, solved: float, level: float) -> pd.DataFrame:
+    """Per method: how steady its runs stay once solved. For each run, the evaluations after its first at ``solved`` or
+    more; per method, the runs that got there (k/n), those evaluations' count, the share below ``level``, and the runs
+    with at least one below it."""
+    rows = []
+    for method, frame in scores.groupby("method", sort=False):
+        after, fell, reached = [], 0, 0
+        for _, run in frame.sort_values("timesteps").groupby("seed"):
+            hits = (run["score"] >= solved).to_numpy().nonzero()[0]
+            if len(hits):
+                reached += 1
+                later = run["score"].iloc[hits[0] + 1 :]
+                after.append(later)
+                fell += int((later < level).any())
+        later_scores = pd.concat(after) if after else pd.Series(dtype=float)
+        rows.append({"method": method, "solved": f"{reached}/{frame['seed'].nunique()}",
+                     "evaluations_after": len(later_scores),
+                     "share_below": round(float((later_scores < level).mean()), 3) if len(later_scores) else "",
+                     "runs_that_fell": f"{fell}/{reached}"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def fall_back_section(directory: Path) -> str:
+    """:func:`fall_back_table` for every study folder (the pilot included) with runs on :data:`FALL_BACK`'s task."""
+    from sb3_masked_attention.evaluation.report import to_markdown
+
+    env, solved, level = FALL_BACK
+    frames = []
+    for path in sorted(directory.glob("*/scores.csv")):
+        scores = pd.read_csv(path)
+        scores = scores[scores["env"] == env]
+        if len(scores):
+            frames.append(fall_back_table(scores, solved, level).assign(study=path.parent.name))
+    if not frames:
+        return ""
+    table = pd.concat(frames, ignore_index=True)
+    return (
+        f"\n## Fall-backs after solving {env}\n\nPer run, every evaluation after its first at {solved} or more "
+        f"(solved: the runs that got there); share_below: of those evaluations, the share below {level}; runs_that_fell: "
+        "the solved runs with at least one. A steady method has few. The final evaluation alone (the tables above) "
+        "can miss or catch a fall-back by its timing.\n\n" + to_markdown(table[["study", *table.columns.drop("study")]]) + "\n"
+    )
 
 
 #: The training scalars summarised from each training_logs_*.csv, and the width of the step bins they are averaged in.

@@ -126,3 +126,19 @@ def test_against_gru_reads_the_gru_study_beside_the_pilot(tmp_path):
     section = memory_v2.against_gru(tmp_path, SCORES)
     row = next(line for line in section.splitlines() if line.startswith("| task | transformer_ppo"))
     assert "| 10 [9, 11] |" in row and "+3 [+1, +5]" in row  # transformer finals 9, 11 against the GRU's 6, 8
+
+
+def test_fall_back_table_counts_only_evaluations_after_a_run_first_solved():
+    scores = pd.concat(
+        [
+            run("a", 0, [0.96, 0.5, 1.0], [1, 2, 3]),  # solved at once, then one fall-back of two
+            run("a", 1, [0.2, 0.95, 0.92], [1, 2, 3]),  # solved at the second, steady after it
+            run("a", 2, [0.1, 0.2, 0.3], [1, 2, 3]),  # never solved: none of its evaluations count
+            run("b", 0, [0.0, 0.0, 0.99], [1, 2, 3]),  # solved at the last: nothing after it
+        ]
+    )
+    table = memory_v2.fall_back_table(scores, solved=0.95, level=0.9).set_index("method")
+    assert table.loc["a", "solved"] == "2/3" and table.loc["a", "evaluations_after"] == 3
+    assert table.loc["a", "share_below"] == round(1 / 3, 3) and table.loc["a", "runs_that_fell"] == "1/2"
+    assert table.loc["b", "solved"] == "1/1" and table.loc["b", "evaluations_after"] == 0
+    assert table.loc["b", "share_below"] == "" and table.loc["b", "runs_that_fell"] == "0/1"
