@@ -84,7 +84,8 @@ def study_table(scores: pd.DataFrame, seed: int = 0, order: list[str] | None = N
             }
             if method != reference:
                 d_low, d_high = bootstrap_difference(values, finals[reference], _rng(seed, env, method, reference))
-                row[f"minus_{reference}"] = f"{values.mean() - finals[reference].mean():+.3g} [{d_low:+.3g}, {d_high:+.3g}]"
+                difference = round(values.mean() - finals[reference].mean(), 12)  # equal means print as +0, not +1e-16
+                row[f"minus_{reference}"] = f"{difference:+.3g} [{d_low:+.3g}, {d_high:+.3g}]"
             rows.append(row)
     return pd.DataFrame(rows).fillna("")
 
@@ -393,6 +394,7 @@ def pilot_report(directory: Path, out: Path) -> None:
         + to_markdown(learns_table(default_entry_scores(directory, scores)))
         + "\n"
         + against_gru(directory, scores)
+        + more_seeds(directory, scores)
         + before_init_change(directory, scores)
     )
     write_text_atomic(out, text)
@@ -428,6 +430,39 @@ def against_gru(directory: Path, scores: pd.DataFrame) -> str:
         + to_markdown(study_table(both, order=order))
         + "\n"
     )
+
+
+#: Runs of the pilot's entries on seeds the pilot did not use: study folder -> its method names -> the pilot's.
+MORE_SEEDS = {"repeat_first_fresh_seeds": {"tx_tuned": "transformer_ppo", "lstm_tuned": "recurrent_ppo"}}
+
+
+def more_seeds(directory: Path, scores: pd.DataFrame) -> str:
+    """A section per :data:`MORE_SEEDS` folder in ``directory``: the pilot's comparison on those seeds alone, then
+    pooled with the pilot's own seeds (the same entries, so the same settings)."""
+    from sb3_masked_attention.evaluation.report import to_markdown
+
+    sections = []
+    for folder, names in MORE_SEEDS.items():
+        path = directory / folder / "scores.csv"
+        if not path.exists():
+            continue
+        extra = pd.read_csv(path)
+        extra = extra[extra["method"].isin(set(names))]
+        extra = extra.assign(method=extra["method"].map(names))
+        pilot = scores[scores["env"].isin(set(extra["env"])) & scores["method"].isin(set(names.values()))]
+        order = ["recurrent_ppo", "transformer_ppo"]
+        seeds = " ".join(str(seed) for seed in sorted(set(extra["seed"])))
+        sections.append(
+            f"\n## The same entries on more seeds ({folder})\n\n"
+            f"`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}` ran the pilot's entries on seeds "
+            f"{seeds}, which the pilot did not use. First those seeds alone, then pooled with the pilot's; the last "
+            "column as in the first table (TransformerPPO's final mean minus RecurrentPPO's).\n\n"
+            + to_markdown(study_table(extra, order=order))
+            + "\n\nPooled with the pilot's seeds:\n\n"
+            + to_markdown(study_table(pd.concat([pilot, extra], ignore_index=True), order=order))
+            + "\n"
+        )
+    return "".join(sections)
 
 
 #: The pilot's TransformerPPO rows from before TransformerMemoryPolicy kept PyTorch's initialisation (ortho_init=True,

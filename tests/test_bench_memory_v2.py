@@ -142,3 +142,21 @@ def test_fall_back_table_counts_only_evaluations_after_a_run_first_solved():
     assert table.loc["a", "share_below"] == round(1 / 3, 3) and table.loc["a", "runs_that_fell"] == "1/2"
     assert table.loc["b", "solved"] == "1/1" and table.loc["b", "evaluations_after"] == 0
     assert table.loc["b", "share_below"] == "" and table.loc["b", "runs_that_fell"] == "0/1"
+
+
+def test_more_seeds_maps_the_study_methods_to_the_pilot_and_pools_the_seeds(tmp_path):
+    folder = tmp_path / "repeat_first_fresh_seeds"
+    folder.mkdir()
+    extra = pd.concat([run("tx_tuned", 5, [0.0, 1.0, 1.0], [1, 2, 3]), run("lstm_tuned", 5, [0.0, 0.5, 0.5], [1, 2, 3]),
+                       run("tx_ent02", 5, [0.0, 0.0, 0.0], [1, 2, 3])])  # fmt: skip
+    extra.to_csv(folder / "scores.csv", index=False)
+    pilot = pd.concat([run("transformer_ppo", 0, [0.0, 0.2, 0.4], [1, 2, 3]),
+                       run("recurrent_ppo", 0, [0.0, 1.0, 1.0], [1, 2, 3]),
+                       run("transformer_ppo", 0, [9.0, 9.0, 9.0], [1, 2, 3]).assign(env="other")])  # fmt: skip
+    text = memory_v2.more_seeds(tmp_path, pilot)
+    alone, pooled = text.split("Pooled with the pilot's seeds:")
+    assert "tx_ent02" not in text and "other" not in text  # only the entries' methods, only the extra seeds' task
+    assert "| task | transformer_ppo | 1 | 30 | 1 [1, 1] |" in alone and "+0.5 [+0.5, +0.5]" in alone
+    assert (
+        "| task | transformer_ppo | 2 | 30 | 0.7 [0.4, 1] |" in pooled and "| task | recurrent_ppo | 2 | 30 | 0.75" in pooled
+    )
