@@ -247,9 +247,11 @@ def training_log_sections(directory: Path) -> str:
     for path in sorted(directory.glob("training_logs_*.csv")):
         logs = pd.read_csv(path)
         method, env = logs["method"].iloc[0], logs["env"].iloc[0]
+        study = path.stem.removeprefix("training_logs_").removesuffix(f"_{method}_{env.replace('/', '-')}")
+        option = "" if study == "pilot" else f"--study {study} "
         sections.append(
             f"\n## Training logs: {method} on {env}\n\n`{path.name}` (`python bench/memory_v2.py training-logs "
-            f"--method {method} --env {env}`), {logs['seed'].nunique()} seeds: SB3's scalars averaged over each "
+            f"{option}--method {method} --env {env}`), {logs['seed'].nunique()} seeds: SB3's scalars averaged over each "
             f"seed's updates in bins of {SUMMARY_BIN:,} steps, then over seeds (in brackets: the lowest and highest "
             "seed's). entropy_loss is minus the entropy.\n\n" + to_markdown(training_log_summary(logs)) + "\n"
         )
