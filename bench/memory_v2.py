@@ -141,10 +141,11 @@ def factors(directory: Path, out: Path) -> None:
     from sb3_masked_attention.evaluation.report import to_markdown
     from sb3_masked_attention.io import write_text_atomic
 
+    studies = {path.parent: pd.read_csv(path) for path in sorted(directory.glob("*/scores.csv"))}  # the pilot too
     sections = []
-    for scores_path in sorted(p for p in directory.glob("*/scores.csv") if p.parent.name != "pilot"):
-        scores = pd.read_csv(scores_path)
-        study = scores_path.parent
+    for study, scores in studies.items():
+        if study.name == "pilot":
+            continue
         spec = study / "study.yml"
         order = list(yaml.safe_load(spec.read_text())["methods"]) if spec.exists() else None  # the study file's order
         sections.append(
@@ -165,7 +166,7 @@ def factors(directory: Path, out: Path) -> None:
         "method's, with a 95% bootstrap CI. Pilots of 2-5 seeds: a difference whose CI covers 0 is not shown to "
         "exist.\n\n"
         + "\n".join(sections)
-        + fall_back_section(directory)
+        + fall_back_section(studies)
         + csv_sections(directory)
         + training_log_sections(directory)
     )
@@ -200,17 +201,16 @@ def fall_back_table(scores: pd.DataFrame, solved: float, level: float) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def fall_back_section(directory: Path) -> str:
-    """:func:`fall_back_table` for every study folder (the pilot included) with runs on :data:`FALL_BACK`'s task."""
+def fall_back_section(studies: dict[Path, pd.DataFrame]) -> str:
+    """:func:`fall_back_table` for every study folder -> scores in ``studies`` with runs on :data:`FALL_BACK`'s task."""
     from sb3_masked_attention.evaluation.report import to_markdown
 
     env, solved, level = FALL_BACK
     frames = []
-    for path in sorted(directory.glob("*/scores.csv")):
-        scores = pd.read_csv(path)
+    for study, scores in studies.items():
         scores = scores[scores["env"] == env]
         if len(scores):
-            frames.append(fall_back_table(scores, solved, level).assign(study=path.parent.name))
+            frames.append(fall_back_table(scores, solved, level).assign(study=study.name))
     if not frames:
         return ""
     table = pd.concat(frames, ignore_index=True)
