@@ -562,3 +562,90 @@ def test_ortho_init_memory_chooses_the_memory_s_initialisation_apart_from_the_he
     heads_only.save(tmp_path / "heads.zip")
     loaded = TransformerPPO.load(tmp_path / "heads.zip", env=env).policy
     assert loaded.ortho_init and not loaded.ortho_init_memory
+
+
+@pytest.mark.parametrize(
+    ("env_id", "extra"),
+    [("sb3ma/TMaze-v0", {}), ("Pendulum-v1", {}), ("sb3ma/TMaze-v0", dict(exact_memory=True, gated=True))],
+)
+def test_a_critic_with_its_own_memory_replays_the_rollout(env_id, extra):
+    env = token_env(env_id, **({"corridor_length": 3} if env_id == "sb3ma/TMaze-v0" else {}))
+    kwargs = dict(TINY, share_features_extractor=False, **extra)
+    model = TransformerPPO("TransformerMemoryPolicy", env, n_steps=40, batch_size=60, n_epochs=2, seed=0, policy_kwargs=kwargs)
+    check = ReplayCheck()
+    model.learn(3 * 120, callback=check)
+    assert len(check.differences) == 3 and max(max(pair) for pair in check.differences) < 1e-5, check.differences
+    policy, buffer = model.policy, model.rollout_buffer
+    assert [type(memory) for memory in policy.memories()] == [TransformerMemory, TransformerMemory]
+    assert policy.pi_features_extractor is not policy.vf_features_extractor
+    assert model._memory.kv.shape == (4, 3, 2, 4, 9, 4)  # the actor's 2 layers, then the critic's 2
+    assert buffer.hidden.shape == (40, 3, 4, 16) and buffer.prefix.shape == (4, 3, 8, 16)
+    n_parameters = sum(parameter.numel() for parameter in policy.parameters())
+    shared = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(TINY, **extra)).policy
+    n_memory = sum(parameter.numel() for parameter in shared.memory.parameters())
+    assert n_parameters == sum(parameter.numel() for parameter in shared.parameters()) + n_memory
+
+
+def test_the_critic_s_memory_gives_the_values_and_the_actor_s_the_actions():
+    """Stepping the paired memory equals stepping each memory alone; perturbing one memory's weights moves only its
+    head's outputs (the actor's log-probs or the critic's values)."""
+    env = token_env("sb3ma/TMaze-v0", corridor_length=3)
+    policy = TransformerPPO(
+        "TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(TINY, share_features_extractor=False)
+    ).policy.eval()
+    tokens = torch.randn(12, 3, policy.memory.embed.in_features)
+    starts = torch.zeros(12, 3)
+    starts[0], starts[5, 1] = 1.0, 1.0  # env 1 starts a new episode at step 5
+
+    def run(policy):
+        state, alone = policy.initial_state(3), [memory.initial_state(3) for memory in policy.memories()]
+        out = []
+        with torch.no_grad():
+            for t in range(12):
+                (pi, vf), hidden, _ = policy.step_memories(tokens[t], state, starts[t])
+                for memory, own, features in zip(policy.memories(), alone, (pi, vf), strict=True):
+                    torch.testing.assert_close(memory.step(tokens[t], own, starts[t])[0], features, rtol=0, atol=0)
+                assert hidden.shape == (3, 4, 16)
+                distribution, values = policy._heads((pi, vf))
+                out.append((distribution.distribution.logits, values))
+        return torch.stack([logits for logits, _ in out]), torch.stack([values for _, values in out])
+
+    logits, values = run(policy)
+    critic_moved, actor_moved = copy.deepcopy(policy), copy.deepcopy(policy)
+    with torch.no_grad():  # a random change (a uniform shift of every channel would be undone by the layer norms)
+        for moved in (critic_moved.vf_features_extractor, actor_moved.pi_features_extractor):
+            moved.embed.weight.add_(torch.randn_like(moved.embed.weight))
+    logits_c, values_c = run(critic_moved)
+    logits_a, values_a = run(actor_moved)
+    torch.testing.assert_close(logits_c, logits, rtol=0, atol=0)
+    torch.testing.assert_close(values_a, values, rtol=0, atol=0)
+    assert (values_c - values).abs().max() > 1e-3 and (logits_a - logits).abs().max() > 1e-3
+
+
+def test_a_critic_with_its_own_memory_saves_loads_and_keeps_its_initialisation(tmp_path):
+    env = token_env("sb3ma/TMaze-v0", n_envs=2, corridor_length=3)
+    kwargs = dict(TINY, share_features_extractor=False, ortho_init=True, ortho_init_memory=False)
+    model = TransformerPPO("TransformerMemoryPolicy", env, n_steps=16, batch_size=32, seed=0, policy_kwargs=kwargs)
+    for memory in model.policy.memories():  # both memories keep their own initialisation, the heads get SB3's
+        assert not _orthogonal_with_gain(memory.embed.weight, 2**0.5)
+    assert _orthogonal_with_gain(model.policy.action_net.weight, 0.01)
+    sb3 = TransformerPPO("TransformerMemoryPolicy", env, seed=0, policy_kwargs=dict(kwargs, ortho_init_memory=True))
+    assert all(_orthogonal_with_gain(memory.embed.weight, 2**0.5) for memory in sb3.policy.memories())
+    model.learn(32)
+    model.save(tmp_path / "critic.zip")
+    loaded = TransformerPPO.load(tmp_path / "critic.zip", env=env)
+    assert not loaded.policy.share_features_extractor and len(loaded.policy.memories()) == 2
+    for (name, value), (_, expected) in zip(loaded.policy.state_dict().items(), model.policy.state_dict().items()):
+        torch.testing.assert_close(value, expected, rtol=0, atol=0, msg=name)
+    obs, starts = env.reset(), np.ones(2)
+    state_a = state_b = None
+    for _ in range(6):
+        action_a, state_a = model.predict(obs, state_a, starts, deterministic=True)
+        action_b, state_b = loaded.predict(obs, state_b, starts, deterministic=True)
+        np.testing.assert_array_equal(action_a, action_b)
+        obs, _, starts, _ = env.step(action_a)
+    torch.testing.assert_close(state_a.kv, state_b.kv, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="shape \\(2, 2, 2, 4, 9, 4\\): expected \\(4, 2, 2"):  # one memory's state
+        model.predict(obs, model.policy.memory.initial_state(2), starts)
+    with pytest.raises(ValueError, match="share_features_extractor='no'"):
+        TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, share_features_extractor="no"))

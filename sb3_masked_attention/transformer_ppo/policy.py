@@ -80,6 +80,21 @@ class MemoryState:
         """The memory of the envs ``index`` (a list or tensor of env indices): a copy."""
         return MemoryState(self.hidden[index], self.kv[:, index], self.n_valid[index], self.head[index], self.position[index])
 
+    def layers(self, start: int, stop: int) -> MemoryState:
+        """Layers ``start .. stop - 1`` of the memory, a view (writes to their slots land here): the actor's or the
+        critic's part of a policy whose critic has its own memory. Its counters are this state's; :meth:`advance`
+        the whole state, not a part."""
+        return MemoryState(self.hidden[:, :, start:stop], self.kv[start:stop], self.n_valid, self.head, self.position)
+
+    def advance(self, hidden: torch.Tensor, n_valid: torch.Tensor) -> None:
+        """Write a step's block inputs ``hidden`` ``(N, L, d_model)`` into the free slot and move on: the token that
+        read ``n_valid`` ``(N,)`` valid slots joins the memory (at most ``M`` slots stay valid)."""
+        slots = self.hidden.shape[1]
+        self.hidden[torch.arange(hidden.shape[0], device=hidden.device), self.head] = hidden
+        self.n_valid = (n_valid + 1).clamp_(max=slots - 1)
+        self.head = (self.head + 1).remainder_(slots)
+        self.position = self.position + 1
+
     def oldest_first(self) -> torch.Tensor:
         """The memory's slot indices ``(N, M)`` in age order, oldest first (the free slot left out)."""
         ring = self.hidden.shape[1]
@@ -183,9 +198,10 @@ class TransformerMemory(BaseFeaturesExtractor):
         batch = observations[OBS_KEY].shape[0]
         return torch.cat([observations[key].reshape(batch, -1).float() for key in self.token_keys], dim=-1)
 
-    def initial_state(self, n_envs: int, device: torch.device | str = "cpu") -> MemoryState:
-        """An empty memory for ``n_envs`` envs."""
-        L, S, H = self.n_layers, self.memory_len + 1, self.n_heads  # M + 1 ring slots: the memory and a free one
+    def initial_state(self, n_envs: int, device: torch.device | str = "cpu", copies: int = 1) -> MemoryState:
+        """An empty memory for ``n_envs`` envs; ``copies`` memories of this shape stacked layer-wise (2: the actor's
+        and the critic's, when the critic has its own)."""
+        L, S, H = copies * self.n_layers, self.memory_len + 1, self.n_heads  # M + 1 ring slots: the memory, a free one
         zeros = torch.zeros(n_envs, dtype=torch.long, device=device)
         return MemoryState(
             torch.zeros(n_envs, S, L, self.d_model, device=device),
@@ -227,10 +243,7 @@ class TransformerMemory(BaseFeaturesExtractor):
             x = block.forward_ring(x, state.kv[layer], write_at, mask, angles)
         hidden = torch.stack(inputs, dim=1)  # (N, L, d)
         if advance:
-            state.hidden[write_at] = hidden
-            state.n_valid = (n_valid + 1).clamp_(max=self.memory_len)
-            state.head = (state.head + 1).remainder_(slots)
-            state.position = state.position + 1
+            state.advance(hidden, n_valid)
         return self.ln_final(x), hidden, n_valid
 
     def refresh(self, state: MemoryState) -> None:
@@ -290,7 +303,8 @@ class TransformerMemory(BaseFeaturesExtractor):
 
 
 class TransformerMemoryPolicy(ActorCriticPolicy):
-    """Actor-critic whose features come from a :class:`TransformerMemory` (shared by actor and critic).
+    """Actor-critic whose features come from a :class:`TransformerMemory`, shared by actor and critic or, with
+    ``share_features_extractor=False``, one each (as RecurrentPPO's default critic has an LSTM of its own).
 
     ``predict(obs, state, episode_start, deterministic)`` works as RecurrentPPO's: ``state`` is the
     :class:`MemoryState` it returned last (None at the start).
@@ -316,10 +330,16 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
     :param ortho_init_memory: whether the memory (the transformer) gets SB3's orthogonal initialisation too (default:
         as ``ortho_init``). ``ortho_init=True, ortho_init_memory=False`` initialises the heads as SB3 does and keeps
         the transformer's own initialisation (PyTorch's, GTrXL's gate biases included).
+    :param share_features_extractor: one memory for actor and critic (default); False gives the critic a memory of
+        its own, of the same settings, fed the same tokens: the value loss then no longer shapes what the actor
+        remembers, at twice the memory's compute. The :class:`MemoryState` then holds both memories, the actor's layers
+        first.
     :param kwargs: ``ActorCriticPolicy`` arguments (``net_arch`` for the heads after the transformer ...).
     """
 
     features_extractor: TransformerMemory
+    pi_features_extractor: TransformerMemory
+    vf_features_extractor: TransformerMemory
 
     def __init__(
         self,
@@ -337,17 +357,21 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         exact_memory: bool = False,
         ortho_init: bool = True,
         ortho_init_memory: bool | None = None,
+        share_features_extractor: bool = True,
         **kwargs: Any,
     ) -> None:
-        for name, flag in (("exact_memory", exact_memory), ("ortho_init", ortho_init)):
+        flags = (
+            ("exact_memory", exact_memory),
+            ("ortho_init", ortho_init),
+            ("share_features_extractor", share_features_extractor),
+        )
+        for name, flag in flags:
             if not isinstance(flag, bool):
                 raise ValueError(f"{name}={flag!r} is invalid: expected True or False")
         if ortho_init_memory is not None and not isinstance(ortho_init_memory, bool):
             raise ValueError(f"ortho_init_memory={ortho_init_memory!r} is invalid: expected True, False or None")
         self.ortho_init_memory = ortho_init if ortho_init_memory is None else ortho_init_memory
         self.exact_memory = exact_memory
-        if not kwargs.pop("share_features_extractor", True):
-            raise ValueError("share_features_extractor=False is not supported: actor and critic read one memory")
         kwargs.setdefault("net_arch", dict(pi=[64], vf=[64]))
         with_fast_adam(kwargs)
         kwargs["features_extractor_class"] = TransformerMemory
@@ -362,29 +386,87 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
             token_inputs=tuple(token_inputs) if isinstance(token_inputs, (list, tuple)) else token_inputs,
         )
         self.memory_settings = dict(
-            kwargs["features_extractor_kwargs"], exact_memory=exact_memory, ortho_init_memory=self.ortho_init_memory
+            kwargs["features_extractor_kwargs"],
+            exact_memory=exact_memory,
+            ortho_init_memory=self.ortho_init_memory,
+            share_features_extractor=share_features_extractor,  # SB3 does not save it: a loaded model needs it
         )
-        super().__init__(observation_space, action_space, lr_schedule, ortho_init=ortho_init, **kwargs)
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            ortho_init=ortho_init,
+            share_features_extractor=share_features_extractor,
+            **kwargs,
+        )
 
     def _build(self, lr_schedule: Any) -> None:
-        # SB3 re-draws the features extractor with the heads when ortho_init is on: the memory may keep its own
-        own = copy.deepcopy(self.features_extractor.state_dict()) if self.ortho_init and not self.ortho_init_memory else None
+        # SB3 re-draws the features extractors with the heads when ortho_init is on: the memories may keep their own
+        keep = self.ortho_init and not self.ortho_init_memory
+        own = [copy.deepcopy(memory.state_dict()) for memory in self.memories()] if keep else None
         super()._build(lr_schedule)
-        if own is not None:
-            self.features_extractor.load_state_dict(own)
-        elif self.ortho_init_memory and not self.ortho_init:
-            self.features_extractor.apply(partial(self.init_weights, gain=math.sqrt(2)))
+        for index, memory in enumerate(self.memories()):
+            if own is not None:
+                memory.load_state_dict(own[index])
+            elif self.ortho_init_memory and not self.ortho_init:
+                memory.apply(partial(self.init_weights, gain=math.sqrt(2)))
 
     @property
     def memory(self) -> TransformerMemory:
-        return self.features_extractor
+        """The actor's memory (also the critic's unless it has its own)."""
+        return self.pi_features_extractor
+
+    def memories(self) -> list[TransformerMemory]:
+        """The actor's memory, then the critic's where it has its own: their layers' order in a :class:`MemoryState`
+        and in the rollout buffer's streams."""
+        if self.share_features_extractor:
+            return [self.pi_features_extractor]
+        return [self.pi_features_extractor, self.vf_features_extractor]
+
+    def memory_parts(self, layered: torch.Tensor) -> list[torch.Tensor]:
+        """``layered`` (layers first, e.g. the buffer's streams) cut into each memory's layers, as :meth:`memories`."""
+        return list(layered.split(self.memory.n_layers))
+
+    def state_parts(self, state: MemoryState) -> list[MemoryState]:
+        """Each memory's part of ``state`` (views), as :meth:`memories`."""
+        n_layers = self.memory.n_layers
+        return [state.layers(index * n_layers, (index + 1) * n_layers) for index in range(len(self.memories()))]
+
+    def refresh(self, state: MemoryState) -> None:
+        """Project each memory's cached keys and values again with the current weights (after an update)."""
+        for memory, part in zip(self.memories(), self.state_parts(state), strict=True):
+            memory.refresh(part)
+
+    def step_memories(
+        self, tokens: torch.Tensor, state: MemoryState, episode_starts: torch.Tensor, advance: bool = True
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """:meth:`TransformerMemory.step` of each memory: the actor's and the critic's features (one tensor twice
+        where they share the memory), every layer's block inputs ``(N, L_total, d_model)``, the valid slots read."""
+        if self.share_features_extractor:
+            features, hidden, n_valid = self.memory.step(tokens, state, episode_starts, advance)
+            return (features, features), hidden, n_valid
+        read = [
+            memory.step(tokens, part, episode_starts, advance=False)
+            for memory, part in zip(self.memories(), self.state_parts(state), strict=True)
+        ]
+        hidden, n_valid = torch.cat([block_inputs for _, block_inputs, _ in read], dim=1), read[0][2]
+        if advance:
+            state.advance(hidden, n_valid)
+        return (read[0][0], read[1][0]), hidden, n_valid
 
     def check_state(self, state: Any, n_envs: int) -> None:
         """Raise ValueError unless ``state`` is None or a :class:`MemoryState` of this policy for ``n_envs`` envs."""
         if state is None:
             return
         memory = self.memory
-        expected = (memory.n_layers, n_envs, 2, memory.n_heads, memory.memory_len + 1, memory.d_model // memory.n_heads)
+        expected = (
+            memory.n_layers * len(self.memories()),
+            n_envs,
+            2,
+            memory.n_heads,
+            memory.memory_len + 1,
+            memory.d_model // memory.n_heads,
+        )
         if not isinstance(state, MemoryState):
             raise ValueError(f"state is a {type(state).__name__}: expected the MemoryState predict returned, or None")
         if tuple(state.kv.shape) != expected or tuple(state.hidden.shape[:2]) != (n_envs, memory.memory_len + 1):
@@ -421,14 +503,18 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         return data
 
     def initial_state(self, n_envs: int) -> MemoryState:
-        return self.memory.initial_state(n_envs, self.device)
+        """An empty memory for ``n_envs`` envs (the critic's too where it has its own)."""
+        return self.memory.initial_state(n_envs, self.device, copies=len(self.memories()))
 
     def _tokens(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.memory.tokens(preprocess_obs(obs, self.observation_space, self.normalize_images))  # type: ignore[arg-type]
 
-    def _heads(self, features: torch.Tensor, action_masks: torch.Tensor | None = None) -> tuple[Any, torch.Tensor]:
-        """Action distribution and values; invalid actions (``action_masks`` False) get probability 0."""
-        latent_pi, latent_vf = self.mlp_extractor(features)
+    def _heads(
+        self, features: tuple[torch.Tensor, torch.Tensor], action_masks: torch.Tensor | None = None
+    ) -> tuple[Any, torch.Tensor]:
+        """Action distribution and values from the actor's and the critic's features; invalid actions
+        (``action_masks`` False) get probability 0."""
+        latent_pi, latent_vf = self.mlp_extractor.forward_actor(features[0]), self.mlp_extractor.forward_critic(features[1])
         if action_masks is None:
             return self._get_action_dist_from_latent(latent_pi), self.value_net(latent_vf)
         if not isinstance(self.action_space, (spaces.Discrete, spaces.MultiDiscrete)):
@@ -448,7 +534,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, MemoryState, torch.Tensor, torch.Tensor]:
         """One rollout step: actions, values, log-probs, the memory (advanced in place), the token's block inputs and
         the valid slots it read. ``action_masks`` ``(N, n_logits)``: only actions marked True are drawn."""
-        features, hidden, n_valid = self.memory.step(self._tokens(obs), state, episode_starts)
+        features, hidden, n_valid = self.step_memories(self._tokens(obs), state, episode_starts)
         distribution, values = self._heads(features, action_masks)
         actions = distribution.get_actions(deterministic=deterministic)
         return actions, values, distribution.log_prob(actions), state, hidden, n_valid
@@ -457,7 +543,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         self, obs: dict[str, torch.Tensor], state: MemoryState, episode_starts: torch.Tensor
     ) -> torch.Tensor:
         """Values of ``obs`` read with ``state`` (the state is not advanced)."""
-        features = self.memory.step(self._tokens(obs), state, episode_starts, advance=False)[0]
+        features = self.step_memories(self._tokens(obs), state, episode_starts, advance=False)[0]
         return self._heads(features)[1]
 
     @contextlib.contextmanager
@@ -494,15 +580,18 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
             raise RuntimeError("evaluate_actions needs TransformerPPO's rollout buffer samples, inside policy.replay(...)")
         env, step, n_valid = obs[MEMORY_ENV].long(), obs[MEMORY_STEP].long(), obs[MEMORY_VALID].long()
         rollout = getattr(self, "_rollout", None)
-        if rollout is not None:  # exact memory: every token of the rollout re-encoded, then this minibatch's read
-            n_steps = streams.shape[2] - self.memory.memory_len
-            all_tokens, all_env, all_step, all_valid = rollout
-            features = self.memory.read_streams(all_tokens, streams, all_env, all_step, all_valid, reencode=True)
-            features = features[env * n_steps + step]
-        else:
+        if rollout is None:
             tokens = self._tokens({key: value for key, value in obs.items() if key not in MEMORY_KEYS})
-            features = self.memory.read_streams(tokens, streams, env, step, n_valid)
-        distribution, values = self._heads(features, obs.get(ACTION_MASK))
+        read = []  # the actor's features, then the critic's where it has its own memory
+        for memory, memory_streams in zip(self.memories(), self.memory_parts(streams), strict=True):
+            if rollout is not None:  # exact memory: every token of the rollout re-encoded, then this minibatch's read
+                n_steps = streams.shape[2] - memory.memory_len
+                all_tokens, all_env, all_step, all_valid = rollout
+                features = memory.read_streams(all_tokens, memory_streams, all_env, all_step, all_valid, reencode=True)
+                read.append(features[env * n_steps + step])
+            else:
+                read.append(memory.read_streams(tokens, memory_streams, env, step, n_valid))
+        distribution, values = self._heads((read[0], read[-1]), obs.get(ACTION_MASK))
         return values, distribution.log_prob(actions), distribution.entropy()
 
     def predict(  # type: ignore[override]

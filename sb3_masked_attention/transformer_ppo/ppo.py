@@ -104,7 +104,7 @@ class TransformerPPO(PPO):
         self.policy.set_training_mode(False)
         rollout_buffer.reset()
         with torch.no_grad():
-            self.policy.memory.refresh(self._memory)  # the weights changed since the cache was filled
+            self.policy.refresh(self._memory)  # the weights changed since the cache was filled
         rollout_buffer.set_prefix(self._memory.memory_hidden())
         masking = self.use_action_masks and is_masking_supported(env)
         if self.use_sde:  # gSDE: one exploration matrix per env, drawn again every sde_sample_freq steps (SB3's loop)
