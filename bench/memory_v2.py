@@ -357,6 +357,19 @@ def reach_table(scores: pd.DataFrame, reference: str = "recurrent_ppo") -> pd.Da
     return pd.DataFrame(rows)
 
 
+#: The pilot's study folders: ``pilot/`` and those that add tasks with the same methods, entries, seeds and endpoints
+#: (``pilot_autoencode/``: the one registered POPGym task pilot.yml left out).
+PILOT_STUDIES = ("pilot", "pilot_autoencode")
+
+
+def pilot_scores(directory: Path) -> tuple[pd.DataFrame, list[Path]]:
+    """The pilot's scores: every :data:`PILOT_STUDIES` folder's ``scores.csv`` in ``directory`` that exists (the first
+    must), one table; and the files read."""
+    paths = [directory / study / "scores.csv" for study in PILOT_STUDIES]
+    paths = [path for index, path in enumerate(paths) if index == 0 or path.exists()]
+    return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True), paths
+
+
 def pilot_report(directory: Path, out: Path) -> None:
     """The memory_v2 pilot's per-task tables: finals and differences to TransformerPPO (:func:`study_table`), and
     how fast each method reached RecurrentPPO's final level, in steps and in wall-clock (:func:`reach_table`)."""
@@ -367,12 +380,14 @@ def pilot_report(directory: Path, out: Path) -> None:
     if not path.exists():
         print(f"{path} does not exist: run `sb3ma study run studies/memory_v2/pilot.yml --dir {path.parent}` first")
         return
-    scores = pd.read_csv(path)
+    scores, paths = pilot_scores(directory)
     runs = scores.groupby(["method", "env", "seed"]).ngroups
+    read = "`, `".join(str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in paths)
+    studies = "`, `".join(f"studies/memory_v2/{p.parent.name}.yml" for p in paths)
     text = (
         "# memory_v2 pilot\n\nWritten by `python bench/memory_v2.py pilot` from "
-        f"`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}` ({runs} runs; the study file "
-        "`studies/memory_v2/pilot.yml` states the endpoints). Final: the last evaluation's mean return over seeds "
+        f"`{read}` ({runs} runs; the study file{'s' if len(paths) > 1 else ''} `{studies}` state"
+        f"{'' if len(paths) > 1 else 's'} the endpoints). Final: the last evaluation's mean return over seeds "
         "with a 95% percentile-bootstrap CI; the last column: the method's final mean minus RecurrentPPO's (the issue's "
         "first target: TransformerPPO's difference with its CI not below 0), with a 95% bootstrap CI.\n\n"
         + to_markdown(study_table(scores, order=["recurrent_ppo", "transformer_ppo", "mlp_framestack"]))

@@ -160,3 +160,17 @@ def test_more_seeds_maps_the_study_methods_to_the_pilot_and_pools_the_seeds(tmp_
     assert (
         "| task | transformer_ppo | 2 | 30 | 0.7 [0.4, 1] |" in pooled and "| task | recurrent_ppo | 2 | 30 | 0.75" in pooled
     )
+
+
+def test_pilot_scores_add_the_studies_that_extend_the_pilot_when_they_exist(tmp_path):
+    (tmp_path / "pilot").mkdir()
+    SCORES.to_csv(tmp_path / "pilot" / "scores.csv", index=False)
+    scores, paths = memory_v2.pilot_scores(tmp_path)
+    assert paths == [tmp_path / "pilot" / "scores.csv"] and len(scores) == len(SCORES)
+    (tmp_path / "pilot_autoencode").mkdir()
+    SCORES.assign(env="autoencode").to_csv(tmp_path / "pilot_autoencode" / "scores.csv", index=False)
+    scores, paths = memory_v2.pilot_scores(tmp_path)
+    assert [path.parent.name for path in paths] == ["pilot", "pilot_autoencode"]
+    assert scores.groupby("env").size().to_dict() == {"autoencode": len(SCORES), "task": len(SCORES)}
+    targets = memory_v2.targets_table(scores, seeds=2).set_index("task")
+    assert list(targets.index) == ["autoencode", "task"]  # each task gets its row of the targets
