@@ -321,7 +321,7 @@ def learns_table(scores: pd.DataFrame, method: str = "transformer_ppo", seed: in
         if bounds is None:
             continue
         random, optimal = bounds
-        finals = group["score"].to_numpy(float)
+        finals = group.sort_values("seed")["score"].to_numpy(float)  # seed order: the interval depends on no other row
         low, high = bootstrap_mean(finals, _rng(seed, env, method, "learns"))
 
         def share(value: float, random: float = random, optimal: float = optimal) -> float:
@@ -404,7 +404,8 @@ def pilot_report(directory: Path, out: Path) -> None:
         + "\n\n## Does the `default` entry learn?\n\n"
         f"The `default` entry's final mean on each POPGym task with its 95% bootstrap CI, on the task's scale and as a "
         f"share of the range from random (0) to optimal (1); 'learns': the CI's low end at {LEARNS_MARGIN} or more (a "
-        "margin stated after these runs). CountRecallEasy: the pilot's rows; RepeatFirstEasy and RepeatPreviousEasy: "
+        "margin stated after these runs). CountRecallEasy: the pilot's rows; AutoencodeEasy: pilot_autoencode's (the "
+        "`default` entry with a memory of 128 steps, to hold the episode's 103); RepeatFirstEasy and RepeatPreviousEasy: "
         f"the runs made before those tasks got tuned entries (`{'`, `'.join(TX_DEFAULT_ENTRY)}`). "
         "StatelessCartPoleEasy runs CartPoleNoVel's entry, and RepeatPreviousEasy is where the default's "
         "initialisation was chosen, so neither counts as a task the default was not tuned on.\n\n"
@@ -508,9 +509,10 @@ def before_init_change(directory: Path, scores: pd.DataFrame) -> str:
     path = directory / BEFORE_INIT_CHANGE
     if not path.exists():
         return ""
+    sb3_init = archived(directory, BEFORE_INIT_CHANGE, "sb3_init")
     both = [
-        scores[scores["method"].isin(["recurrent_ppo", "transformer_ppo"])],
-        archived(directory, BEFORE_INIT_CHANGE, "sb3_init"),
+        scores[scores["method"].isin(["recurrent_ppo", "transformer_ppo"]) & scores["env"].isin(set(sb3_init["env"]))],
+        sb3_init,
         archived(directory, (CARTPOLE_PYTORCH_INIT, *TX_DEFAULT_ENTRY), "pytorch_init"),
     ]
     return (
