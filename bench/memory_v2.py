@@ -167,11 +167,49 @@ def factors(directory: Path, out: Path) -> None:
         "exist.\n\n"
         + "\n".join(sections)
         + fall_back_section(studies)
+        + against_entries(directory, studies)
         + csv_sections(directory)
         + training_log_sections(directory)
     )
     write_text_atomic(out, text)
     print(f"wrote {out}")
+
+
+#: Searched settings run against the pilot's entries on the same task: study folder -> its method -> the pilot's
+#: method whose entry it may replace (the study files' adoption rules compare the two finals).
+AGAINST_ENTRIES = {"tuned_count_recall": {"tx_tuned": "transformer_ppo", "lstm_tuned": "recurrent_ppo"}}
+
+
+def against_entries(directory: Path, studies: dict[Path, pd.DataFrame]) -> str:
+    """A table per :data:`AGAINST_ENTRIES` folder in ``studies``: each searched method beside the pilot's runs of the
+    entry it may replace (:func:`pilot_scores`, the same task), with the difference to that entry's final mean."""
+    from sb3_masked_attention.evaluation.report import to_markdown
+
+    if not (directory / "pilot" / "scores.csv").exists():
+        return ""
+    pilot, _ = pilot_scores(directory)
+    sections = []
+    for folder, names in AGAINST_ENTRIES.items():
+        scores = studies.get(directory / folder)
+        if scores is None:
+            continue
+        tables = []
+        for method, entry in names.items():
+            mine = scores[scores["method"] == method]
+            if mine.empty:
+                continue
+            label = f"{entry}_pilot"
+            theirs = pilot[(pilot["method"] == entry) & pilot["env"].isin(set(mine["env"]))].assign(method=label)
+            table = study_table(pd.concat([theirs, mine], ignore_index=True), order=[label, method])
+            tables.append(table.rename(columns={f"minus_{label}": "minus_the_pilot_entry"}))
+        sections.append(
+            f"\n## {folder} against the pilot's entries\n\nEach searched method beside the pilot's runs of the entry it "
+            "may replace (`_pilot`: the same seeds, budget and evaluations); the last column: its final mean minus the "
+            "entry's, with a 95% bootstrap CI (the study file's adoption rule reads it).\n\n"
+            + to_markdown(pd.concat(tables, ignore_index=True).fillna(""))
+            + "\n"
+        )
+    return "".join(sections)
 
 
 #: Fall-backs after solving: a POPGym task, the level at which a run counts as having solved it, and the level below

@@ -174,3 +174,16 @@ def test_pilot_scores_add_the_studies_that_extend_the_pilot_when_they_exist(tmp_
     assert scores.groupby("env").size().to_dict() == {"autoencode": len(SCORES), "task": len(SCORES)}
     targets = memory_v2.targets_table(scores, seeds=2).set_index("task")
     assert list(targets.index) == ["autoencode", "task"]  # each task gets its row of the targets
+
+
+def test_against_entries_sets_each_searched_method_beside_the_pilot_entry_it_may_replace(tmp_path):
+    assert memory_v2.against_entries(tmp_path, {}) == ""  # no pilot: no section
+    (tmp_path / "pilot").mkdir()
+    pd.concat([SCORES, run("recurrent_ppo", 0, [0.0, 0.0, 50.0], [1, 2, 3]).assign(env="other")]).to_csv(
+        tmp_path / "pilot" / "scores.csv", index=False
+    )
+    searched = pd.concat([run("lstm_tuned", seed, [0.0, 1.0, final], [1, 2, 3]) for seed, final in ((0, 8.0), (1, 10.0))])
+    text = memory_v2.against_entries(tmp_path, {tmp_path / "tuned_count_recall": searched})
+    assert "transformer_ppo" not in text and "| other |" not in text  # only what ran, its task
+    assert "| task | recurrent_ppo_pilot | 2 | 30 | 5 [4, 6] |" in text
+    assert "| task | lstm_tuned | 2 | 30 | 9 [8, 10] |" in text and "| +4 [+2, +6] |" in text  # 9 - 5
