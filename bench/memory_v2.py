@@ -182,7 +182,8 @@ AGAINST_ENTRIES = {"tuned_count_recall": {"tx_tuned": "transformer_ppo", "lstm_t
 
 def against_entries(directory: Path, studies: dict[Path, pd.DataFrame]) -> str:
     """A table per :data:`AGAINST_ENTRIES` folder in ``studies``: each searched method beside the pilot's runs of the
-    entry it may replace (:func:`pilot_scores`, the same task), with the difference to that entry's final mean."""
+    entry it may replace (:func:`pilot_scores`, the same task; the archived runs, :data:`REPLACED_ENTRIES`, once the
+    entry was replaced), with the difference to that entry's final mean."""
     from sb3_masked_attention.evaluation.report import to_markdown
 
     if not (directory / "pilot" / "scores.csv").exists():
@@ -199,7 +200,11 @@ def against_entries(directory: Path, studies: dict[Path, pd.DataFrame]) -> str:
             if mine.empty:
                 continue
             label = f"{entry}_pilot"
-            theirs = pilot[(pilot["method"] == entry) & pilot["env"].isin(set(mine["env"]))].assign(method=label)
+            envs = set(mine["env"])
+            replaced = archived(directory, REPLACED_ENTRIES.get(entry, ()), label)
+            replaced = replaced[replaced["env"].isin(envs)]
+            theirs = pilot[(pilot["method"] == entry) & pilot["env"].isin(envs - set(replaced["env"]))].assign(method=label)
+            theirs = pd.concat([frame for frame in (theirs, replaced) if len(frame)], ignore_index=True)
             table = study_table(pd.concat([theirs, mine], ignore_index=True), order=[label, method])
             tables.append(table.rename(columns={f"minus_{label}": "minus_the_pilot_entry"}))
         sections.append(
@@ -481,8 +486,9 @@ def against_gru(directory: Path, scores: pd.DataFrame) -> str:
         "\n## Against RecurrentPPO with a GRU\n\n"
         f"`recurrent_ppo_gru` (`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`: MultiInputGruPolicy, "
         "5 seeds) ran the LSTM's untuned card-task entry (CartPoleNoVel's settings), with which the LSTM stayed near "
-        "random on RepeatFirstEasy (`recurrent_ppo_untuned`, its pilot runs before that task got a tuned LSTM entry: "
-        f"`{LSTM_DEFAULT_ENTRY}`). Each method's final mean minus the GRU's, with a 95% bootstrap CI.\n\n"
+        "random on RepeatFirstEasy. `recurrent_ppo`: the LSTM's entries now (tuned on RepeatFirstEasy and "
+        "CountRecallEasy); `recurrent_ppo_untuned`: its pilot runs of the untuned entry on those two tasks ("
+        f"`{'`, `'.join(LSTM_DEFAULT_ENTRY)}`). Each method's final mean minus the GRU's, with a 95% bootstrap CI.\n\n"
         + to_markdown(study_table(both, order=order))
         + "\n"
     )
@@ -528,8 +534,11 @@ def more_seeds(directory: Path, scores: pd.DataFrame) -> str:
 BEFORE_INIT_CHANGE = "pilot_tx_ortho_init.csv"
 CARTPOLE_PYTORCH_INIT = "pilot_tx_cartpole_pytorch_init.csv"
 TX_DEFAULT_ENTRY = ("pilot_tx_repeat_first_default.csv", "pilot_tx_repeat_previous_default.csv")
-#: RecurrentPPO's runs of its untuned entry (CartPoleNoVel's settings) on RepeatFirstEasy, before its tuned entry.
-LSTM_DEFAULT_ENTRY = "pilot_lstm_repeat_first_default.csv"
+#: RecurrentPPO's runs of its untuned entry (CartPoleNoVel's settings) on RepeatFirstEasy and CountRecallEasy, taken
+#: out of pilot/ when those tasks got tuned entries.
+LSTM_DEFAULT_ENTRY = ("pilot_lstm_repeat_first_default.csv", "pilot_lstm_count_recall_default.csv")
+#: Each pilot method's archived rows of entries since replaced (the runs the pilot made before the change).
+REPLACED_ENTRIES = {"transformer_ppo": TX_DEFAULT_ENTRY, "recurrent_ppo": LSTM_DEFAULT_ENTRY}
 
 
 def archived(directory: Path, names: tuple[str, ...] | str, method: str) -> pd.DataFrame:

@@ -187,3 +187,14 @@ def test_against_entries_sets_each_searched_method_beside_the_pilot_entry_it_may
     assert "transformer_ppo" not in text and "| other |" not in text  # only what ran, its task
     assert "| task | recurrent_ppo_pilot | 2 | 30 | 5 [4, 6] |" in text
     assert "| task | lstm_tuned | 2 | 30 | 9 [8, 10] |" in text and "| +4 [+2, +6] |" in text  # 9 - 5
+
+
+def test_against_entries_reads_the_archived_runs_of_an_entry_since_replaced(tmp_path):
+    (tmp_path / "pilot").mkdir()
+    SCORES.to_csv(tmp_path / "pilot" / "scores.csv", index=False)  # the pilot's recurrent_ppo rows: the new entry's
+    old = pd.concat([run("recurrent_ppo", seed, [0.0, 0.0, final], [1, 2, 3]) for seed, final in ((0, 1.0), (1, 3.0))])
+    old.to_csv(tmp_path / "pilot_lstm_count_recall_default.csv", index=False)
+    searched = pd.concat([run("lstm_tuned", seed, [0.0, 1.0, final], [1, 2, 3]) for seed, final in ((0, 8.0), (1, 10.0))])
+    text = memory_v2.against_entries(tmp_path, {tmp_path / "tuned_count_recall": searched})
+    assert "| task | recurrent_ppo_pilot | 2 | 30 | 2 [1, 3] |" in text  # the archived entry, not the pilot's 4 and 6
+    assert "| +7 [+5, +9] |" in text  # 9 - 2
