@@ -148,10 +148,11 @@ def factors(directory: Path, out: Path) -> None:
             continue
         spec = study / "study.yml"
         order = list(yaml.safe_load(spec.read_text())["methods"]) if spec.exists() else None  # the study file's order
+        scores, order, note = with_reference(directory, study.name, scores, order)
         sections.append(
             f"## {study.name}\n\nStudy file `studies/memory_v2/{study.name}.yml` (its header says what each method "
             f"changes); command: `sb3ma study run studies/memory_v2/{study.name}.yml --dir "
-            f"{study.relative_to(ROOT)}`.\n\n" + to_markdown(study_table(scores, order=order)) + "\n"
+            f"{study.relative_to(ROOT)}`.{note}\n\n" + to_markdown(study_table(scores, order=order)) + "\n"
         )
         print(f"{study.name}: {scores.groupby(['method', 'env', 'seed']).ngroups} runs", flush=True)
     if not sections:
@@ -173,6 +174,29 @@ def factors(directory: Path, out: Path) -> None:
     )
     write_text_atomic(out, text)
     print(f"wrote {out}")
+
+
+#: One-factor studies whose reference runs are another study's: study folder -> (that folder, its method).
+REFERENCES = {"count_recall_factors": ("tuned_count_recall", "tx_tuned")}
+
+
+def with_reference(
+    directory: Path, study: str, scores: pd.DataFrame, order: list[str] | None
+) -> tuple[pd.DataFrame, list[str] | None, str]:
+    """``study``'s scores with its :data:`REFERENCES` method's rows put first (named ``folder/method``), the table's
+    order and a sentence saying so; unchanged, with no sentence, when it has none or that folder has no scores."""
+    if study not in REFERENCES:
+        return scores, order, ""
+    folder, method = REFERENCES[study]
+    path = directory / folder / "scores.csv"
+    if not path.exists():
+        return scores, order, ""
+    label = f"{folder}/{method}"
+    theirs = pd.read_csv(path).query("method == @method").assign(method=label)
+    theirs = theirs[theirs["env"].isin(set(scores["env"]))]
+    order = [label, *(order if order is not None else scores["method"].unique())]
+    note = f" The first row, the reference: `{method}` of `{folder}/` (the same seeds, budget and evaluations)."
+    return pd.concat([theirs, scores], ignore_index=True), order, note
 
 
 #: Searched settings run against the pilot's entries on the same task: study folder -> its method -> the pilot's

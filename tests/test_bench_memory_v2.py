@@ -198,3 +198,18 @@ def test_against_entries_reads_the_archived_runs_of_an_entry_since_replaced(tmp_
     text = memory_v2.against_entries(tmp_path, {tmp_path / "tuned_count_recall": searched})
     assert "| task | recurrent_ppo_pilot | 2 | 30 | 2 [1, 3] |" in text  # the archived entry, not the pilot's 4 and 6
     assert "| +7 [+5, +9] |" in text  # 9 - 2
+
+
+def test_a_study_with_a_reference_elsewhere_is_measured_against_that_reference(tmp_path):
+    (tmp_path / "tuned_count_recall").mkdir()
+    reference = pd.concat([run("tx_tuned", seed, [0.0, 1.0, final], [1, 2, 3]) for seed, final in ((0, 2.0), (1, 4.0))])
+    pd.concat([reference, run("lstm_tuned", 0, [9.0, 9.0, 9.0], [1, 2, 3])]).to_csv(
+        tmp_path / "tuned_count_recall" / "scores.csv", index=False
+    )
+    factor = pd.concat([run("tx_exact", seed, [0.0, 1.0, final], [1, 2, 3]) for seed, final in ((0, 5.0), (1, 7.0))])
+    scores, order, note = memory_v2.with_reference(tmp_path, "count_recall_factors", factor, ["tx_exact"])
+    assert order == ["tuned_count_recall/tx_tuned", "tx_exact"] and "`tx_tuned` of `tuned_count_recall/`" in note
+    table = memory_v2.study_table(scores, order=order).set_index("method")
+    assert "lstm_tuned" not in table.index  # only the reference method
+    assert table.loc["tx_exact", "minus_tuned_count_recall/tx_tuned"].startswith("+3 [+1, +5]")  # 6 - 3
+    assert memory_v2.with_reference(tmp_path, "another_study", factor, None) == (factor, None, "")
