@@ -177,7 +177,10 @@ def factors(directory: Path, out: Path) -> None:
 
 
 #: One-factor studies whose reference runs are another study's: study folder -> (that folder, its method).
-REFERENCES = {"count_recall_factors": ("tuned_count_recall", "tx_tuned")}
+REFERENCES = {
+    "count_recall_factors": ("tuned_count_recall", "tx_tuned"),
+    "count_recall_step_size": ("tuned_count_recall", "tx_tuned"),
+}
 
 
 def with_reference(
