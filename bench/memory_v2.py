@@ -139,9 +139,12 @@ def previous_probe_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 def factors(directory: Path, out: Path) -> None:
     from sb3_masked_attention.evaluation.report import to_markdown
-    from sb3_masked_attention.io import write_text_atomic
+    from sb3_masked_attention.io import folder_in_use, write_text_atomic
 
     studies = {path.parent: pd.read_csv(path) for path in sorted(directory.glob("*/scores.csv"))}  # the pilot too
+    for study in [study for study in studies if folder_in_use(study)]:  # its table would change under it
+        print(f"{study.name}: a runner is writing it: left out until it has finished", flush=True)
+        del studies[study]
     sections = []
     for study, scores in studies.items():
         if study.name == "pilot":

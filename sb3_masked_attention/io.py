@@ -290,6 +290,23 @@ def hold_folder_lock(directory: str | os.PathLike, what: str = "run folder") -> 
     return True
 
 
+def folder_in_use(directory: str | os.PathLike) -> bool:
+    """Whether another process holds ``directory``'s lock (:func:`hold_folder_lock`) now: a run or study still
+    writing it. Takes nothing: the lock is tried and given straight back."""
+    import fcntl
+
+    path = Path(directory) / ".lock"
+    if not path.is_file() or Path(directory).resolve() in _HELD_LOCKS:
+        return False
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
 def release_all_folder_locks() -> None:
     """Give up every folder lock this process holds."""
     for directory in list(_HELD_LOCKS):

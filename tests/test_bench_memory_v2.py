@@ -2,10 +2,13 @@
 and memory_v2_probes.py's task streams."""
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench_memory_v2", ROOT / "bench" / "memory_v2.py")
@@ -213,3 +216,31 @@ def test_a_study_with_a_reference_elsewhere_is_measured_against_that_reference(t
     assert "lstm_tuned" not in table.index  # only the reference method
     assert table.loc["tx_exact", "minus_tuned_count_recall/tx_tuned"].startswith("+3 [+1, +5]")  # 6 - 3
     assert memory_v2.with_reference(tmp_path, "another_study", factor, None) == (factor, None, "")
+
+
+def test_factors_leaves_out_a_study_while_a_runner_writes_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(memory_v2, "ROOT", tmp_path)
+    for name in ("done", "running"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "study.yml").write_text(yaml.safe_dump({"methods": {"a": {}}}))
+        SCORES.to_csv(tmp_path / name / "scores.csv", index=False)
+    (tmp_path / "done" / ".lock").touch()  # a runner that has finished leaves its lock file, unlocked
+    writer = subprocess.Popen(  # another process holding the folder's lock, as `sb3ma study run` does
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "running")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout.readline().strip() == "held"
+        memory_v2.factors(tmp_path, tmp_path / "factors.md")
+    finally:
+        writer.kill()
+        writer.wait()
+    text = (tmp_path / "factors.md").read_text()
+    assert "## done" in text and "## running" not in text
+    memory_v2.factors(tmp_path, tmp_path / "factors.md")  # the runner gone: the study is in
+    assert "## running" in (tmp_path / "factors.md").read_text()
+
+
+HOLD_LOCK = (
+    "import sys, time\nfrom sb3_masked_attention.io import hold_folder_lock\n"
+    "hold_folder_lock(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+)
