@@ -151,7 +151,7 @@ def factors(directory: Path, out: Path) -> None:
             continue
         spec = study / "study.yml"
         order = list(yaml.safe_load(spec.read_text())["methods"]) if spec.exists() else None  # the study file's order
-        scores, order, note = with_reference(directory, study.name, scores, order)
+        scores, order, note = with_reference(studies, study, scores, order)
         sections.append(
             f"## {study.name}\n\nStudy file `studies/memory_v2/{study.name}.yml` (its header says what each method "
             f"changes); command: `sb3ma study run studies/memory_v2/{study.name}.yml --dir "
@@ -187,18 +187,17 @@ REFERENCES = {
 
 
 def with_reference(
-    directory: Path, study: str, scores: pd.DataFrame, order: list[str] | None
+    studies: dict[Path, pd.DataFrame], study: Path, scores: pd.DataFrame, order: list[str] | None
 ) -> tuple[pd.DataFrame, list[str] | None, str]:
-    """``study``'s scores with its :data:`REFERENCES` method's rows put first (named ``folder/method``), the table's
-    order and a sentence saying so; unchanged, with no sentence, when it has none or that folder has no scores."""
-    if study not in REFERENCES:
-        return scores, order, ""
-    folder, method = REFERENCES[study]
-    path = directory / folder / "scores.csv"
-    if not path.exists():
+    """``study``'s scores with its :data:`REFERENCES` method's rows (from ``studies``, the folders' scores already
+    read) put first, named ``folder/method``, the table's order and a sentence saying so; unchanged, with no sentence,
+    when it has none or ``studies`` lacks that folder."""
+    folder, method = REFERENCES.get(study.name, ("", ""))
+    reference = studies.get(study.parent / folder) if folder else None
+    if reference is None:
         return scores, order, ""
     label = f"{folder}/{method}"
-    theirs = pd.read_csv(path).query("method == @method").assign(method=label)
+    theirs = reference[reference["method"] == method].assign(method=label)
     theirs = theirs[theirs["env"].isin(set(scores["env"]))]
     order = [label, *(order if order is not None else scores["method"].unique())]
     note = f" The first row, the reference: `{method}` of `{folder}/` (the same seeds, budget and evaluations)."

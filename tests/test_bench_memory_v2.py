@@ -204,18 +204,15 @@ def test_against_entries_reads_the_archived_runs_of_an_entry_since_replaced(tmp_
 
 
 def test_a_study_with_a_reference_elsewhere_is_measured_against_that_reference(tmp_path):
-    (tmp_path / "tuned_count_recall").mkdir()
     reference = pd.concat([run("tx_tuned", seed, [0.0, 1.0, final], [1, 2, 3]) for seed, final in ((0, 2.0), (1, 4.0))])
-    pd.concat([reference, run("lstm_tuned", 0, [9.0, 9.0, 9.0], [1, 2, 3])]).to_csv(
-        tmp_path / "tuned_count_recall" / "scores.csv", index=False
-    )
+    studies = {tmp_path / "tuned_count_recall": pd.concat([reference, run("lstm_tuned", 0, [9.0, 9.0, 9.0], [1, 2, 3])])}
     factor = pd.concat([run("tx_exact", seed, [0.0, 1.0, final], [1, 2, 3]) for seed, final in ((0, 5.0), (1, 7.0))])
-    scores, order, note = memory_v2.with_reference(tmp_path, "count_recall_factors", factor, ["tx_exact"])
+    scores, order, note = memory_v2.with_reference(studies, tmp_path / "count_recall_factors", factor, ["tx_exact"])
     assert order == ["tuned_count_recall/tx_tuned", "tx_exact"] and "`tx_tuned` of `tuned_count_recall/`" in note
     table = memory_v2.study_table(scores, order=order).set_index("method")
     assert "lstm_tuned" not in table.index  # only the reference method
     assert table.loc["tx_exact", "minus_tuned_count_recall/tx_tuned"].startswith("+3 [+1, +5]")  # 6 - 3
-    assert memory_v2.with_reference(tmp_path, "another_study", factor, None) == (factor, None, "")
+    assert memory_v2.with_reference(studies, tmp_path / "another_study", factor, None) == (factor, None, "")
 
 
 def test_factors_leaves_out_a_study_while_a_runner_writes_it(tmp_path, monkeypatch):
