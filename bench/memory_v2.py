@@ -7,8 +7,10 @@
     python bench/memory_v2.py count-probe [--out results/memory_v2/count_probe.csv]
     python bench/memory_v2.py previous-probe [--out results/memory_v2/previous_probe.csv]
     python bench/memory_v2.py training-logs [--study pilot] [--method transformer_ppo] [--env CartPoleNoVel-v1]
+    python bench/memory_v2.py count-answers [--out results/memory_v2/count_answers.csv]
 
-The measuring parts (lstm-gradients, count-probe, previous-probe) live in ``memory_v2_probes.py`` beside this file.
+The measuring parts live beside this file: lstm-gradients, count-probe and previous-probe in ``memory_v2_probes.py``,
+count-answers in ``memory_v2_answers.py``.
 
 Each study folder under ``--dir`` that has a ``scores.csv`` (written by ``sb3ma study run``) becomes a table: per task
 and method, the runs, the final evaluation's mean with a 95% percentile-bootstrap CI over seeds, the mean of the area
@@ -112,6 +114,15 @@ CSV_SECTIONS = {
         "`transformer`: TransformerPPO's memory over the whole episode (rotary base 10,000); `_rotary100`: base 100; "
         "`_window16`: reading the last 16 steps only.",
     ),
+    "count_answers.csv": (
+        "CountRecallEasy: counting or keeping time?",
+        "Command: `python bench/memory_v2.py count-answers`. tuned_count_recall's runs rerun with the study runner's "
+        "code, keeping the models (`same_run`: the rerun's evaluations equal the committed run's), each then played "
+        "for 100 fresh greedy episodes. A policy that only knows how many cards have been dealt (a clock) answers the "
+        "count's most likely value: expected return -0.443, or -0.405 also using the card just dealt (random -0.926). "
+        "`as_clock`: answers equal to that clock's; `clock_right`: how often the clock is right on the same steps; "
+        "`right_beyond_clock`: answers right where the clock is wrong (a clock scores 0 there, a counter 1).",
+    ),
 }
 
 
@@ -120,7 +131,9 @@ def csv_sections(directory: Path) -> str:
     from sb3_masked_attention.evaluation.report import to_markdown
 
     tables = {name: pd.read_csv(directory / name) for name in CSV_SECTIONS if (directory / name).exists()}
-    shapes = {"previous_probe.csv": previous_probe_table}
+    from memory_v2_answers import answers_table
+
+    shapes = {"previous_probe.csv": previous_probe_table, "count_answers.csv": answers_table}
     return "".join(
         f"\n## {CSV_SECTIONS[name][0]}\n\n{CSV_SECTIONS[name][1]}\n\n"
         + to_markdown(shapes.get(name, lambda table: table)(table))
@@ -730,7 +743,7 @@ def training_logs(study: Path, method: str, env: str, out: Path) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parts = ["factors", "lstm-gradients", "pilot", "tuning", "count-probe", "previous-probe", "training-logs"]
+    parts = ["factors", "lstm-gradients", "pilot", "tuning", "count-probe", "previous-probe", "training-logs", "count-answers"]
     parser.add_argument("part", choices=parts)
     parser.add_argument("--study", default="pilot", help="training-logs: the study folder in DIR (default pilot)")
     parser.add_argument("--method", default="transformer_ppo", help="training-logs: the method (default transformer_ppo)")
@@ -755,12 +768,14 @@ if __name__ == "__main__":
         name = f"training_logs_{args.study}_{args.method}_{args.env.replace('/', '-')}.csv"
         training_logs(args.dir / args.study, args.method, args.env, args.out or args.dir / name)
     else:  # the measuring parts: a CSV in a new runs/bench folder unless --out names one
+        from memory_v2_answers import count_answers
         from memory_v2_probes import count_probe, lstm_gradients, previous_probe
 
         measures: dict[str, tuple[Callable[[Path], None], str]] = {
             "previous-probe": (previous_probe, "previous_probe"),
             "count-probe": (count_probe, "count_probe"),
             "lstm-gradients": (lstm_gradients, "lstm_gradients"),
+            "count-answers": (count_answers, "count_answers"),
         }
         measure, stem = measures[args.part]
         committed = f"results/memory_v2/{stem}.csv"

@@ -393,3 +393,26 @@ def test_a_method_may_have_its_own_seeds(tmp_path):
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(ValueError, match=r"method 'none': seeds=\[2, 2\] repeat \[2\]"):
         load_study(path)
+
+
+def test_a_run_can_keep_its_model_without_changing_what_it_scores(tmp_path):
+    import torch
+    from stable_baselines3 import PPO
+
+    from sb3_masked_attention.episodes import play_episodes
+    from sb3_masked_attention.evaluation.study import execute_run
+    from sb3_masked_attention.zoo import make_zoo_model
+
+    run = load_study(write_study(tmp_path / "study.yml", seeds=1, methods=("none",))).runs[0]
+    plain = execute_run(run, str(tmp_path / "plain"))
+    kept = execute_run(run, str(tmp_path / "kept"), model_path=str(tmp_path / "model.zip"))
+    assert [(r["timesteps"], r["score"]) for r in kept] == [(r["timesteps"], r["score"]) for r in plain]
+    assert sorted(p.name for p in tmp_path.glob("*.zip")) == ["model.zip"]  # no partial file left
+    # the kept model is the trained one: played as the run's last evaluation was, it scores what that scored
+    zoo = make_zoo_model("ppo", run.env_id, tmp_path / "zoo", conf_file=run.method.conf_file,
+                         hyperparams=run.method.hyperparams, env_kwargs=run.env_kwargs)  # fmt: skip
+    model = PPO.load(tmp_path / "model.zip", device="cpu")
+    trained, initial = model.policy.state_dict(), zoo.model.policy.state_dict()  # zoo.model: the same seed, untrained
+    assert any(not torch.equal(trained[key], initial[key]) for key in initial)
+    eval_env = zoo.make_eval_env(1, seed=run.seed + 10_000)
+    assert play_episodes(model, eval_env, run.eval_episodes).mean == kept[-1]["score"]

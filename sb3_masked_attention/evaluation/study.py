@@ -61,10 +61,13 @@ class StudyFailed(RuntimeError):
 
 
 # ---------------------------------------------------------------- one run (in a worker)
-def execute_run(run: Run, run_dir: str, torch_threads: int = 1) -> list[dict[str, Any]]:
+def execute_run(run: Run, run_dir: str, torch_threads: int = 1, model_path: str | None = None) -> list[dict[str, Any]]:
     """Train one run from scratch, evaluating every ``eval_freq`` steps and at the end; return the score rows.
 
     Runs in a worker process (local pool or Ray): one torch thread, rl-zoo builds the model.
+
+    :param model_path: a ``.zip`` file to save the trained model to as well (for a diagnostic that studies the policy
+        itself; studies keep only scores). Saving comes after the last evaluation: the rows are the run's without it.
     """
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
@@ -118,6 +121,10 @@ def execute_run(run: Run, run_dir: str, torch_threads: int = 1) -> list[dict[str
     model.learn(run.n_timesteps, callback=Periodic(), tb_log_name="run")
     if not rows or rows[-1]["timesteps"] != model.num_timesteps:
         evaluate()
+    if model_path is not None:  # atomically: a killed save leaves no model that looks whole
+        partial = f"{model_path}.partial.zip"
+        model.save(partial)
+        os.replace(partial, model_path)
     eval_env.close()
     train_env.close()
     seconds = time.perf_counter() - start  # training and evaluations: what a study budget is made of

@@ -1,0 +1,169 @@
+"""Issue 35: what the greedy CountRecallEasy answers of TransformerPPO and RecurrentPPO get right and wrong. Run from
+``bench/memory_v2.py count-answers``, which names the output file.
+
+A policy that cannot count but knows how many cards have been dealt still beats random: the count of the queried colour
+among the first ``t`` cards of a shuffled 26/26 deck is hypergeometric, and answering its mode is right often early in
+an episode. That "clock" policy's expected return is :func:`clock_return` (-0.443; -0.405 when it also uses whether the
+card just dealt is of the queried colour). So a greedy return between random (-0.926) and -0.405 does not show that a
+policy counts. This part reruns a study's runs with the study runner's own code (checking each run's evaluations equal
+the committed ones: the same run), keeps each trained model, plays fresh greedy episodes and records every answer
+beside the true count and the clock's answer. Resumable: the (method, seed) pairs the CSV holds are skipped, and a kept
+model is played again rather than retrained.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sb3_masked_attention.io import write_text_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The study whose runs are replayed, its methods and seeds (tuned_count_recall: each method's searched settings).
+STUDY = Path("studies/memory_v2/tuned_count_recall.yml")
+METHODS = ("lstm_tuned", "tx_tuned")
+SEEDS = (0, 1, 2)
+#: Greedy episodes played per model, on env seeds no evaluation of the study used.
+EPISODES = 100
+EPISODE_SEED = 20_000
+#: Where the reruns and their models are kept (git ignores runs/): a second call plays the kept models again.
+WORK = ROOT / "runs" / "count_answers"
+#: CountRecallEasy: one deck of 26 cards of each colour; 51 answers an episode, the k-th after k cards are dealt.
+CARDS, PER_COLOUR, ANSWERS = 52, 26, 51
+
+
+def clock_modes() -> np.ndarray:
+    """``modes[t, same]``: the most likely count of the queried colour after ``t`` cards (1-51), given whether the card
+    just dealt is of that colour (``same`` 1) or not (0); the lower count on a tie. The other ``t - 1`` cards are a
+    uniform draw from the 51 left, which hold 25 (same) or 26 (not) of the colour."""
+    from scipy.stats import hypergeom
+
+    modes = np.zeros((ANSWERS + 1, 2), dtype=int)
+    for t in range(1, ANSWERS + 1):
+        counts = np.arange(PER_COLOUR + 1)
+        modes[t, 0] = counts[np.argmax(hypergeom(CARDS - 1, PER_COLOUR, t - 1).pmf(counts))]
+        modes[t, 1] = 1 + counts[np.argmax(hypergeom(CARDS - 1, PER_COLOUR - 1, t - 1).pmf(counts))]
+    return modes
+
+
+def clock_return(use_dealt: bool = True) -> float:
+    """The expected return of answering the clock's mode at every step (+1/51 right, -1/51 wrong): with the card just
+    dealt (``use_dealt``; it is of the queried colour with probability 1/2, the query deck being independent) or
+    knowing ``t`` only."""
+    from scipy.stats import hypergeom
+
+    counts = np.arange(PER_COLOUR + 1)
+    right = []
+    for t in range(1, ANSWERS + 1):
+        if use_dealt:
+            same = hypergeom(CARDS - 1, PER_COLOUR - 1, t - 1).pmf(counts).max()
+            other = hypergeom(CARDS - 1, PER_COLOUR, t - 1).pmf(counts).max()
+            right.append((same + other) / 2)
+        else:
+            right.append(hypergeom(CARDS, PER_COLOUR, t).pmf(counts).max())
+    return float(np.mean(2 * np.array(right) - 1))
+
+
+def greedy_answers(model, env, n_episodes: int) -> pd.DataFrame:
+    """Play ``n_episodes`` greedy episodes of ``model`` on a one-env VecEnv of CountRecallEasy (reset here) and count
+    each (t, dealt_is_query, target, answer): ``t`` cards dealt, the true count ``target`` of the queried colour."""
+    if env.num_envs != 1:
+        raise ValueError(f"env.num_envs must be 1 (one episode at a time), got {env.num_envs}")
+    rows: list[tuple[int, int, int, int]] = []
+    obs = env.reset()
+    state, start, finished = None, np.ones(1, dtype=bool), 0
+    while finished < n_episodes:
+        counts, query, dealt = (env.get_attr(name)[0] for name in ("counts", "query", "value"))
+        action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
+        rows.append((int(counts.sum()), int(dealt == query), int(counts[query]), int(action[0])))
+        obs, _, start, _ = env.step(action)
+        finished += int(start[0])
+    answers = pd.DataFrame(rows, columns=["t", "dealt_is_query", "target", "answer"])
+    return answers.value_counts().rename("n").reset_index().sort_values(["t", "dealt_is_query", "target", "answer"])
+
+
+def replay(method: str, seed: int, folder: str) -> pd.DataFrame:
+    """Rerun ``method``'s run ``seed`` of :data:`STUDY` into ``folder`` (or load the model a finished rerun kept) and
+    count its greedy answers; ``same_run``: the rerun's evaluations equal the committed run's, step by step."""
+    import torch
+
+    from sb3_masked_attention.evaluation.study import execute_run, result_path
+    from sb3_masked_attention.evaluation.study_spec import load_study
+    from sb3_masked_attention.zoo import make_zoo_model
+
+    torch.set_num_threads(1)
+    run = next(r for r in load_study(ROOT / STUDY).runs if r.method.name == method and r.seed == seed)
+    run_dir = Path(folder) / "runs" / run.key
+    model_path = run_dir.with_suffix(".zip")  # beside the run folder, which execute_run empties when it starts
+    if not model_path.exists():
+        rows = pd.DataFrame(execute_run(run, str(run_dir), model_path=str(model_path)))
+        write_text_atomic(run_dir / "result.csv", rows.to_csv(index=False))
+    rerun = pd.read_csv(run_dir / "result.csv")
+    committed = pd.read_csv(result_path(ROOT / "results" / "memory_v2" / STUDY.stem, run))
+    same_run = len(rerun) == len(committed) and np.array_equal(
+        rerun[["timesteps", "score"]].to_numpy(), committed[["timesteps", "score"]].to_numpy()
+    )
+    zoo = make_zoo_model(run.method.algo, run.env_id, run_dir / "zoo_eval", conf_file=run.method.conf_file,
+                         hyperparams=run.method.hyperparams, env_kwargs=run.env_kwargs, seed=seed)  # fmt: skip
+    zoo.model.set_parameters(str(model_path), device="cpu")
+    env = zoo.make_eval_env(1, seed=EPISODE_SEED + seed)
+    answers = greedy_answers(zoo.model, env, EPISODES)
+    env.close()
+    zoo.train_env.close()
+    return answers.assign(method=method, seed=seed, same_run=same_run)
+
+
+def count_answers(out: Path, methods: tuple[str, ...] = METHODS, seeds: tuple[int, ...] = SEEDS, workers: int = 2) -> None:
+    """Replay each (method, seed) not yet in ``out`` (``workers`` at a time, one torch thread each; the reruns and
+    their models are kept in :data:`WORK`) and add its answer counts to ``out`` as each finishes."""
+    from sb3_masked_attention.io import read_rows
+
+    done = read_rows(out)
+    # seed by seed, so that each method's first seeds finish early (an LSTM run takes ten times a transformer's)
+    todo = [(m, s) for s in seeds for m in methods if not (len(done) and ((done["method"] == m) & (done["seed"] == s)).any())]
+    for method, seed in sorted(set((m, s) for m in methods for s in seeds) - set(todo)):
+        print(f"{method}, seed {seed}: already in {out}, skipped", flush=True)
+    with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+        futures = {pool.submit(replay, m, s, str(WORK)): (m, s) for m, s in todo}
+        for future in as_completed(futures):
+            answers = future.result()
+            rows = pd.concat([read_rows(out), answers], ignore_index=True)
+            write_text_atomic(out, rows.sort_values(["method", "seed", "t", "dealt_is_query", "target", "answer"])
+                              .to_csv(index=False))  # fmt: skip
+            print(f"{futures[future][0]}, seed {futures[future][1]}: {answers['n'].sum()} answers "
+                  f"(same run as committed: {bool(answers['same_run'].iloc[0])})", flush=True)  # fmt: skip
+
+
+def answers_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per (method, seed): the greedy return on these episodes (2 x right - 1: 51 answers an episode), the
+    share of answers right, within one of the count, and equal to the clock's mode; ``clock_right``: how often the
+    clock's mode is right on the same steps; ``right_beyond_clock``: answers right where the clock's mode is wrong (a
+    clock scores 0 there, a counter 1); and the share right in each third of the episode."""
+    modes = clock_modes()[rows["t"], rows["dealt_is_query"]]
+    rows = rows.assign(
+        right=(rows["answer"] == rows["target"]) * rows["n"],
+        within_1=((rows["answer"] - rows["target"]).abs() <= 1) * rows["n"],
+        as_clock=(rows["answer"] == modes) * rows["n"],
+        clock_right=(rows["target"] == modes) * rows["n"],
+        clock_wrong=(rows["target"] != modes) * rows["n"],
+        right_clock_wrong=((rows["answer"] == rows["target"]) & (rows["target"] != modes)) * rows["n"],
+        third=pd.cut(rows["t"], [0, 17, 34, ANSWERS], labels=["t 1-17", "t 18-34", "t 35-51"]),
+    )
+    lines = []
+    for (method, seed), runs in rows.groupby(["method", "seed"], sort=False):
+        total = runs["n"].sum()
+        thirds = runs.groupby("third", observed=True)[["right", "n"]].sum()
+        lines.append({
+            "method": method, "seed": seed, "same_run": bool(runs["same_run"].all()), "answers": total,
+            "return": 2 * runs["right"].sum() / total - 1, "right": runs["right"].sum() / total,
+            "within_1": runs["within_1"].sum() / total, "as_clock": runs["as_clock"].sum() / total,
+            "clock_right": runs["clock_right"].sum() / total,
+            "right_beyond_clock": runs["right_clock_wrong"].sum() / max(runs["clock_wrong"].sum(), 1),
+            **{f"right {third}": thirds.loc[third, "right"] / thirds.loc[third, "n"] for third in thirds.index},
+        })  # fmt: skip
+    return pd.DataFrame(lines).round(3)
