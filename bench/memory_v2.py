@@ -196,6 +196,7 @@ def factors(directory: Path, out: Path) -> None:
 REFERENCES = {
     "count_recall_factors": ("tuned_count_recall", "tx_tuned"),
     "count_recall_step_size": ("tuned_count_recall", "tx_tuned"),
+    "count_recall_positions": ("tuned_count_recall", "tx_tuned"),
 }
 
 

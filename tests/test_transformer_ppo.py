@@ -66,7 +66,7 @@ def test_the_window_size_table_is_memory_head_mask(memory_len, fractions):
     assert torch.equal(looked_up[:, :, None], memory_head_mask(n_valid, memory_len, fractions))
 
 
-@pytest.mark.parametrize("variant", [{}, dict(gated=True, rotary_base=32.0)])
+@pytest.mark.parametrize("variant", [{}, dict(gated=True, rotary_base=32.0), dict(episode_positions=True)])
 def test_stepping_one_token_at_a_time_equals_a_causal_pass(variant):
     """With a memory as long as the sequence, the memory read is exactly causal attention over it."""
     torch.manual_seed(0)
@@ -82,6 +82,8 @@ def test_stepping_one_token_at_a_time_equals_a_causal_pass(variant):
             features, _, _ = memory.step(tokens[:, t], state, torch.full((2,), float(t == 0)))
             stepped.append(features)
         x = memory.embed(tokens)
+        if variant.get("episode_positions"):  # the t-th token of the episode reads t earlier ones
+            x = x + memory.position_embed.weight[:10]
         mask = head_window_mask(torch.ones(2, 10, dtype=torch.bool), FRACTIONS)
         for block in memory.blocks:
             assert isinstance(block, TransformerBlock)
@@ -233,6 +235,31 @@ def test_exact_memory_replays_the_rollout_and_saves(env_id, tmp_path):
     assert TransformerPPO.load(tmp_path / "exact.zip", env=env).policy.exact_memory
     with pytest.raises(ValueError, match="exact_memory=1"):
         TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, exact_memory=1))
+
+
+@pytest.mark.parametrize("exact_memory", [False, True])
+def test_episode_positions_replay_the_rollout_save_and_tell_the_steps_apart(exact_memory, tmp_path):
+    env = token_env("sb3ma/TMaze-v0", corridor_length=3)
+    kwargs = dict(TINY, episode_positions=True, exact_memory=exact_memory)
+    model = TransformerPPO("TransformerMemoryPolicy", env, n_steps=40, batch_size=60, n_epochs=2, seed=0, policy_kwargs=kwargs)
+    check = ReplayCheck()
+    model.learn(2 * 120, callback=check)
+    assert len(check.differences) == 2 and max(max(pair) for pair in check.differences) < 1e-5, check.differences
+    memory = model.policy.memory
+    assert memory.position_embed is not None and memory.position_embed.weight.shape == (8 + 1, 16)
+    # the same token at the episode's first step and at its fifth: different block inputs (without: the same)
+    token = torch.randn(1, memory.embed.in_features).expand(2, -1)
+    steps = memory.embed_tokens(token, torch.tensor([0, 4]))
+    assert not torch.allclose(steps[0], steps[1])
+    torch.testing.assert_close(steps[1] - steps[0], memory.position_embed.weight[4] - memory.position_embed.weight[0])
+    model.save(tmp_path / "positions.zip")
+    loaded = TransformerPPO.load(tmp_path / "positions.zip", env=env)
+    torch.testing.assert_close(loaded.policy.memory.position_embed.weight, memory.position_embed.weight)
+    obs = env.reset()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    assert TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=TINY).policy.memory.position_embed is None
+    with pytest.raises(ValueError, match="episode_positions=1"):
+        TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, episode_positions=1))
 
 
 def test_exact_memory_reads_the_rollout_as_the_current_weights_encode_it(tmp_path):

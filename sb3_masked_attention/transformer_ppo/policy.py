@@ -121,6 +121,10 @@ class TransformerMemory(BaseFeaturesExtractor):
     :param gated: GTrXL's gated residuals (:class:`~sb3_masked_attention.attention.GatedResidual`) in every block.
     :param token_inputs: what each step's token holds, of :data:`TOKEN_INPUTS` (``obs`` always): leaving out the
         previous action, say, tests whether a policy leans on its own last action rather than on what it observed.
+    :param episode_positions: add a learned embedding of each token's index in its memory (how many earlier tokens of
+        its episode it reads: the episode's step, up to ``memory_len``) to the token, as GPT adds absolute positions.
+        Rotary positions are relative, so without it the memory can tell how far into the episode it is only by
+        attending to the first token; a policy may need that time (issue 35: CountRecallEasy).
     """
 
     window_sizes: torch.Tensor
@@ -138,6 +142,7 @@ class TransformerMemory(BaseFeaturesExtractor):
         rotary_base: float = 10_000.0,
         gated: bool = False,
         token_inputs: Sequence[str] = TOKEN_INPUTS,
+        episode_positions: bool = False,
     ) -> None:
         history_len, _ = history_layout(observation_space)
         if history_len != 1:
@@ -153,8 +158,9 @@ class TransformerMemory(BaseFeaturesExtractor):
             )
         for name, value in (("d_model", d_model), ("n_heads", n_heads), ("n_layers", n_layers)):
             check_int(name, value)
-        if not isinstance(gated, bool):
-            raise ValueError(f"gated={gated!r} is invalid: expected True or False")
+        for name, flag in (("gated", gated), ("episode_positions", episode_positions)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name}={flag!r} is invalid: expected True or False")
         inputs: tuple[str, ...] = tuple(token_inputs) if isinstance(token_inputs, (list, tuple)) else ()
         if OBS_KEY not in inputs or len(set(inputs)) != len(inputs) or not set(inputs) <= set(TOKEN_INPUTS):
             raise ValueError(
@@ -174,6 +180,10 @@ class TransformerMemory(BaseFeaturesExtractor):
         token_size = sum(math.prod(shape[1:]) for shape in shapes)  # history_layout checked: (1, ...) each
         self.n_layers, self.n_heads, self.d_model = n_layers, n_heads, d_model
         self.embed = nn.Linear(token_size, d_model)
+        # one vector per count of valid memory slots, 0 (an episode's first token) to memory_len; GPT-2's scale
+        self.position_embed = nn.Embedding(memory_len + 1, d_model) if episode_positions else None
+        if self.position_embed is not None:
+            nn.init.normal_(self.position_embed.weight, std=0.02)
         ff_dim = 4 * d_model if ff_dim is None else check_int("ff_dim", ff_dim)
         self.blocks = nn.ModuleList(
             TransformerBlock(d_model, n_heads, ff_dim, rotary=True, rotary_base=rotary_base, gated=gated)
@@ -197,6 +207,12 @@ class TransformerMemory(BaseFeaturesExtractor):
         """One token per env ``(N, token_size)`` from a preprocessed ``HistoryWrapper(history_len=1)`` observation."""
         batch = observations[OBS_KEY].shape[0]
         return torch.cat([observations[key].reshape(batch, -1).float() for key in self.token_keys], dim=-1)
+
+    def embed_tokens(self, tokens: torch.Tensor, n_valid: torch.Tensor) -> torch.Tensor:
+        """The first block's inputs ``(N, d_model)`` of tokens ``(N, token_size)`` that read ``n_valid`` ``(N,)`` valid
+        memory slots each."""
+        x = self.embed(tokens)
+        return x if self.position_embed is None else x + self.position_embed(n_valid)
 
     def initial_state(self, n_envs: int, device: torch.device | str = "cpu", copies: int = 1) -> MemoryState:
         """An empty memory for ``n_envs`` envs; ``copies`` memories of this shape stacked layer-wise (2: the actor's
@@ -236,7 +252,7 @@ class TransformerMemory(BaseFeaturesExtractor):
         mask = additive_mask(visible)  # SDPA would convert a boolean one in every layer
         angles = self.layers()[0].attn.ring_angles(state.position)  # shared by every layer
         write_at = (torch.arange(n, device=tokens.device), state.head)
-        x = self.embed(tokens)
+        x = self.embed_tokens(tokens, n_valid)
         inputs = []
         for layer, block in enumerate(self.layers()):
             inputs.append(x)
@@ -291,7 +307,7 @@ class TransformerMemory(BaseFeaturesExtractor):
         assert rotary is not None
         key_angles = rotary.angles(torch.arange(length, device=streams.device), streams.dtype)  # stream positions
         token_angles = rotary.angles(positions[:, None, None], streams.dtype)
-        x = self.embed(tokens)[:, None]
+        x = self.embed_tokens(tokens, n_valid)[:, None]
         for layer, block in enumerate(self.layers()):
             hidden = streams[layer]
             if reencode:  # the rollout's part of the stream as this layer now sees it
@@ -317,6 +333,8 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
     :param rotary_base: wavelength base of the rotary positions.
     :param gated: GTrXL's gated residuals in every block.
     :param token_inputs: what each step's token holds (default: the observation, the previous action and reward).
+    :param episode_positions: a learned embedding of each token's step in its episode (up to ``memory_len``), added to
+        the token (:class:`TransformerMemory`); off by default.
     :param exact_memory: in training, re-encode each rollout with the current weights at every minibatch (the
         memory's hidden states then change with the weights and pass gradients, as in a window transformer) instead of
         reading the block inputs stored during the rollout (Transformer-XL's stale memory). Costs one pass over the
@@ -354,6 +372,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         rotary_base: float = 10_000.0,
         gated: bool = False,
         token_inputs: Sequence[str] = TOKEN_INPUTS,
+        episode_positions: bool = False,
         exact_memory: bool = False,
         ortho_init: bool = True,
         ortho_init_memory: bool | None = None,
@@ -384,6 +403,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
             rotary_base=rotary_base,
             gated=gated,
             token_inputs=tuple(token_inputs) if isinstance(token_inputs, (list, tuple)) else token_inputs,
+            episode_positions=episode_positions,
         )
         self.memory_settings = dict(
             kwargs["features_extractor_kwargs"],
