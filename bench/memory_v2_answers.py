@@ -100,7 +100,7 @@ def replay(method: str, seed: int, folder: str) -> pd.DataFrame:
     run = next(r for r in load_study(ROOT / STUDY).runs if r.method.name == method and r.seed == seed)
     run_dir = Path(folder) / "runs" / run.key
     model_path = run_dir.with_suffix(".zip")  # beside the run folder, which execute_run empties when it starts
-    if not model_path.exists():
+    if not (model_path.exists() and (run_dir / "result.csv").exists()):  # else a finished rerun: play its model
         rows = pd.DataFrame(execute_run(run, str(run_dir), model_path=str(model_path)))
         write_text_atomic(run_dir / "result.csv", rows.to_csv(index=False))
     rerun = pd.read_csv(run_dir / "result.csv")
