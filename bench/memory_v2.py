@@ -120,8 +120,13 @@ CSV_SECTIONS = {
         "code, keeping the models (`same_run`: the rerun's evaluations equal the committed run's), each then played "
         "for 100 fresh greedy episodes. A policy that only knows how many cards have been dealt (a clock) answers the "
         "count's most likely value: expected return -0.443, or -0.405 also using the card just dealt (random -0.926). "
-        "`as_clock`: answers equal to that clock's; `clock_right`: how often the clock is right on the same steps; "
-        "`right_beyond_clock`: answers right where the clock is wrong (a clock scores 0 there, a counter 1).",
+        "`as_clock`: answers equal to that clock's; `clock_right`: how often the clock is right on the same steps. "
+        "Within each cell of the same step and the same 'card just dealt is the queried colour' (all a clock knows): "
+        "`time_only`, the share of answers equal to their cell's most common one (1 for any policy that answers by "
+        "the time alone), and `count_given_time`, the correlation of answer and true count with each cell's means "
+        "taken out (0 for such a policy, 1 for one that counts). The reruns ran on an AMD EPYC; the committed runs "
+        "on an earlier session's machine, whose kind the runs do not record: a run drifts across CPUs after its first "
+        "evaluations (`same_run` False; the runner itself reran tx_tuned seed 0 here to the same scores as this part).",
     ),
 }
 

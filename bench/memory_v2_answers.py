@@ -139,31 +139,49 @@ def count_answers(out: Path, methods: tuple[str, ...] = METHODS, seeds: tuple[in
                   f"(same run as committed: {bool(answers['same_run'].iloc[0])})", flush=True)  # fmt: skip
 
 
+def time_and_count(runs: pd.DataFrame) -> tuple[float, float]:
+    """How far one model's answers (``runs``: its rows of answer counts) follow the time alone, and the count beyond it.
+
+    Within each cell of the same ``t`` and ``dealt_is_query`` (all a clock knows): ``time_only`` is the share of
+    answers equal to their cell's most common answer (1 for any policy that answers by the time alone), and
+    ``count_given_time`` the correlation of answer and true count after each cell's means are taken out (0 for such a
+    policy, 1 for one that answers the count); 0 where the answers do not vary within cells."""
+    cells = runs.groupby(["t", "dealt_is_query"])
+    common = cells.apply(lambda cell: cell.groupby("answer")["n"].sum().max(), include_groups=False).sum()
+    weights = runs["n"].to_numpy(float)
+    centred = {}
+    for column in ("answer", "target"):
+        means = cells.apply(lambda cell, c=column: np.average(cell[c], weights=cell["n"]), include_groups=False)
+        centred[column] = runs[column].to_numpy(float) - means.loc[list(zip(runs["t"], runs["dealt_is_query"]))].to_numpy()
+    spread = np.sqrt(np.average(centred["answer"] ** 2, weights=weights) * np.average(centred["target"] ** 2, weights=weights))
+    together = np.average(centred["answer"] * centred["target"], weights=weights)
+    return common / weights.sum(), float(together / spread) if spread > 1e-12 else 0.0
+
+
 def answers_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One line per (method, seed): the greedy return on these episodes (2 x right - 1: 51 answers an episode), the
     share of answers right, within one of the count, and equal to the clock's mode; ``clock_right``: how often the
-    clock's mode is right on the same steps; ``right_beyond_clock``: answers right where the clock's mode is wrong (a
-    clock scores 0 there, a counter 1); and the share right in each third of the episode."""
+    clock's mode is right on the same steps; ``time_only`` and ``count_given_time`` (:func:`time_and_count`); and the
+    share right in each third of the episode."""
     modes = clock_modes()[rows["t"], rows["dealt_is_query"]]
     rows = rows.assign(
         right=(rows["answer"] == rows["target"]) * rows["n"],
         within_1=((rows["answer"] - rows["target"]).abs() <= 1) * rows["n"],
         as_clock=(rows["answer"] == modes) * rows["n"],
         clock_right=(rows["target"] == modes) * rows["n"],
-        clock_wrong=(rows["target"] != modes) * rows["n"],
-        right_clock_wrong=((rows["answer"] == rows["target"]) & (rows["target"] != modes)) * rows["n"],
         third=pd.cut(rows["t"], [0, 17, 34, ANSWERS], labels=["t 1-17", "t 18-34", "t 35-51"]),
     )
     lines = []
     for (method, seed), runs in rows.groupby(["method", "seed"], sort=False):
         total = runs["n"].sum()
         thirds = runs.groupby("third", observed=True)[["right", "n"]].sum()
+        time_only, count_given_time = time_and_count(runs)
         lines.append({
             "method": method, "seed": seed, "same_run": bool(runs["same_run"].all()), "answers": total,
             "return": 2 * runs["right"].sum() / total - 1, "right": runs["right"].sum() / total,
             "within_1": runs["within_1"].sum() / total, "as_clock": runs["as_clock"].sum() / total,
-            "clock_right": runs["clock_right"].sum() / total,
-            "right_beyond_clock": runs["right_clock_wrong"].sum() / max(runs["clock_wrong"].sum(), 1),
+            "clock_right": runs["clock_right"].sum() / total, "time_only": time_only,
+            "count_given_time": count_given_time,
             **{f"right {third}": thirds.loc[third, "right"] / thirds.loc[third, "n"] for third in thirds.index},
         })  # fmt: skip
     return pd.DataFrame(lines).round(3)
