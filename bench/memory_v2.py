@@ -204,6 +204,7 @@ REFERENCES = {
     "count_recall_positions": ("tuned_count_recall", "tx_tuned"),
     "count_recall_discount": ("tuned_count_recall", "tx_tuned"),
     "count_recall_entropy": ("tuned_count_recall", "tx_tuned"),
+    "count_recall_critic": ("tuned_count_recall", "tx_tuned"),
 }
 
 
