@@ -126,7 +126,8 @@ CSV_SECTIONS = {
         "the time alone), and `count_given_time`, the correlation of answer and true count with each cell's means "
         "taken out (0 for such a policy, 1 for one that counts). The reruns ran on an AMD EPYC; the committed runs "
         "on an earlier session's machine, whose kind the runs do not record: a run drifts across CPUs after its first "
-        "evaluations (`same_run` False; the runner itself reran tx_tuned seed 0 here to the same scores as this part).",
+        "evaluations (`same_run` False; `rerun_final` and `committed_final` are the two runs' last evaluations; the "
+        "runner itself reran tx_tuned seed 0 here to the same scores as this part).",
     ),
 }
 

@@ -89,7 +89,8 @@ def greedy_answers(model, env, n_episodes: int) -> pd.DataFrame:
 
 def replay(method: str, seed: int, folder: str) -> pd.DataFrame:
     """Rerun ``method``'s run ``seed`` of :data:`STUDY` into ``folder`` (or load the model a finished rerun kept) and
-    count its greedy answers; ``same_run``: the rerun's evaluations equal the committed run's, step by step."""
+    count its greedy answers; ``same_run``: the rerun's evaluations equal the committed run's, step by step;
+    ``rerun_final``, ``committed_final``: the two runs' last evaluations."""
     import torch
 
     from sb3_masked_attention.evaluation.study import execute_run, result_path
@@ -115,7 +116,8 @@ def replay(method: str, seed: int, folder: str) -> pd.DataFrame:
     answers = greedy_answers(zoo.model, env, EPISODES)
     env.close()
     zoo.train_env.close()
-    return answers.assign(method=method, seed=seed, same_run=same_run)
+    finals = {"rerun_final": rerun["score"].iloc[-1], "committed_final": committed["score"].iloc[-1]}
+    return answers.assign(method=method, seed=seed, same_run=same_run, **finals)
 
 
 def count_answers(out: Path, methods: tuple[str, ...] = METHODS, seeds: tuple[int, ...] = SEEDS, workers: int = 2) -> None:
@@ -159,7 +161,8 @@ def time_and_count(runs: pd.DataFrame) -> tuple[float, float]:
 
 
 def answers_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One line per (method, seed): the greedy return on these episodes (2 x right - 1: 51 answers an episode), the
+    """One line per (method, seed): the rerun's and the committed run's last evaluations (10 episodes each), the greedy
+    return on these episodes (2 x right - 1: 51 answers an episode), the
     share of answers right, within one of the count, and equal to the clock's mode; ``clock_right``: how often the
     clock's mode is right on the same steps; ``time_only`` and ``count_given_time`` (:func:`time_and_count`); and the
     share right in each third of the episode."""
@@ -177,7 +180,8 @@ def answers_table(rows: pd.DataFrame) -> pd.DataFrame:
         thirds = runs.groupby("third", observed=True)[["right", "n"]].sum()
         time_only, count_given_time = time_and_count(runs)
         lines.append({
-            "method": method, "seed": seed, "same_run": bool(runs["same_run"].all()), "answers": total,
+            "method": method, "seed": seed, "same_run": bool(runs["same_run"].all()),
+            "rerun_final": runs["rerun_final"].iloc[0], "committed_final": runs["committed_final"].iloc[0], "answers": total,
             "return": 2 * runs["right"].sum() / total - 1, "right": runs["right"].sum() / total,
             "within_1": runs["within_1"].sum() / total, "as_clock": runs["as_clock"].sum() / total,
             "clock_right": runs["clock_right"].sum() / total, "time_only": time_only,

@@ -247,6 +247,9 @@ HOLD_LOCK = (
 )
 
 
+_RUN = dict(seed=0, same_run=True, rerun_final=0.0, committed_final=0.0)  # what replay adds beside the answer counts
+
+
 class _Oracle:
     """A stand-in model answering CountRecallEasy from the env's own state: the true count plus ``offset``, or (clock)
     the count's most likely value given only the cards dealt and whether the card just dealt is of the queried colour."""
@@ -274,7 +277,7 @@ def _count_recall_env():
 def test_count_answers_align_each_answer_with_the_count_the_env_scores():
     env = _count_recall_env()
     for offset, right, within_1 in ((0, 1.0, 1.0), (1, 0.0, 1.0), (2, 0.0, 0.0)):
-        rows = answers.greedy_answers(_Oracle(env, offset), env, 3).assign(method="oracle", seed=0, same_run=True)
+        rows = answers.greedy_answers(_Oracle(env, offset), env, 3).assign(method="oracle", **_RUN)
         assert rows["n"].sum() == 3 * 51
         assert sorted(rows["t"].unique()) == list(range(1, 52))  # the k-th answer comes after k cards
         table = answers.answers_table(rows).iloc[0]
@@ -285,14 +288,14 @@ def test_count_answers_align_each_answer_with_the_count_the_env_scores():
 
 def test_the_clock_policy_scores_its_computed_return_and_never_beats_the_clock():
     env = _count_recall_env()
-    rows = answers.greedy_answers(_Oracle(env, clock=True), env, 600).assign(method="clock", seed=0, same_run=True)
+    rows = answers.greedy_answers(_Oracle(env, clock=True), env, 600).assign(method="clock", **_RUN)
     table = answers.answers_table(rows).iloc[0]
     assert table["as_clock"] == 1.0 and table["right"] == table["clock_right"]
     assert table["time_only"] == 1.0 and table["count_given_time"] == 0.0
     # 600 episodes: standard error of the mean return about 0.005; knowing t alone would score 0.038 lower
     assert abs(table["return"] - answers.clock_return()) < 0.02
     assert answers.clock_return(use_dealt=False) < answers.clock_return() - 0.03
-    counter = answers.greedy_answers(_Oracle(env), env, 20).assign(method="counter", seed=0, same_run=True)
+    counter = answers.greedy_answers(_Oracle(env), env, 20).assign(method="counter", **_RUN)
     assert answers.answers_table(counter).iloc[0]["time_only"] < 0.8  # the count varies at a given time
 
 
