@@ -198,14 +198,11 @@ def factors(directory: Path, out: Path) -> None:
     print(f"wrote {out}")
 
 
-#: One-factor studies whose reference runs are another study's: study folder -> (that folder, its method).
+#: One-factor studies whose reference runs are another study's: study folder -> (that folder, its method). Every
+#: CountRecallEasy factor is measured against TransformerPPO's searched settings.
 REFERENCES = {
-    "count_recall_factors": ("tuned_count_recall", "tx_tuned"),
-    "count_recall_step_size": ("tuned_count_recall", "tx_tuned"),
-    "count_recall_positions": ("tuned_count_recall", "tx_tuned"),
-    "count_recall_discount": ("tuned_count_recall", "tx_tuned"),
-    "count_recall_entropy": ("tuned_count_recall", "tx_tuned"),
-    "count_recall_critic": ("tuned_count_recall", "tx_tuned"),
+    f"count_recall_{factor}": ("tuned_count_recall", "tx_tuned")
+    for factor in ("factors", "step_size", "positions", "discount", "entropy", "critic")
 }
 
 

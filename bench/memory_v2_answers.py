@@ -72,17 +72,17 @@ def clock_return(use_dealt: bool = True) -> float:
 def greedy_answers(model, env, n_episodes: int) -> pd.DataFrame:
     """Play ``n_episodes`` greedy episodes of ``model`` on a one-env VecEnv of CountRecallEasy (reset here) and count
     each (t, dealt_is_query, target, answer): ``t`` cards dealt, the true count ``target`` of the queried colour."""
+    from sb3_masked_attention.episodes import play_episodes
+
     if env.num_envs != 1:
         raise ValueError(f"env.num_envs must be 1 (one episode at a time), got {env.num_envs}")
     rows: list[tuple[int, int, int, int]] = []
-    obs = env.reset()
-    state, start, finished = None, np.ones(1, dtype=bool), 0
-    while finished < n_episodes:
+
+    def record(action: np.ndarray) -> None:  # before the step: the state the answer is scored against
         counts, query, dealt = (env.get_attr(name)[0] for name in ("counts", "query", "value"))
-        action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
         rows.append((int(counts.sum()), int(dealt == query), int(counts[query]), int(action[0])))
-        obs, _, start, _ = env.step(action)
-        finished += int(start[0])
+
+    play_episodes(model, env, n_episodes, deterministic=True, on_action=record)
     answers = pd.DataFrame(rows, columns=["t", "dealt_is_query", "target", "answer"])
     return answers.value_counts().rename("n").reset_index().sort_values(["t", "dealt_is_query", "target", "answer"])
 
@@ -123,8 +123,9 @@ def replay(method: str, seed: int, folder: str) -> pd.DataFrame:
 def count_answers(out: Path, methods: tuple[str, ...] = METHODS, seeds: tuple[int, ...] = SEEDS, workers: int = 2) -> None:
     """Replay each (method, seed) not yet in ``out`` (``workers`` at a time, one torch thread each; the reruns and
     their models are kept in :data:`WORK`) and add its answer counts to ``out`` as each finishes."""
-    from sb3_masked_attention.io import read_rows
+    from sb3_masked_attention.io import hold_folder_lock, read_rows
 
+    hold_folder_lock(WORK, "count-answers' work folder")  # one writer: its reruns and models
     done = read_rows(out)
     # seed by seed, so that each method's first seeds finish early (an LSTM run takes ten times a transformer's)
     todo = [(m, s) for s in seeds for m in methods if not (len(done) and ((done["method"] == m) & (done["seed"] == s)).any())]

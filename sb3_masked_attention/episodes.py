@@ -9,7 +9,7 @@ plays its share of the episodes (as SB3's ``evaluate_policy`` does), so short ep
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +44,13 @@ def play_episodes(
     n_episodes: int,
     deterministic: bool = True,
     info_keys: Sequence[str] = (),
+    on_action: Callable[[np.ndarray], None] | None = None,
 ) -> Episodes:
     """Play ``n_episodes`` episodes of ``model`` on ``env`` (reset first) and return what they scored.
 
     :param info_keys: keys of the episodes' last ``info`` to collect (e.g. ``"is_success"``).
+    :param on_action: called with each step's actions before the env takes them, when the env's state is what the
+        model acted on (a diagnostic reads it there: ``bench/memory_v2_answers.py``).
     """
     n_episodes = check_int("n_episodes", n_episodes)
     n_envs = env.num_envs
@@ -63,6 +66,8 @@ def play_episodes(
     while (counts < targets).any():
         kwargs = {"action_masks": np.stack(env.env_method("action_masks"))} if maskable else {}
         action, state = model.predict(obs, state=state, episode_start=starts, deterministic=deterministic, **kwargs)
+        if on_action is not None:
+            on_action(action)
         obs, reward, done, infos = env.step(action)
         running += reward
         for i in np.flatnonzero(done):

@@ -166,6 +166,17 @@ def test_play_episodes_collects_final_info_values():
     assert episodes.mean == pytest.approx(np.mean(episodes.returns))
 
 
+def test_play_episodes_hands_each_action_over_before_the_env_takes_it():
+    env = make_vec_env(lambda: gym.wrappers.TimeLimit(gym.make("CartPole-v1").unwrapped, 5), n_envs=1, seed=0)
+    seen = []  # (action, the env's step count when it was handed over)
+    episodes = play_episodes(
+        PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0), env, 2,
+        on_action=lambda action: seen.append((action.copy(), env.get_attr("_elapsed_steps")[0])),
+    )  # fmt: skip
+    assert [elapsed for _, elapsed in seen] == [0, 1, 2, 3, 4] * 2  # each before its step, both 5-step episodes
+    assert all(action.shape == (1,) for action, _ in seen) and sum(episodes.returns) == 10
+
+
 @dataclass(frozen=True)
 class _Config:
     rate: float = 0.5
