@@ -13,8 +13,7 @@ model is played again rather than retrained.
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +122,7 @@ def replay(method: str, seed: int, folder: str) -> pd.DataFrame:
 def count_answers(out: Path, methods: tuple[str, ...] = METHODS, seeds: tuple[int, ...] = SEEDS, workers: int = 2) -> None:
     """Replay each (method, seed) not yet in ``out`` (``workers`` at a time, one torch thread each; the reruns and
     their models are kept in :data:`WORK`) and add its answer counts to ``out`` as each finishes."""
+    from sb3_masked_attention.evaluation.study import worker_pool
     from sb3_masked_attention.io import hold_folder_lock, read_rows
 
     hold_folder_lock(WORK, "count-answers' work folder")  # one writer: its reruns and models
@@ -131,7 +131,7 @@ def count_answers(out: Path, methods: tuple[str, ...] = METHODS, seeds: tuple[in
     todo = [(m, s) for s in seeds for m in methods if not (len(done) and ((done["method"] == m) & (done["seed"] == s)).any())]
     for method, seed in sorted(set((m, s) for m in methods for s in seeds) - set(todo)):
         print(f"{method}, seed {seed}: already in {out}, skipped", flush=True)
-    with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+    with worker_pool(workers) as pool:  # its workers end with this process
         futures = {pool.submit(replay, m, s, str(WORK)): (m, s) for m, s in todo}
         for future in as_completed(futures):
             answers = future.result()

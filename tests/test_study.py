@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sb3_masked_attention.evaluation.study import StudyFailed, load_study, run_study, study_lock
+from sb3_masked_attention.evaluation.study import StudyFailed, load_study, run_study, study_lock, worker_pool
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PPO = {"n_envs": 2, "n_steps": 32, "batch_size": 64, "n_epochs": 1}
@@ -126,6 +126,19 @@ def test_workers_end_when_the_driver_is_killed(tmp_path):
         "an orphan worker is still training"
     )
     process.wait()
+
+
+def test_worker_pool_refuses_no_workers_and_runs_in_other_processes():
+    with pytest.raises(ValueError, match="workers=0"):
+        worker_pool(0)
+    with worker_pool(2) as pool:  # the pool count-answers and the study runner share
+        pids = set(pool.map(_own_pid, range(8)))
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+
+
+def _own_pid(_: int) -> int:
+    time.sleep(0.05)
+    return os.getpid()
 
 
 def test_second_runner_is_refused(tmp_path, lock_held_elsewhere):

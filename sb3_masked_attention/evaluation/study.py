@@ -24,6 +24,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -292,17 +293,28 @@ def start_local_ray(num_cpus: int) -> None:
 Outcome = list[dict[str, Any]] | BaseException  # a run's score rows, or the error it failed with
 
 
-def _run_local(todo: list[Run], directory: Path, workers: int, address: str | None) -> Iterator[tuple[Run, Outcome]]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes for long runs: started by a forkserver (clean: no torch threads or locks
+    inherited from this process), each ending when this process dies, kill -9 included, so that no orphan keeps
+    training into a run folder or holds the cores after its driver is stopped.
 
-    # forkserver: workers start clean (no torch threads or locks inherited from the driver).
-    with ProcessPoolExecutor(
+    :param workers: how many processes (at least 1).
+    """
+    import multiprocessing
+
+    check_int("workers", workers, minimum=1)
+    return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("forkserver"),
         initializer=_exit_with_driver,
         initargs=(os.getpid(),),
-    ) as pool:
+    )
+
+
+def _run_local(todo: list[Run], directory: Path, workers: int, address: str | None) -> Iterator[tuple[Run, Outcome]]:
+    from concurrent.futures import as_completed
+
+    with worker_pool(workers) as pool:
         futures = {pool.submit(execute_run, run, str(directory / "runs" / run.key)): run for run in todo}
         for future in as_completed(futures):
             error = future.exception()
