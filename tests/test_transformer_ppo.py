@@ -66,7 +66,9 @@ def test_the_window_size_table_is_memory_head_mask(memory_len, fractions):
     assert torch.equal(looked_up[:, :, None], memory_head_mask(n_valid, memory_len, fractions))
 
 
-@pytest.mark.parametrize("variant", [{}, dict(gated=True, rotary_base=32.0), dict(episode_positions=True)])
+@pytest.mark.parametrize(
+    "variant", [{}, dict(gated=True, rotary_base=32.0), dict(episode_positions=True), dict(episode_time=True)]
+)
 def test_stepping_one_token_at_a_time_equals_a_causal_pass(variant):
     """With a memory as long as the sequence, the memory read is exactly causal attention over it."""
     torch.manual_seed(0)
@@ -74,13 +76,15 @@ def test_stepping_one_token_at_a_time_equals_a_causal_pass(variant):
     memory = TransformerMemory(
         space, memory_len=12, d_model=16, n_heads=4, n_layers=2, head_mask_strategy=FRACTIONS, **variant
     ).eval()
-    tokens = torch.randn(2, 10, memory.embed.in_features)
+    tokens = torch.randn(2, 10, memory.token_size)
     state = memory.initial_state(2)
     stepped = []
     with torch.no_grad():
         for t in range(10):
             features, _, _ = memory.step(tokens[:, t], state, torch.full((2,), float(t == 0)))
             stepped.append(features)
+        if variant.get("episode_time"):  # the t-th token reads t earlier ones, of a memory of 12
+            tokens = torch.cat([tokens, (torch.arange(10.0) / 12).expand(2, 10)[..., None]], dim=-1)
         x = memory.embed(tokens)
         if variant.get("episode_positions"):  # the t-th token of the episode reads t earlier ones
             x = x + memory.position_embed.weight[:10]
@@ -196,29 +200,9 @@ def test_gsde_model_saves_and_loads(tmp_path):
     torch.testing.assert_close(model.policy.log_std, loaded.policy.log_std)
 
 
-def test_gated_memory_with_a_short_rotary_base_replays_and_saves(tmp_path):
-    env = token_env("sb3ma/TMaze-v0", corridor_length=3)
-    kwargs = dict(TINY, gated=True, rotary_base=16.0)
-    model = TransformerPPO("TransformerMemoryPolicy", env, n_steps=40, batch_size=60, n_epochs=2, seed=0, policy_kwargs=kwargs)
-    check = ReplayCheck()
-    model.learn(2 * 120, callback=check)
-    assert len(check.differences) == 2 and max(max(pair) for pair in check.differences) < 1e-5, check.differences
-    block = model.policy.memory.layers()[0]
-    assert block.gates is not None and block.attn.rotary is not None
-    torch.testing.assert_close(block.attn.rotary.inv_freq, 16.0 ** (-torch.arange(0, 4, 2) / 4))
-    model.save(tmp_path / "gated.zip")
-    loaded = TransformerPPO.load(tmp_path / "gated.zip", env=env)
-    assert loaded.policy.memory.layers()[0].gates is not None
-    torch.testing.assert_close(loaded.policy.memory.layers()[0].attn.rotary.inv_freq, block.attn.rotary.inv_freq)
-    obs = env.reset()
-    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
-    with pytest.raises(ValueError, match="gated='yes'"):
-        TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, gated="yes"))
-
-
-@pytest.mark.parametrize("env_id", ["sb3ma/TMaze-v0", "Pendulum-v1"])
-def test_exact_memory_replays_the_rollout_and_saves(env_id, tmp_path):
-    env = token_env(env_id, **({"corridor_length": 3} if env_id == "sb3ma/TMaze-v0" else {}))
+def trained_and_reloaded(env, tmp_path, **policy_kwargs):
+    """A TINY TransformerPPO with ``policy_kwargs`` after two rollouts (each replayed to 1e-5 in its first epoch) and
+    its save loaded again (greedy actions equal)."""
     model = TransformerPPO(
         "TransformerMemoryPolicy",
         env,
@@ -226,13 +210,35 @@ def test_exact_memory_replays_the_rollout_and_saves(env_id, tmp_path):
         batch_size=60,
         n_epochs=2,
         seed=0,
-        policy_kwargs=dict(TINY, exact_memory=True),
+        policy_kwargs=dict(TINY, **policy_kwargs),
     )
     check = ReplayCheck()
     model.learn(2 * 120, callback=check)
     assert len(check.differences) == 2 and max(max(pair) for pair in check.differences) < 1e-5, check.differences
-    model.save(tmp_path / "exact.zip")
-    assert TransformerPPO.load(tmp_path / "exact.zip", env=env).policy.exact_memory
+    model.save(tmp_path / "model.zip")
+    loaded = TransformerPPO.load(tmp_path / "model.zip", env=env)
+    obs = env.reset()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    return model, loaded
+
+
+def test_gated_memory_with_a_short_rotary_base_replays_and_saves(tmp_path):
+    env = token_env("sb3ma/TMaze-v0", corridor_length=3)
+    model, loaded = trained_and_reloaded(env, tmp_path, gated=True, rotary_base=16.0)
+    block = model.policy.memory.layers()[0]
+    assert block.gates is not None and block.attn.rotary is not None
+    torch.testing.assert_close(block.attn.rotary.inv_freq, 16.0 ** (-torch.arange(0, 4, 2) / 4))
+    assert loaded.policy.memory.layers()[0].gates is not None
+    torch.testing.assert_close(loaded.policy.memory.layers()[0].attn.rotary.inv_freq, block.attn.rotary.inv_freq)
+    with pytest.raises(ValueError, match="gated='yes'"):
+        TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, gated="yes"))
+
+
+@pytest.mark.parametrize("env_id", ["sb3ma/TMaze-v0", "Pendulum-v1"])
+def test_exact_memory_replays_the_rollout_and_saves(env_id, tmp_path):
+    env = token_env(env_id, **({"corridor_length": 3} if env_id == "sb3ma/TMaze-v0" else {}))
+    _, loaded = trained_and_reloaded(env, tmp_path, exact_memory=True)
+    assert loaded.policy.exact_memory
     with pytest.raises(ValueError, match="exact_memory=1"):
         TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, exact_memory=1))
 
@@ -240,26 +246,38 @@ def test_exact_memory_replays_the_rollout_and_saves(env_id, tmp_path):
 @pytest.mark.parametrize("exact_memory", [False, True])
 def test_episode_positions_replay_the_rollout_save_and_tell_the_steps_apart(exact_memory, tmp_path):
     env = token_env("sb3ma/TMaze-v0", corridor_length=3)
-    kwargs = dict(TINY, episode_positions=True, exact_memory=exact_memory)
-    model = TransformerPPO("TransformerMemoryPolicy", env, n_steps=40, batch_size=60, n_epochs=2, seed=0, policy_kwargs=kwargs)
-    check = ReplayCheck()
-    model.learn(2 * 120, callback=check)
-    assert len(check.differences) == 2 and max(max(pair) for pair in check.differences) < 1e-5, check.differences
+    model, loaded = trained_and_reloaded(env, tmp_path, episode_positions=True, exact_memory=exact_memory)
     memory = model.policy.memory
     assert memory.position_embed is not None and memory.position_embed.weight.shape == (8 + 1, 16)
     # the same token at the episode's first step and at its fifth: different block inputs (without: the same)
-    token = torch.randn(1, memory.embed.in_features).expand(2, -1)
+    token = torch.randn(1, memory.token_size).expand(2, -1)
     steps = memory.embed_tokens(token, torch.tensor([0, 4]))
     assert not torch.allclose(steps[0], steps[1])
     torch.testing.assert_close(steps[1] - steps[0], memory.position_embed.weight[4] - memory.position_embed.weight[0])
-    model.save(tmp_path / "positions.zip")
-    loaded = TransformerPPO.load(tmp_path / "positions.zip", env=env)
     torch.testing.assert_close(loaded.policy.memory.position_embed.weight, memory.position_embed.weight)
-    obs = env.reset()
-    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
     assert TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=TINY).policy.memory.position_embed is None
     with pytest.raises(ValueError, match="episode_positions=1"):
         TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, episode_positions=1))
+
+
+@pytest.mark.parametrize("exact_memory", [False, True])
+def test_episode_time_replays_the_rollout_saves_and_is_linear_in_the_step(exact_memory, tmp_path):
+    env = token_env("sb3ma/TMaze-v0", corridor_length=3)
+    model, loaded = trained_and_reloaded(env, tmp_path, episode_time=True, exact_memory=exact_memory)
+    memory = model.policy.memory
+    plain = TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=TINY).policy.memory
+    assert memory.token_size == plain.token_size and memory.embed.in_features == plain.embed.in_features + 1
+    # the same token at an episode's steps 0, 2 and 4 of a memory of 8: block inputs 1/4 and 1/2 of the time column
+    # apart
+    token = torch.randn(1, memory.token_size).expand(3, -1)
+    steps = memory.embed_tokens(token, torch.tensor([0, 2, 4]))
+    time_column = memory.embed.weight[:, -1]
+    torch.testing.assert_close(steps[1] - steps[0], time_column / 4)
+    torch.testing.assert_close(steps[2] - steps[0], time_column / 2)
+    assert loaded.policy.memory.episode_time and not plain.episode_time
+    torch.testing.assert_close(loaded.policy.memory.embed.weight, memory.embed.weight)
+    with pytest.raises(ValueError, match="episode_time='yes'"):
+        TransformerPPO("TransformerMemoryPolicy", env, policy_kwargs=dict(TINY, episode_time="yes"))
 
 
 def test_exact_memory_reads_the_rollout_as_the_current_weights_encode_it(tmp_path):

@@ -125,6 +125,11 @@ class TransformerMemory(BaseFeaturesExtractor):
         its episode it reads: the episode's step, up to ``memory_len``) to the token, as GPT adds absolute positions.
         Rotary positions are relative, so without it the memory can tell how far into the episode it is only by
         attending to the first token; a policy may need that time (issue 35: CountRecallEasy).
+    :param episode_time: append the token's step in its episode, as a fraction of ``memory_len`` (its count of valid
+        memory slots over ``memory_len``: 0 at an episode's first token, 1 from step ``memory_len`` on), to the token
+        before it is embedded, as gymnasium's ``TimeAwareObservation`` appends the time to an observation. Unlike
+        ``episode_positions``' one vector per step, a feature linear in the step: what is learned at one step carries
+        to its neighbours (an LSTM's state drifts with the steps in the same smooth way).
     """
 
     window_sizes: torch.Tensor
@@ -143,6 +148,7 @@ class TransformerMemory(BaseFeaturesExtractor):
         gated: bool = False,
         token_inputs: Sequence[str] = TOKEN_INPUTS,
         episode_positions: bool = False,
+        episode_time: bool = False,
     ) -> None:
         history_len, _ = history_layout(observation_space)
         if history_len != 1:
@@ -158,7 +164,7 @@ class TransformerMemory(BaseFeaturesExtractor):
             )
         for name, value in (("d_model", d_model), ("n_heads", n_heads), ("n_layers", n_layers)):
             check_int(name, value)
-        for name, flag in (("gated", gated), ("episode_positions", episode_positions)):
+        for name, flag in (("gated", gated), ("episode_positions", episode_positions), ("episode_time", episode_time)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{name}={flag!r} is invalid: expected True or False")
         inputs: tuple[str, ...] = tuple(token_inputs) if isinstance(token_inputs, (list, tuple)) else ()
@@ -177,9 +183,11 @@ class TransformerMemory(BaseFeaturesExtractor):
             key for key in TOKEN_KEYS if key in observation_space.spaces and key in (*inputs, EPISODE_START_KEY)
         ]
         shapes: list[tuple[int, ...]] = [tuple(observation_space.spaces[key].shape or ()) for key in self.token_keys]
-        token_size = sum(math.prod(shape[1:]) for shape in shapes)  # history_layout checked: (1, ...) each
+        #: the size of a token (:meth:`tokens`); the embedding reads one more input with ``episode_time``
+        self.token_size = sum(math.prod(shape[1:]) for shape in shapes)  # history_layout checked: (1, ...) each
         self.n_layers, self.n_heads, self.d_model = n_layers, n_heads, d_model
-        self.embed = nn.Linear(token_size, d_model)
+        self.episode_time = episode_time
+        self.embed = nn.Linear(self.token_size + int(episode_time), d_model)
         # one vector per count of valid memory slots, 0 (an episode's first token) to memory_len; GPT-2's scale
         self.position_embed = nn.Embedding(memory_len + 1, d_model) if episode_positions else None
         if self.position_embed is not None:
@@ -211,6 +219,8 @@ class TransformerMemory(BaseFeaturesExtractor):
     def embed_tokens(self, tokens: torch.Tensor, n_valid: torch.Tensor) -> torch.Tensor:
         """The first block's inputs ``(N, d_model)`` of tokens ``(N, token_size)`` that read ``n_valid`` ``(N,)`` valid
         memory slots each."""
+        if self.episode_time:
+            tokens = torch.cat([tokens, (n_valid.to(tokens.dtype) / self.memory_len)[:, None]], dim=-1)
         x = self.embed(tokens)
         return x if self.position_embed is None else x + self.position_embed(n_valid)
 
@@ -335,6 +345,8 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
     :param token_inputs: what each step's token holds (default: the observation, the previous action and reward).
     :param episode_positions: a learned embedding of each token's step in its episode (up to ``memory_len``), added to
         the token (:class:`TransformerMemory`); off by default.
+    :param episode_time: the token's step in its episode as a fraction of ``memory_len``, appended to the token: a
+        feature linear in the step (:class:`TransformerMemory`); off by default.
     :param exact_memory: in training, re-encode each rollout with the current weights at every minibatch (the
         memory's hidden states then change with the weights and pass gradients, as in a window transformer) instead of
         reading the block inputs stored during the rollout (Transformer-XL's stale memory). Costs one pass over the
@@ -373,6 +385,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
         gated: bool = False,
         token_inputs: Sequence[str] = TOKEN_INPUTS,
         episode_positions: bool = False,
+        episode_time: bool = False,
         exact_memory: bool = False,
         ortho_init: bool = True,
         ortho_init_memory: bool | None = None,
@@ -404,6 +417,7 @@ class TransformerMemoryPolicy(ActorCriticPolicy):
             gated=gated,
             token_inputs=tuple(token_inputs) if isinstance(token_inputs, (list, tuple)) else token_inputs,
             episode_positions=episode_positions,
+            episode_time=episode_time,
         )
         self.memory_settings = dict(
             kwargs["features_extractor_kwargs"],
