@@ -202,7 +202,7 @@ def factors(directory: Path, out: Path) -> None:
 #: CountRecallEasy factor is measured against TransformerPPO's searched settings.
 REFERENCES = {
     f"count_recall_{factor}": ("tuned_count_recall", "tx_tuned")
-    for factor in ("factors", "step_size", "positions", "discount", "entropy", "critic", "epochs", "inputs")
+    for factor in ("factors", "step_size", "positions", "discount", "entropy", "critic", "epochs", "inputs", "time", "advantage")
 }
 
 
