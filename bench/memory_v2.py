@@ -199,10 +199,24 @@ def factors(directory: Path, out: Path) -> None:
 
 
 #: One-factor studies whose reference runs are another study's: study folder -> (that folder, its method). Every
-#: CountRecallEasy factor is measured against TransformerPPO's searched settings.
+#: CountRecallEasy factor is measured against its method's searched settings (TransformerPPO's but one).
 REFERENCES = {
-    f"count_recall_{factor}": ("tuned_count_recall", "tx_tuned")
-    for factor in ("factors", "step_size", "positions", "discount", "entropy", "critic", "epochs", "inputs", "time", "advantage")
+    **{
+        f"count_recall_{factor}": ("tuned_count_recall", "tx_tuned")
+        for factor in (
+            "factors",
+            "step_size",
+            "positions",
+            "discount",
+            "entropy",
+            "critic",
+            "epochs",
+            "inputs",
+            "time",
+            "advantage",
+        )
+    },
+    "count_recall_lstm_gamma0": ("tuned_count_recall", "lstm_tuned"),
 }
 
 
