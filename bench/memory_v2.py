@@ -7,7 +7,8 @@
     python bench/memory_v2.py count-probe [--out results/memory_v2/count_probe.csv]
     python bench/memory_v2.py previous-probe [--out results/memory_v2/previous_probe.csv]
     python bench/memory_v2.py training-logs [--study pilot] [--method transformer_ppo] [--env CartPoleNoVel-v1]
-    python bench/memory_v2.py count-answers [--out results/memory_v2/count_answers.csv]
+    python bench/memory_v2.py count-answers [--study tuned_count_recall] [--method M]
+        [--out results/memory_v2/count_answers.csv]
 
 The measuring parts live beside this file: lstm-gradients, count-probe and previous-probe in ``memory_v2_probes.py``,
 count-answers in ``memory_v2_answers.py``.
@@ -25,6 +26,7 @@ import argparse
 import sys
 import zlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -116,10 +118,12 @@ CSV_SECTIONS = {
     ),
     "count_answers.csv": (
         "CountRecallEasy: counting or keeping time?",
-        "Command: `python bench/memory_v2.py count-answers`. tuned_count_recall's runs rerun with the study runner's "
-        "code, keeping the models (`same_run`: the rerun's evaluations equal the committed run's), each then played "
-        "for 100 fresh greedy episodes. A policy that only knows how many cards have been dealt (a clock) answers the "
-        "count's most likely value: expected return -0.443, or -0.405 also using the card just dealt (random -0.926). "
+        "Commands: `python bench/memory_v2.py count-answers` (tuned_count_recall's runs) and `python bench/memory_v2.py "
+        "count-answers --study count_recall_advantage --method tx_gamma0`; seeds 0-2 of each `study`'s method rerun "
+        "with the study runner's code, keeping the models (`same_run`: the rerun's evaluations equal the committed "
+        "run's), each then played for 100 fresh greedy episodes. A policy that only knows how many cards have been "
+        "dealt (a clock) answers the count's most likely value: expected return -0.443, or -0.405 also using the card "
+        "just dealt (random -0.926). "
         "`as_clock`: answers equal to that clock's; `clock_right`: how often the clock is right on the same steps. "
         "Within each cell of the same step and the same 'card just dealt is the queried colour' (all a clock knows): "
         "`time_only`, the share of answers equal to their cell's most common one (1 for any policy that answers by "
@@ -766,8 +770,17 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parts = ["factors", "lstm-gradients", "pilot", "tuning", "count-probe", "previous-probe", "training-logs", "count-answers"]
     parser.add_argument("part", choices=parts)
-    parser.add_argument("--study", default="pilot", help="training-logs: the study folder in DIR (default pilot)")
-    parser.add_argument("--method", default="transformer_ppo", help="training-logs: the method (default transformer_ppo)")
+    parser.add_argument(
+        "--study",
+        default=None,
+        help="training-logs: the study folder in DIR (default pilot); count-answers: the memory_v2 study whose runs are "
+        "replayed (default tuned_count_recall)",
+    )
+    parser.add_argument(
+        "--method",
+        default=None,
+        help="training-logs: the method (default transformer_ppo); count-answers: the one replayed (default: all)",
+    )
     parser.add_argument("--env", default="CartPoleNoVel-v1", help="training-logs: the env (default CartPoleNoVel-v1)")
     parser.add_argument("--dir", type=Path, default=DIR, help="folder of study folders (default results/memory_v2)")
     parser.add_argument(
@@ -786,17 +799,21 @@ if __name__ == "__main__":
     elif args.part == "tuning":
         tuning_trials(args.dir, args.search)
     elif args.part == "training-logs":
-        name = f"training_logs_{args.study}_{args.method}_{args.env.replace('/', '-')}.csv"
-        training_logs(args.dir / args.study, args.method, args.env, args.out or args.dir / name)
+        study, method = args.study or "pilot", args.method or "transformer_ppo"
+        name = f"training_logs_{study}_{method}_{args.env.replace('/', '-')}.csv"
+        training_logs(args.dir / study, method, args.env, args.out or args.dir / name)
     else:  # the measuring parts: a CSV in a new runs/bench folder unless --out names one
-        from memory_v2_answers import count_answers
+        from memory_v2_answers import STUDY, count_answers
         from memory_v2_probes import count_probe, lstm_gradients, previous_probe
 
         measures: dict[str, tuple[Callable[[Path], None], str]] = {
             "previous-probe": (previous_probe, "previous_probe"),
             "count-probe": (count_probe, "count_probe"),
             "lstm-gradients": (lstm_gradients, "lstm_gradients"),
-            "count-answers": (count_answers, "count_answers"),
+            "count-answers": (
+                partial(count_answers, study=args.study or STUDY, methods=(args.method,) if args.method else ()),
+                "count_answers",
+            ),
         }
         measure, stem = measures[args.part]
         committed = f"results/memory_v2/{stem}.csv"

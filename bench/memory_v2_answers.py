@@ -23,9 +23,8 @@ from sb3_masked_attention.io import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: The study whose runs are replayed, its methods and seeds (tuned_count_recall: each method's searched settings).
-STUDY = Path("studies/memory_v2/tuned_count_recall.yml")
-METHODS = ("lstm_tuned", "tx_tuned")
+#: The study whose runs are replayed by default (tuned_count_recall: each method's searched settings), and the seeds.
+STUDY = "tuned_count_recall"
 SEEDS = (0, 1, 2)
 #: Greedy episodes played per model, on env seeds no evaluation of the study used.
 EPISODES = 100
@@ -86,10 +85,10 @@ def greedy_answers(model, env, n_episodes: int) -> pd.DataFrame:
     return answers.value_counts().rename("n").reset_index().sort_values(["t", "dealt_is_query", "target", "answer"])
 
 
-def replay(method: str, seed: int, folder: str) -> pd.DataFrame:
-    """Rerun ``method``'s run ``seed`` of :data:`STUDY` into ``folder`` (or load the model a finished rerun kept) and
-    count its greedy answers; ``same_run``: the rerun's evaluations equal the committed run's, step by step;
-    ``rerun_final``, ``committed_final``: the two runs' last evaluations."""
+def replay(study: str, method: str, seed: int, folder: str) -> pd.DataFrame:
+    """Rerun ``method``'s run ``seed`` of the memory_v2 study ``study`` into ``folder`` (or load the model a finished
+    rerun kept) and count its greedy answers; ``same_run``: the rerun's evaluations equal the committed run's, step by
+    step; ``rerun_final``, ``committed_final``: the two runs' last evaluations."""
     import torch
 
     from sb3_masked_attention.evaluation.study import execute_run, result_path
@@ -97,14 +96,14 @@ def replay(method: str, seed: int, folder: str) -> pd.DataFrame:
     from sb3_masked_attention.zoo import make_zoo_model
 
     torch.set_num_threads(1)
-    run = next(r for r in load_study(ROOT / STUDY).runs if r.method.name == method and r.seed == seed)
-    run_dir = Path(folder) / "runs" / run.key
+    run = next(r for r in load_study(study_file(study)).runs if r.method.name == method and r.seed == seed)
+    run_dir = Path(folder) / study / "runs" / run.key
     model_path = run_dir.with_suffix(".zip")  # beside the run folder, which execute_run empties when it starts
     if not (model_path.exists() and (run_dir / "result.csv").exists()):  # else a finished rerun: play its model
         rows = pd.DataFrame(execute_run(run, str(run_dir), model_path=str(model_path)))
         write_text_atomic(run_dir / "result.csv", rows.to_csv(index=False))
     rerun = pd.read_csv(run_dir / "result.csv")
-    committed = pd.read_csv(result_path(ROOT / "results" / "memory_v2" / STUDY.stem, run))
+    committed = pd.read_csv(result_path(ROOT / "results" / "memory_v2" / study, run))
     same_run = len(rerun) == len(committed) and np.array_equal(
         rerun[["timesteps", "score"]].to_numpy(), committed[["timesteps", "score"]].to_numpy()
     )
@@ -116,29 +115,46 @@ def replay(method: str, seed: int, folder: str) -> pd.DataFrame:
     env.close()
     zoo.train_env.close()
     finals = {"rerun_final": rerun["score"].iloc[-1], "committed_final": committed["score"].iloc[-1]}
-    return answers.assign(method=method, seed=seed, same_run=same_run, **finals)
+    return answers.assign(study=study, method=method, seed=seed, same_run=same_run, **finals)
 
 
-def count_answers(out: Path, methods: tuple[str, ...] = METHODS, seeds: tuple[int, ...] = SEEDS, workers: int = 2) -> None:
-    """Replay each (method, seed) not yet in ``out`` (``workers`` at a time, one torch thread each; the reruns and
-    their models are kept in :data:`WORK`) and add its answer counts to ``out`` as each finishes."""
+def study_file(study: str) -> Path:
+    """The study file of the memory_v2 study ``study`` (its committed runs are in results/memory_v2/``study``)."""
+    path = ROOT / "studies" / "memory_v2" / f"{study}.yml"
+    if not path.is_file():
+        raise ValueError(f"study={study!r} is invalid: expected the name of a study file in {path.parent}")
+    return path
+
+
+def count_answers(
+    out: Path, study: str = STUDY, methods: tuple[str, ...] = (), seeds: tuple[int, ...] = SEEDS, workers: int = 2
+) -> None:
+    """Replay each (method, seed) of ``study`` (``methods``: all of its methods when empty) not yet in ``out``
+    (``workers`` at a time, one torch thread each; the reruns and their models are kept in :data:`WORK`) and add its
+    answer counts to ``out`` as each finishes."""
     from sb3_masked_attention.evaluation.study import worker_pool
+    from sb3_masked_attention.evaluation.study_spec import load_study
     from sb3_masked_attention.io import hold_folder_lock, read_rows
 
+    names = list(dict.fromkeys(run.method.name for run in load_study(study_file(study)).runs))
+    if unknown := sorted(set(methods) - set(names)):
+        raise ValueError(f"methods {unknown} are not in study {study!r}: expected some of {names}")
+    methods = methods or tuple(names)
     hold_folder_lock(WORK, "count-answers' work folder")  # one writer: its reruns and models
     done = read_rows(out)
+    done = {(a, b, c) for a, b, c in done[["study", "method", "seed"]].itertuples(index=False)} if len(done) else set()
     # seed by seed, so that each method's first seeds finish early (an LSTM run takes ten times a transformer's)
-    todo = [(m, s) for s in seeds for m in methods if not (len(done) and ((done["method"] == m) & (done["seed"] == s)).any())]
+    todo = [(m, s) for s in seeds for m in methods if (study, m, s) not in done]
     for method, seed in sorted(set((m, s) for m in methods for s in seeds) - set(todo)):
-        print(f"{method}, seed {seed}: already in {out}, skipped", flush=True)
+        print(f"{study} {method}, seed {seed}: already in {out}, skipped", flush=True)
     with worker_pool(workers) as pool:  # its workers end with this process
-        futures = {pool.submit(replay, m, s, str(WORK)): (m, s) for m, s in todo}
+        futures = {pool.submit(replay, study, m, s, str(WORK)): (m, s) for m, s in todo}
         for future in as_completed(futures):
             answers = future.result()
             rows = pd.concat([read_rows(out), answers], ignore_index=True)
-            write_text_atomic(out, rows.sort_values(["method", "seed", "t", "dealt_is_query", "target", "answer"])
+            write_text_atomic(out, rows.sort_values(["study", "method", "seed", "t", "dealt_is_query", "target", "answer"])
                               .to_csv(index=False))  # fmt: skip
-            print(f"{futures[future][0]}, seed {futures[future][1]}: {answers['n'].sum()} answers "
+            print(f"{study} {futures[future][0]}, seed {futures[future][1]}: {answers['n'].sum()} answers "
                   f"(same run as committed: {bool(answers['same_run'].iloc[0])})", flush=True)  # fmt: skip
 
 
@@ -162,7 +178,7 @@ def time_and_count(runs: pd.DataFrame) -> tuple[float, float]:
 
 
 def answers_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One line per (method, seed): the rerun's and the committed run's last evaluations (10 episodes each), the greedy
+    """One line per (study, method, seed): the rerun's and the committed run's last evaluations (10 episodes each), the greedy
     return on these episodes (2 x right - 1: 51 answers an episode), the
     share of answers right, within one of the count, and equal to the clock's mode; ``clock_right``: how often the
     clock's mode is right on the same steps; ``time_only`` and ``count_given_time`` (:func:`time_and_count`); and the
@@ -176,12 +192,12 @@ def answers_table(rows: pd.DataFrame) -> pd.DataFrame:
         third=pd.cut(rows["t"], [0, 17, 34, ANSWERS], labels=["t 1-17", "t 18-34", "t 35-51"]),
     )
     lines = []
-    for (method, seed), runs in rows.groupby(["method", "seed"], sort=False):
+    for (study, method, seed), runs in rows.groupby(["study", "method", "seed"], sort=False):
         total = runs["n"].sum()
         thirds = runs.groupby("third", observed=True)[["right", "n"]].sum()
         time_only, count_given_time = time_and_count(runs)
         lines.append({
-            "method": method, "seed": seed, "same_run": bool(runs["same_run"].all()),
+            "study": study, "method": method, "seed": seed, "same_run": bool(runs["same_run"].all()),
             "rerun_final": runs["rerun_final"].iloc[0], "committed_final": runs["committed_final"].iloc[0], "answers": total,
             "return": 2 * runs["right"].sum() / total - 1, "right": runs["right"].sum() / total,
             "within_1": runs["within_1"].sum() / total, "as_clock": runs["as_clock"].sum() / total,

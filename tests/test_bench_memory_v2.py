@@ -247,7 +247,8 @@ HOLD_LOCK = (
 )
 
 
-_RUN = dict(seed=0, same_run=True, rerun_final=0.0, committed_final=0.0)  # what replay adds beside the answer counts
+#: what replay adds beside the answer counts
+_RUN = dict(study="a_study", seed=0, same_run=True, rerun_final=0.0, committed_final=0.0)
 
 
 class _Oracle:
@@ -305,3 +306,11 @@ def test_count_answers_refuses_an_env_of_several_copies():
     env = DummyVecEnv([lambda: _count_recall_env().envs[0]] * 2)
     with pytest.raises(ValueError, match="num_envs must be 1"):
         answers.greedy_answers(None, env, 1)
+
+
+def test_count_answers_refuses_a_study_or_method_it_cannot_replay(tmp_path):
+    with pytest.raises(ValueError, match="study='no_such_study' is invalid"):
+        answers.count_answers(tmp_path / "answers.csv", study="no_such_study")
+    with pytest.raises(ValueError, match=r"methods \['tx_gamma1'\] are not in study 'count_recall_advantage'"):
+        answers.count_answers(tmp_path / "answers.csv", study="count_recall_advantage", methods=("tx_gamma1",))
+    assert not (tmp_path / "answers.csv").exists()
