@@ -9,9 +9,10 @@
     python bench/memory_v2.py training-logs [--study pilot] [--method transformer_ppo] [--env CartPoleNoVel-v1]
     python bench/memory_v2.py count-answers [--study tuned_count_recall] [--method M]
         [--out results/memory_v2/count_answers.csv]
+    python bench/memory_v2.py advantage-signal [--out results/memory_v2/advantage_signal.csv]
 
 The measuring parts live beside this file: lstm-gradients, count-probe and previous-probe in ``memory_v2_probes.py``,
-count-answers in ``memory_v2_answers.py``.
+count-answers in ``memory_v2_answers.py``, advantage-signal in ``memory_v2_advantages.py``.
 
 Each study folder under ``--dir`` that has a ``scores.csv`` (written by ``sb3ma study run``) becomes a table: per task
 and method, the runs, the final evaluation's mean with a 95% percentile-bootstrap CI over seeds, the mean of the area
@@ -133,6 +134,15 @@ CSV_SECTIONS = {
         "evaluations (`same_run` False; `rerun_final` and `committed_final` are the two runs' last evaluations; the "
         "runner itself reran tx_tuned seed 0 here to the same scores as this part).",
     ),
+    "advantage_signal.csv": (
+        "CountRecallEasy: how much of an answer's reward reaches its advantage",
+        "Command: `python bench/memory_v2.py advantage-signal`. Each method's settings (seed 0) trained for 32,768 "
+        "steps, and after each rollout the advantages of right and wrong answers compared (means over the rollouts): "
+        "`gap`, right answers' mean advantage minus wrong ones' (an answer changes only its own reward, whose gap is "
+        "2/51 = 0.0392), `kept`, the share of that gap the advantages keep, `adv_std`, their spread, `corr`, the "
+        "correlation of advantage and rightness, and `signal_share`, its square: the share of the advantages' variance "
+        "that is the answer's own signal.",
+    ),
 }
 
 
@@ -141,9 +151,14 @@ def csv_sections(directory: Path) -> str:
     from sb3_masked_attention.evaluation.report import to_markdown
 
     tables = {name: pd.read_csv(directory / name) for name in CSV_SECTIONS if (directory / name).exists()}
+    from memory_v2_advantages import signal_table
     from memory_v2_answers import answers_table
 
-    shapes = {"previous_probe.csv": previous_probe_table, "count_answers.csv": answers_table}
+    shapes = {
+        "previous_probe.csv": previous_probe_table,
+        "count_answers.csv": answers_table,
+        "advantage_signal.csv": signal_table,
+    }
     return "".join(
         f"\n## {CSV_SECTIONS[name][0]}\n\n{CSV_SECTIONS[name][1]}\n\n"
         + to_markdown(shapes.get(name, lambda table: table)(table))
@@ -769,6 +784,7 @@ def training_logs(study: Path, method: str, env: str, out: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parts = ["factors", "lstm-gradients", "pilot", "tuning", "count-probe", "previous-probe", "training-logs", "count-answers"]
+    parts.append("advantage-signal")
     parser.add_argument("part", choices=parts)
     parser.add_argument(
         "--study",
@@ -803,6 +819,7 @@ if __name__ == "__main__":
         name = f"training_logs_{study}_{method}_{args.env.replace('/', '-')}.csv"
         training_logs(args.dir / study, method, args.env, args.out or args.dir / name)
     else:  # the measuring parts: a CSV in a new runs/bench folder unless --out names one
+        from memory_v2_advantages import advantage_signal
         from memory_v2_answers import STUDY, count_answers
         from memory_v2_probes import count_probe, lstm_gradients, previous_probe
 
@@ -814,6 +831,7 @@ if __name__ == "__main__":
                 partial(count_answers, study=args.study or STUDY, methods=(args.method,) if args.method else ()),
                 "count_answers",
             ),
+            "advantage-signal": (advantage_signal, "advantage_signal"),
         }
         measure, stem = measures[args.part]
         committed = f"results/memory_v2/{stem}.csv"

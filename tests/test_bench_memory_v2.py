@@ -1,5 +1,6 @@
 """bench/memory_v2.py's tables (finals with bootstrap CIs and differences, steps and wall-clock to a reference level),
-memory_v2_probes.py's task streams and memory_v2_answers.py's CountRecall answer counts."""
+memory_v2_probes.py's task streams, memory_v2_answers.py's CountRecall answer counts and memory_v2_advantages.py's
+advantage signal."""
 
 import importlib.util
 import subprocess
@@ -12,15 +13,19 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench_memory_v2", ROOT / "bench" / "memory_v2.py")
-memory_v2 = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(memory_v2)
-_spec = importlib.util.spec_from_file_location("bench_memory_v2_probes", ROOT / "bench" / "memory_v2_probes.py")
-probes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(probes)
-_spec = importlib.util.spec_from_file_location("bench_memory_v2_answers", ROOT / "bench" / "memory_v2_answers.py")
-answers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(answers)
+
+
+def _bench_module(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+memory_v2 = _bench_module("memory_v2")
+probes = _bench_module("memory_v2_probes")
+answers = _bench_module("memory_v2_answers")
+advantages = _bench_module("memory_v2_advantages")
 
 
 def run(method, seed, scores, seconds):
@@ -314,3 +319,24 @@ def test_count_answers_refuses_a_study_or_method_it_cannot_replay(tmp_path):
     with pytest.raises(ValueError, match=r"methods \['tx_gamma1'\] are not in study 'count_recall_advantage'"):
         answers.count_answers(tmp_path / "answers.csv", study="count_recall_advantage", methods=("tx_gamma1",))
     assert not (tmp_path / "answers.csv").exists()
+
+
+def test_advantage_signal_measures_the_reward_gap_each_rollout_keeps():
+    from types import SimpleNamespace
+
+    rewards = np.array([[1.0, -1.0], [-1.0, -1.0], [1.0, -1.0]]) / 51  # (n_steps, n_envs): 2 right of 6
+    signal = advantages.AdvantageSignal()
+    signal.model = SimpleNamespace(rollout_buffer=SimpleNamespace(rewards=rewards, advantages=0.5 * rewards + 3.0))
+    signal.num_timesteps = 6
+    signal.on_rollout_end()
+    row = signal.rows[-1]
+    assert row["right"] == pytest.approx(1 / 3) and row["gap"] == pytest.approx(0.5 * 2 / 51)
+    assert row["kept"] == pytest.approx(0.5) and row["corr"] == pytest.approx(1.0)
+    signal.model.rollout_buffer.advantages = np.array([[0.0, 1.0], [0.0, -1.0], [0.0, 0.0]])  # unrelated to rightness
+    signal.on_rollout_end()
+    assert signal.rows[-1]["gap"] == 0.0 and signal.rows[-1]["corr"] == pytest.approx(0.0)
+    signal.model.rollout_buffer.rewards = -np.ones((3, 2)) / 51  # no right answer: nothing to compare
+    signal.on_rollout_end()
+    assert len(signal.rows) == 2
+    table = advantages.signal_table(pd.DataFrame(signal.rows).assign(study="s", method="m", seed=0)).iloc[0]
+    assert table["rollouts"] == 2 and table["kept"] == pytest.approx(0.25) and table["signal_share"] == pytest.approx(0.5)
