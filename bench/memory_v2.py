@@ -233,6 +233,7 @@ REFERENCES = {
             "inputs",
             "time",
             "advantage",
+            "lambda",
         )
     },
     "count_recall_lstm_gamma0": ("tuned_count_recall", "lstm_tuned"),
