@@ -44,10 +44,9 @@ def main() -> None:
             start = time.perf_counter()
             subprocess.run([sys.executable, *command], check=True, capture_output=True)
             times[row].append(time.perf_counter() - start)
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
-        platform.processor(),
-    )
+    from sb3_masked_attention.machine import cpu_name
+
+    cpu = cpu_name()
     lines = [
         "# Command-line start-up: `--help`",
         "",

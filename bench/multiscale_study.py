@@ -43,15 +43,9 @@ FINAL_GAMES = 50
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, torch {torch.__version__}, Python {platform.python_version()}"
+    from sb3_masked_attention.machine import cpu_name
+
+    return f"{cpu_name()}, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 # ------------------------------------------------------------------ the skill ladder

@@ -77,12 +77,9 @@ def measure(map_size: int, num_bots: int, policy: str, steps: int, seed: int = 0
 
 
 def _machine() -> str:
-    cpu = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"{cpu}; one process, one core; Python {platform.python_version()}, numpy {np.__version__}"
+    from sb3_masked_attention.machine import cpu_name
+
+    return f"{cpu_name()}; one process, one core; Python {platform.python_version()}, numpy {np.__version__}"
 
 
 def speed(steps: int, out: Path) -> None:

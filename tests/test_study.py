@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from sb3_masked_attention.evaluation.study import StudyFailed, load_study, run_study, study_lock, worker_pool
+from sb3_masked_attention.machine import cpu_name, machine_record
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PPO = {"n_envs": 2, "n_steps": 32, "batch_size": 64, "n_epochs": 1}
@@ -58,6 +60,9 @@ def test_local_study_writes_scores_and_skips_finished_runs(tmp_path):
     assert settings["policy_kwargs"] == {"head_mask_strategy": "none"}
     entry = yaml.safe_load((ROOT / "zoo_configs" / "ppo.yml").read_text())["sb3ma/TMaze-v0"]
     assert settings["policy"] == entry["policy"] and settings["env_wrapper"] == entry["env_wrapper"]
+    # and where it ran: the CPU and the versions that decide its numbers
+    machine = yaml.safe_load((result.parent / "machine.yml").read_text())
+    assert machine == machine_record() and machine["cpu"] == cpu_name() and machine["torch"] == torch.__version__
     before = result.stat().st_mtime_ns
     again = run_study(study, tmp_path / "out", workers=2, progress=False)
     pd.testing.assert_frame_equal(again, scores)
@@ -429,3 +434,21 @@ def test_a_run_can_keep_its_model_without_changing_what_it_scores(tmp_path):
     assert any(not torch.equal(trained[key], initial[key]) for key in initial)
     eval_env = zoo.make_eval_env(1, seed=run.seed + 10_000)
     assert play_episodes(model, eval_env, run.eval_episodes).mean == kept[-1]["score"]
+
+
+def test_cpu_name_reads_the_model_name_and_falls_back_without_proc(monkeypatch):
+    import platform
+
+    from sb3_masked_attention import machine
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        if names:
+            assert cpu_name() == names[0]
+
+    def unreadable(self, *args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(machine.Path, "read_text", unreadable)
+    assert cpu_name() == (platform.processor() or platform.machine())

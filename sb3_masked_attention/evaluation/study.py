@@ -6,7 +6,8 @@ checked, and each (method, env) model built once, before any run starts.
 The study directory holds ``study.yml`` (a copy of the spec; a restart must match it),
 ``runs/<method>/<env>/seed<k>/`` (rl-zoo logs, TensorBoard, ``hyperparams.yml``: the settings the run trained with,
 its conf file's entry with the study's overrides, as rl-zoo's ``config.yml``, so that a record shows what ran even
-after the conf file changes; and ``result.csv`` once the run has finished: its evaluations and its wall time in
+after the conf file changes; ``machine.yml``: its CPU and library versions, as a run repeats step for step on the
+same kind of CPU only; and ``result.csv`` once the run has finished: its evaluations and its wall time in
 ``seconds``, to size a study's budget) and
 ``scores.csv`` (``method,env,seed,timesteps,score``, rebuilt from the finished runs).
 Each finished run's result is written atomically, and ``scores.csv`` too: a study killed at any
@@ -46,6 +47,8 @@ TIMING_COLUMNS = ["wall_seconds", "steps_per_s"]
 BACKENDS = ("local", "ray")
 #: Each run's settings as rl-zoo resolved them (plain YAML), beside its result.csv.
 SETTINGS_FILE = "hyperparams.yml"
+#: Each run folder's record of the machine it ran on (runs repeat step for step on the same kind of CPU only).
+MACHINE_FILE = "machine.yml"
 
 
 class StudyFailed(RuntimeError):
@@ -74,6 +77,7 @@ def execute_run(run: Run, run_dir: str, torch_threads: int = 1, model_path: str 
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import sync_envs_normalization
 
+    from sb3_masked_attention.machine import machine_record
     from sb3_masked_attention.zoo import make_zoo_model
 
     torch.set_num_threads(torch_threads)
@@ -93,6 +97,7 @@ def execute_run(run: Run, run_dir: str, torch_threads: int = 1, model_path: str 
     )
     settings = {**zoo.settings, "n_timesteps": run.n_timesteps}  # the study's budget, not the entry's
     write_text_atomic(run_path / SETTINGS_FILE, yaml.safe_dump(settings, sort_keys=False))
+    write_text_atomic(run_path / MACHINE_FILE, yaml.safe_dump(machine_record(), sort_keys=False))
     model, train_env, eval_env = zoo.model, zoo.train_env, zoo.make_eval_env(1, seed=run.seed + 10_000)
     rows: list[dict[str, Any]] = []
     evaluating = 0.0  # seconds spent in evaluations so far: not training time
