@@ -25,9 +25,8 @@ import shutil
 import time
 import traceback
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -38,7 +37,10 @@ from sb3_masked_attention.io import atomic_path, hold_folder_lock, release_folde
 from sb3_masked_attention.runs import refuse_changes
 from sb3_masked_attention.validation import check_int
 
-__all__ = ["Method", "Run", "Study", "StudyFailed", "load_study", "run_study"]
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+__all__ = ["Method", "Run", "Study", "StudyFailed", "load_study", "run_study", "worker_pool"]
 
 SCORE_COLUMNS = ["method", "env", "seed", "timesteps", "score"]
 #: Timing columns of a run's rows (training wall-clock at each evaluation, training steps/s of the run); runs
@@ -306,6 +308,7 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     :param workers: how many processes (at least 1).
     """
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     check_int("workers", workers, minimum=1)
     return ProcessPoolExecutor(
