@@ -137,7 +137,9 @@ CSV_SECTIONS = {
     "advantage_signal.csv": (
         "CountRecallEasy: how much of an answer's reward reaches its advantage",
         "Command: `python bench/memory_v2.py advantage-signal`. Each method's settings (seed 0) trained for 32,768 "
-        "steps, and after each rollout the advantages of right and wrong answers compared (means over the rollouts): "
+        "steps, and after each rollout the advantages of right and wrong answers compared (means over the rollouts "
+        "that end in the second half, 16,384-32,768 steps, once the critics have learned: 64 of TransformerPPO's, 2 "
+        "of RecurrentPPO's, whose rollouts are 8,192 steps; `advantage_signal.csv` has every rollout): "
         "`gap`, right answers' mean advantage minus wrong ones' (an answer changes only its own reward, whose gap is "
         "2/51 = 0.0392), `kept`, the share of that gap the advantages keep, `adv_std`, their spread, `corr`, the "
         "correlation of advantage and rightness, and `signal_share`, its square: the share of the advantages' variance "
@@ -151,13 +153,13 @@ def csv_sections(directory: Path) -> str:
     from sb3_masked_attention.evaluation.report import to_markdown
 
     tables = {name: pd.read_csv(directory / name) for name in CSV_SECTIONS if (directory / name).exists()}
-    from memory_v2_advantages import signal_table
+    from memory_v2_advantages import STEPS, signal_table
     from memory_v2_answers import answers_table
 
-    shapes = {
+    shapes: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
         "previous_probe.csv": previous_probe_table,
         "count_answers.csv": answers_table,
-        "advantage_signal.csv": signal_table,
+        "advantage_signal.csv": partial(signal_table, after=STEPS // 2),
     }
     return "".join(
         f"\n## {CSV_SECTIONS[name][0]}\n\n{CSV_SECTIONS[name][1]}\n\n"

@@ -95,9 +95,11 @@ def advantage_signal(out: Path, runs: tuple[tuple[str, str], ...] = RUNS, steps:
             print(f"{' '.join(futures[future])}: {len(future.result())} rollouts", flush=True)
 
 
-def signal_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One line per run: its rollouts, the share of right answers, and the means over rollouts of ``gap``, ``kept``,
-    ``adv_std`` and ``corr``, and of ``corr`` squared (the share of the advantages' variance that is the signal)."""
+def signal_table(rows: pd.DataFrame, after: int = 0) -> pd.DataFrame:
+    """One line per run: its rollouts that end after ``after`` steps (a critic learns in the first ones), the share of
+    right answers, and the means over those rollouts of ``gap``, ``kept``, ``adv_std`` and ``corr``, and of ``corr``
+    squared (the share of the advantages' variance that is the signal)."""
+    rows = rows[rows["timesteps"] > after]
     rows = rows.assign(signal_share=rows["corr"] ** 2)
     columns = ["right", "gap", "kept", "adv_std", "corr", "signal_share"]
     table = rows.groupby(["study", "method", "seed"], sort=False)[columns].mean()

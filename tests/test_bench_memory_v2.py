@@ -340,3 +340,6 @@ def test_advantage_signal_measures_the_reward_gap_each_rollout_keeps():
     assert len(signal.rows) == 2
     table = advantages.signal_table(pd.DataFrame(signal.rows).assign(study="s", method="m", seed=0)).iloc[0]
     assert table["rollouts"] == 2 and table["kept"] == pytest.approx(0.25) and table["signal_share"] == pytest.approx(0.5)
+    signal.rows[1]["timesteps"] = 12  # only the later rollout
+    later = advantages.signal_table(pd.DataFrame(signal.rows).assign(study="s", method="m", seed=0), after=6).iloc[0]
+    assert later["rollouts"] == 1 and later["kept"] == 0.0
