@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "sb3_masked_attention"
 LAYERS = {
     "core": {"masks", "strategies", "attention", "wrappers", "validation", "io", "runs", "environments", "episodes"}
-    | {"cli_args", "source_values", "lazy"},
+    | {"cli_args", "source_values", "lazy", "machine"},
     "models": {
         "registration",
         "extractors",
