@@ -12,7 +12,7 @@ own signal is its square). Resumable: the (study, method, seed) runs the CSV hol
 
 from __future__ import annotations
 
-from concurrent.futures import as_completed
+from functools import partial
 from pathlib import Path
 from typing import cast
 
@@ -20,8 +20,6 @@ import numpy as np
 import pandas as pd
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-
-from sb3_masked_attention.io import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What is measured: (memory_v2 study, its method); seed 0 of each, for :data:`STEPS` steps.
@@ -61,15 +59,11 @@ class AdvantageSignal(BaseCallback):
 def measure_run(study: str, method: str, seed: int, steps: int, folder: str) -> pd.DataFrame:
     """Train ``method`` of ``study`` (seed ``seed``) for ``steps`` steps in ``folder``; one row per rollout."""
     import torch
-    from memory_v2_answers import study_file
-
-    from sb3_masked_attention.evaluation.study_spec import load_study
-    from sb3_masked_attention.zoo import make_zoo_model
+    from memory_v2_answers import run_model, study_run
 
     torch.set_num_threads(1)
-    run = next(r for r in load_study(study_file(study)).runs if r.method.name == method and r.seed == seed)
-    zoo = make_zoo_model(run.method.algo, run.env_id, Path(folder) / study / run.key, conf_file=run.method.conf_file,
-                         hyperparams=run.method.hyperparams, env_kwargs=run.env_kwargs, seed=seed)  # fmt: skip
+    run = study_run(study, method, seed)
+    zoo = run_model(run, Path(folder) / study / run.key)
     signal = AdvantageSignal()
     zoo.model.learn(steps, callback=signal)
     zoo.train_env.close()
@@ -78,21 +72,11 @@ def measure_run(study: str, method: str, seed: int, steps: int, folder: str) -> 
 
 def advantage_signal(out: Path, runs: tuple[tuple[str, str], ...] = RUNS, steps: int = STEPS, workers: int = 1) -> None:
     """Measure each of ``runs`` (seed 0) not yet in ``out``, ``workers`` at a time, adding its rows as it finishes."""
-    from sb3_masked_attention.evaluation.study import worker_pool
-    from sb3_masked_attention.io import read_rows
+    from memory_v2_answers import fill_rows
 
-    done = read_rows(out)
-    done_runs = set(zip(done["study"], done["method"])) if len(done) else set()
-    todo = [run for run in runs if run not in done_runs]
-    for study, method in sorted(set(runs) & done_runs):
-        print(f"{study} {method}: already in {out}, skipped", flush=True)
-    with worker_pool(workers) as pool:  # its workers end with this process
-        futures = {pool.submit(measure_run, study, method, 0, steps, str(WORK)): (study, method)
-                   for study, method in todo}  # fmt: skip
-        for future in as_completed(futures):
-            rows = pd.concat([read_rows(out), future.result()], ignore_index=True)
-            write_text_atomic(out, rows.sort_values(["study", "method", "seed", "timesteps"]).to_csv(index=False))
-            print(f"{' '.join(futures[future])}: {len(future.result())} rollouts", flush=True)
+    keys = [(study, method, 0) for study, method in runs]
+    fill_rows(out, keys, partial(measure_run, steps=steps, folder=str(WORK)), WORK, workers,
+              lambda rows: f"{len(rows)} rollouts")  # fmt: skip
 
 
 def signal_table(rows: pd.DataFrame, after: int = 0) -> pd.DataFrame:

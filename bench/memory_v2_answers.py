@@ -13,15 +13,24 @@ model is played again rather than retrained.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import as_completed
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from sb3_masked_attention.io import write_text_atomic
 
+if TYPE_CHECKING:
+    from sb3_masked_attention.evaluation.study_spec import Run
+    from sb3_masked_attention.zoo import ZooRun
+
 ROOT = Path(__file__).resolve().parents[1]
+#: The columns that name a measured run in this part's CSVs (and memory_v2_advantages.py's).
+KEY = ("study", "method", "seed")
 
 #: The study whose runs are replayed by default (tuned_count_recall: each method's searched settings), and the seeds.
 STUDY = "tuned_count_recall"
@@ -92,11 +101,9 @@ def replay(study: str, method: str, seed: int, folder: str) -> pd.DataFrame:
     import torch
 
     from sb3_masked_attention.evaluation.study import execute_run, result_path
-    from sb3_masked_attention.evaluation.study_spec import load_study
-    from sb3_masked_attention.zoo import make_zoo_model
 
     torch.set_num_threads(1)
-    run = next(r for r in load_study(study_file(study)).runs if r.method.name == method and r.seed == seed)
+    run = study_run(study, method, seed)
     run_dir = Path(folder) / study / "runs" / run.key
     model_path = run_dir.with_suffix(".zip")  # beside the run folder, which execute_run empties when it starts
     if not (model_path.exists() and (run_dir / "result.csv").exists()):  # else a finished rerun: play its model
@@ -107,8 +114,7 @@ def replay(study: str, method: str, seed: int, folder: str) -> pd.DataFrame:
     same_run = len(rerun) == len(committed) and np.array_equal(
         rerun[["timesteps", "score"]].to_numpy(), committed[["timesteps", "score"]].to_numpy()
     )
-    zoo = make_zoo_model(run.method.algo, run.env_id, run_dir / "zoo_eval", conf_file=run.method.conf_file,
-                         hyperparams=run.method.hyperparams, env_kwargs=run.env_kwargs, seed=seed)  # fmt: skip
+    zoo = run_model(run, run_dir / "zoo_eval")
     zoo.model.set_parameters(str(model_path), device="cpu")
     env = zoo.make_eval_env(1, seed=EPISODE_SEED + seed)
     answers = greedy_answers(zoo.model, env, EPISODES)
@@ -126,36 +132,65 @@ def study_file(study: str) -> Path:
     return path
 
 
+def study_run(study: str, method: str, seed: int) -> Run:
+    """Run ``seed`` of ``method`` in the memory_v2 study ``study``."""
+    from sb3_masked_attention.evaluation.study_spec import load_study
+
+    return next(r for r in load_study(study_file(study)).runs if r.method.name == method and r.seed == seed)
+
+
+def run_model(run: Run, folder: Path) -> ZooRun:
+    """The model (and envs) ``run`` trains, as the study runner and ``rl_zoo3.train`` build it, logging to ``folder``."""
+    from sb3_masked_attention.zoo import make_zoo_model
+
+    return make_zoo_model(run.method.algo, run.env_id, folder, conf_file=run.method.conf_file,
+                          hyperparams=run.method.hyperparams, env_kwargs=run.env_kwargs, seed=run.seed)  # fmt: skip
+
+
+def fill_rows(
+    out: Path,
+    keys: list[tuple[str, str, int]],
+    measure: Callable[..., pd.DataFrame],
+    work: Path,
+    workers: int,
+    said: Callable[[pd.DataFrame], str] = lambda rows: f"{len(rows)} rows",
+) -> None:
+    """Measure each (study, method, seed) of ``keys`` that ``out`` does not hold yet, ``measure(study, method, seed)``
+    in :func:`~sb3_masked_attention.evaluation.study.worker_pool` workers (which end with this process), adding its
+    rows (which carry those three columns) to ``out`` atomically as each finishes; the others are said to be skipped.
+    One writer: this holds ``work``'s folder lock, where the measurements keep their runs."""
+    from sb3_masked_attention.evaluation.study import worker_pool
+    from sb3_masked_attention.io import hold_folder_lock, read_rows
+
+    hold_folder_lock(work, f"{work.name}'s work folder")
+    done = read_rows(out)
+    done_keys = set(done[list(KEY)].itertuples(index=False, name=None)) if len(done) else set()
+    for key in (key for key in keys if key in done_keys):
+        print(f"{' '.join(map(str, key))}: already in {out}, skipped", flush=True)
+    with worker_pool(workers) as pool:
+        futures = {pool.submit(measure, *key): key for key in keys if key not in done_keys}
+        for future in as_completed(futures):
+            rows = future.result()
+            merged = pd.concat([read_rows(out), rows], ignore_index=True)
+            write_text_atomic(out, merged.sort_values([*KEY, *rows.columns.difference(KEY, sort=False)]).to_csv(index=False))
+            print(f"{' '.join(map(str, futures[future]))}: {said(rows)}", flush=True)
+
+
 def count_answers(
     out: Path, study: str = STUDY, methods: tuple[str, ...] = (), seeds: tuple[int, ...] = SEEDS, workers: int = 2
 ) -> None:
     """Replay each (method, seed) of ``study`` (``methods``: all of its methods when empty) not yet in ``out``
     (``workers`` at a time, one torch thread each; the reruns and their models are kept in :data:`WORK`) and add its
     answer counts to ``out`` as each finishes."""
-    from sb3_masked_attention.evaluation.study import worker_pool
     from sb3_masked_attention.evaluation.study_spec import load_study
-    from sb3_masked_attention.io import hold_folder_lock, read_rows
 
     names = list(dict.fromkeys(run.method.name for run in load_study(study_file(study)).runs))
     if unknown := sorted(set(methods) - set(names)):
         raise ValueError(f"methods {unknown} are not in study {study!r}: expected some of {names}")
-    methods = methods or tuple(names)
-    hold_folder_lock(WORK, "count-answers' work folder")  # one writer: its reruns and models
-    done = read_rows(out)
-    done = {(a, b, c) for a, b, c in done[["study", "method", "seed"]].itertuples(index=False)} if len(done) else set()
     # seed by seed, so that each method's first seeds finish early (an LSTM run takes ten times a transformer's)
-    todo = [(m, s) for s in seeds for m in methods if (study, m, s) not in done]
-    for method, seed in sorted(set((m, s) for m in methods for s in seeds) - set(todo)):
-        print(f"{study} {method}, seed {seed}: already in {out}, skipped", flush=True)
-    with worker_pool(workers) as pool:  # its workers end with this process
-        futures = {pool.submit(replay, study, m, s, str(WORK)): (m, s) for m, s in todo}
-        for future in as_completed(futures):
-            answers = future.result()
-            rows = pd.concat([read_rows(out), answers], ignore_index=True)
-            write_text_atomic(out, rows.sort_values(["study", "method", "seed", "t", "dealt_is_query", "target", "answer"])
-                              .to_csv(index=False))  # fmt: skip
-            print(f"{study} {futures[future][0]}, seed {futures[future][1]}: {answers['n'].sum()} answers "
-                  f"(same run as committed: {bool(answers['same_run'].iloc[0])})", flush=True)  # fmt: skip
+    keys = [(study, m, s) for s in seeds for m in methods or names]
+    fill_rows(out, keys, partial(replay, folder=str(WORK)), WORK, workers,
+              lambda rows: f"{rows['n'].sum()} answers (same run as committed: {bool(rows['same_run'].iloc[0])})")  # fmt: skip
 
 
 def time_and_count(runs: pd.DataFrame) -> tuple[float, float]:

@@ -343,3 +343,18 @@ def test_advantage_signal_measures_the_reward_gap_each_rollout_keeps():
     signal.rows[1]["timesteps"] = 12  # only the later rollout
     later = advantages.signal_table(pd.DataFrame(signal.rows).assign(study="s", method="m", seed=0), after=6).iloc[0]
     assert later["rollouts"] == 1 and later["kept"] == 0.0
+
+
+def _two_rows(study, method, seed):
+    return pd.DataFrame({"step": [2, 1], "value": [seed + 0.5, seed]}).assign(study=study, method=method, seed=seed)
+
+
+def test_fill_rows_adds_each_missing_run_once_and_skips_the_rest(tmp_path, capsys):
+    out = tmp_path / "rows.csv"
+    answers.fill_rows(out, [("s", "m", 1), ("s", "m", 0)], _two_rows, tmp_path / "work", workers=2)
+    rows = pd.read_csv(out)
+    assert list(rows[["seed", "step"]].itertuples(index=False, name=None)) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    answers.fill_rows(out, [("s", "m", 0), ("s", "m", 2)], _two_rows, tmp_path / "work", workers=1)
+    assert "s m 0: already in" in capsys.readouterr().out
+    rows = pd.read_csv(out)
+    assert rows.groupby("seed").size().to_dict() == {0: 2, 1: 2, 2: 2}  # seed 2 added, seed 0 not again
