@@ -358,3 +358,19 @@ def test_fill_rows_adds_each_missing_run_once_and_skips_the_rest(tmp_path, capsy
     assert "s m 0: already in" in capsys.readouterr().out
     rows = pd.read_csv(out)
     assert rows.groupby("seed").size().to_dict() == {0: 2, 1: 2, 2: 2}  # seed 2 added, seed 0 not again
+
+
+def test_every_result_in_memory_v2_is_in_its_readme_table():
+    """results/memory_v2/README.md says for each folder and file what it holds and which command made it: each entry
+    there matches a name (or a ``*`` pattern) in the first column of its table, or is one of the two generated pages."""
+    import fnmatch
+    import re
+
+    folder = ROOT / "results" / "memory_v2"
+    names = set()
+    for line in (folder / "README.md").read_text().splitlines():
+        if line.startswith("| `"):
+            names |= {name.rstrip("/") for name in re.findall(r"`([^`]+)`", line.split("|")[1])}
+    assert len(names) > 60
+    entries = [path.name for path in folder.iterdir() if path.name not in ("README.md", "factors.md", "pilot.md")]
+    assert [name for name in entries if not any(fnmatch.fnmatch(name, pattern) for pattern in names)] == []
