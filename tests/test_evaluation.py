@@ -92,6 +92,12 @@ def test_final_scores_keep_each_runs_last_evaluation(steps, seeds):
     assert sorted(final["score"]) == [10 * s + max(steps) for s in range(seeds)]
 
 
+def test_final_scores_of_two_evaluations_at_one_step_keep_the_later_row():
+    rows = [{"method": "m", "env": "e", "seed": seed, "timesteps": t, "score": score}
+            for seed in range(40) for t, score in ((5, 0.0), (9, 1.0), (9, 2.0), (3, 3.0))]  # fmt: skip
+    assert final_scores(pd.DataFrame(rows))["score"].tolist() == [2.0] * 40
+
+
 def test_min_max_normalisation_and_file(tmp_path):
     scores = pd.DataFrame(
         {"method": ["m"] * 2, "env": ["sb3ma/TMaze-v0", "CartPoleNoVel-v1"], "seed": [0, 0], "score": [1.0, 261.0]}

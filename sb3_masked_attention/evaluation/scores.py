@@ -155,10 +155,12 @@ def common_budget(scores: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 
 def final_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (method, env, seed): the last evaluation when ``timesteps`` is present."""
+    """One row per run (method, env, seed): the last evaluation when ``timesteps`` is present (of two at the same
+    step, the later row: a stable sort, so the answer does not depend on the sort's implementation)."""
     if "timesteps" not in scores.columns:
         return scores
-    return scores.sort_values("timesteps").groupby(["method", "env", "seed"], as_index=False).tail(1)
+    ordered = scores.sort_values("timesteps", kind="stable")
+    return ordered.groupby(["method", "env", "seed"], as_index=False).tail(1)
 
 
 def return_bounds_for(env_id: str) -> tuple[float, float]:
