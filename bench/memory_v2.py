@@ -62,6 +62,12 @@ def _rng(seed: int, *keys: str) -> np.random.Generator:
     return np.random.default_rng([seed, *(zlib.crc32(key.encode()) for key in keys)])
 
 
+def _own_name(method: str) -> str:
+    """A method's name in its own study: a reference row is labelled ``folder/method`` (:func:`with_reference`), and
+    its final's interval is drawn from the stream of its own study's table, so both tables print the same one."""
+    return method.rsplit("/", 1)[-1]
+
+
 def study_table(scores: pd.DataFrame, seed: int = 0, order: list[str] | None = None) -> pd.DataFrame:
     """One row per task and method, in ``order`` (default: the scores'); the reference is the first method."""
     from sb3_masked_attention.evaluation.inference import area_under_curve
@@ -75,7 +81,7 @@ def study_table(scores: pd.DataFrame, seed: int = 0, order: list[str] | None = N
         reference = next(m for m in order if m in finals)
         for method in (m for m in order if m in finals):
             values = finals[method]
-            low, high = bootstrap_mean(values, _rng(seed, env, method, "final"))
+            low, high = bootstrap_mean(values, _rng(seed, env, _own_name(method), "final"))
             runs = group[group["method"] == method]
             row = {
                 "task": env,

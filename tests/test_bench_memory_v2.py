@@ -374,3 +374,17 @@ def test_every_result_in_memory_v2_is_in_its_readme_table():
     assert len(names) > 60
     entries = [path.name for path in folder.iterdir() if path.name not in ("README.md", "factors.md", "pilot.md")]
     assert [name for name in entries if not any(fnmatch.fnmatch(name, pattern) for pattern in names)] == []
+
+
+def test_a_reference_row_prints_the_interval_of_its_own_study_table():
+    """A study's reference row (labelled ``folder/method``) draws its final's bootstrap from the stream its own study's
+    table uses, so the two tables print one interval for the same runs (tuned_count_recall's tx_tuned: the label's
+    own stream gave [-0.875, -0.779] beside the study's [-0.875, -0.786])."""
+    env, finals = "sb3ma/popgym-CountRecallEasy-v0", [-0.745, -0.847, -0.796, -0.902, -0.863]
+    rows = pd.DataFrame([{"method": "tx_tuned", "env": env, "seed": s, "timesteps": 10, "score": v, "wall_seconds": 1.0}
+                         for s, v in enumerate(finals)])  # fmt: skip
+    own = memory_v2.study_table(rows)["final"].tolist()
+    labelled = memory_v2.study_table(rows.assign(method="tuned_count_recall/tx_tuned"))["final"].tolist()
+    assert own == labelled == ["-0.831 [-0.875, -0.786]"]
+    label_stream = memory_v2._rng(0, env, "tuned_count_recall/tx_tuned", "final")
+    assert [round(bound, 3) for bound in memory_v2.bootstrap_mean(np.array(finals), label_stream)] == [-0.875, -0.779]
