@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,8 @@ def _steps_to_threshold(args: tuple[str, int, int, int, float]) -> dict[str, Any
 def sample_efficiency(
     seeds: list[int], budget: int, eval_freq: int, workers: int, out: Path, threshold: float = 475.0
 ) -> None:
+    from sb3_masked_attention.evaluation.study import worker_pool
+
     path = out / "core_sample_efficiency.csv"
     todo = [
         (m, s, budget, eval_freq, threshold)
@@ -145,7 +147,7 @@ def sample_efficiency(
         if not _done(path, method=m, seed=s, budget=budget)
     ]
     say_skipped(len(seeds) * len(METHODS) - len(todo), len(seeds) * len(METHODS), path)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with worker_pool(workers) as pool:  # workers end with this process (kill -9 included)
         for future in as_completed([pool.submit(_steps_to_threshold, args) for args in todo]):
             row = future.result()  # written as soon as it finishes, whatever the order
             print(row, flush=True)

@@ -30,7 +30,6 @@ import resource
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -296,6 +295,7 @@ def tmaze_run(
 
 def tmaze(corridors: list[int], seeds: list[int], methods: list[str], out: Path = OUT) -> None:
     """The T-Maze sweep into ``out`` (``memory_tmaze.csv``, ``memory_tmaze_curves.csv``; resumable)."""
+    from sb3_masked_attention.evaluation.study import worker_pool
     from sb3_masked_attention.io import append_row, read_rows
 
     out.mkdir(parents=True, exist_ok=True)
@@ -307,7 +307,7 @@ def tmaze(corridors: list[int], seeds: list[int], methods: list[str], out: Path 
                 if len(done) and ((done["method"] == method) & (done["corridor"] == corridor) & (done["seed"] == seed)).any():
                     print(f"{method}, corridor {corridor}, seed {seed}: already in {path}, skipped", flush=True)
                     continue
-                with ProcessPoolExecutor(max_workers=1) as pool:
+                with worker_pool(1) as pool:  # a fresh process per run, ending with this one
                     row, curve = pool.submit(tmaze_run, method, corridor, seed).result()
                 with open(path.with_suffix(".lock"), "a") as lock:  # two sweeps may share the files
                     fcntl.flock(lock, fcntl.LOCK_EX)
@@ -319,6 +319,7 @@ def tmaze(corridors: list[int], seeds: list[int], methods: list[str], out: Path 
 
 def pilot(methods: list[str], out: Path = OUT) -> None:
     """The settings pilots: one run per method and variant (resumable), into ``out/memory_tmaze_pilot.csv``."""
+    from sb3_masked_attention.evaluation.study import worker_pool
     from sb3_masked_attention.io import append_row, read_rows
 
     path = out / "memory_tmaze_pilot.csv"
@@ -328,7 +329,7 @@ def pilot(methods: list[str], out: Path = OUT) -> None:
             if len(done) and ((done["method"] == method) & (done["variant"] == variant)).any():
                 print(f"{method}, {variant}: already in {path}, skipped")
                 continue
-            with ProcessPoolExecutor(max_workers=1) as pool:
+            with worker_pool(1) as pool:
                 row, curve = pool.submit(tmaze_run, method, corridor, seed, budget, evals, overrides).result()
             successes = " ".join(f"{point['success']:g}" for point in curve)
             append_row(path, dict(method=method, variant=variant, corridor=corridor, seed=seed, budget=row["budget"],
@@ -380,6 +381,7 @@ def throughput_run(method: str, threads: int = 1) -> dict[str, Any]:
 def throughput(rounds: int = 2, threads: tuple[int, ...] = (1, 2), path: Path = OUT / "memory_throughput.csv") -> None:
     """``rounds`` rounds of every method at each thread count, one after another (a round's ratios compare runs made
     minutes apart). Resumable: a (round, method, threads) row already in ``path`` is skipped, and said so."""
+    from sb3_masked_attention.evaluation.study import worker_pool
     from sb3_masked_attention.io import append_row, read_rows
 
     runs = [(round_, n, method) for round_ in range(rounds) for n in threads for method in METHODS]
@@ -389,7 +391,7 @@ def throughput(rounds: int = 2, threads: tuple[int, ...] = (1, 2), path: Path = 
     if len(todo) < len(runs):
         print(f"{len(runs) - len(todo)} of {len(runs)} runs already in {path}: skipped (pass --out NEW.csv to rerun)")
     for i, (round_, n, method) in enumerate(todo):
-        with ProcessPoolExecutor(max_workers=1) as pool:  # a fresh process per method: its own peak RSS
+        with worker_pool(1) as pool:  # a fresh process per method: its own peak RSS
             row = {"round": round_, **pool.submit(throughput_run, method, n).result()}
         append_row(path, row)
         print(f"[{i + 1}/{len(todo)}]", row, flush=True)
@@ -402,6 +404,7 @@ BUSY_METHODS = ("recurrent_ppo", "transformer_ppo_m16", "transformer_ppo_m1024",
 def busy_threads(threads: tuple[int, ...] = (1, 2), path: Path = OUT / "memory_threads.csv") -> None:
     """Two copies of each method training at once (two runs sharing the 2-core machine, as a study with two workers or a
     second job does), at each thread count: what ``--threads`` should default to. One row per copy; resumable."""
+    from sb3_masked_attention.evaluation.study import worker_pool
     from sb3_masked_attention.io import append_row, read_rows
 
     done = read_rows(path)
@@ -410,7 +413,7 @@ def busy_threads(threads: tuple[int, ...] = (1, 2), path: Path = OUT / "memory_t
     if len(todo) < len(threads) * len(BUSY_METHODS):
         print(f"{len(threads) * len(BUSY_METHODS) - len(todo)} measurements already in {path}: skipped")
     for i, (method, n) in enumerate(todo):
-        with ProcessPoolExecutor(max_workers=2) as pool:
+        with worker_pool(2) as pool:
             rows = [future.result() for future in [pool.submit(throughput_run, method, n) for _ in range(2)]]
         for copy, row in enumerate(rows):
             append_row(path, {"copy": copy, "concurrent": 2, **row})

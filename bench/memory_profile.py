@@ -17,7 +17,6 @@ import platform
 import statistics
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +258,8 @@ def write_report(results: list[dict[str, Any]], rates: dict[str, float], path: P
 
 
 def main() -> None:
+    from sb3_masked_attention.evaluation.study import worker_pool
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     out_option(parser)
     parser.add_argument("--compile", action="store_true", help="also time the rollout step under torch.compile")
@@ -267,9 +268,9 @@ def main() -> None:
     results = []
     for method in PROFILED:
         print(f"profiling {method} ...", flush=True)
-        with ProcessPoolExecutor(max_workers=1) as pool:  # a fresh process per method
+        with worker_pool(1) as pool:  # a fresh process per method, ending with this one
             results.append(pool.submit(profile_method, method, args.compile).result())
-    with ProcessPoolExecutor(max_workers=1) as pool:
+    with worker_pool(1) as pool:
         rates = pool.submit(gemm_gflops).result()
     print(write_report(results, rates, measuring_folder(args.out, "memory_profile") / "memory_profile.md", args.note))
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +131,8 @@ def choices_table(table: pd.DataFrame) -> str:
 
 def action_choices(preset: str, games: int, workers: int, out: Path) -> None:
     """Every finished run of ``preset`` -> ``out``/action_choices.csv and .md (rewritten whole)."""
+    from sb3_masked_attention.evaluation.study import worker_pool
+
     for name, value in (("games", games), ("workers", workers)):
         if value < 1:
             raise SystemExit(f"--{name} {value} is invalid: expected at least 1")
@@ -142,7 +143,7 @@ def action_choices(preset: str, games: int, workers: int, out: Path) -> None:
     if workers == 1:
         results = list(map(_run_choices, jobs))
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        with worker_pool(workers) as pool:
             results = list(pool.map(_run_choices, jobs))
     table = pd.DataFrame([row for rows in results for row in rows])
     write_text_atomic(out / "action_choices.csv", table.to_csv(index=False))

@@ -98,9 +98,8 @@ def baselines(presets: list[str], episodes: int, workers: int) -> None:
     """The skill ladder: every reference policy (``envs.territory_policies.REFERENCE_POLICIES``: wait, random, constant,
     the scripted levels) in the agent's seat against the preset's bots (and :data:`LADDER_BOTS`), ``episodes`` games
     each -> reference_policies.csv (rows of other presets kept; a preset is redone whole)."""
-    from concurrent.futures import ProcessPoolExecutor
-
     from envs.territory_policies import REFERENCE_POLICIES
+    from sb3_masked_attention.evaluation.study import worker_pool
 
     path = RESULTS / "reference_policies.csv"
     kept = read_rows(path)
@@ -111,7 +110,7 @@ def baselines(presets: list[str], episodes: int, workers: int) -> None:
     jobs = [
         (preset, bots, name, episodes) for preset in presets for bots in LADDER_BOTS[preset] for name in REFERENCE_POLICIES
     ]
-    with ProcessPoolExecutor(workers) as pool:
+    with worker_pool(workers) as pool:
         rows = [row for result in pool.map(_reference_rows, jobs) for row in result]
     table = pd.concat([kept, pd.DataFrame(rows)], ignore_index=True)
     with atomic_path(path) as tmp:
@@ -304,9 +303,9 @@ def play_held_out(path: Path, jobs: list[tuple[str, str, int, str, int]], worker
     """:func:`final_eval_one` of every job (preset, method, seed, run folder, games), ``workers`` at a time, each run's
     rows written into the CSV ``path`` in place of its earlier ones as soon as the run is done (a kill loses only the
     runs still playing)."""
-    from concurrent.futures import ProcessPoolExecutor
+    from sb3_masked_attention.evaluation.study import worker_pool
 
-    with ProcessPoolExecutor(workers) as pool:
+    with worker_pool(workers) as pool:
         for (_, method, seed, _, _), rows in zip(jobs, pool.map(final_eval_one, jobs)):
             replace_rows(path, pd.DataFrame(rows), method, seed)
 
