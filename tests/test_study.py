@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,6 +169,34 @@ def test_changed_study_is_refused(tmp_path):
     write_study(study, seeds=1, methods=("none",), n_timesteps=128)
     with pytest.raises(ValueError, match="was started with envs="):
         run_study(study, tmp_path / "out", progress=False)
+
+
+def test_runs_of_a_changed_conf_entry_are_not_mixed_with_the_finished_ones(tmp_path):
+    """A conf file is not part of the recorded spec: when its entry changed after some runs finished, the study
+    refuses to add runs of the new settings beside them, naming the setting, until those runs are moved out."""
+    conf = tmp_path / "conf.yml"
+    entry = yaml.safe_load((ROOT / "zoo_configs" / "ppo.yml").read_text())["sb3ma/TMaze-v0"]
+    conf.write_text(yaml.safe_dump({"sb3ma/TMaze-v0": entry}))
+    study = write_study(tmp_path / "study.yml", seeds=2, methods=("none",), n_timesteps=64)
+    spec = yaml.safe_load(study.read_text())
+    spec["methods"]["none"]["conf_file"] = str(conf)
+    study.write_text(yaml.safe_dump(spec))
+    run_study(study, tmp_path / "out", workers=1, progress=False)
+    runs = tmp_path / "out" / "runs" / "none" / "sb3ma-TMaze-v0"
+    record = runs / "seed0" / "hyperparams.yml"  # an older record's form of the same settings: not a change
+    older = {**yaml.safe_load(record.read_text()), "policy_kwargs": "dict(head_mask_strategy='none')"}
+    record.write_text(yaml.safe_dump(older))
+    shutil.rmtree(runs / "seed1")  # a run to redo (killed, or taken out)
+    conf.write_text(yaml.safe_dump({"sb3ma/TMaze-v0": {**entry, "gamma": 0.5}}))
+    with pytest.raises(
+        ValueError,
+        match=r"seed0 trained with no gamma \(the algorithm's default\) but the study now gives gamma=0.5 \(1 setting",
+    ):
+        run_study(study, tmp_path / "out", workers=1, progress=False)
+    assert not (runs / "seed1").exists()
+    conf.write_text(yaml.safe_dump({"sb3ma/TMaze-v0": entry}))  # the entry it ran: resumes
+    scores = run_study(study, tmp_path / "out", workers=1, progress=False)
+    assert sorted(scores["seed"].unique()) == [0, 1]
 
 
 def test_ray_backend_gives_the_local_results(tmp_path):

@@ -6,7 +6,8 @@ checked, and each (method, env) model built once, before any run starts.
 The study directory holds ``study.yml`` (a copy of the spec; a restart must match it),
 ``runs/<method>/<env>/seed<k>/`` (rl-zoo logs, TensorBoard, ``hyperparams.yml``: the settings the run trained with,
 its conf file's entry with the study's overrides, as rl-zoo's ``config.yml``, so that a record shows what ran even
-after the conf file changes; ``machine.yml``: its CPU and library versions, as a run repeats step for step on the
+after the conf file changes, and so that runs left to do are not added beside finished runs of other settings
+(refused, naming the setting); ``machine.yml``: its CPU and library versions, as a run repeats step for step on the
 same kind of CPU only; and ``result.csv`` once the run has finished: its evaluations and its wall time in
 ``seconds``, to size a study's budget) and
 ``scores.csv`` (``method,env,seed,timesteps,score``, rebuilt from the finished runs).
@@ -208,7 +209,7 @@ def run_study(
         started = _check_spec(directory, study.spec)
         todo = [run for run in study.runs if not result_path(directory, run).exists()]
         if todo:
-            check_buildable(study, todo)
+            _refuse_mixed_settings(directory, study, check_buildable(study, todo))
         if not started:  # recorded once the whole spec has been checked, so a refused spec can be fixed and rerun
             write_text_atomic(directory / "study.yml", yaml.safe_dump(study.spec, sort_keys=False))
         done = len(study.runs) - len(todo)
@@ -231,6 +232,49 @@ def run_study(
     if failed:
         raise StudyFailed(directory, failed)
     return scores
+
+
+def _refuse_mixed_settings(directory: Path, study: Study, built: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Refuse to add runs to a (method, env) whose finished runs trained with other settings than the study gives
+    now (its conf file's entry changed since): the new runs would be averaged with another entry's. Runs finished
+    before ``hyperparams.yml`` was recorded are not checked.
+
+    :param built: each (method, task)'s settings now (:func:`check_buildable`).
+    :raises ValueError: naming the run folder, the first differing setting, then and now.
+    """
+    for run in study.runs:
+        record = result_path(directory, run).parent / SETTINGS_FILE
+        now = built.get((run.method.name, run.task_name))
+        if now is None or not result_path(directory, run).exists() or not record.exists():
+            continue
+        then = _comparable(yaml.safe_load(record.read_text()) or {})
+        now = _comparable({**now, "n_timesteps": run.n_timesteps})
+        differing = sorted(key for key in then.keys() | now.keys() if then.get(key) != now.get(key))
+        if differing:
+            key = differing[0]
+            raise ValueError(
+                f"{record.parent} trained with {_setting(then, key)} but the study now gives {_setting(now, key)} "
+                f"({len(differing)} setting(s) differ: {', '.join(differing)}); its new runs would be averaged with "
+                f"another entry's: move the finished runs of method {run.method.name!r} on {run.task_name!r} out of "
+                f"{directory} (keep them as an archive) or pass --dir NEW"
+            )
+
+
+def _setting(settings: dict[str, Any], key: str) -> str:
+    return f"{key}={settings[key]!r}" if key in settings else f"no {key} (the algorithm's default)"
+
+
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings with rl-zoo's ``"dict(...)"`` strings read as dicts, as older records kept them as strings."""
+    from sb3_masked_attention.evaluation.study_spec import DICT_KEYS
+    from sb3_masked_attention.zoo import literal_dict
+
+    plain = dict(settings)
+    for key in DICT_KEYS:
+        if isinstance(plain.get(key), str):
+            with contextlib.suppress(ValueError):  # code (``nn.ReLU``) stays a string: compared as written
+                plain[key] = literal_dict(plain[key])
+    return plain
 
 
 def _record_failure(directory: Path, run: Run, error: BaseException) -> str:

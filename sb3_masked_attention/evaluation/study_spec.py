@@ -274,19 +274,19 @@ def load_study(path: str | os.PathLike) -> Study:
     return Study(name, tuple(runs), spec, where)
 
 
-def check_buildable(study: Study, runs: tuple[Run, ...] | list[Run] | None = None) -> None:
+def check_buildable(study: Study, runs: tuple[Run, ...] | list[Run] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
     """Build each (method, env) model of ``runs`` once, in a scratch folder, so that a hyperparameter the
     policy rejects fails here, before any run starts, and not in a worker.
 
+    :return: each (method name, task name)'s settings as rl-zoo resolved them (plain data, without the budget).
     :raises ValueError: naming the method, the env, the file and the error.
     """
     from sb3_masked_attention.zoo import make_zoo_model
 
-    seen = set()
+    settings: dict[tuple[str, str], dict[str, Any]] = {}
     for run in study.runs if runs is None else runs:
-        if (run.method.name, run.task_name) in seen:
+        if (run.method.name, run.task_name) in settings:
             continue
-        seen.add((run.method.name, run.task_name))
         with tempfile.TemporaryDirectory(prefix="sb3ma-check-") as scratch:
             try:
                 zoo = make_zoo_model(
@@ -305,3 +305,5 @@ def check_buildable(study: Study, runs: tuple[Run, ...] | list[Run] | None = Non
                     f"{type(error).__name__}: {reason}"
                 ) from None
             zoo.train_env.close()
+            settings[(run.method.name, run.task_name)] = zoo.settings
+    return settings
