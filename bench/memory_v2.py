@@ -242,6 +242,7 @@ REFERENCES = {
             "time",
             "advantage",
             "lambda",
+            "rollout",
         )
     },
     "count_recall_lstm_gamma0": ("tuned_count_recall", "lstm_tuned"),
@@ -538,9 +539,9 @@ def pilot_report(directory: Path, out: Path) -> None:
         + "\n\n## Does the `default` entry learn?\n\n"
         f"The `default` entry's final mean on each POPGym task with its 95% bootstrap CI, on the task's scale and as a "
         f"share of the range from random (0) to optimal (1); 'learns': the CI's low end at {LEARNS_MARGIN} or more (a "
-        "margin stated after these runs). CountRecallEasy: the pilot's rows; AutoencodeEasy: pilot_autoencode's (the "
-        "`default` entry with a memory of 128 steps, to hold the episode's 103); RepeatFirstEasy and RepeatPreviousEasy: "
-        f"the runs made before those tasks got tuned entries (`{'`, `'.join(TX_DEFAULT_ENTRY)}`). "
+        "margin stated after these runs). AutoencodeEasy: pilot_autoencode's (the `default` entry with a memory of 128 "
+        "steps, to hold the episode's 103); CountRecallEasy, RepeatFirstEasy and RepeatPreviousEasy: the runs made "
+        f"before those tasks got entries of their own (`{'`, `'.join(TX_DEFAULT_ENTRY)}`). "
         "StatelessCartPoleEasy runs CartPoleNoVel's entry, and RepeatPreviousEasy is where the default's "
         "initialisation was chosen, so neither counts as a task the default was not tuned on.\n\n"
         + to_markdown(learns_table(default_entry_scores(directory, scores)))
@@ -624,7 +625,11 @@ def more_seeds(directory: Path, scores: pd.DataFrame) -> str:
 #: the `default` entry's runs on the tasks that later got tuned entries, taken out of pilot/ then.
 BEFORE_INIT_CHANGE = "pilot_tx_ortho_init.csv"
 CARTPOLE_PYTORCH_INIT = "pilot_tx_cartpole_pytorch_init.csv"
-TX_DEFAULT_ENTRY = ("pilot_tx_repeat_first_default.csv", "pilot_tx_repeat_previous_default.csv")
+TX_DEFAULT_ENTRY = (
+    "pilot_tx_repeat_first_default.csv",
+    "pilot_tx_repeat_previous_default.csv",
+    "pilot_tx_count_recall_default.csv",
+)
 #: RecurrentPPO's runs of its untuned entry (CartPoleNoVel's settings) on RepeatFirstEasy and CountRecallEasy, taken
 #: out of pilot/ when those tasks got tuned entries.
 LSTM_DEFAULT_ENTRY = ("pilot_lstm_repeat_first_default.csv", "pilot_lstm_count_recall_default.csv")
@@ -655,16 +660,16 @@ def before_init_change(directory: Path, scores: pd.DataFrame) -> str:
     ]
     return (
         "\n## TransformerPPO at SB3's and at PyTorch's initialisation\n\n"
-        "`transformer_ppo`: the entries as they are now: CountRecallEasy's (the `default` entry) and RepeatFirstEasy's "
-        "and RepeatPreviousEasy's (tuned) with PyTorch's initialisation (`ortho_init=False`), CartPoleNoVel's, "
+        "`transformer_ppo`: the entries as they are now: CountRecallEasy's, RepeatFirstEasy's and RepeatPreviousEasy's "
+        "(tuned) with PyTorch's initialisation (`ortho_init=False`), CartPoleNoVel's, "
         "StatelessCartPoleEasy's and PendulumNoVel's with SB3's (`ortho_init=True`, with which they were tuned: their "
         "rows are the runs made before commit 080b563 made PyTorch's the policy's default). `sb3_init`: every pilot run "
         f"before that change, all with the `default` entry on the card tasks (`{BEFORE_INIT_CHANGE}`; CountRecallEasy's "
         "seed 4 started one minute after the change, and which initialisation it ran is not recorded: it is not in the "
         "file). `pytorch_init`: the same entries with PyTorch's initialisation where `transformer_ppo` has SB3's or a "
         f"tuned entry: CartPoleNoVel's (`{CARTPOLE_PYTORCH_INIT}`, the four seeds run before the entry went back to "
-        f"SB3's) and the `default` entry on RepeatFirstEasy and RepeatPreviousEasy (`{'`, `'.join(TX_DEFAULT_ENTRY)}`, "
-        "before they got tuned ones)."
+        f"SB3's) and the `default` entry on the card tasks (`{'`, `'.join(TX_DEFAULT_ENTRY)}`, before they got tuned "
+        "ones)."
         "\n\n"
         + to_markdown(
             study_table(
