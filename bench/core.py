@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this script, however it is loaded
 from folders import measuring_folder, out_option, say_skipped
 
+from sb3_masked_attention.evaluation.study import worker_pool
 from sb3_masked_attention.io import append_row, read_rows, write_text_atomic
 from sb3_masked_attention.zoo import PROJECT_PPO_CONFIG, ZooRun, make_zoo_model, rl_zoo_config
 
@@ -137,8 +138,6 @@ def _steps_to_threshold(args: tuple[str, int, int, int, float]) -> dict[str, Any
 def sample_efficiency(
     seeds: list[int], budget: int, eval_freq: int, workers: int, out: Path, threshold: float = 475.0
 ) -> None:
-    from sb3_masked_attention.evaluation.study import worker_pool
-
     path = out / "core_sample_efficiency.csv"
     todo = [
         (m, s, budget, eval_freq, threshold)

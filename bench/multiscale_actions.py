@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))  # the study module beside this one, how
 import multiscale_study as study  # noqa: E402
 from folders import measuring_folder, out_option  # noqa: E402
 
+from sb3_masked_attention.evaluation.study import worker_pool  # noqa: E402
 from sb3_masked_attention.io import write_text_atomic  # noqa: E402
 
 TARGET_KINDS = ("wait", "neutral", "bot")
@@ -131,8 +132,6 @@ def choices_table(table: pd.DataFrame) -> str:
 
 def action_choices(preset: str, games: int, workers: int, out: Path) -> None:
     """Every finished run of ``preset`` -> ``out``/action_choices.csv and .md (rewritten whole)."""
-    from sb3_masked_attention.evaluation.study import worker_pool
-
     for name, value in (("games", games), ("workers", workers)):
         if value < 1:
             raise SystemExit(f"--{name} {value} is invalid: expected at least 1")

@@ -29,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sb3_masked_attention.evaluation.study import worker_pool  # noqa: E402
 from sb3_masked_attention.io import append_row, atomic_path, read_rows, write_text_atomic  # noqa: E402
 
 RESULTS = ROOT / "results" / "multiscale"
@@ -99,7 +100,6 @@ def baselines(presets: list[str], episodes: int, workers: int) -> None:
     the scripted levels) in the agent's seat against the preset's bots (and :data:`LADDER_BOTS`), ``episodes`` games
     each -> reference_policies.csv (rows of other presets kept; a preset is redone whole)."""
     from envs.territory_policies import REFERENCE_POLICIES
-    from sb3_masked_attention.evaluation.study import worker_pool
 
     path = RESULTS / "reference_policies.csv"
     kept = read_rows(path)
@@ -303,8 +303,6 @@ def play_held_out(path: Path, jobs: list[tuple[str, str, int, str, int]], worker
     """:func:`final_eval_one` of every job (preset, method, seed, run folder, games), ``workers`` at a time, each run's
     rows written into the CSV ``path`` in place of its earlier ones as soon as the run is done (a kill loses only the
     runs still playing)."""
-    from sb3_masked_attention.evaluation.study import worker_pool
-
     with worker_pool(workers) as pool:
         for (_, method, seed, _, _), rows in zip(jobs, pool.map(final_eval_one, jobs)):
             replace_rows(path, pd.DataFrame(rows), method, seed)

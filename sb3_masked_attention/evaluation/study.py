@@ -33,7 +33,7 @@ import pandas as pd
 import yaml
 
 from sb3_masked_attention.episodes import play_episodes
-from sb3_masked_attention.evaluation.study_spec import Method, Run, Study, check_buildable, load_study
+from sb3_masked_attention.evaluation.study_spec import DICT_KEYS, Method, Run, Study, check_buildable, load_study
 from sb3_masked_attention.io import atomic_path, hold_folder_lock, release_folder_lock, write_text_atomic
 from sb3_masked_attention.runs import refuse_changes
 from sb3_masked_attention.validation import check_int
@@ -266,7 +266,6 @@ def _setting(settings: dict[str, Any], key: str) -> str:
 
 def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
     """Settings with rl-zoo's ``"dict(...)"`` strings read as dicts, as older records kept them as strings."""
-    from sb3_masked_attention.evaluation.study_spec import DICT_KEYS
     from sb3_masked_attention.zoo import literal_dict
 
     plain = dict(settings)
