@@ -226,7 +226,8 @@ def factors(directory: Path, out: Path) -> None:
 
 
 #: One-factor studies whose reference runs are another study's: study folder -> (that folder, its method). Every
-#: CountRecallEasy factor is measured against its method's searched settings (TransformerPPO's but one).
+#: CountRecallEasy factor is measured against its method's searched settings (TransformerPPO's but one), until round 13
+#: measured one on top of the gamma-0 entry.
 REFERENCES = {
     **{
         f"count_recall_{factor}": ("tuned_count_recall", "tx_tuned")
@@ -246,6 +247,8 @@ REFERENCES = {
         )
     },
     "count_recall_lstm_gamma0": ("tuned_count_recall", "lstm_tuned"),
+    # Round 13 measures a factor on top of the gamma-0 entry, so against the runs of that entry's settings.
+    "count_recall_return_norm": ("count_recall_advantage", "tx_gamma0"),
 }
 
 
