@@ -551,6 +551,7 @@ def pilot_report(directory: Path, out: Path) -> None:
         + "\n"
         + against_gru(directory, scores)
         + more_seeds(directory, scores)
+        + equal_time(directory, scores)
         + before_init_change(directory, scores)
     )
     write_text_atomic(out, text)
@@ -617,6 +618,73 @@ def more_seeds(directory: Path, scores: pd.DataFrame) -> str:
             + to_markdown(study_table(extra, order=order))
             + "\n\nPooled with the pilot's seeds:\n\n"
             + to_markdown(study_table(pd.concat([pilot, extra], ignore_index=True), order=order))
+            + "\n"
+        )
+    return "".join(sections)
+
+
+#: Longer runs of one pilot entry, sized to another method's pilot training time: study folder -> (its method, the
+#: pilot's method whose final level and training time it is measured against).
+EQUAL_TIME = {"count_recall_equal_time": ("transformer_ppo", "recurrent_ppo")}
+
+
+def equal_time_table(long: pd.DataFrame, pilot: pd.DataFrame, method: str, reference: str, seed: int = 0) -> pd.DataFrame:
+    """Per task of ``long`` (``method``'s longer runs): the steps and training seconds each seed took to first evaluate
+    at ``reference``'s final mean level in ``pilot`` (median over the seeds that did, with k/n), those steps at the
+    pilot's seconds per step of ``method`` on the task (the pilot's conditions: the machine as shared then), the
+    ``reference``'s pilot seconds to the same level, and the longer runs' final mean with a 95% bootstrap CI."""
+    last = final_scores(pilot)
+    rows = []
+    for env, runs in long[long["method"] == method].groupby("env", sort=True):
+        theirs = last[(last["env"] == env) & (last["method"] == reference)]["score"]
+        mine = last[(last["env"] == env) & (last["method"] == method)]
+        if theirs.empty or mine.empty:
+            continue
+        level = float(theirs.mean())
+        steps, seconds, n = _reached(runs, level)
+        _, their_seconds, n_theirs = _reached(pilot[(pilot["env"] == env) & (pilot["method"] == reference)], level)
+        per_step = float((mine["wall_seconds"] / mine["timesteps"]).mean())
+        finals = final_scores(runs).sort_values("seed")
+        low, high = bootstrap_mean(finals["score"].to_numpy(float), _rng(seed, env, method, "equal_time"))
+        k = len(steps)
+
+        def median(values: list[float], unit: str = "", n: int = n) -> str:
+            return f"{np.median(values):.0f}{unit} ({len(values)}/{n})" if values else f"never (0/{n})"
+
+        rows.append({
+            "task": env, "method": method, "steps": int(finals["timesteps"].max()),
+            f"{reference}_final": f"{level:.3g}", "steps_to_it": median(steps),
+            "train_s_to_it": median(seconds, " s"),
+            "at_pilot_speed": median([step * per_step for step in steps], " s") if k else f"never (0/{n})",
+            f"{reference}_train_s_to_it": f"{np.median(their_seconds):.0f} s ({len(their_seconds)}/{n_theirs})"
+            if their_seconds else f"never (0/{n_theirs})",
+            "final": f"{finals['score'].mean():.3g} [{low:.3g}, {high:.3g}]",
+            "per_seed": " ".join(f"{v:.3g}" for v in finals["score"]),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def equal_time(directory: Path, scores: pd.DataFrame) -> str:
+    """A section per :data:`EQUAL_TIME` folder in ``directory`` (:func:`equal_time_table` against the pilot's
+    ``scores``)."""
+    from sb3_masked_attention.evaluation.report import to_markdown
+
+    sections = []
+    for folder, (method, reference) in EQUAL_TIME.items():
+        path = directory / folder / "scores.csv"
+        if not path.exists():
+            continue
+        table = equal_time_table(pd.read_csv(path), scores, method, reference)
+        sections.append(
+            f"\n## {method} at {reference}'s training time ({folder})\n\n"
+            f"`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}` ran the pilot's `{method}` entry, "
+            f"unchanged, for the steps that fit in `{reference}`'s pilot training time (`studies/memory_v2/{folder}.yml`"
+            " states why and the endpoints). Per seed, the first evaluation at or above the pilot's "
+            f"`{reference}` final mean: in steps, in training seconds as measured here (two runs on the two cores) "
+            f"and as those steps at `{method}`'s pilot seconds per step on the task (the pilot's conditions: up to "
+            f"three runs on the two cores), beside `{reference}`'s pilot seconds to the same level; medians over the "
+            "seeds that got there, with k/n. A supplement: the pilot's targets above stay decided at its budgets.\n\n"
+            + to_markdown(table)
             + "\n"
         )
     return "".join(sections)

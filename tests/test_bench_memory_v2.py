@@ -388,3 +388,31 @@ def test_a_reference_row_prints_the_interval_of_its_own_study_table():
     assert own == labelled == ["-0.831 [-0.875, -0.786]"]
     label_stream = memory_v2._rng(0, env, "tuned_count_recall/tx_tuned", "final")
     assert [round(bound, 3) for bound in memory_v2.bootstrap_mean(np.array(finals), label_stream)] == [-0.875, -0.779]
+
+
+def test_equal_time_table_measures_the_longer_runs_against_the_pilot_level_and_speed():
+    """The longer runs' steps and seconds to the reference's pilot final mean, those steps at the method's pilot seconds
+    per step, and the reference's own pilot seconds to that level (a seed that never got there counts in n only)."""
+    env = "sb3ma/popgym-CountRecallEasy-v0"
+
+    def rows(method: str, seed: int, curve: list[tuple[int, float, float]]) -> list[dict]:
+        return [{"method": method, "env": env, "seed": seed, "timesteps": t, "score": v, "wall_seconds": w}
+                for t, v, w in curve]  # fmt: skip
+
+    pilot = pd.DataFrame(
+        rows("recurrent_ppo", 0, [(50, -0.8, 400.0), (100, -0.5, 800.0)])
+        + rows("recurrent_ppo", 1, [(50, -0.4, 300.0), (100, -0.5, 900.0)])  # level -0.5: seed 1 reached it at 300 s
+        + rows("transformer_ppo", 0, [(100, -0.7, 100.0)])
+        + rows("transformer_ppo", 1, [(100, -0.7, 300.0)])  # 2 s per step on average
+    )
+    long = pd.DataFrame(
+        rows("transformer_ppo", 0, [(100, -0.6, 90.0), (200, -0.45, 180.0), (400, -0.4, 360.0)])
+        + rows("transformer_ppo", 1, [(100, -0.7, 95.0), (400, -0.52, 370.0)])
+    )
+    table = memory_v2.equal_time_table(long, pilot, "transformer_ppo", "recurrent_ppo")
+    row = table.iloc[0].to_dict()
+    assert row["steps"] == 400 and row["recurrent_ppo_final"] == "-0.5"
+    assert row["steps_to_it"] == "200 (1/2)" and row["train_s_to_it"] == "180 s (1/2)"
+    assert row["at_pilot_speed"] == "400 s (1/2)"
+    assert row["recurrent_ppo_train_s_to_it"] == "550 s (2/2)"  # median of 800 (seed 0) and 300 (seed 1)
+    assert row["per_seed"] == "-0.4 -0.52" and row["final"].startswith("-0.46 [")
