@@ -632,7 +632,8 @@ def equal_time_table(long: pd.DataFrame, pilot: pd.DataFrame, method: str, refer
     """Per task of ``long`` (``method``'s longer runs): the steps and training seconds each seed took to first evaluate
     at ``reference``'s final mean level in ``pilot`` (median over the seeds that did, with k/n), those steps at the
     pilot's seconds per step of ``method`` on the task (the pilot's conditions: the machine as shared then), the
-    ``reference``'s pilot seconds to the same level, and the longer runs' final mean with a 95% bootstrap CI."""
+    ``reference``'s pilot seconds to the same level, and the longer runs' final mean with a 95% bootstrap CI and its
+    difference to ``reference``'s pilot final mean (seeds resampled within each)."""
     last = final_scores(pilot)
     rows = []
     for env, runs in long[long["method"] == method].groupby("env", sort=True):
@@ -646,6 +647,9 @@ def equal_time_table(long: pd.DataFrame, pilot: pd.DataFrame, method: str, refer
         per_step = float((mine["wall_seconds"] / mine["timesteps"]).mean())
         finals = final_scores(runs).sort_values("seed")
         low, high = bootstrap_mean(finals["score"].to_numpy(float), _rng(seed, env, method, "equal_time"))
+        d_low, d_high = bootstrap_difference(
+            finals["score"].to_numpy(float), theirs.to_numpy(float), _rng(seed, env, method, reference, "equal_time")
+        )
         k = len(steps)
 
         def median(values: list[float], unit: str = "", n: int = n) -> str:
@@ -660,6 +664,7 @@ def equal_time_table(long: pd.DataFrame, pilot: pd.DataFrame, method: str, refer
             if their_seconds else f"never (0/{n_theirs})",
             "final": f"{finals['score'].mean():.3g} [{low:.3g}, {high:.3g}]",
             "per_seed": " ".join(f"{v:.3g}" for v in finals["score"]),
+            f"minus_{reference}_final": f"{finals['score'].mean() - level:+.3g} [{d_low:+.3g}, {d_high:+.3g}]",
         })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -680,12 +685,12 @@ def equal_time(directory: Path, scores: pd.DataFrame) -> str:
             f"`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}` ran the pilot's `{method}` entry, "
             f"unchanged, for the steps that fit in `{reference}`'s pilot training time (`studies/memory_v2/{folder}.yml`"
             " states why and the endpoints). Per seed, the first evaluation at or above the pilot's "
-            f"`{reference}` final mean: in steps, in training seconds as measured here (two runs on the two cores) "
+            f"`{reference}` final mean: in steps, in training seconds as measured here (up to two runs on the two cores) "
             f"and as those steps at `{method}`'s pilot seconds per step on the task (the pilot's conditions: up to "
             f"three runs on the two cores), beside `{reference}`'s pilot seconds to the same level; medians over the "
-            "seeds that got there, with k/n. A supplement: the pilot's targets above stay decided at its budgets.\n\n"
-            + to_markdown(table)
-            + "\n"
+            f"seeds that got there, with k/n. The last column: the longer runs' final mean minus `{reference}`'s pilot "
+            "final mean (both at about the same training time when the steps were sized so), with a 95% bootstrap CI. "
+            "A supplement: the pilot's targets above stay decided at its budgets.\n\n" + to_markdown(table) + "\n"
         )
     return "".join(sections)
 

@@ -416,3 +416,4 @@ def test_equal_time_table_measures_the_longer_runs_against_the_pilot_level_and_s
     assert row["at_pilot_speed"] == "400 s (1/2)"
     assert row["recurrent_ppo_train_s_to_it"] == "550 s (2/2)"  # median of 800 (seed 0) and 300 (seed 1)
     assert row["per_seed"] == "-0.4 -0.52" and row["final"].startswith("-0.46 [")
+    assert row["minus_recurrent_ppo_final"].startswith("+0.04 [")  # -0.46 against the pilot's -0.5
