@@ -417,3 +417,15 @@ def test_equal_time_table_measures_the_longer_runs_against_the_pilot_level_and_s
     assert row["recurrent_ppo_train_s_to_it"] == "550 s (2/2)"  # median of 800 (seed 0) and 300 (seed 1)
     assert row["per_seed"] == "-0.4 -0.52" and row["final"].startswith("-0.46 [")
     assert row["minus_recurrent_ppo_final"].startswith("+0.04 [")  # -0.46 against the pilot's -0.5
+
+
+def test_equal_time_final_interval_is_the_one_study_table_prints_for_the_same_runs():
+    """pilot.md's equal-time row and factors.md's table of the same study print one interval for the final."""
+    env = "sb3ma/popgym-CountRecallEasy-v0"
+    finals = [-0.188, -0.137, 0.0392, -0.2, -0.141]
+    long = pd.DataFrame([{"method": "transformer_ppo", "env": env, "seed": s, "timesteps": 800, "score": v,
+                          "wall_seconds": 9.0} for s, v in enumerate(finals)])  # fmt: skip
+    pilot = pd.DataFrame([{"method": m, "env": env, "seed": 0, "timesteps": 100, "score": -0.5, "wall_seconds": 1.0}
+                          for m in ("transformer_ppo", "recurrent_ppo")])  # fmt: skip
+    row = memory_v2.equal_time_table(long, pilot, "transformer_ppo", "recurrent_ppo").iloc[0]
+    assert row["final"] == memory_v2.study_table(long)["final"].iloc[0]
