@@ -651,7 +651,6 @@ def equal_time_table(long: pd.DataFrame, pilot: pd.DataFrame, method: str, refer
         d_low, d_high = bootstrap_difference(
             finals["score"].to_numpy(float), theirs.to_numpy(float), _rng(seed, env, method, reference, "equal_time")
         )
-        k = len(steps)
 
         def median(values: list[float], unit: str = "", n: int = n) -> str:
             return f"{np.median(values):.0f}{unit} ({len(values)}/{n})" if values else f"never (0/{n})"
@@ -660,7 +659,7 @@ def equal_time_table(long: pd.DataFrame, pilot: pd.DataFrame, method: str, refer
             "task": env, "method": method, "steps": int(finals["timesteps"].max()),
             f"{reference}_final": f"{level:.3g}", "steps_to_it": median(steps),
             "train_s_to_it": median(seconds, " s"),
-            "at_pilot_speed": median([step * per_step for step in steps], " s") if k else f"never (0/{n})",
+            "at_pilot_speed": median([step * per_step for step in steps], " s"),
             f"{reference}_train_s_to_it": f"{np.median(their_seconds):.0f} s ({len(their_seconds)}/{n_theirs})"
             if their_seconds else f"never (0/{n_theirs})",
             "final": f"{finals['score'].mean():.3g} [{low:.3g}, {high:.3g}]",
