@@ -14,6 +14,7 @@ command and seed) and records in {source}/regenerated_models.csv whether its tra
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -152,11 +153,25 @@ def run_dir(preset: str, extractor: str, seed: int, init_from: str | None = None
     return RESULTS / "runs" / preset / f"{extractor}_seed{seed}{suffix}"
 
 
+#: ``sb3ma`` in a child that ends when its driver dies, kill -9 included, as the study runner's workers do: a plain
+#: subprocess started from a pool thread outlived a killed driver and kept training (the run folder's lock refused the
+#: restarted driver's run, but the orphan held a core).
+LAUNCH = (
+    "import sys; from sb3_masked_attention.evaluation.study import exit_with_driver; exit_with_driver(int(sys.argv[1])); "
+    "from sb3_masked_attention.cli import main; sys.exit(main(sys.argv[2:]))"
+)
+
+
+def cli_command(args: list[str], driver_pid: int | None = None) -> list[str]:
+    """The command line of ``sb3ma ARGS`` run so that it ends when ``driver_pid`` (default: this process) dies."""
+    return [sys.executable, "-c", LAUNCH, str(os.getpid() if driver_pid is None else driver_pid), *args]
+
+
 def _train(out: Path, args: list[str]) -> int:
     """``sb3ma train-multiscale ARGS --output-dir OUT`` on one torch thread (resumed if it has checkpoints), its log in
-    ``OUT/train.log``."""
+    ``OUT/train.log``; it ends with this driver (:func:`cli_command`)."""
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "sb3_masked_attention.cli", "train-multiscale", *args, "--output-dir", str(out)]
+    command = cli_command(["train-multiscale", *args, "--output-dir", str(out)])
     command += ["--attention-log-freq", "50000", "--torch-threads", "1", "--no-subprocess", "--no-progress"]
     with open(out / "train.log", "a") as log:
         return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode

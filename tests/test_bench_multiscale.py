@@ -110,3 +110,29 @@ def test_check_regenerated_reports_a_curve_of_another_length(bench, tmp_path):
     bench.check_regenerated("small", "plain", 0)
     row = pd.read_csv(tmp_path / "small" / "regenerated_models.csv").iloc[-1]
     assert not bool(row["identical"]) and row["evaluations"] == 1 and pd.isna(row["max_diff_land_share"])
+
+
+def test_a_run_started_by_the_study_ends_when_its_driver_is_killed(bench, tmp_path):
+    """``_train``'s command ends with its driver (kill -9 included); a plain ``sb3ma train-multiscale`` trained on."""
+    import subprocess
+    import sys
+    import time
+
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    out = tmp_path / "run"
+    args = ["train-multiscale", "--preset", "small", "--total-timesteps", "1000000", "--output-dir", str(out)]
+    args += ["--torch-threads", "1", "--no-subprocess", "--no-progress"]
+    child = subprocess.Popen(
+        bench.cli_command(args, driver_pid=driver.pid), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.time() + 120
+        while not out.exists() and time.time() < deadline:  # the CLI made its run folder: it is training
+            time.sleep(0.2)
+        assert child.poll() is None, "the run ended before its driver"
+        driver.kill()  # not reaped yet: a zombie still answers os.kill, and the child must see through it
+        assert child.wait(timeout=15) != 0
+    finally:
+        for process in (child, driver):
+            process.kill()
+            process.wait()

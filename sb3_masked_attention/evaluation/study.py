@@ -290,9 +290,13 @@ def _progress(total: int, done: int, enabled: bool):
     return tqdm(total=total, initial=done, desc="study runs", unit="run", disable=not enabled)
 
 
-def _exit_with_driver(driver_pid: int) -> None:
-    """Pool initializer: end this worker when the driver dies (kill -9 included), so no orphan keeps
-    training into a run directory that the restarted study is about to reuse."""
+def exit_with_driver(driver_pid: int) -> None:
+    """End this process when ``driver_pid`` dies (kill -9 included), so no orphan keeps training into a run directory
+    that the restarted driver is about to reuse: :func:`worker_pool`'s initializer, and the first call of a child
+    that a driver starts as a command (``bench/multiscale_study.py``).
+
+    :param driver_pid: the process to outlive by at most a second.
+    """
     import threading
 
     def watch() -> None:
@@ -357,7 +361,7 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("forkserver"),
-        initializer=_exit_with_driver,
+        initializer=exit_with_driver,
         initargs=(os.getpid(),),
     )
 
