@@ -89,7 +89,8 @@ def test_killed_study_resumes_without_redoing_or_corrupting(tmp_path):
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = out / "runs" / "specialized" / "sb3ma-TMaze-v0" / "seed0" / "result.csv"
     deadline = time.time() + 240
-    while not first.exists() and time.time() < deadline and process.poll() is None:
+    # the driver's scores.csv, written after a run's result.csv: waiting for the run's file alone raced the driver
+    while not (out / "scores.csv").exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)  # kill -9 the runner and its workers
     process.wait()
