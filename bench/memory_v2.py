@@ -408,6 +408,11 @@ def _reached(runs: pd.DataFrame, level: float) -> tuple[list[float], list[float]
     return steps, seconds, int(runs["seed"].nunique())
 
 
+def _median_of(values: list[float], n: int, unit: str = "") -> str:
+    """The median of ``values`` (the seeds that got there) with k/n, or "never (0/n)"."""
+    return f"{np.median(values):.0f}{unit} ({len(values)}/{n})" if values else f"never (0/{n})"
+
+
 def targets_table(
     scores: pd.DataFrame, method: str = "transformer_ppo", reference: str = "recurrent_ppo", seeds: int = 5, seed: int = 0
 ) -> pd.DataFrame:
@@ -486,11 +491,9 @@ def reach_table(scores: pd.DataFrame, reference: str = "recurrent_ppo") -> pd.Da
         level = float(finals.mean())
         for method, runs in group.groupby("method", sort=False):
             steps, seconds, n = _reached(runs, level)
-            k = len(steps)
             rows.append({
                 "task": env, "method": method, f"{reference}_final": f"{level:.3g}",
-                "steps_to_it": f"{np.median(steps):.0f} ({k}/{n})" if k else f"never (0/{n})",
-                "train_s_to_it": f"{np.median(seconds):.0f} ({k}/{n})" if k else f"never (0/{n})",
+                "steps_to_it": _median_of(steps, n), "train_s_to_it": _median_of(seconds, n),
             })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -651,17 +654,12 @@ def equal_time_table(long: pd.DataFrame, pilot: pd.DataFrame, method: str, refer
         d_low, d_high = bootstrap_difference(
             finals["score"].to_numpy(float), theirs.to_numpy(float), _rng(seed, env, method, reference, "equal_time")
         )
-
-        def median(values: list[float], unit: str = "", n: int = n) -> str:
-            return f"{np.median(values):.0f}{unit} ({len(values)}/{n})" if values else f"never (0/{n})"
-
         rows.append({
             "task": env, "method": method, "steps": int(finals["timesteps"].max()),
-            f"{reference}_final": f"{level:.3g}", "steps_to_it": median(steps),
-            "train_s_to_it": median(seconds, " s"),
-            "at_pilot_speed": median([step * per_step for step in steps], " s"),
-            f"{reference}_train_s_to_it": f"{np.median(their_seconds):.0f} s ({len(their_seconds)}/{n_theirs})"
-            if their_seconds else f"never (0/{n_theirs})",
+            f"{reference}_final": f"{level:.3g}", "steps_to_it": _median_of(steps, n),
+            "train_s_to_it": _median_of(seconds, n, " s"),
+            "at_pilot_speed": _median_of([step * per_step for step in steps], n, " s"),
+            f"{reference}_train_s_to_it": _median_of(their_seconds, n_theirs, " s"),
             "final": f"{finals['score'].mean():.3g} [{low:.3g}, {high:.3g}]",
             "per_seed": " ".join(f"{v:.3g}" for v in finals["score"]),
             f"minus_{reference}_final": f"{finals['score'].mean() - level:+.3g} [{d_low:+.3g}, {d_high:+.3g}]",
